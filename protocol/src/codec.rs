@@ -1,0 +1,207 @@
+//! Newline-delimited JSON framing with a bounded line length that recovers from bad lines.
+
+use std::io;
+use std::marker::PhantomData;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::error::Category;
+use tokio_util::codec::{Decoder, Encoder};
+
+use crate::error::FrameError;
+use crate::sniff::sniff_req_id;
+
+/// The default maximum message size: 64 MiB. Large, because the original's own tests echo 1 MiB
+/// messages and nothing in the protocol caps them; bounded, because one peer must not be able to
+/// make the server buffer without limit.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Decodes lines of JSON into `T` and encodes `T` as one line of JSON.
+///
+/// Decoding follows the original's rules: a line whose first non-blank byte is `{` is parsed,
+/// any other line (blank, or text) is skipped silently, `\r\n` endings are accepted, and a
+/// partial line waits for its `\n`, however the bytes were split across reads (including inside
+/// a multi-byte UTF-8 character).
+///
+/// Each decoded line yields `Ok(message)` or, for a line that could not be used, `Err` with a
+/// [`FrameError`] describing it; the codec has already moved past that line, so the stream of
+/// messages carries on. A line longer than `max_length` bytes (not counting its `\n`) yields a
+/// single [`FrameError::TooLong`] as soon as the limit is passed, and the rest of it is
+/// discarded as it arrives, so memory stays bounded by the limit.
+///
+/// The codec's own `Error` (an [`io::Error`]) is reserved for failures that end the stream: I/O
+/// errors, and a connection that closes in the middle of a line.
+#[derive(Debug)]
+pub struct JsonLinesCodec<T> {
+    max_length: usize,
+    /// Where the search for `\n` resumes, so bytes are scanned once however they arrive.
+    next_index: usize,
+    /// True while the rest of an over-long line is being thrown away.
+    discarding: bool,
+    _message: PhantomData<fn() -> T>,
+}
+
+impl<T> JsonLinesCodec<T> {
+    /// A codec with [`DEFAULT_MAX_MESSAGE_BYTES`].
+    pub fn new() -> Self {
+        Self::with_max_length(DEFAULT_MAX_MESSAGE_BYTES)
+    }
+
+    /// A codec that rejects lines longer than `max_length` bytes (excluding the `\n`).
+    pub fn with_max_length(max_length: usize) -> Self {
+        JsonLinesCodec {
+            max_length,
+            next_index: 0,
+            discarding: false,
+            _message: PhantomData,
+        }
+    }
+
+    /// The maximum line length in bytes.
+    pub fn max_length(&self) -> usize {
+        self.max_length
+    }
+}
+
+impl<T> Default for JsonLinesCodec<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T: DeserializeOwned> Decoder for JsonLinesCodec<T> {
+    type Item = Result<T, FrameError>;
+    type Error = io::Error;
+
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Self::Item>, io::Error> {
+        loop {
+            // Never look further than one byte past the limit: a line is too long as soon as
+            // that many bytes arrive without a newline.
+            let read_to = buf.len().min(self.max_length.saturating_add(1));
+            let newline = memchr::memchr(b'\n', &buf[self.next_index..read_to])
+                .map(|offset| self.next_index + offset);
+            match (self.discarding, newline) {
+                (true, Some(end)) => {
+                    buf.advance(end + 1);
+                    self.next_index = 0;
+                    self.discarding = false;
+                }
+                (true, None) => {
+                    buf.advance(read_to);
+                    self.next_index = 0;
+                    if buf.is_empty() {
+                        return Ok(None);
+                    }
+                }
+                (false, Some(end)) => {
+                    self.next_index = 0;
+                    let line = buf.split_to(end + 1);
+                    if let Some(item) = parse_line(&line[..end]) {
+                        return Ok(Some(item));
+                    }
+                }
+                (false, None) if buf.len() > self.max_length => {
+                    let req_id = sniff_req_id(buf);
+                    self.discarding = true;
+                    self.next_index = 0;
+                    return Ok(Some(Err(FrameError::TooLong {
+                        limit: self.max_length,
+                        req_id,
+                    })));
+                }
+                (false, None) => {
+                    self.next_index = read_to;
+                    return Ok(None);
+                }
+            }
+        }
+    }
+
+    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Self::Item>, io::Error> {
+        if let Some(item) = self.decode(buf)? {
+            return Ok(Some(item));
+        }
+        let leftover = std::mem::take(buf);
+        self.next_index = 0;
+        if self.discarding || leftover.iter().all(u8::is_ascii_whitespace) {
+            self.discarding = false;
+            return Ok(None);
+        }
+        Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!(
+                "connection closed in the middle of a message ({} bytes without a newline)",
+                leftover.len()
+            ),
+        ))
+    }
+}
+
+/// Parses one line (without its `\n`). `None` means the line is skipped, as the original does
+/// with lines that do not start with `{`.
+fn parse_line<T: DeserializeOwned>(line: &[u8]) -> Option<Result<T, FrameError>> {
+    let first = line.iter().find(|b| !b.is_ascii_whitespace())?;
+    if *first != b'{' {
+        return None;
+    }
+    Some(serde_json::from_slice(line).map_err(|err| {
+        match err.classify() {
+            Category::Data => FrameError::InvalidMessage {
+                reason: err.to_string(),
+                req_id: serde_json::from_slice::<serde_json::Value>(line)
+                    .ok()
+                    .and_then(|value| value.get(crate::REQ_ID_FIELD).cloned())
+                    .filter(|id| !id.is_null()),
+            },
+            Category::Syntax | Category::Eof | Category::Io => FrameError::InvalidJson {
+                reason: err.to_string(),
+                req_id: sniff_req_id(line),
+            },
+        }
+    }))
+}
+
+/// Serializes `message` as one line of JSON, `\n` included.
+///
+/// # Errors
+/// Fails only if `message` cannot be represented as JSON (a map with non-string keys, for
+/// example); plain data and [`serde_json::Value`] never fail.
+pub fn encode_line<T: Serialize + ?Sized>(message: &T) -> Result<Bytes, serde_json::Error> {
+    let mut buf = BytesMut::with_capacity(128);
+    write_line(message, &mut buf)?;
+    Ok(buf.freeze())
+}
+
+fn write_line<T: Serialize + ?Sized>(
+    message: &T,
+    buf: &mut BytesMut,
+) -> Result<(), serde_json::Error> {
+    serde_json::to_writer(buf.writer(), message)?;
+    buf.put_u8(b'\n');
+    Ok(())
+}
+
+impl<T, M: Serialize> Encoder<M> for JsonLinesCodec<T> {
+    type Error = io::Error;
+
+    /// Appends `message` as one line. A message whose JSON is longer than the maximum line
+    /// length is refused with [`io::ErrorKind::InvalidInput`] and nothing is written, because
+    /// the peer would reject it anyway.
+    fn encode(&mut self, message: M, dst: &mut BytesMut) -> Result<(), io::Error> {
+        let start = dst.len();
+        write_line(&message, dst).map_err(io::Error::from)?;
+        let length = dst.len() - start - 1;
+        if length > self.max_length {
+            dst.truncate(start);
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "message of {length} bytes exceeds the maximum of {} bytes",
+                    self.max_length
+                ),
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,56 @@
+//! Why a line could not be decoded. None of these end the connection.
+
+use serde_json::Value;
+
+use crate::message::ErrorCode;
+
+/// A line that was received but could not be turned into a message. The codec has already
+/// skipped past it, so the next line decodes normally.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FrameError {
+    /// The line is longer than the configured maximum. It is discarded up to its newline.
+    #[error("message exceeds the maximum of {limit} bytes")]
+    TooLong {
+        /// The configured maximum line length in bytes.
+        limit: usize,
+        /// The `ipcReqID` found at the start of the line, if any.
+        req_id: Option<Value>,
+    },
+    /// The line starts with `{` but is not valid JSON.
+    #[error("invalid JSON: {reason}")]
+    InvalidJson {
+        /// The parser's explanation, with line and column.
+        reason: String,
+        /// The `ipcReqID` found at the start of the line, if any.
+        req_id: Option<Value>,
+    },
+    /// The line is valid JSON but not a message of the expected shape (a field of the wrong
+    /// type, for example).
+    #[error("invalid message: {reason}")]
+    InvalidMessage {
+        /// The parser's explanation.
+        reason: String,
+        /// The message's `ipcReqID`, if it had one.
+        req_id: Option<Value>,
+    },
+}
+
+impl FrameError {
+    /// The wire error code that reports this failure to the peer.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            FrameError::TooLong { .. } => ErrorCode::MessageTooLarge,
+            FrameError::InvalidJson { .. } => ErrorCode::InvalidJson,
+            FrameError::InvalidMessage { .. } => ErrorCode::InvalidRequest,
+        }
+    }
+
+    /// The request id recovered from the failed line, if any.
+    pub fn req_id(&self) -> Option<&Value> {
+        match self {
+            FrameError::TooLong { req_id, .. }
+            | FrameError::InvalidJson { req_id, .. }
+            | FrameError::InvalidMessage { req_id, .. } => req_id.as_ref(),
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! The messages of the pixl-ipc protocol, with their exact wire field names.
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+
+/// The wire name of the request id field, shared by requests and replies.
+pub const REQ_ID_FIELD: &str = "ipcReqID";
+
+/// A request from a client to the server.
+///
+/// `{"ipcReqID":"rq0","uri":"/myapi/test","data":{..},"pid":1234,"userAgent":"Node/IPCClient/app"}`
+///
+/// Only `uri` is required for the request to be routed; everything else is optional on the wire.
+/// The informational fields (`pid`, `userAgent`) are read leniently: a value of the wrong type is
+/// treated as absent rather than failing the request, because nothing depends on them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    /// The client's id for this request (`"rq"` + a counter in the original clients), copied
+    /// into the reply. A request without one still gets a reply, with `"ipcReqID": null`.
+    #[serde(
+        rename = "ipcReqID",
+        default,
+        deserialize_with = "non_null",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ipc_req_id: Option<Value>,
+    /// The route to call. Missing, `null` or `""` gets the `no_uri` error reply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
+    /// The payload for the handler; `null` when absent.
+    #[serde(default)]
+    pub data: Value,
+    /// The sender's process id as the client claims it (not verified; see the connection's peer
+    /// credentials for the kernel's answer).
+    #[serde(
+        default,
+        deserialize_with = "lenient_u32",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub pid: Option<u32>,
+    /// Free text identifying the calling program.
+    #[serde(
+        rename = "userAgent",
+        default,
+        deserialize_with = "lenient_string",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub user_agent: Option<String>,
+    /// Extension: when `true` the server runs the handler but sends no reply (one-way message).
+    #[serde(rename = "ipcNoReply", default, skip_serializing_if = "is_false")]
+    pub no_reply: bool,
+    /// Extension: when `true` the server closes the connection after replying to this request
+    /// (and after finishing any other request already in flight on it).
+    #[serde(rename = "ipcClose", default, skip_serializing_if = "is_false")]
+    pub close_after_reply: bool,
+}
+
+impl Request {
+    /// A request for `uri` carrying `data`, with no id and no client details.
+    pub fn new(uri: impl Into<String>, data: Value) -> Self {
+        Request {
+            uri: Some(uri.into()),
+            data,
+            ..Request::default()
+        }
+    }
+
+    /// The uri if it is present and not empty; `None` means the request gets `no_uri`.
+    pub fn routable_uri(&self) -> Option<&str> {
+        self.uri.as_deref().filter(|uri| !uri.is_empty())
+    }
+}
+
+/// A successful reply: `{"ipcReqID":"rq0","data":<handler result>}`.
+///
+/// Handler-level failures are also sent in this shape, with `data: {"code":..,"message":..}`,
+/// exactly like the original's `no_handler_found`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Response<'a> {
+    /// The request's id, or `null` when it had none.
+    #[serde(rename = "ipcReqID")]
+    pub ipc_req_id: &'a Value,
+    /// What the handler returned.
+    pub data: &'a Value,
+}
+
+/// A request-level error reply, with `code` and `message` at the top level:
+/// `{"ipcReqID":null,"code":"invalid_json","message":"..."}`.
+///
+/// This is the shape of the original's `no_uri` reply; this server also uses it for every error
+/// that happens before a handler runs (see [`ErrorCode`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorReply {
+    /// The request's id when it could be recovered, else `null`.
+    #[serde(rename = "ipcReqID")]
+    pub ipc_req_id: Value,
+    /// A stable machine-readable code.
+    pub code: String,
+    /// A human-readable explanation.
+    pub message: String,
+}
+
+impl ErrorReply {
+    /// Builds an error reply for one of the protocol's own error codes.
+    pub fn new(ipc_req_id: Option<Value>, code: ErrorCode, message: impl Into<String>) -> Self {
+        ErrorReply {
+            ipc_req_id: ipc_req_id.unwrap_or(Value::Null),
+            code: code.as_str().to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The `data` of a handler-level error reply: `{"code":"...","message":"..."}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorData {
+    /// A stable machine-readable code (the handler's own, or one of [`ErrorCode`]).
+    pub code: String,
+    /// A human-readable explanation.
+    pub message: String,
+}
+
+/// A message the server sends on its own initiative: it has no `ipcReqID`, so the original Node
+/// client emits it as a `data` event and the PHP client skips it.
+/// `{"uri":"/events/config","data":{..}}` (`uri` is optional).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Push {
+    /// An optional topic, so a client can tell pushes apart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
+    /// The payload.
+    #[serde(default)]
+    pub data: Value,
+}
+
+/// Any line a server may send, as a client decodes it: a reply (with `ipcReqID`), a top-level
+/// error, or a push (no `ipcReqID`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServerMessage {
+    /// The request id this answers; `None` (absent or `null`) for pushes and unattributable errors.
+    #[serde(rename = "ipcReqID", default, deserialize_with = "non_null")]
+    pub ipc_req_id: Option<Value>,
+    /// The handler's result, or the push payload.
+    #[serde(default)]
+    pub data: Value,
+    /// Set on a top-level error reply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<Value>,
+    /// Set on a top-level error reply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<Value>,
+    /// Set on pushes that carry a topic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
+}
+
+/// Every error code this server sends, with the shape it is sent in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// Top level. The request has no `uri` (or it is `null` or `""`). From the original.
+    NoUri,
+    /// In `data`. No handler matched the uri and the default handler was not replaced. From the
+    /// original.
+    NoHandlerFound,
+    /// Top level, `ipcReqID` recovered when possible. A line starting with `{` is not valid JSON.
+    InvalidJson,
+    /// Top level, `ipcReqID` recovered when possible. Valid JSON that is not a request: not an
+    /// object, or a field of the wrong type (`uri` not a string).
+    InvalidRequest,
+    /// Top level, `ipcReqID` recovered when possible. The line is longer than the server's
+    /// maximum message size; it was discarded up to its newline.
+    MessageTooLarge,
+    /// Top level, then the connection is closed. The server is at its connection limit.
+    TooManyConnections,
+    /// In `data`. The handler failed without choosing a code of its own.
+    HandlerError,
+    /// In `data`. The handler panicked; the connection and the server carry on.
+    HandlerPanic,
+}
+
+impl ErrorCode {
+    /// The code as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::NoUri => "no_uri",
+            ErrorCode::NoHandlerFound => "no_handler_found",
+            ErrorCode::InvalidJson => "invalid_json",
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::MessageTooLarge => "message_too_large",
+            ErrorCode::TooManyConnections => "too_many_connections",
+            ErrorCode::HandlerError => "handler_error",
+            ErrorCode::HandlerPanic => "handler_panic",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
+}
+
+/// `null` and absent both mean "no id".
+fn non_null<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
+    let value = Value::deserialize(deserializer)?;
+    Ok((!value.is_null()).then_some(value))
+}
+
+fn lenient_u32<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
+    let value = Value::deserialize(deserializer)?;
+    Ok(value.as_u64().and_then(|pid| u32::try_from(pid).ok()))
+}
+
+fn lenient_string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    Ok(match Value::deserialize(deserializer)? {
+        Value::String(text) => Some(text),
+        _ => None,
+    })
+}

@@ -1,0 +1,127 @@
+//! Recovering a request's `ipcReqID` from a line that could not be decoded, so that the error
+//! reply reaches the caller that is waiting for it instead of looking like a push.
+
+use serde_json::Value;
+
+/// How much of a line is scanned for the id. Clients put `ipcReqID` first (Node) or second
+/// (PHP, after `uri`), so a short prefix is enough.
+pub(crate) const SNIFF_LIMIT: usize = 64 * 1024;
+
+/// Finds the top-level `"ipcReqID": <string or number>` member in the first [`SNIFF_LIMIT`]
+/// bytes of `line`, without parsing the rest. Keys inside nested objects are skipped; any
+/// surprise makes it give up and return `None`.
+pub(crate) fn sniff_req_id(line: &[u8]) -> Option<Value> {
+    let line = &line[..line.len().min(SNIFF_LIMIT)];
+    let mut pos = skip_ws(line, 0);
+    if line.get(pos) != Some(&b'{') {
+        return None;
+    }
+    let mut depth = 0usize;
+    let mut expecting_key = false;
+    while pos < line.len() {
+        match line[pos] {
+            b'{' => {
+                depth += 1;
+                expecting_key = depth == 1;
+                pos += 1;
+            }
+            b'[' => {
+                depth += 1;
+                expecting_key = false;
+                pos += 1;
+            }
+            b'}' | b']' => {
+                depth = depth.checked_sub(1)?;
+                pos += 1;
+            }
+            b',' => {
+                expecting_key = depth == 1;
+                pos += 1;
+            }
+            b'"' => {
+                let end = string_end(line, pos)?;
+                if expecting_key && &line[pos..end] == b"\"ipcReqID\"" {
+                    return value_after_colon(line, end);
+                }
+                expecting_key = false;
+                pos = end;
+            }
+            _ => pos += 1,
+        }
+    }
+    None
+}
+
+/// The index just past the closing quote of the string starting at `start`.
+fn string_end(line: &[u8], start: usize) -> Option<usize> {
+    let mut pos = start + 1;
+    while pos < line.len() {
+        match line[pos] {
+            b'\\' => pos += 2,
+            b'"' => return Some(pos + 1),
+            _ => pos += 1,
+        }
+    }
+    None
+}
+
+fn skip_ws(line: &[u8], mut pos: usize) -> usize {
+    while pos < line.len() && line[pos].is_ascii_whitespace() {
+        pos += 1;
+    }
+    pos
+}
+
+fn value_after_colon(line: &[u8], key_end: usize) -> Option<Value> {
+    let colon = skip_ws(line, key_end);
+    if line.get(colon) != Some(&b':') {
+        return None;
+    }
+    let start = skip_ws(line, colon + 1);
+    let end = match line.get(start)? {
+        b'"' => string_end(line, start)?,
+        b'-' | b'0'..=b'9' => {
+            let digits = line[start..]
+                .iter()
+                .position(|b| !matches!(b, b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'))
+                .unwrap_or(line.len() - start);
+            start + digits
+        }
+        _ => return None,
+    };
+    serde_json::from_slice(&line[start..end]).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sniff_req_id;
+    use serde_json::json;
+
+    #[test]
+    fn finds_the_id_where_the_original_clients_put_it() {
+        let node = br#"{"ipcReqID":"rq7","uri":"/x","data":{"a":"#;
+        assert_eq!(sniff_req_id(node), Some(json!("rq7")));
+        let php = br#"{"uri":"\/x","ipcReqID":"rq12","data":[1,"#;
+        assert_eq!(sniff_req_id(php), Some(json!("rq12")));
+        let spaced = b"  { \"uri\" : \"/x\" ,\r\n \"ipcReqID\" :  42 , ";
+        assert_eq!(sniff_req_id(spaced), Some(json!(42)));
+    }
+
+    #[test]
+    fn ignores_nested_and_quoted_lookalikes() {
+        let nested = br#"{"data":{"ipcReqID":"inner"},"ipcReqID":"outer"}"#;
+        assert_eq!(sniff_req_id(nested), Some(json!("outer")));
+        let quoted = br#"{"data":"say \"ipcReqID\":\"no\"","x":1"#;
+        assert_eq!(sniff_req_id(quoted), None);
+        let value_not_key = br#"{"uri":"ipcReqID","ipcReqID":"rq1"}"#;
+        assert_eq!(sniff_req_id(value_not_key), Some(json!("rq1")));
+    }
+
+    #[test]
+    fn gives_up_on_non_objects_and_odd_ids() {
+        assert_eq!(sniff_req_id(b"[1,2]"), None);
+        assert_eq!(sniff_req_id(br#"{"ipcReqID":{"a":1}}"#), None);
+        assert_eq!(sniff_req_id(br#"{"ipcReqID":"unterminated"#), None);
+        assert_eq!(sniff_req_id(b""), None);
+    }
+}

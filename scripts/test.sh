@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The one test command. On a fresh Debian machine with Rust and Node it first installs what is
+# missing (php-cli and phpunit with apt-get when root; npm packages from lock files), then runs
+# every check: rustfmt, clippy, rustdoc, the Rust tests (unit, codec, raw-wire and lifecycle
+# tests against the real binary), and the Node and PHP suites of the packages that have them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+install_debian_packages() {
+  local missing=()
+  command -v php >/dev/null 2>&1 || missing+=(php-cli)
+  command -v phpunit >/dev/null 2>&1 || missing+=(phpunit)
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "missing ${missing[*]}: install them (apt-get install ${missing[*]}) or run this as root" >&2
+    exit 1
+  fi
+  step "installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+install_rust_components() {
+  cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
+  cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
+}
+
+install_debian_packages
+install_rust_components
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (all targets, warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo doc (warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
+
+step "cargo test"
+cargo test --workspace --locked
+
+# Client packages join the run as they are added: Node packages with a lock file, PHP packages
+# with a phpunit.xml. Both need the server binary the Rust tests just built.
+export PIXL_IPC_SERVER_BIN="$PWD/target/debug/pixl-ipc-server"
+for package in client-node; do
+  if [ -f "$package/package-lock.json" ]; then
+    step "node tests: $package"
+    (cd "$package" && npm ci --no-audit --no-fund && npm test)
+  fi
+done
+for package in client-php; do
+  if [ -f "$package/phpunit.xml" ]; then
+    step "php tests: $package"
+    phpunit -c "$package/phpunit.xml"
+  fi
+done
+step "all checks passed"

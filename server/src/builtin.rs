@@ -1,0 +1,95 @@
+//! The built-in endpoints: the original's two test handlers and our `stats` / `info`.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use pixl_ipc_protocol::Request;
+use serde_json::{json, Value};
+
+use crate::handler::{HandlerResult, RequestContext};
+use crate::router::Router;
+use crate::stats::Stats;
+
+/// The name the original logs its built-in handlers under.
+pub(crate) const BUILTIN_NAME: &str = "IPCServer";
+
+/// Registers the built-ins, before any user handler, so they win as in the original.
+pub(crate) fn register(router: &Arc<Router>, stats: &Arc<Stats>) {
+    let builtins = || -> Result<(), crate::RouteError> {
+        router.add_uri_handler(regex_prefix("/ipcserver/test/echo"), BUILTIN_NAME, echo)?;
+        router.add_uri_handler(regex_prefix("/ipcserver/test/delay"), BUILTIN_NAME, delay)?;
+
+        let (stats, routes) = (stats.clone(), Arc::downgrade(router));
+        router.add_uri_handler(
+            "/ipcserver/stats",
+            BUILTIN_NAME,
+            move |_: Request, _: RequestContext| {
+                let answer = stats_answer(&stats, &routes);
+                async move { answer }
+            },
+        )?;
+
+        let routes = Arc::downgrade(router);
+        router.add_uri_handler(
+            "/ipcserver/info",
+            BUILTIN_NAME,
+            move |_: Request, _: RequestContext| {
+                let answer = info_answer(&routes);
+                async move { answer }
+            },
+        )?;
+        Ok(())
+    };
+    // The patterns are constants; a failure here is a bug in this file, caught by every test.
+    if let Err(err) = builtins() {
+        unreachable!("built-in route failed to register: {err}");
+    }
+}
+
+/// The original registers its test handlers as unanchored-at-the-end regexes: prefix matches.
+fn regex_prefix(prefix: &str) -> regex::Regex {
+    match regex::Regex::new(&format!("^{}", regex::escape(prefix))) {
+        Ok(regex) => regex,
+        Err(err) => unreachable!("escaped literal is a valid regex: {err}"),
+    }
+}
+
+/// `/ipcserver/test/echo`: answers the request's `data` unchanged.
+async fn echo(request: Request, _ctx: RequestContext) -> HandlerResult {
+    Ok(request.data)
+}
+
+/// `/ipcserver/test/delay`: waits `data.delay` milliseconds when it is a positive number and
+/// answers `{"delay": <the value given>}`; otherwise answers `{"delay": 0}` at once.
+async fn delay(request: Request, _ctx: RequestContext) -> HandlerResult {
+    let given = request.data.get("delay").cloned().unwrap_or(Value::Null);
+    match given.as_f64().filter(|ms| *ms > 0.0 && ms.is_finite()) {
+        Some(ms) => {
+            tokio::time::sleep(Duration::from_secs_f64(ms / 1000.0)).await;
+            Ok(json!({ "delay": given }))
+        }
+        None => Ok(json!({ "delay": 0 })),
+    }
+}
+
+fn stats_answer(stats: &Stats, routes: &Weak<Router>) -> HandlerResult {
+    let handlers = routes.upgrade().map_or(0, |router| router.len());
+    Ok(serde_json::to_value(stats.snapshot(handlers))?)
+}
+
+fn info_answer(routes: &Weak<Router>) -> HandlerResult {
+    let handlers: Vec<Value> = routes
+        .upgrade()
+        .map(|router| router.routes())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|route| json!({"pattern": route.pattern, "name": route.name}))
+        .collect();
+    Ok(json!({
+        "server": env!("CARGO_PKG_NAME"),
+        "version": env!("CARGO_PKG_VERSION"),
+        "protocol": "pixl-ipc 1.1.3",
+        "extensions": ["ipcNoReply", "ipcClose"],
+        "handlers": handlers,
+    }))
+}

@@ -1,0 +1,203 @@
+//! Command-line flags and the optional JSON config file (including the original's pixl-server
+//! shape), merged into a [`ServerConfig`]: flags win over the file, the file over defaults.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use pixl_ipc_server::{parse_socket_mode, ServerConfig};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// A pixl-ipc compatible RPC server on a UNIX domain socket.
+#[derive(Debug, Parser)]
+#[command(name = "pixl-ipc-server", version, about, long_about = None)]
+pub(crate) struct Args {
+    /// Socket path [default: $XDG_RUNTIME_DIR/pixl-ipc.sock, or /tmp/pixl-ipc.sock]
+    #[arg(long, env = "PIXL_IPC_SOCKET")]
+    pub(crate) socket: Option<PathBuf>,
+    /// Socket permissions: octal ("600", "0660", "777") or "=600" [default: 600, owner only]
+    #[arg(long, value_name = "MODE")]
+    pub(crate) chmod: Option<String>,
+    /// Group owning the socket file, by name or numeric id
+    #[arg(long, value_name = "GROUP")]
+    pub(crate) group: Option<String>,
+    /// How long shutdown waits for in-flight requests [default: 2000]
+    #[arg(long, value_name = "MS")]
+    pub(crate) exit_timeout_ms: Option<u64>,
+    /// Longest accepted message in bytes [default: 67108864 (64 MiB)]
+    #[arg(long, value_name = "BYTES")]
+    pub(crate) max_message_bytes: Option<usize>,
+    /// Most connections at once [default: 10000]
+    #[arg(long, value_name = "N")]
+    pub(crate) max_connections: Option<usize>,
+    /// Most requests running at once on one connection [default: 1024]
+    #[arg(long, value_name = "N")]
+    pub(crate) max_in_flight: Option<usize>,
+    /// Unread reply bytes per connection before its reading pauses [default: 16777216]
+    #[arg(long, value_name = "BYTES")]
+    pub(crate) max_outbound_bytes: Option<usize>,
+    /// Statistics interval: "second", "minute", "hour", or milliseconds [default: minute]
+    #[arg(long, value_name = "INTERVAL")]
+    pub(crate) stats_interval: Option<String>,
+    /// Responses slower than this count as slow [default: 20]
+    #[arg(long, value_name = "MS")]
+    pub(crate) slow_threshold_ms: Option<u64>,
+    /// JSON config file: flat keys, or the original's {"IPCServer": {...}} section
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+}
+
+/// The keys a config file may set, named as the original's `IPCServer` section names them.
+#[derive(Debug, Default, Deserialize)]
+struct FileConfig {
+    socket_path: Option<PathBuf>,
+    socket_chmod: Option<Value>,
+    socket_group: Option<Value>,
+    exit_timeout: Option<u64>,
+    max_message_bytes: Option<usize>,
+    max_connections: Option<usize>,
+    max_in_flight: Option<usize>,
+    max_outbound_bytes: Option<usize>,
+    log_stats_interval: Option<Value>,
+    slow_threshold_ms: Option<u64>,
+}
+
+const FILE_KEYS: &[&str] = &[
+    "socket_path",
+    "socket_chmod",
+    "socket_group",
+    "exit_timeout",
+    "max_message_bytes",
+    "max_connections",
+    "max_in_flight",
+    "max_outbound_bytes",
+    "log_stats_interval",
+    "slow_threshold_ms",
+];
+
+/// The socket path used when neither a flag nor the config file names one.
+pub(crate) fn default_socket_path() -> PathBuf {
+    std::env::var_os("XDG_RUNTIME_DIR")
+        .filter(|dir| !dir.is_empty() && Path::new(dir).is_dir())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp"))
+        .join("pixl-ipc.sock")
+}
+
+/// Builds the server settings from the flags and the config file they name.
+pub(crate) fn resolve(args: &Args) -> anyhow::Result<ServerConfig> {
+    let file = match &args.config {
+        Some(path) => read_file_config(path)?,
+        None => FileConfig::default(),
+    };
+    let socket = args
+        .socket
+        .clone()
+        .or(file.socket_path)
+        .unwrap_or_else(default_socket_path);
+    let mut config = ServerConfig::new(socket);
+
+    let chmod = match (&args.chmod, &file.socket_chmod) {
+        (Some(flag), _) => Some(flag.clone()),
+        (None, Some(Value::String(text))) => Some(text.clone()),
+        (None, Some(Value::Number(number))) => Some(number.to_string()),
+        (None, Some(other)) => bail!("socket_chmod must be a string such as \"660\", not {other}"),
+        (None, None) => None,
+    };
+    if let Some(chmod) = chmod {
+        config = config.with_socket_mode(parse_socket_mode(&chmod)?);
+    }
+    let group = match (&args.group, &file.socket_group) {
+        (Some(flag), _) => Some(flag.clone()),
+        (None, Some(Value::String(text))) => Some(text.clone()),
+        (None, Some(Value::Number(number))) => Some(number.to_string()),
+        (None, Some(other)) => bail!("socket_group must be a group name or id, not {other}"),
+        (None, None) => None,
+    };
+    if let Some(group) = group {
+        config = config.with_socket_group(resolve_group(&group)?);
+    }
+    if let Some(ms) = args.exit_timeout_ms.or(file.exit_timeout) {
+        config = config.with_exit_timeout(Duration::from_millis(ms));
+    }
+    if let Some(bytes) = args.max_message_bytes.or(file.max_message_bytes) {
+        config = config.with_max_message_bytes(bytes);
+    }
+    if let Some(count) = args.max_connections.or(file.max_connections) {
+        config = config.with_max_connections(count);
+    }
+    if let Some(count) = args.max_in_flight.or(file.max_in_flight) {
+        config = config.with_max_in_flight_per_connection(count);
+    }
+    if let Some(bytes) = args.max_outbound_bytes.or(file.max_outbound_bytes) {
+        config = config.with_max_outbound_bytes_per_connection(bytes);
+    }
+    let interval = match (&args.stats_interval, file.log_stats_interval) {
+        (Some(flag), _) => Some(Value::String(flag.clone())),
+        (None, file_value) => file_value,
+    };
+    if let Some(interval) = interval {
+        config = config.with_stats_interval(parse_interval(&interval)?);
+    }
+    if let Some(ms) = args.slow_threshold_ms.or(file.slow_threshold_ms) {
+        config = config.with_slow_threshold(Duration::from_millis(ms));
+    }
+    Ok(config)
+}
+
+fn read_file_config(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    let root: Value = serde_json::from_str(&text)
+        .with_context(|| format!("config file {} is not valid JSON", path.display()))?;
+    // The original's pixl-server config nests our settings under "IPCServer" beside settings
+    // of other components, which are none of our business.
+    let section = match root.get("IPCServer") {
+        Some(section) => section.clone(),
+        None => root,
+    };
+    let Value::Object(map) = &section else {
+        bail!("config file {}: expected a JSON object", path.display());
+    };
+    for key in map.keys().filter(|key| !FILE_KEYS.contains(&key.as_str())) {
+        tracing::warn!(key, file = %path.display(), "ignoring unknown config key");
+    }
+    serde_json::from_value(section).with_context(|| {
+        format!(
+            "config file {}: a setting has the wrong type",
+            path.display()
+        )
+    })
+}
+
+/// Accepts pixl-server's event names or a number of milliseconds.
+fn parse_interval(value: &Value) -> anyhow::Result<Duration> {
+    let ms = match value {
+        Value::Number(number) => number.as_u64(),
+        Value::String(text) => match text.as_str() {
+            "second" => Some(1_000),
+            "minute" => Some(60_000),
+            "hour" => Some(3_600_000),
+            "day" => Some(86_400_000),
+            other => other.parse().ok(),
+        },
+        _ => None,
+    };
+    match ms {
+        Some(ms) if ms > 0 => Ok(Duration::from_millis(ms)),
+        _ => bail!("invalid stats interval {value}: use \"second\", \"minute\", \"hour\", \"day\" or milliseconds"),
+    }
+}
+
+fn resolve_group(group: &str) -> anyhow::Result<u32> {
+    if let Ok(gid) = group.parse::<u32>() {
+        return Ok(gid);
+    }
+    match nix::unistd::Group::from_name(group) {
+        Ok(Some(found)) => Ok(found.gid.as_raw()),
+        Ok(None) => bail!("no group named {group:?}"),
+        Err(err) => bail!("cannot look up group {group:?}: {err}"),
+    }
+}

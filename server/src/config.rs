@@ -1,0 +1,177 @@
+//! Server settings, every default in one place.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use pixl_ipc_protocol::DEFAULT_MAX_MESSAGE_BYTES;
+
+/// Default `exit_timeout`: how long shutdown waits for in-flight requests (the original's 2000 ms).
+pub const DEFAULT_EXIT_TIMEOUT: Duration = Duration::from_millis(2000);
+/// Default socket mode: owner only. The original's default is 0777; pass `"777"` to get it.
+pub const DEFAULT_SOCKET_MODE: u32 = 0o600;
+/// Default connection limit.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Default limit of requests running at once on one connection. When it is reached the server
+/// stops reading that connection until one finishes.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
+/// Default limit of reply bytes queued for one connection that the peer has not read yet. Past
+/// it the server stops reading that connection's requests (counted as `streamBackpressure`).
+pub const DEFAULT_MAX_OUTBOUND_BYTES: usize = 16 * 1024 * 1024;
+/// Default statistics interval (the original's `log_stats_interval: "minute"`).
+pub const DEFAULT_STATS_INTERVAL: Duration = Duration::from_secs(60);
+/// Default threshold above which a response counts as slow (the original's 20 ms).
+pub const DEFAULT_SLOW_THRESHOLD: Duration = Duration::from_millis(20);
+
+/// Everything the server can be told. Build it with [`ServerConfig::new`] and the `with_*`
+/// methods; each says its default.
+///
+/// ```
+/// use std::time::Duration;
+/// use pixl_ipc_server::ServerConfig;
+///
+/// let config = ServerConfig::new("/run/myapp/ipc.sock")
+///     .with_socket_mode(0o660)
+///     .with_exit_timeout(Duration::from_secs(5));
+/// assert_eq!(config.socket_mode, 0o660);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// Where the UNIX socket is created.
+    pub socket_path: PathBuf,
+    /// Permission bits of the socket file (default [`DEFAULT_SOCKET_MODE`], 0600). The socket
+    /// never has more permissions than this, not even briefly while it is being created.
+    pub socket_mode: u32,
+    /// Group that owns the socket file (default: the process's group).
+    pub socket_group: Option<u32>,
+    /// How long shutdown waits for in-flight requests (default [`DEFAULT_EXIT_TIMEOUT`]).
+    pub exit_timeout: Duration,
+    /// Longest accepted message in bytes, without its newline (default
+    /// [`DEFAULT_MAX_MESSAGE_BYTES`], 64 MiB).
+    pub max_message_bytes: usize,
+    /// Most connections at once (default [`DEFAULT_MAX_CONNECTIONS`]); the next one gets a
+    /// `too_many_connections` error line and is closed.
+    pub max_connections: usize,
+    /// Most requests running at once on one connection (default [`DEFAULT_MAX_IN_FLIGHT`]).
+    pub max_in_flight_per_connection: usize,
+    /// Most unread reply bytes queued for one connection before the server stops reading it
+    /// (default [`DEFAULT_MAX_OUTBOUND_BYTES`]).
+    pub max_outbound_bytes_per_connection: usize,
+    /// How often the interval statistics roll over and are logged (default
+    /// [`DEFAULT_STATS_INTERVAL`]).
+    pub stats_interval: Duration,
+    /// Responses slower than this count as `slowResponses` (default [`DEFAULT_SLOW_THRESHOLD`]).
+    pub slow_threshold: Duration,
+}
+
+impl ServerConfig {
+    /// Settings for a server on `socket_path`, everything else at its default.
+    pub fn new(socket_path: impl AsRef<Path>) -> Self {
+        ServerConfig {
+            socket_path: socket_path.as_ref().to_path_buf(),
+            socket_mode: DEFAULT_SOCKET_MODE,
+            socket_group: None,
+            exit_timeout: DEFAULT_EXIT_TIMEOUT,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_in_flight_per_connection: DEFAULT_MAX_IN_FLIGHT,
+            max_outbound_bytes_per_connection: DEFAULT_MAX_OUTBOUND_BYTES,
+            stats_interval: DEFAULT_STATS_INTERVAL,
+            slow_threshold: DEFAULT_SLOW_THRESHOLD,
+        }
+    }
+
+    /// Sets the socket's permission bits (default 0600). See [`parse_socket_mode`] for the
+    /// string forms a configuration file may use.
+    pub fn with_socket_mode(mut self, mode: u32) -> Self {
+        self.socket_mode = mode & 0o777;
+        self
+    }
+
+    /// Sets the socket file's group (default: the process's group).
+    pub fn with_socket_group(mut self, gid: u32) -> Self {
+        self.socket_group = Some(gid);
+        self
+    }
+
+    /// Sets how long shutdown waits for in-flight requests (default 2 s).
+    pub fn with_exit_timeout(mut self, timeout: Duration) -> Self {
+        self.exit_timeout = timeout;
+        self
+    }
+
+    /// Sets the longest accepted message (default 64 MiB).
+    pub fn with_max_message_bytes(mut self, bytes: usize) -> Self {
+        self.max_message_bytes = bytes;
+        self
+    }
+
+    /// Sets the connection limit (default 10,000).
+    pub fn with_max_connections(mut self, connections: usize) -> Self {
+        self.max_connections = connections;
+        self
+    }
+
+    /// Sets the per-connection limit of requests running at once (default 1024).
+    pub fn with_max_in_flight_per_connection(mut self, requests: usize) -> Self {
+        self.max_in_flight_per_connection = requests.max(1);
+        self
+    }
+
+    /// Sets the per-connection limit of unread reply bytes (default 16 MiB).
+    pub fn with_max_outbound_bytes_per_connection(mut self, bytes: usize) -> Self {
+        self.max_outbound_bytes_per_connection = bytes;
+        self
+    }
+
+    /// Sets the statistics interval (default 60 s).
+    pub fn with_stats_interval(mut self, interval: Duration) -> Self {
+        self.stats_interval = interval;
+        self
+    }
+
+    /// Sets the slow-response threshold (default 20 ms).
+    pub fn with_slow_threshold(mut self, threshold: Duration) -> Self {
+        self.slow_threshold = threshold;
+        self
+    }
+}
+
+/// A socket mode string that could not be understood.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid socket mode {given:?}: expected octal permission bits such as \"600\", \"0660\", \"777\" or \"=600\"")]
+pub struct InvalidSocketMode {
+    /// The text as given.
+    pub given: String,
+}
+
+/// Parses a socket mode the way both seeds write it: the original's octal strings (`"777"`,
+/// `"0660"`) and tremor's `"=600"`. Only permission bits (at most `0777`) are accepted.
+///
+/// ```
+/// use pixl_ipc_server::parse_socket_mode;
+/// assert_eq!(parse_socket_mode("777"), Ok(0o777));
+/// assert_eq!(parse_socket_mode("0660"), Ok(0o660));
+/// assert_eq!(parse_socket_mode("=600"), Ok(0o600));
+/// assert!(parse_socket_mode("rw-rw----").is_err());
+/// ```
+///
+/// # Errors
+/// [`InvalidSocketMode`] for anything else.
+pub fn parse_socket_mode(text: &str) -> Result<u32, InvalidSocketMode> {
+    let invalid = || InvalidSocketMode {
+        given: text.to_owned(),
+    };
+    let digits = text.trim();
+    let digits = digits.strip_prefix('=').unwrap_or(digits);
+    let digits = digits.strip_prefix("0o").unwrap_or(digits);
+    if digits.is_empty() || digits.len() > 4 || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b))
+    {
+        return Err(invalid());
+    }
+    let mode = u32::from_str_radix(digits, 8).map_err(|_| invalid())?;
+    if mode > 0o777 {
+        return Err(invalid());
+    }
+    Ok(mode)
+}

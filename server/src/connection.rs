@@ -1,0 +1,231 @@
+//! One connection's life, independent of the transport: read requests, run each in its own
+//! task, queue replies in completion order, pause reading when the peer falls behind, and on
+//! shutdown finish what was accepted before closing.
+
+use std::io;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures_util::{FutureExt, Sink, Stream, StreamExt};
+use pixl_ipc_protocol::{encode_line, ErrorCode, ErrorReply, FrameError, Request, Response};
+use serde_json::{json, Value};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::handler::{ConnectionInfo, RequestContext};
+use crate::outbound::{Outbound, OutboundReceiver};
+use crate::router::Router;
+use crate::stats::Stats;
+
+/// What a connection needs from the server.
+pub(crate) struct ConnectionEnv {
+    pub(crate) router: Arc<Router>,
+    pub(crate) stats: Arc<Stats>,
+    pub(crate) max_in_flight: usize,
+    /// Cancelled when the server starts shutting down: stop reading, finish in-flight work.
+    pub(crate) shutdown: CancellationToken,
+    /// Cancelled when `exit_timeout` has passed: drop whatever is still running.
+    pub(crate) abort: CancellationToken,
+}
+
+/// The decoded inbound side of a transport.
+pub(crate) type Inbound = Result<Result<Request, FrameError>, io::Error>;
+
+/// Why the reader stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReadEnd {
+    PeerClosed,
+    ReadError,
+    Shutdown,
+    CloseRequested,
+}
+
+/// Serves one connection to the end. `outbound` / `queue` are the connection's reply queue
+/// (created by the caller so the push registry can hold a sender); `sink` is where the writer
+/// puts encoded lines.
+pub(crate) async fn serve<R, W>(
+    info: Arc<ConnectionInfo>,
+    env: &ConnectionEnv,
+    requests: R,
+    sink: W,
+    outbound: Outbound,
+    queue: OutboundReceiver,
+) where
+    R: Stream<Item = Inbound> + Unpin,
+    W: Sink<Bytes, Error = io::Error> + Unpin + Send + 'static,
+{
+    let conn_id = info.id;
+    let writer = tokio::spawn(async move {
+        let mut sink = sink;
+        let result = queue.write_all(&mut sink).await;
+        if result.is_ok() {
+            // Flush and end our side so the peer sees EOF after the last reply.
+            let _ = futures_util::SinkExt::close(&mut sink).await;
+        }
+        result
+    });
+    let mut writer = AbortOnDrop(writer);
+
+    let mut handlers = JoinSet::new();
+    let end = read_requests(&info, env, requests, &outbound, &mut handlers).await;
+    tracing::debug!(conn = conn_id, reason = ?end, in_flight = handlers.len(), "stopped reading");
+    drop(outbound);
+
+    // Let accepted requests finish and their replies go out, unless the exit timeout passes.
+    let finished = async {
+        while handlers.join_next().await.is_some() {}
+        match (&mut writer.0).await {
+            Ok(Err(err)) => {
+                tracing::debug!(conn = conn_id, error = %err, "peer stopped reading replies")
+            }
+            Err(err) if err.is_panic() => {
+                tracing::error!(conn = conn_id, "connection writer panicked")
+            }
+            _ => {}
+        }
+    };
+    tokio::select! {
+        () = finished => {}
+        () = env.abort.cancelled() => {
+            tracing::warn!(conn = conn_id, dropped = handlers.len(), "exit timeout reached; closing connection with requests unanswered");
+            handlers.abort_all();
+        }
+    }
+}
+
+/// Reads and dispatches requests until the peer closes, fails, asks to close, or shutdown.
+async fn read_requests<R>(
+    info: &Arc<ConnectionInfo>,
+    env: &ConnectionEnv,
+    mut requests: R,
+    outbound: &Outbound,
+    handlers: &mut JoinSet<()>,
+) -> ReadEnd
+where
+    R: Stream<Item = Inbound> + Unpin,
+{
+    let ctx = RequestContext {
+        connection: info.clone(),
+    };
+    let mut paused = false;
+    loop {
+        let behind = outbound.is_full();
+        if behind && !paused {
+            env.stats.backpressure();
+            tracing::debug!(
+                conn = info.id,
+                "peer is not reading replies; pausing its requests"
+            );
+        }
+        paused = behind;
+        let can_read = !behind && handlers.len() < env.max_in_flight;
+        tokio::select! {
+            biased;
+            () = env.shutdown.cancelled() => return ReadEnd::Shutdown,
+            Some(_) = handlers.join_next(), if !handlers.is_empty() => {}
+            () = outbound.progressed(), if behind => {}
+            next = requests.next(), if can_read => match next {
+                None => return ReadEnd::PeerClosed,
+                Some(Err(err)) => {
+                    tracing::debug!(conn = info.id, error = %err, "connection read ended");
+                    return ReadEnd::ReadError;
+                }
+                Some(Ok(Err(frame_error))) => reject_line(info.id, env, outbound, &frame_error),
+                Some(Ok(Ok(request))) => {
+                    let close = request.close_after_reply;
+                    dispatch(request, &ctx, env, outbound, handlers);
+                    if close {
+                        return ReadEnd::CloseRequested;
+                    }
+                }
+            },
+        }
+    }
+}
+
+/// Answers a line that could not be decoded; the connection carries on.
+fn reject_line(conn_id: u64, env: &ConnectionEnv, outbound: &Outbound, error: &FrameError) {
+    tracing::warn!(conn = conn_id, error = %error, "rejected a line");
+    env.stats.protocol_error();
+    let reply = ErrorReply::new(error.req_id().cloned(), error.code(), error.to_string());
+    queue(outbound, &reply);
+}
+
+/// Starts one request: protocol errors are answered at once, anything routable runs in its own
+/// task so a slow handler does not hold up the others.
+fn dispatch(
+    request: Request,
+    ctx: &RequestContext,
+    env: &ConnectionEnv,
+    outbound: &Outbound,
+    handlers: &mut JoinSet<()>,
+) {
+    let received = Instant::now();
+    env.stats.request_received();
+    let Some(uri) = request.routable_uri() else {
+        env.stats.protocol_error();
+        tracing::warn!(conn = ctx.connection.id, "request without a uri");
+        if !request.no_reply {
+            let reply = ErrorReply::new(
+                request.ipc_req_id,
+                ErrorCode::NoUri,
+                "Missing required uri parameter from request",
+            );
+            queue(outbound, &reply);
+        }
+        return;
+    };
+    let route = env.router.route(uri);
+    tracing::trace!(conn = ctx.connection.id, uri, handler = %route.name, "request");
+    let ctx = ctx.clone();
+    let outbound = outbound.clone();
+    let stats = env.stats.clone();
+    handlers.spawn(async move {
+        let req_id = request.ipc_req_id.clone().unwrap_or(Value::Null);
+        let no_reply = request.no_reply;
+        let outcome = AssertUnwindSafe((route.handler)(request, ctx)).catch_unwind().await;
+        let data = match outcome {
+            Ok(Ok(data)) => data,
+            Ok(Err(err)) => {
+                tracing::debug!(handler = %route.name, code = %err.code, message = %err.message, "handler returned an error");
+                json!({"code": err.code, "message": err.message})
+            }
+            Err(panic) => {
+                let message = format!("handler '{}' panicked: {}", route.name, panic_message(&panic));
+                tracing::error!(handler = %route.name, "{message}");
+                json!({"code": ErrorCode::HandlerPanic.as_str(), "message": message})
+            }
+        };
+        stats.response_sent(received.elapsed());
+        if !no_reply {
+            queue(&outbound, &Response { ipc_req_id: &req_id, data: &data });
+        }
+    });
+}
+
+fn queue<T: serde::Serialize>(outbound: &Outbound, message: &T) {
+    match encode_line(message) {
+        // A closed queue means the peer is gone; its replies have nowhere to go.
+        Ok(line) => drop(outbound.send(line)),
+        Err(err) => tracing::error!(error = %err, "reply could not be encoded as JSON"),
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
+}
+
+/// Aborts the writer task if the connection is dropped before it finished.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

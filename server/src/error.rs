@@ -1,0 +1,55 @@
+//! Why the server could not start.
+
+use std::io;
+use std::path::PathBuf;
+
+/// A failure to start the server. Each names the socket path and says what to do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// Another process is accepting connections on the path.
+    #[error("{path} is in use by a running server (a connection to it succeeded); stop that server or choose another --socket")]
+    SocketInUse {
+        /// The socket path.
+        path: PathBuf,
+    },
+    /// The path exists and is not a socket; it is left untouched.
+    #[error("{path} exists and is a {kind}, not a socket; refusing to replace it")]
+    NotASocket {
+        /// The path.
+        path: PathBuf,
+        /// What it is instead ("regular file", "directory", ...).
+        kind: &'static str,
+    },
+    /// The path is longer than a UNIX socket address can hold.
+    #[error(
+        "socket path {path} is {length} bytes long; the limit on this system is {limit} bytes"
+    )]
+    PathTooLong {
+        /// The path.
+        path: PathBuf,
+        /// Its length in bytes.
+        length: usize,
+        /// The longest path a socket address holds.
+        limit: usize,
+    },
+    /// An existing socket could not be probed (for example no permission to connect to it), so
+    /// it is left alone.
+    #[error("cannot tell whether {path} belongs to a running server: {source}")]
+    CannotProbe {
+        /// The path.
+        path: PathBuf,
+        /// The OS error from connecting to it.
+        source: io::Error,
+    },
+    /// Creating, binding or setting up the socket failed.
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+}

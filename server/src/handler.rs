@@ -1,0 +1,127 @@
+//! What a handler is, what it receives and how it fails.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use pixl_ipc_protocol::{ErrorCode, Request};
+use serde_json::Value;
+
+/// How a connection reached the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Transport {
+    /// A UNIX domain socket; `path` is the socket the server listens on.
+    Unix {
+        /// The listening socket's path.
+        path: PathBuf,
+    },
+}
+
+/// The peer's identity as the kernel reports it for a UNIX socket (`SO_PEERCRED`), taken when
+/// the connection was accepted. Unlike a request's `pid` field, the client cannot forge it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerCredentials {
+    /// The peer process's effective user id.
+    pub uid: u32,
+    /// The peer process's effective group id.
+    pub gid: u32,
+    /// The peer process's id, where the platform reports it.
+    pub pid: Option<i32>,
+}
+
+/// Facts about one connection, shared by every request on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionInfo {
+    /// Unique for the server's lifetime; the id to [`push`](crate::ServerHandle::push) to.
+    pub id: u64,
+    /// How the peer connected.
+    pub transport: Transport,
+    /// Kernel-verified credentials, on UNIX sockets.
+    pub peer: Option<PeerCredentials>,
+}
+
+/// What a handler gets besides the request: where it came from.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    /// The connection the request arrived on.
+    pub connection: Arc<ConnectionInfo>,
+}
+
+/// A handler's failure. It becomes the reply `{"ipcReqID":..,"data":{"code":..,"message":..}}`,
+/// the shape the original clients' `codeToErr` recognises; the connection carries on.
+///
+/// Any `std::error::Error` converts into one with the code `handler_error`, so handlers can use
+/// `?` on I/O, parsing and similar errors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandlerError {
+    /// A stable machine-readable code for the caller to act on.
+    pub code: String,
+    /// A human-readable explanation.
+    pub message: String,
+}
+
+impl HandlerError {
+    /// An error with the handler's own `code`.
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        HandlerError {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for HandlerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl<E: std::error::Error> From<E> for HandlerError {
+    fn from(err: E) -> Self {
+        HandlerError::new(ErrorCode::HandlerError.as_str(), err.to_string())
+    }
+}
+
+/// What a handler returns: the reply's `data`, or an error.
+pub type HandlerResult = Result<Value, HandlerError>;
+
+/// The boxed future a type-erased handler returns.
+pub type HandlerFuture = Pin<Box<dyn Future<Output = HandlerResult> + Send + 'static>>;
+
+/// A type-erased handler, as the router stores it.
+pub type BoxedHandler = Arc<dyn Fn(Request, RequestContext) -> HandlerFuture + Send + Sync>;
+
+/// Anything that can handle requests: implemented for every
+/// `Fn(Request, RequestContext) -> impl Future<Output = HandlerResult>` that is `Send + Sync`.
+///
+/// ```
+/// use pixl_ipc_server::{HandlerResult, Request, RequestContext};
+/// use serde_json::json;
+///
+/// async fn hello(request: Request, ctx: RequestContext) -> HandlerResult {
+///     Ok(json!({"hello": request.data, "connection": ctx.connection.id}))
+/// }
+/// # fn takes<H: pixl_ipc_server::Handler>(_: H) {}
+/// # takes(hello);
+/// ```
+pub trait Handler: Send + Sync + 'static {
+    /// Runs the handler for one request.
+    fn call(&self, request: Request, ctx: RequestContext) -> HandlerFuture;
+}
+
+impl<F, Fut> Handler for F
+where
+    F: Fn(Request, RequestContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = HandlerResult> + Send + 'static,
+{
+    fn call(&self, request: Request, ctx: RequestContext) -> HandlerFuture {
+        Box::pin(self(request, ctx))
+    }
+}
+
+/// Erases a handler's type so the router can store handlers of different types together.
+pub(crate) fn boxed(handler: impl Handler) -> BoxedHandler {
+    Arc::new(move |request, ctx| handler.call(request, ctx))
+}

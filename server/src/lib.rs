@@ -1,0 +1,52 @@
+//! A pixl-ipc compatible RPC server over UNIX domain sockets.
+//!
+//! Clients written for the original Node.js pixl-ipc (its Node and PHP clients) work unchanged:
+//! newline-delimited JSON requests `{"ipcReqID","uri","data","pid","userAgent"}` are routed by
+//! uri pattern to async handlers, and each reply carries the request's `ipcReqID`.
+//!
+//! ```no_run
+//! use pixl_ipc_server::{HandlerResult, Request, RequestContext, Server, ServerConfig};
+//! use serde_json::json;
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let server = Server::new(ServerConfig::new("/tmp/myapp.sock"));
+//!     server.add_uri_handler(regex::Regex::new("^/myapi/")?, "myapi", |req: Request, ctx: RequestContext| async move {
+//!         HandlerResult::Ok(json!({"uri": req.uri, "peer_uid": ctx.connection.peer.map(|p| p.uid)}))
+//!     })?;
+//!     let running = server.start().await?;
+//!     tokio::signal::ctrl_c().await?;
+//!     running.shutdown().await;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! The wire protocol, every error code and the differences from pixl-ipc 1.1.3 are specified in
+//! `protocol.md` at the repository root.
+
+mod builtin;
+mod config;
+mod connection;
+mod error;
+mod handler;
+mod outbound;
+mod router;
+mod server;
+mod stats;
+mod transport;
+
+pub use config::{
+    parse_socket_mode, InvalidSocketMode, ServerConfig, DEFAULT_EXIT_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_MESSAGE_BYTES,
+    DEFAULT_MAX_OUTBOUND_BYTES, DEFAULT_SLOW_THRESHOLD, DEFAULT_SOCKET_MODE,
+    DEFAULT_STATS_INTERVAL,
+};
+pub use error::ServerError;
+pub use handler::{
+    BoxedHandler, ConnectionInfo, Handler, HandlerError, HandlerFuture, HandlerResult,
+    PeerCredentials, RequestContext, Transport,
+};
+pub use pixl_ipc_protocol::{Push, Request};
+pub use router::{Matched, RouteError, RouteInfo, Router, UriPattern};
+pub use server::{BroadcastReport, PushError, RunningServer, Server, ServerHandle, ShutdownReport};
+pub use stats::{IntervalStats, LatencySummary, StatsSnapshot, TotalStats};

@@ -1,0 +1,85 @@
+//! The `pixl-ipc-server` binary: flags and config file in, a server on a UNIX socket out, with
+//! a graceful drain on SIGINT/SIGTERM.
+
+mod cli;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use pixl_ipc_server::{Server, DEFAULT_SOCKET_MODE};
+use tokio::signal::unix::{signal, SignalKind};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let args = cli::Args::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("pixl-ipc-server: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("pixl-ipc-server: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: cli::Args) -> anyhow::Result<()> {
+    let config = cli::resolve(&args)?;
+    // Install the handlers before the socket exists, so a signal sent as soon as the server is
+    // reachable drains it rather than killing it.
+    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+
+    let mode = config.socket_mode;
+    let running = Server::new(config).start().await?;
+    let handle = running.handle();
+    let hint = if mode == DEFAULT_SOCKET_MODE {
+        ": owner only; --chmod 777 opens it to every local user, as pixl-ipc did"
+    } else {
+        ""
+    };
+    println!(
+        "pixl-ipc-server listening on {} (mode {mode:04o}{hint})",
+        handle.socket_path().display()
+    );
+    let _ = std::io::stdout().flush();
+
+    let waiting = running.wait();
+    tokio::pin!(waiting);
+    let mut signals = 0;
+    let report = loop {
+        tokio::select! {
+            report = &mut waiting => break report,
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+        signals += 1;
+        if signals == 1 {
+            tracing::info!("signal received: draining (send it again to stop at once)");
+            handle.shutdown();
+        } else {
+            anyhow::bail!("second signal: stopped without waiting for in-flight requests");
+        }
+    };
+    if !report.drained {
+        tracing::warn!("exit timeout reached before every in-flight request was answered");
+    }
+    Ok(())
+}

@@ -1,0 +1,220 @@
+//! URI routing: ordered patterns, first match wins, a replaceable default handler.
+
+use std::sync::{Arc, RwLock};
+
+use pixl_ipc_protocol::ErrorCode;
+use regex::Regex;
+use serde_json::json;
+
+use crate::handler::{boxed, BoxedHandler, Handler, HandlerResult, RequestContext};
+use pixl_ipc_protocol::Request;
+
+/// How a handler's uri pattern is given.
+///
+/// - A `&str` or `String` becomes the regex `^pattern$`, as in the original (the text is regex
+///   source, not escaped: `"/api/.*"` matches every uri under `/api/`).
+/// - A compiled [`Regex`] is *searched* in the uri, like JavaScript's `regex.test`: it matches
+///   anywhere unless it anchors itself with `^` / `$`.
+#[derive(Debug, Clone)]
+pub enum UriPattern {
+    /// Regex source that must match the whole uri.
+    Exact(String),
+    /// A regex searched anywhere in the uri.
+    Regex(Regex),
+}
+
+impl From<&str> for UriPattern {
+    fn from(pattern: &str) -> Self {
+        UriPattern::Exact(pattern.to_owned())
+    }
+}
+
+impl From<String> for UriPattern {
+    fn from(pattern: String) -> Self {
+        UriPattern::Exact(pattern)
+    }
+}
+
+impl From<Regex> for UriPattern {
+    fn from(regex: Regex) -> Self {
+        UriPattern::Regex(regex)
+    }
+}
+
+impl UriPattern {
+    fn compile(self) -> Result<Regex, RouteError> {
+        match self {
+            UriPattern::Regex(regex) => Ok(regex),
+            UriPattern::Exact(source) => {
+                Regex::new(&format!("^{source}$")).map_err(|err| RouteError::InvalidPattern {
+                    pattern: source,
+                    reason: err.to_string(),
+                })
+            }
+        }
+    }
+}
+
+/// Why a handler could not be registered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    /// The pattern is not a valid regular expression (Rust `regex` syntax: no look-around or
+    /// back-references).
+    #[error("invalid uri pattern {pattern:?}: {reason}")]
+    InvalidPattern {
+        /// The pattern as given.
+        pattern: String,
+        /// What the regex compiler objected to.
+        reason: String,
+    },
+}
+
+/// One registered route, as listed by [`Router::routes`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteInfo {
+    /// The regex as matched against the uri (`^...$` for string patterns).
+    pub pattern: String,
+    /// The name given at registration, used in logs.
+    pub name: String,
+}
+
+struct Route {
+    regex: Regex,
+    name: Arc<str>,
+    handler: BoxedHandler,
+}
+
+/// The handler chosen for a uri.
+#[derive(Clone)]
+pub struct Matched {
+    /// The route's name (`"DefaultHandler"` for the default handler).
+    pub name: Arc<str>,
+    /// The handler to run.
+    pub handler: BoxedHandler,
+}
+
+impl std::fmt::Debug for Matched {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Matched").field("name", &self.name).finish()
+    }
+}
+
+/// The routing table. Routes are tried in registration order and the first match wins; a uri
+/// that matches none goes to the default handler. Handlers can be added while the server runs.
+pub struct Router {
+    routes: RwLock<Vec<Route>>,
+    default: RwLock<Matched>,
+}
+
+/// The name the default handler is logged under.
+const DEFAULT_HANDLER_NAME: &str = "DefaultHandler";
+
+impl Router {
+    /// An empty router whose default handler answers `no_handler_found` like the original.
+    pub fn new() -> Self {
+        Router {
+            routes: RwLock::new(Vec::new()),
+            default: RwLock::new(Matched {
+                name: Arc::from(DEFAULT_HANDLER_NAME),
+                handler: boxed(no_handler_found),
+            }),
+        }
+    }
+
+    /// Registers `handler` for uris matching `pattern`, after every route already registered.
+    ///
+    /// # Errors
+    /// [`RouteError::InvalidPattern`] when a string pattern is not a valid regex; nothing is
+    /// registered then.
+    pub fn add_uri_handler(
+        &self,
+        pattern: impl Into<UriPattern>,
+        name: impl Into<String>,
+        handler: impl Handler,
+    ) -> Result<(), RouteError> {
+        let regex = pattern.into().compile()?;
+        let route = Route {
+            regex,
+            name: Arc::from(name.into()),
+            handler: boxed(handler),
+        };
+        write(&self.routes).push(route);
+        Ok(())
+    }
+
+    /// Replaces the handler for uris that match no route.
+    pub fn set_default_handler(&self, handler: impl Handler) {
+        *write(&self.default) = Matched {
+            name: Arc::from(DEFAULT_HANDLER_NAME),
+            handler: boxed(handler),
+        };
+    }
+
+    /// The handler for `uri`: the first route whose pattern matches, else the default handler.
+    pub fn route(&self, uri: &str) -> Matched {
+        let routes = read(&self.routes);
+        match routes.iter().find(|route| route.regex.is_match(uri)) {
+            Some(route) => Matched {
+                name: route.name.clone(),
+                handler: route.handler.clone(),
+            },
+            None => read(&self.default).clone(),
+        }
+    }
+
+    /// The registered routes, in the order they are tried.
+    pub fn routes(&self) -> Vec<RouteInfo> {
+        read(&self.routes)
+            .iter()
+            .map(|route| RouteInfo {
+                pattern: route.regex.as_str().to_owned(),
+                name: route.name.to_string(),
+            })
+            .collect()
+    }
+
+    /// How many routes are registered (the original's `handlers` statistic).
+    pub fn len(&self) -> usize {
+        read(&self.routes).len()
+    }
+
+    /// True when no route is registered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Default for Router {
+    fn default() -> Self {
+        Router::new()
+    }
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field("routes", &self.routes())
+            .finish()
+    }
+}
+
+/// The original's default answer, sent in `data` so `codeToErr` sees it.
+async fn no_handler_found(request: Request, _ctx: RequestContext) -> HandlerResult {
+    let uri = request.uri.unwrap_or_default();
+    Ok(json!({
+        "code": ErrorCode::NoHandlerFound.as_str(),
+        "message": format!("No handler found for {uri}"),
+    }))
+}
+
+// The locks only guard plain data and are never held across an await, so a poisoned lock (a
+// panic while pushing to a Vec) leaves consistent data behind; carry on with it.
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -1,0 +1,3 @@
+//! Transports: how connections reach the connection core.
+
+pub(crate) mod unix;

@@ -1,0 +1,170 @@
+//! The UNIX socket's lifecycle: probing what is at the path, binding without a permission
+//! window, and removing the socket at shutdown only if it is still ours.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::sys::stat::{umask, Mode};
+use tokio::net::UnixListener;
+
+use crate::error::ServerError;
+
+/// The longest path a `sockaddr_un` holds, without its terminating NUL (Linux and most BSDs).
+pub(crate) const MAX_SOCKET_PATH_BYTES: usize = 107;
+
+/// A bound, listening socket and its file.
+pub(crate) struct BoundSocket {
+    pub(crate) listener: UnixListener,
+    pub(crate) file: SocketFile,
+}
+
+/// The socket file this server created, remembered so that it is removed only if still ours.
+pub(crate) struct SocketFile {
+    pub(crate) path: PathBuf,
+    /// Device and inode of the socket file we created: removal checks the path still has them.
+    identity: (u64, u64),
+}
+
+impl SocketFile {
+    /// Removes the socket file if the path still names the socket this server created. A file
+    /// that another process put there since (a newer server, say) is left alone.
+    pub(crate) fn remove_if_ours(&self) -> bool {
+        match fs::symlink_metadata(&self.path) {
+            Ok(meta) if (meta.dev(), meta.ino()) == self.identity => {
+                fs::remove_file(&self.path).is_ok()
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Binds `path` following the safety rules: a live socket is refused, a stale socket is
+/// replaced, anything else at the path is refused and untouched. The socket file is created
+/// with at most the owner bits of `mode`, given `group`, then opened up to exactly `mode`, so
+/// there is no moment at which it is more open than configured.
+///
+/// Must be called inside a Tokio runtime.
+pub(crate) fn bind(path: &Path, mode: u32, group: Option<u32>) -> Result<BoundSocket, ServerError> {
+    check_length(path)?;
+    clear_stale_socket(path)?;
+
+    let listener = bind_with_owner_bits(path, mode)?;
+    let io_error = |action: &'static str| {
+        let path = path.to_path_buf();
+        move |source| ServerError::Io {
+            action,
+            path,
+            source,
+        }
+    };
+    if let Some(gid) = group {
+        std::os::unix::fs::chown(path, None, Some(gid)).map_err(io_error("set the group of"))?;
+    }
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(io_error("chmod"))?;
+    let meta = fs::symlink_metadata(path).map_err(io_error("stat"))?;
+    Ok(BoundSocket {
+        listener,
+        file: SocketFile {
+            path: path.to_path_buf(),
+            identity: (meta.dev(), meta.ino()),
+        },
+    })
+}
+
+fn check_length(path: &Path) -> Result<(), ServerError> {
+    let length = path.as_os_str().len();
+    if length > MAX_SOCKET_PATH_BYTES {
+        return Err(ServerError::PathTooLong {
+            path: path.to_path_buf(),
+            length,
+            limit: MAX_SOCKET_PATH_BYTES,
+        });
+    }
+    Ok(())
+}
+
+/// Leaves the path free to bind, or says why it is not.
+fn clear_stale_socket(path: &Path) -> Result<(), ServerError> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(ServerError::Io {
+                action: "inspect",
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    };
+    if !meta.file_type().is_socket() {
+        return Err(ServerError::NotASocket {
+            path: path.to_path_buf(),
+            kind: describe(&meta.file_type()),
+        });
+    }
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(_) => Err(ServerError::SocketInUse {
+            path: path.to_path_buf(),
+        }),
+        Err(err) if err.kind() == io::ErrorKind::ConnectionRefused => {
+            // Stale: nobody listens. Remove it only if it is still the same file we probed.
+            match fs::symlink_metadata(path) {
+                Ok(again) if (again.dev(), again.ino()) == (meta.dev(), meta.ino()) => {
+                    tracing::info!(path = %path.display(), "removing stale socket left by a server that is gone");
+                    fs::remove_file(path).map_err(|source| ServerError::Io {
+                        action: "remove the stale socket",
+                        path: path.to_path_buf(),
+                        source,
+                    })
+                }
+                Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
+                _ => Err(ServerError::SocketInUse {
+                    path: path.to_path_buf(),
+                }),
+            }
+        }
+        Err(source) => Err(ServerError::CannotProbe {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// Binds while the process umask masks everything but the owner bits of `mode`, then restores
+/// the umask. The umask is process-wide: files other threads create in that instant come out
+/// more restrictive, never more open.
+fn bind_with_owner_bits(path: &Path, mode: u32) -> Result<UnixListener, ServerError> {
+    let owner_bits = mode & 0o700;
+    let mask = Mode::from_bits_truncate((0o777 & !owner_bits) as nix::libc::mode_t);
+    let previous = umask(mask);
+    let bound = UnixListener::bind(path);
+    umask(previous);
+    bound.map_err(|source| match source.kind() {
+        io::ErrorKind::AddrInUse => ServerError::SocketInUse {
+            path: path.to_path_buf(),
+        },
+        _ => ServerError::Io {
+            action: "bind",
+            path: path.to_path_buf(),
+            source,
+        },
+    })
+}
+
+fn describe(file_type: &fs::FileType) -> &'static str {
+    if file_type.is_dir() {
+        "directory"
+    } else if file_type.is_file() {
+        "regular file"
+    } else if file_type.is_symlink() {
+        "symbolic link"
+    } else if file_type.is_fifo() {
+        "named pipe"
+    } else if file_type.is_block_device() || file_type.is_char_device() {
+        "device"
+    } else {
+        "special file"
+    }
+}

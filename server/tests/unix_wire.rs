@@ -1,0 +1,403 @@
+//! Raw-wire tests against the real `pixl-ipc-server` binary: exact lines in, exact lines out.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::{sized_message, Conn, ServerProcess};
+use serde_json::{json, Value};
+
+fn start(args: &[&str]) -> (tempfile::TempDir, ServerProcess) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&dir.path().join("wire.sock"), args);
+    (dir, server)
+}
+
+#[test]
+fn echo_answers_data_unchanged_with_the_request_id() {
+    let (_dir, server) = start(&[]);
+    let mut conn = server.connect();
+    let reply = conn.call(r#"{"ipcReqID":"rq0","uri":"/ipcserver/test/echo","data":{"message":"foo","echo":true,"bar":9},"pid":1,"userAgent":"Node/IPCClient/tmp"}"#);
+    assert_eq!(
+        reply,
+        r#"{"ipcReqID":"rq0","data":{"message":"foo","echo":true,"bar":9}}"#
+    );
+    // Prefix match, as the original's /^\/ipcserver\/test\/echo/.
+    let reply =
+        conn.call(r#"{"ipcReqID":"rq1","uri":"/ipcserver/test/echo/more","data":[1,"two"]}"#);
+    assert_eq!(reply, r#"{"ipcReqID":"rq1","data":[1,"two"]}"#);
+}
+
+#[test]
+fn php_client_framing_json_then_newline_in_two_writes_with_escaped_slashes() {
+    let (_dir, server) = start(&[]);
+    let mut conn = server.connect();
+    conn.send_raw(br#"{"uri":"\/ipcserver\/test\/echo","ipcReqID":"rq0","data":{"hello":"there\/you"},"pid":4242,"userAgent":"PHP\/PixlIPCClient\/var\/www"}"#);
+    std::thread::sleep(Duration::from_millis(50));
+    conn.send_raw(b"\n");
+    assert_eq!(
+        conn.read_line(),
+        r#"{"ipcReqID":"rq0","data":{"hello":"there/you"}}"#
+    );
+}
+
+#[test]
+fn delay_waits_and_answers_the_delay_given() {
+    let (_dir, server) = start(&[]);
+    let mut conn = server.connect();
+    let started = std::time::Instant::now();
+    assert_eq!(
+        conn.call(r#"{"ipcReqID":"rq0","uri":"/ipcserver/test/delay","data":{"delay":150}}"#),
+        r#"{"ipcReqID":"rq0","data":{"delay":150}}"#
+    );
+    assert!(started.elapsed() >= Duration::from_millis(150));
+    assert_eq!(
+        conn.call(r#"{"ipcReqID":"rq1","uri":"/ipcserver/test/delay","data":{}}"#),
+        r#"{"ipcReqID":"rq1","data":{"delay":0}}"#
+    );
+    assert_eq!(
+        conn.call(r#"{"ipcReqID":"rq2","uri":"/ipcserver/test/delay"}"#),
+        r#"{"ipcReqID":"rq2","data":{"delay":0}}"#
+    );
+}
+
+#[test]
+fn unknown_uri_goes_to_the_default_handler() {
+    let (_dir, server) = start(&[]);
+    let mut conn = server.connect();
+    assert_eq!(
+        conn.call(r#"{"ipcReqID":"rq0","uri":"/ipcserver/no_such_thing","data":{"foo":10}}"#),
+        r#"{"ipcReqID":"rq0","data":{"code":"no_handler_found","message":"No handler found for /ipcserver/no_such_thing"}}"#
+    );
+}
+
+#[test]
+fn missing_or_empty_uri_gets_the_originals_top_level_no_uri() {
+    let (_dir, server) = start(&[]);
+    let mut conn = server.connect();
+    let expected = |id: &str| {
+        format!(
+            r#"{{"ipcReqID":{id},"code":"no_uri","message":"Missing required uri parameter from request"}}"#
+        )
+    };
+    assert_eq!(
+        conn.call(r#"{"ipcReqID":"rq0","data":{}}"#),
+        expected("\"rq0\"")
+    );
+    assert_eq!(
+        conn.call(r#"{"ipcReqID":"rq1","uri":""}"#),
+        expected("\"rq1\"")
+    );
+    assert_eq!(conn.call(r#"{"uri":null}"#), expected("null"));
+}
+
+#[test]
+fn request_without_id_is_answered_with_null_id() {
+    let (_dir, server) = start(&[]);
+    let mut conn = server.connect();
+    assert_eq!(
+        conn.call(r#"{"uri":"/ipcserver/test/echo","data":5}"#),
+        r#"{"ipcReqID":null,"data":5}"#
+    );
+}
+
+#[test]
+fn bad_json_gets_an_error_and_the_next_request_is_served() {
+    let (_dir, server) = start(&[]);
+    let mut conn = server.connect();
+    conn.send(r#"{"ipcReqID":"rq0","uri":"/ipcserver/test/echo","data":{oops}"#);
+    let error = conn.read_json();
+    assert_eq!(
+        error["ipcReqID"],
+        json!("rq0"),
+        "id recovered from the broken line: {error}"
+    );
+    assert_eq!(error["code"], json!("invalid_json"));
+    assert!(
+        error["message"].as_str().unwrap().contains("line 1 column"),
+        "{error}"
+    );
+    conn.send(r#"{not even close"#);
+    assert_eq!(conn.read_json()["ipcReqID"], Value::Null);
+    assert_eq!(
+        conn.call(r#"{"ipcReqID":"rq1","uri":"/ipcserver/test/echo","data":1}"#),
+        r#"{"ipcReqID":"rq1","data":1}"#
+    );
+}
+
+#[test]
+fn wrong_types_get_invalid_request() {
+    let (_dir, server) = start(&[]);
+    let mut conn = server.connect();
+    let error = conn.read_json_after(r#"{"ipcReqID":"rq0","uri":42}"#);
+    assert_eq!(error["code"], json!("invalid_request"));
+    assert_eq!(error["ipcReqID"], json!("rq0"));
+    assert_eq!(
+        conn.call(r#"{"ipcReqID":"rq1","uri":"/ipcserver/test/echo","data":true}"#),
+        r#"{"ipcReqID":"rq1","data":true}"#
+    );
+}
+
+#[test]
+fn blank_crlf_and_non_json_lines_are_ignored_like_the_original() {
+    let (_dir, server) = start(&[]);
+    let mut conn = server.connect();
+    conn.send_raw(b"\n\r\nhello\n[1,2]\n   \n{\"ipcReqID\":\"rq0\",\"uri\":\"/ipcserver/test/echo\",\"data\":\"crlf\"}\r\n");
+    assert_eq!(conn.read_line(), r#"{"ipcReqID":"rq0","data":"crlf"}"#);
+    assert!(
+        conn.is_silent_for(Duration::from_millis(200)),
+        "ignored lines must get no reply"
+    );
+}
+
+#[test]
+fn over_long_line_gets_one_error_and_the_connection_lives_on() {
+    let (_dir, server) = start(&["--max-message-bytes", "1024"]);
+    let mut conn = server.connect();
+    let big = json!({"ipcReqID":"rq0","uri":"/ipcserver/test/echo","data":"x".repeat(5000)});
+    // Sent in pieces, the way a large message arrives.
+    let text = big.to_string();
+    for chunk in text.as_bytes().chunks(700) {
+        conn.send_raw(chunk);
+    }
+    conn.send_raw(b"\n");
+    let error = conn.read_json();
+    assert_eq!(
+        error,
+        json!({"ipcReqID":"rq0","code":"message_too_large","message":"message exceeds the maximum of 1024 bytes"})
+    );
+    assert_eq!(
+        conn.call(r#"{"ipcReqID":"rq1","uri":"/ipcserver/test/echo","data":"small"}"#),
+        r#"{"ipcReqID":"rq1","data":"small"}"#
+    );
+    assert!(
+        conn.is_silent_for(Duration::from_millis(200)),
+        "exactly one error per long line"
+    );
+}
+
+#[test]
+fn one_mebibyte_echo_as_in_the_originals_test() {
+    let (_dir, server) = start(&[]);
+    let mut conn = server.connect();
+    let message = sized_message(1024);
+    conn.send_json(&json!({"ipcReqID":"rq0","uri":"/ipcserver/test/echo","data":message}));
+    let reply = conn.read_json();
+    assert_eq!(reply["ipcReqID"], json!("rq0"));
+    assert_eq!(reply["data"], message);
+    assert!(reply["data"].to_string().len() >= 1024 * 1024);
+}
+
+#[test]
+fn two_hundred_concurrent_requests_answered_in_completion_order_and_matched_by_id() {
+    let (_dir, server) = start(&[]);
+    let mut conn = server.connect();
+    // Earlier requests wait longer, so replies come back in roughly reverse order.
+    let mut batch = String::new();
+    for i in 0..200 {
+        let delay = 400 - 2 * i;
+        batch.push_str(&format!(
+            r#"{{"ipcReqID":"rq{i}","uri":"/ipcserver/test/delay","data":{{"delay":{delay}}}}}"#
+        ));
+        batch.push('\n');
+    }
+    let started = std::time::Instant::now();
+    conn.send_raw(batch.as_bytes());
+    let mut seen = HashSet::new();
+    let mut order = Vec::new();
+    for _ in 0..200 {
+        let reply = conn.read_json();
+        let id = reply["ipcReqID"].as_str().unwrap().to_owned();
+        let index: i64 = id.trim_start_matches("rq").parse().unwrap();
+        assert_eq!(
+            reply["data"]["delay"],
+            json!(400 - 2 * index),
+            "reply matches its request"
+        );
+        assert!(seen.insert(id), "each request answered once");
+        order.push(index);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "handled concurrently, not one by one"
+    );
+    assert!(
+        order.first() > order.last(),
+        "completion order, not request order: {order:?}"
+    );
+}
+
+#[test]
+fn stats_and_info_endpoints() {
+    let (_dir, server) = start(&["--stats-interval", "300"]);
+    let mut conn = server.connect();
+    for i in 0..5 {
+        conn.call(&format!(
+            r#"{{"ipcReqID":"rq{i}","uri":"/ipcserver/test/echo"}}"#
+        ));
+    }
+    conn.send("{broken");
+    conn.read_line();
+    std::thread::sleep(Duration::from_millis(450));
+    let stats =
+        conn.read_json_after(r#"{"ipcReqID":"s","uri":"/ipcserver/stats"}"#)["data"].clone();
+    assert_eq!(stats["connections"], json!(1));
+    assert_eq!(stats["handlers"], json!(4));
+    // The first interval closed after 300 ms, holding the five requests.
+    assert_eq!(stats["requests"], json!(5), "{stats}");
+    assert_eq!(stats["clientOpen"], json!(1));
+    assert_eq!(stats["errors"], json!(1));
+    assert_eq!(stats["maxConnections"], json!(1));
+    assert!(stats["duration"].as_u64().unwrap() >= 250, "{stats}");
+    assert_eq!(stats["latencyMs"]["count"], json!(5));
+    assert_eq!(
+        stats["total"]["requests"],
+        json!(6),
+        "the stats request itself counts in the total"
+    );
+    for key in ["slowResponses", "streamBackpressure", "clientClose"] {
+        assert!(stats[key].is_u64(), "{key} missing: {stats}");
+    }
+
+    let info = conn.read_json_after(r#"{"ipcReqID":"i","uri":"/ipcserver/info"}"#)["data"].clone();
+    assert_eq!(info["server"], json!("pixl-ipc-server"));
+    let patterns: Vec<&str> = info["handlers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["pattern"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        patterns,
+        [
+            "^/ipcserver/test/echo",
+            "^/ipcserver/test/delay",
+            "^/ipcserver/stats$",
+            "^/ipcserver/info$"
+        ]
+    );
+}
+
+#[test]
+fn one_way_requests_get_no_reply() {
+    let (_dir, server) = start(&[]);
+    let mut conn = server.connect();
+    conn.send(r#"{"ipcReqID":"rq0","uri":"/ipcserver/test/echo","data":1,"ipcNoReply":true}"#);
+    conn.send(r#"{"ipcReqID":"rq1","uri":"/nowhere","ipcNoReply":true}"#);
+    assert_eq!(
+        conn.call(r#"{"ipcReqID":"rq2","uri":"/ipcserver/test/echo","data":2}"#),
+        r#"{"ipcReqID":"rq2","data":2}"#
+    );
+    assert!(conn.is_silent_for(Duration::from_millis(200)));
+}
+
+#[test]
+fn close_after_reply_answers_in_flight_requests_then_closes() {
+    let (_dir, server) = start(&[]);
+    let mut conn = server.connect();
+    conn.send(r#"{"ipcReqID":"rq0","uri":"/ipcserver/test/delay","data":{"delay":200}}"#);
+    conn.send(r#"{"ipcReqID":"rq1","uri":"/ipcserver/test/echo","data":"bye","ipcClose":true}"#);
+    conn.send(r#"{"ipcReqID":"rq2","uri":"/ipcserver/test/echo","data":"never read"}"#);
+    assert_eq!(conn.read_line(), r#"{"ipcReqID":"rq1","data":"bye"}"#);
+    assert_eq!(
+        conn.read_line(),
+        r#"{"ipcReqID":"rq0","data":{"delay":200}}"#
+    );
+    conn.expect_eof();
+}
+
+#[test]
+fn connection_limit_refuses_with_a_clear_error_and_keeps_existing_connections() {
+    let (_dir, server) = start(&["--max-connections", "2"]);
+    let mut first = server.connect();
+    let mut second = server.connect();
+    assert_eq!(
+        first.call(r#"{"ipcReqID":"a","uri":"/ipcserver/test/echo"}"#),
+        r#"{"ipcReqID":"a","data":null}"#
+    );
+    assert_eq!(
+        second.call(r#"{"ipcReqID":"b","uri":"/ipcserver/test/echo"}"#),
+        r#"{"ipcReqID":"b","data":null}"#
+    );
+    let mut third = server.connect();
+    let refusal = third.read_json();
+    assert_eq!(refusal["code"], json!("too_many_connections"));
+    assert_eq!(refusal["ipcReqID"], Value::Null);
+    third.expect_eof();
+    assert_eq!(
+        first.call(r#"{"ipcReqID":"c","uri":"/ipcserver/test/echo"}"#),
+        r#"{"ipcReqID":"c","data":null}"#
+    );
+    drop(second);
+    common::eventually("a slot frees up", || {
+        let mut next = server.connect();
+        next.send(r#"{"ipcReqID":"d","uri":"/ipcserver/test/echo"}"#);
+        next.read_json()["ipcReqID"] == json!("d")
+    });
+}
+
+#[test]
+fn a_client_that_never_reads_is_paused_and_others_are_served() {
+    let (_dir, server) = start(&["--max-outbound-bytes", "1048576"]);
+    let baseline = server.rss_kib();
+    let stalled = server.connect();
+    let request = json!({"ipcReqID":"x","uri":"/ipcserver/test/echo","data":sized_message(100)})
+        .to_string()
+        + "\n";
+    // Write ~100 MiB of echo requests from a thread and never read a reply. The server must
+    // stop reading this client (so the writer thread eventually blocks) instead of buffering.
+    let mut writer = stalled.clone_writer();
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = sent.clone();
+    std::thread::spawn(move || {
+        use std::io::Write;
+        for _ in 0..1000 {
+            if writer.write_all(request.as_bytes()).is_err() {
+                break;
+            }
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let accepted = sent.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        accepted < 1000,
+        "the server kept reading a client that does not read ({accepted} requests)"
+    );
+
+    let mut other = server.connect();
+    assert_eq!(
+        other.call(r#"{"ipcReqID":"ok","uri":"/ipcserver/test/echo","data":1}"#),
+        r#"{"ipcReqID":"ok","data":1}"#
+    );
+    let stats =
+        other.read_json_after(r#"{"ipcReqID":"s","uri":"/ipcserver/stats"}"#)["data"].clone();
+    assert!(
+        stats["current"]["streamBackpressure"].as_u64().unwrap() >= 1,
+        "{stats}"
+    );
+    let grown_mib = server.rss_kib().saturating_sub(baseline) / 1024;
+    assert!(
+        grown_mib < 64,
+        "server memory grew by {grown_mib} MiB for a client that never reads"
+    );
+    drop(stalled);
+}
+
+trait ConnExt {
+    fn read_json_after(&mut self, request: &str) -> Value;
+    fn clone_writer(&self) -> std::os::unix::net::UnixStream;
+}
+
+impl ConnExt for Conn {
+    fn read_json_after(&mut self, request: &str) -> Value {
+        self.send(request);
+        self.read_json()
+    }
+
+    fn clone_writer(&self) -> std::os::unix::net::UnixStream {
+        self.stream().try_clone().unwrap()
+    }
+}
