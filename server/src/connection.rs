@@ -193,7 +193,7 @@ fn dispatch(
                 json!({"code": err.code, "message": err.message})
             }
             Err(panic) => {
-                let message = format!("handler '{}' panicked: {}", route.name, panic_message(&panic));
+                let message = format!("handler '{}' panicked: {}", route.name, panic_message(&*panic));
                 tracing::error!(handler = %route.name, "{message}");
                 json!({"code": ErrorCode::HandlerPanic.as_str(), "message": message})
             }

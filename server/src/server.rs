@@ -310,7 +310,9 @@ async fn run(shared: Arc<Shared>, bound: BoundSocket) -> ShutdownReport {
         match accepted {
             Ok((stream, _)) => match limit.clone().try_acquire_owned() {
                 Ok(permit) => {
-                    connections.spawn(unix_connection(shared.clone(), stream, permit));
+                    // Ids follow accept order, so they tell connections apart in a stable way.
+                    let id = shared.next_connection_id.fetch_add(1, Ordering::Relaxed);
+                    connections.spawn(unix_connection(shared.clone(), id, stream, permit));
                 }
                 Err(_) => {
                     tokio::spawn(refuse(stream, shared.config.max_connections));
@@ -350,8 +352,12 @@ async fn run(shared: Arc<Shared>, bound: BoundSocket) -> ShutdownReport {
     }
 }
 
-async fn unix_connection(shared: Arc<Shared>, stream: UnixStream, _permit: OwnedSemaphorePermit) {
-    let id = shared.next_connection_id.fetch_add(1, Ordering::Relaxed);
+async fn unix_connection(
+    shared: Arc<Shared>,
+    id: u64,
+    stream: UnixStream,
+    _permit: OwnedSemaphorePermit,
+) {
     let peer = stream.peer_cred().ok().map(|cred| PeerCredentials {
         uid: cred.uid(),
         gid: cred.gid(),

@@ -306,7 +306,7 @@ impl Drop for LibServer {
         if let Some(running) = self.running.take() {
             let _ = self
                 .runtime
-                .block_on(tokio::time::timeout(TIMEOUT, running.shutdown()));
+                .block_on(async { tokio::time::timeout(TIMEOUT, running.shutdown()).await });
         }
     }
 }

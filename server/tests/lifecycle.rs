@@ -1,0 +1,371 @@
+//! The socket's lifecycle against the real binary: what is at the path before start, the mode
+//! it gets, and what shutdown leaves behind.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+mod common;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{server_binary, ServerProcess};
+use nix::sys::signal::Signal;
+use serde_json::json;
+
+fn echo_works(server: &ServerProcess) -> bool {
+    let mut conn = server.connect();
+    conn.call(r#"{"ipcReqID":"rq0","uri":"/ipcserver/test/echo","data":"alive"}"#)
+        == r#"{"ipcReqID":"rq0","data":"alive"}"#
+}
+
+fn mode_of(path: &Path) -> u32 {
+    std::fs::symlink_metadata(path)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+#[test]
+fn a_live_socket_is_refused_and_its_server_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("live.sock");
+    let first = ServerProcess::start(&path, &[]);
+    let failure = ServerProcess::try_start(&path, &[])
+        .err()
+        .expect("second server must not start");
+    assert_eq!(failure.status.code(), Some(1));
+    assert!(
+        failure.stderr.contains("in use by a running server"),
+        "{}",
+        failure.stderr
+    );
+    assert!(
+        failure.stderr.contains(path.to_str().unwrap()),
+        "names the path: {}",
+        failure.stderr
+    );
+    assert!(
+        echo_works(&first),
+        "the first server still owns and serves the path"
+    );
+}
+
+#[test]
+fn a_stale_socket_left_by_kill_9_is_reclaimed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stale.sock");
+    ServerProcess::start(&path, &[]).kill9();
+    assert!(std::fs::symlink_metadata(&path)
+        .unwrap()
+        .file_type()
+        .is_socket_like());
+    let second = ServerProcess::start(&path, &[]);
+    assert!(echo_works(&second));
+    let (status, log) = second.stop();
+    assert!(status.success());
+    assert!(log.contains("removing stale socket"), "{log}");
+}
+
+#[test]
+fn a_regular_file_at_the_path_is_refused_and_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("precious.txt");
+    std::fs::write(&path, "do not delete").unwrap();
+    let failure = ServerProcess::try_start(&path, &[])
+        .err()
+        .expect("must refuse");
+    assert_eq!(failure.status.code(), Some(1));
+    assert!(
+        failure.stderr.contains("regular file, not a socket"),
+        "{}",
+        failure.stderr
+    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "do not delete");
+}
+
+#[test]
+fn a_directory_at_the_path_is_refused_and_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a-dir");
+    std::fs::create_dir(&path).unwrap();
+    std::fs::write(path.join("inside"), "x").unwrap();
+    let failure = ServerProcess::try_start(&path, &[])
+        .err()
+        .expect("must refuse");
+    assert!(
+        failure.stderr.contains("directory, not a socket"),
+        "{}",
+        failure.stderr
+    );
+    assert!(path.join("inside").exists());
+}
+
+#[test]
+fn a_path_over_the_os_limit_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x".repeat(120));
+    let failure = ServerProcess::try_start(&path, &[])
+        .err()
+        .expect("must refuse");
+    assert!(
+        failure
+            .stderr
+            .contains("the limit on this system is 107 bytes"),
+        "{}",
+        failure.stderr
+    );
+    // One line, not a backtrace.
+    assert_eq!(
+        failure
+            .stderr
+            .trim()
+            .lines()
+            .filter(|l| l.contains("pixl-ipc-server:"))
+            .count(),
+        1,
+        "{}",
+        failure.stderr
+    );
+}
+
+#[test]
+fn default_mode_is_owner_only_and_the_banner_says_how_to_open_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mode.sock");
+    let server = ServerProcess::start(&path, &[]);
+    assert_eq!(mode_of(&path), 0o600);
+    assert!(server.banner.contains("mode 0600"), "{}", server.banner);
+    assert!(server.banner.contains("--chmod 777"), "{}", server.banner);
+}
+
+#[test]
+fn chmod_accepts_the_originals_and_tremors_forms() {
+    for (given, expected) in [
+        ("777", 0o777),
+        ("0660", 0o660),
+        ("=640", 0o640),
+        ("600", 0o600),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mode.sock");
+        let server = ServerProcess::start(&path, &["--chmod", given]);
+        assert_eq!(mode_of(&path), expected, "--chmod {given}");
+        assert!(echo_works(&server));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let failure = ServerProcess::try_start(&dir.path().join("bad.sock"), &["--chmod", "u+rw"])
+        .err()
+        .expect("refused");
+    assert!(
+        failure.stderr.contains("invalid socket mode"),
+        "{}",
+        failure.stderr
+    );
+    assert!(
+        !dir.path().join("bad.sock").exists(),
+        "nothing created for a bad mode"
+    );
+}
+
+#[test]
+fn group_ownership_is_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("group.sock");
+    // Root may give the socket any group; anyone else, a group of their own.
+    let gid = if nix::unistd::geteuid().is_root() {
+        4242
+    } else {
+        nix::unistd::getegid().as_raw()
+    };
+    let _server = ServerProcess::start(&path, &["--group", &gid.to_string(), "--chmod", "660"]);
+    let meta = std::fs::symlink_metadata(&path).unwrap();
+    assert_eq!(meta.gid(), gid);
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+
+    let failure = ServerProcess::try_start(
+        &dir.path().join("g2.sock"),
+        &["--group", "no-such-group-xyz"],
+    )
+    .err()
+    .expect("refused");
+    assert!(
+        failure.stderr.contains("no group named"),
+        "{}",
+        failure.stderr
+    );
+}
+
+#[test]
+fn the_socket_is_never_more_open_than_configured_while_it_is_set_up() {
+    // Watch the path from before the server creates it until it is listening, recording every
+    // mode seen. With a default umask (022) a plain bind would show 0755 for a moment.
+    for _ in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("window.sock");
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let watcher = {
+            let (path, done) = (path.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut seen = std::collections::BTreeSet::new();
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    if let Ok(meta) = std::fs::symlink_metadata(&path) {
+                        seen.insert(meta.permissions().mode() & 0o777);
+                    }
+                }
+                seen
+            })
+        };
+        let server = ServerProcess::start(&path, &["--chmod", "640"]);
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        let seen = watcher.join().unwrap();
+        assert!(seen.contains(&0o640), "final mode observed: {seen:?}");
+        for mode in &seen {
+            assert_eq!(
+                mode & !0o640,
+                0,
+                "socket was briefly {mode:04o}, more open than 0640: {seen:?}"
+            );
+        }
+        drop(server);
+    }
+}
+
+#[test]
+fn the_originals_config_file_shape_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cfg.sock");
+    let config = dir.path().join("config.json");
+    let body = json!({
+        "log_dir": "/var/tmp", "debug_level": 9,
+        "IPCServer": {"socket_path": path, "socket_chmod": "0660", "exit_timeout": 500, "log_stats_interval": "minute"}
+    });
+    std::fs::write(&config, body.to_string()).unwrap();
+    let mut command = Command::new(server_binary());
+    command.arg("--config").arg(&config);
+    let server = ServerProcess::spawn(command, &path)
+        .ok()
+        .expect("starts from the config file");
+    assert_eq!(mode_of(&path), 0o660);
+    assert!(echo_works(&server));
+    // A flag wins over the file.
+    drop(server);
+    let other = dir.path().join("flag.sock");
+    let mut command = Command::new(server_binary());
+    command
+        .arg("--config")
+        .arg(&config)
+        .arg("--socket")
+        .arg(&other)
+        .arg("--chmod")
+        .arg("600");
+    let _server = ServerProcess::spawn(command, &other).ok().expect("starts");
+    assert_eq!(mode_of(&other), 0o600);
+}
+
+#[test]
+fn sigterm_drains_in_flight_requests_then_removes_the_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("drain.sock");
+    let server = ServerProcess::start(&path, &[]);
+    let mut busy = server.connect();
+    let mut idle = server.connect();
+    busy.send(r#"{"ipcReqID":"rq0","uri":"/ipcserver/test/delay","data":{"delay":400}}"#);
+    std::thread::sleep(Duration::from_millis(100));
+    let signalled = Instant::now();
+    server.signal(Signal::SIGTERM);
+    // The request that was in flight is answered, then the connection closes.
+    assert_eq!(
+        busy.read_line(),
+        r#"{"ipcReqID":"rq0","data":{"delay":400}}"#
+    );
+    busy.expect_eof();
+    idle.expect_eof();
+    let mut server = server;
+    let (status, log) = server.wait();
+    assert!(status.success(), "{log}");
+    assert!(signalled.elapsed() < Duration::from_secs(2));
+    assert!(!path.exists(), "socket removed on exit");
+    assert!(log.contains("drained=true"), "{log}");
+}
+
+#[test]
+fn exit_timeout_bounds_the_drain() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("slow.sock");
+    let server = ServerProcess::start(&path, &["--exit-timeout-ms", "300"]);
+    let mut conn = server.connect();
+    conn.send(r#"{"ipcReqID":"rq0","uri":"/ipcserver/test/delay","data":{"delay":10000}}"#);
+    std::thread::sleep(Duration::from_millis(100));
+    let signalled = Instant::now();
+    let (status, log) = server.stop();
+    let took = signalled.elapsed();
+    assert!(status.success(), "{log}");
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_secs(3),
+        "took {took:?}"
+    );
+    assert!(log.contains("drained=false"), "{log}");
+    conn.expect_eof();
+    assert!(!path.exists());
+}
+
+#[test]
+fn new_connections_are_refused_while_draining() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("closing.sock");
+    let server = ServerProcess::start(&path, &[]);
+    let mut conn = server.connect();
+    conn.send(r#"{"ipcReqID":"rq0","uri":"/ipcserver/test/delay","data":{"delay":500}}"#);
+    std::thread::sleep(Duration::from_millis(100));
+    server.signal(Signal::SIGTERM);
+    common::eventually("listener closed", || {
+        std::os::unix::net::UnixStream::connect(&path).is_err()
+    });
+    assert_eq!(
+        conn.read_line(),
+        r#"{"ipcReqID":"rq0","data":{"delay":500}}"#
+    );
+}
+
+#[test]
+fn shutdown_leaves_a_socket_that_is_no_longer_ours_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("moved.sock");
+    let server = ServerProcess::start(&path, &[]);
+    // Someone replaces the path while we run (an operator, or a newer instance).
+    std::fs::rename(&path, dir.path().join("old.sock")).unwrap();
+    std::fs::write(&path, "new owner").unwrap();
+    let (status, log) = server.stop();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("socket_removed=false"), "{log}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "new owner");
+}
+
+#[test]
+fn a_second_signal_stops_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("twice.sock");
+    let mut server = ServerProcess::start(&path, &["--exit-timeout-ms", "10000"]);
+    let mut conn = server.connect();
+    conn.send(r#"{"ipcReqID":"rq0","uri":"/ipcserver/test/delay","data":{"delay":10000}}"#);
+    std::thread::sleep(Duration::from_millis(100));
+    server.signal(Signal::SIGINT);
+    std::thread::sleep(Duration::from_millis(100));
+    let signalled = Instant::now();
+    server.signal(Signal::SIGINT);
+    let (status, log) = server.wait();
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(signalled.elapsed() < Duration::from_secs(2));
+}
+
+trait SocketLike {
+    fn is_socket_like(&self) -> bool;
+}
+
+impl SocketLike for std::fs::FileType {
+    fn is_socket_like(&self) -> bool {
+        std::os::unix::fs::FileTypeExt::is_socket(self)
+    }
+}
