@@ -16,44 +16,49 @@ fn plain() -> LibServer {
     LibServer::start(|config| config, |_| {})
 }
 
-#[test]
-fn a_handler_error_becomes_a_data_code_reply_and_the_connection_lives_on() {
-    let server = LibServer::start(
+/// A library server with one extra route.
+fn serving(pattern: &'static str, handler: impl pixl_ipc_server::Handler) -> LibServer {
+    LibServer::start(
         |config| config,
         |server| {
             server
-                .add_uri_handler("/fail", "fail", |_: Request, _: RequestContext| async {
-                    HandlerResult::Err(HandlerError::new("quota_exceeded", "try again tomorrow"))
-                })
+                .add_uri_handler(pattern, "under-test", handler)
                 .unwrap();
         },
+    )
+}
+
+/// Asserts that the connection still serves an echo.
+fn assert_still_serving(conn: &mut common::Conn, id: &str) {
+    assert_eq!(
+        conn.call(&format!(
+            r#"{{"ipcReqID":"{id}","uri":"/ipcserver/test/echo","data":1}}"#
+        )),
+        format!(r#"{{"ipcReqID":"{id}","data":1}}"#)
     );
+}
+
+#[test]
+fn a_handler_error_becomes_a_data_code_reply_and_the_connection_lives_on() {
+    let server = serving("/fail", |_: Request, _: RequestContext| async {
+        HandlerResult::Err(HandlerError::new("quota_exceeded", "try again tomorrow"))
+    });
     let mut conn = server.connect();
     assert_eq!(
         conn.call(r#"{"ipcReqID":"rq0","uri":"/fail"}"#),
         r#"{"ipcReqID":"rq0","data":{"code":"quota_exceeded","message":"try again tomorrow"}}"#
     );
-    assert_eq!(
-        conn.call(r#"{"ipcReqID":"rq1","uri":"/ipcserver/test/echo","data":1}"#),
-        r#"{"ipcReqID":"rq1","data":1}"#
-    );
+    assert_still_serving(&mut conn, "rq1");
 }
 
 #[test]
 fn a_handler_panic_becomes_an_error_reply_and_the_connection_lives_on() {
-    let server = LibServer::start(
-        |config| config,
-        |server| {
-            server
-                .add_uri_handler("/boom", "boom", |_: Request, _: RequestContext| async {
-                    if true {
-                        panic!("kaboom");
-                    }
-                    HandlerResult::Ok(Value::Null)
-                })
-                .unwrap();
-        },
-    );
+    let server = serving("/boom", |_: Request, _: RequestContext| async {
+        if true {
+            panic!("kaboom");
+        }
+        HandlerResult::Ok(Value::Null)
+    });
     let mut conn = server.connect();
     conn.send(r#"{"ipcReqID":"rq0","uri":"/boom"}"#);
     let reply = conn.read_json();
@@ -61,38 +66,26 @@ fn a_handler_panic_becomes_an_error_reply_and_the_connection_lives_on() {
     assert_eq!(reply["data"]["code"], json!("handler_panic"));
     assert_eq!(
         reply["data"]["message"],
-        json!("handler 'boom' panicked: kaboom")
+        json!("handler 'under-test' panicked: kaboom")
     );
-    assert_eq!(
-        conn.call(r#"{"ipcReqID":"rq1","uri":"/ipcserver/test/echo","data":2}"#),
-        r#"{"ipcReqID":"rq1","data":2}"#
-    );
+    assert_still_serving(&mut conn, "rq1");
     // Other connections never noticed.
-    let mut other = server.connect();
-    assert_eq!(
-        other.call(r#"{"ipcReqID":"x","uri":"/ipcserver/test/echo"}"#),
-        r#"{"ipcReqID":"x","data":null}"#
-    );
+    assert_still_serving(&mut server.connect(), "x");
 }
 
 #[test]
 fn handlers_see_the_request_and_kernel_verified_peer_credentials() {
-    let server = LibServer::start(
-        |config| config,
-        |server| {
-            server
-                .add_uri_handler("/whoami", "whoami", |req: Request, ctx: RequestContext| async move {
-                    let peer = ctx.connection.peer.unwrap();
-                    let Transport::Unix { path } = &ctx.connection.transport else { unreachable!() };
-                    HandlerResult::Ok(json!({
-                        "uid": peer.uid, "gid": peer.gid, "pid": peer.pid,
-                        "claimedPid": req.pid, "userAgent": req.user_agent, "id": req.ipc_req_id,
-                        "connection": ctx.connection.id, "socket": path,
-                    }))
-                })
-                .unwrap();
-        },
-    );
+    let server = serving("/whoami", |req: Request, ctx: RequestContext| async move {
+        let peer = ctx.connection.peer.unwrap();
+        let Transport::Unix { path } = &ctx.connection.transport else {
+            unreachable!()
+        };
+        HandlerResult::Ok(json!({
+            "uid": peer.uid, "gid": peer.gid, "pid": peer.pid,
+            "claimedPid": req.pid, "userAgent": req.user_agent, "id": req.ipc_req_id,
+            "connection": ctx.connection.id, "socket": path,
+        }))
+    });
     let mut conn = server.connect();
     let reply = conn.read_json_after(
         r#"{"ipcReqID":"rq0","uri":"/whoami","pid":1,"userAgent":"PHP/PixlIPCClient/srv"}"#,
