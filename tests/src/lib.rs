@@ -1,0 +1,313 @@
+//! Test harness shared by every suite that drives the real binaries: the `pixl-ipc-server`
+//! process on a temp socket (stopped by PID), and a blocking raw-wire connection whose every
+//! read is bounded, so no test can hang.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // A harness fails loudly on purpose.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+/// Every blocking wait in these tests gives up after this long.
+pub const TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The `pixl-ipc-server` binary: `$PIXL_IPC_SERVER_BIN` if set, else the one cargo built into
+/// the same target directory as the running test (`cargo test --workspace` builds it).
+pub fn server_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("PIXL_IPC_SERVER_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("current test executable");
+    // target/<profile>/deps/<test>-<hash>  ->  target/<profile>/pixl-ipc-server
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target directory");
+    let binary = profile_dir.join("pixl-ipc-server");
+    assert!(
+        binary.exists(),
+        "{} is missing: build it first (cargo build -p pixl-ipc-server; cargo test --workspace does)",
+        binary.display()
+    );
+    binary
+}
+
+/// A running `pixl-ipc-server` process, stopped by PID when dropped.
+pub struct ServerProcess {
+    child: Child,
+    /// The socket path it listens on.
+    pub path: PathBuf,
+    /// The first line it printed ("pixl-ipc-server listening on ...").
+    pub banner: String,
+    log: Option<std::thread::JoinHandle<String>>,
+}
+
+/// How a server process that was expected to fail at startup ended.
+pub struct StartFailure {
+    /// The exit status.
+    pub status: ExitStatus,
+    /// Everything it wrote to stderr.
+    pub stderr: String,
+}
+
+impl ServerProcess {
+    /// Starts the binary on `path` with extra flags and waits for its "listening on" line.
+    pub fn start(path: &Path, args: &[&str]) -> ServerProcess {
+        match Self::try_start(path, args) {
+            Ok(server) => server,
+            Err(failure) => panic!(
+                "server failed to start ({}): {}",
+                failure.status, failure.stderr
+            ),
+        }
+    }
+
+    /// Like [`start`](Self::start), but returns the exit status and stderr if it exits instead.
+    pub fn try_start(path: &Path, args: &[&str]) -> Result<ServerProcess, StartFailure> {
+        let mut command = Command::new(server_binary());
+        command.arg("--socket").arg(path).args(args);
+        Self::spawn(command, path)
+    }
+
+    /// Starts the binary with exactly `args` (no `--socket`), expecting it to listen on `path`.
+    pub fn spawn(mut command: Command, path: &Path) -> Result<ServerProcess, StartFailure> {
+        command
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("spawn pixl-ipc-server");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            let first = lines.next().and_then(Result::ok);
+            let _ = tx.send(first);
+            for _ in lines {}
+        });
+        match rx.recv_timeout(TIMEOUT) {
+            Ok(Some(banner)) if banner.contains("listening on") => {
+                // Read stderr all along so a chatty server never blocks on a full pipe.
+                let mut pipe = child.stderr.take().expect("stderr");
+                let log = std::thread::spawn(move || {
+                    let mut text = String::new();
+                    let _ = pipe.read_to_string(&mut text);
+                    text
+                });
+                Ok(ServerProcess {
+                    child,
+                    path: path.to_path_buf(),
+                    banner,
+                    log: Some(log),
+                })
+            }
+            _ => {
+                let status = wait_with_timeout(&mut child, TIMEOUT)
+                    .expect("server neither started nor exited");
+                let mut stderr = String::new();
+                if let Some(mut pipe) = child.stderr.take() {
+                    let _ = pipe.read_to_string(&mut stderr);
+                }
+                Err(StartFailure { status, stderr })
+            }
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id() as i32)
+    }
+
+    /// Sends `signal` to the process.
+    pub fn signal(&self, signal: Signal) {
+        kill(self.pid(), signal).expect("signal the server");
+    }
+
+    /// Sends SIGTERM and waits for the exit; returns the status and everything logged.
+    pub fn stop(mut self) -> (ExitStatus, String) {
+        self.signal(Signal::SIGTERM);
+        self.wait()
+    }
+
+    /// Waits for the process to exit on its own; returns the status and everything logged.
+    pub fn wait(&mut self) -> (ExitStatus, String) {
+        let status = wait_with_timeout(&mut self.child, TIMEOUT).expect("server did not exit");
+        let log = self.log.take().map(|log| log.join().unwrap_or_default());
+        (status, log.unwrap_or_default())
+    }
+
+    /// SIGKILL: the process gets no chance to clean up, as after a crash.
+    pub fn kill9(mut self) {
+        self.signal(Signal::SIGKILL);
+        let _ = wait_with_timeout(&mut self.child, TIMEOUT);
+    }
+
+    /// Resident memory of the server process in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("read /proc status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS line")
+    }
+
+    /// A new raw connection to the server.
+    pub fn connect(&self) -> Conn {
+        Conn::open(&self.path)
+    }
+
+    /// True while the process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if self.is_running() {
+            let _ = kill(self.pid(), Signal::SIGKILL);
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Waits for `child` to exit, giving up (returning `None`) after `timeout`.
+pub fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A raw client connection: exact bytes out, lines in, every read bounded by [`TIMEOUT`].
+pub struct Conn {
+    writer: UnixStream,
+    reader: BufReader<UnixStream>,
+}
+
+impl Conn {
+    /// Connects to the socket at `path`.
+    pub fn open(path: &Path) -> Conn {
+        let stream = UnixStream::connect(path).expect("connect to the server");
+        Conn::from_stream(stream)
+    }
+
+    /// Wraps an already connected stream.
+    pub fn from_stream(stream: UnixStream) -> Conn {
+        stream.set_read_timeout(Some(TIMEOUT)).expect("set timeout");
+        let reader = BufReader::new(stream.try_clone().expect("clone stream"));
+        Conn {
+            writer: stream,
+            reader,
+        }
+    }
+
+    /// Writes `bytes` exactly as given.
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).expect("write to the server");
+    }
+
+    /// Writes `line` followed by `\n`.
+    pub fn send(&mut self, line: &str) {
+        self.send_raw(format!("{line}\n").as_bytes());
+    }
+
+    /// Writes `value` as one compact JSON line.
+    pub fn send_json(&mut self, value: &Value) {
+        self.send(&value.to_string());
+    }
+
+    /// The next line, without its newline. Panics on EOF or timeout.
+    pub fn read_line(&mut self) -> String {
+        let mut line = String::new();
+        let read = self.reader.read_line(&mut line).expect("read a reply line");
+        assert!(read > 0, "connection closed while a reply was expected");
+        assert!(line.ends_with('\n'), "reply line without newline: {line:?}");
+        line.pop();
+        line
+    }
+
+    /// The next line, parsed as JSON.
+    pub fn read_json(&mut self) -> Value {
+        let line = self.read_line();
+        serde_json::from_str(&line)
+            .unwrap_or_else(|err| panic!("reply is not JSON ({err}): {line}"))
+    }
+
+    /// Sends `request` and returns the reply line.
+    pub fn call(&mut self, request: &str) -> String {
+        self.send(request);
+        self.read_line()
+    }
+
+    /// Asserts that the server closes the connection (EOF) with nothing more to read.
+    pub fn expect_eof(&mut self) {
+        let mut rest = String::new();
+        let read = self.reader.read_line(&mut rest).expect("read until EOF");
+        assert_eq!(read, 0, "expected EOF, got {rest:?}");
+    }
+
+    /// The underlying socket.
+    pub fn stream(&self) -> &UnixStream {
+        &self.writer
+    }
+
+    /// Changes how long reads wait.
+    pub fn set_read_timeout(&self, timeout: Duration) {
+        self.writer
+            .set_read_timeout(Some(timeout))
+            .expect("set timeout");
+    }
+
+    /// True if nothing arrives within `wait`.
+    pub fn is_silent_for(&mut self, wait: Duration) -> bool {
+        self.set_read_timeout(wait);
+        let mut line = String::new();
+        let silent = match self.reader.read_line(&mut line) {
+            Err(err) => matches!(
+                err.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+            Ok(_) => false,
+        };
+        self.set_read_timeout(TIMEOUT);
+        silent
+    }
+}
+
+/// Polls `condition` until it holds or [`TIMEOUT`] passes.
+pub fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + TIMEOUT;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The original benchmark's message: `size` keys `key_N`, each "GiveMe" padded to 1024
+/// characters with "Dataz".
+pub fn sized_message(size: usize) -> Value {
+    let mut value = String::from("GiveMe");
+    while value.len() < 1024 {
+        value.push_str("Dataz");
+    }
+    value.truncate(1024);
+    let map = (0..size)
+        .map(|i| (format!("key_{i}"), Value::String(value.clone())))
+        .collect();
+    Value::Object(map)
+}
