@@ -10,3 +10,14 @@ pub use error::FrameError;
 pub use message::{
     ErrorCode, ErrorData, ErrorReply, Push, Request, Response, ServerMessage, REQ_ID_FIELD,
 };
+
+/// The socket path used when none is given: `$XDG_RUNTIME_DIR/pixl-ipc.sock` when that
+/// directory exists, else `/tmp/pixl-ipc.sock`. The server and the CLI share it, so both work
+/// with no flags.
+pub fn default_socket_path() -> std::path::PathBuf {
+    std::env::var_os("XDG_RUNTIME_DIR")
+        .filter(|dir| !dir.is_empty() && std::path::Path::new(dir).is_dir())
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from("/tmp"))
+        .join("pixl-ipc.sock")
+}

@@ -77,15 +77,6 @@ const FILE_KEYS: &[&str] = &[
     "slow_threshold_ms",
 ];
 
-/// The socket path used when neither a flag nor the config file names one.
-pub(crate) fn default_socket_path() -> PathBuf {
-    std::env::var_os("XDG_RUNTIME_DIR")
-        .filter(|dir| !dir.is_empty() && Path::new(dir).is_dir())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/tmp"))
-        .join("pixl-ipc.sock")
-}
-
 /// Builds the server settings from the flags and the config file they name.
 pub(crate) fn resolve(args: &Args) -> anyhow::Result<ServerConfig> {
     let file = match &args.config {
@@ -96,7 +87,7 @@ pub(crate) fn resolve(args: &Args) -> anyhow::Result<ServerConfig> {
         .socket
         .clone()
         .or(file.socket_path)
-        .unwrap_or_else(default_socket_path);
+        .unwrap_or_else(pixl_ipc_protocol::default_socket_path);
     let mut config = ServerConfig::new(socket);
 
     let chmod = match (&args.chmod, &file.socket_chmod) {

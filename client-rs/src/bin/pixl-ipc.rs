@@ -1,0 +1,199 @@
+//! `pixl-ipc`: call any pixl-ipc server from the command line.
+//!
+//! Exit codes: 0 success, 2 usage (including request data that is not JSON), 3 cannot connect, 4 timeout, 5 the server answered with an
+//! error, 1 anything else (connection lost, bad reply). Errors are one line on stderr.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use pixl_ipc_client::{Backoff, Client, Error, ReconnectPolicy, SubscriptionError};
+use serde_json::{json, Value};
+
+/// Call a pixl-ipc server over its UNIX socket.
+#[derive(Debug, Parser)]
+#[command(name = "pixl-ipc", version, about)]
+struct Cli {
+    /// Socket path [default: $XDG_RUNTIME_DIR/pixl-ipc.sock, or /tmp/pixl-ipc.sock]
+    #[arg(long, env = "PIXL_IPC_SOCKET", conflicts_with = "url", global = true)]
+    socket: Option<PathBuf>,
+    /// Server URL (unix:///path)
+    #[arg(long, global = true)]
+    url: Option<String>,
+    /// How long to wait for each reply, e.g. 500ms, 2s
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, global = true)]
+    timeout: Duration,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Send DATA (JSON; "-" reads it from stdin; default {}) to URI and print the reply's data
+    Call {
+        /// The uri, e.g. /ipcserver/test/echo
+        uri: String,
+        /// The request data as JSON, or - for stdin
+        data: Option<String>,
+    },
+    /// Print the server's statistics (/ipcserver/stats)
+    Stats,
+    /// Measure round trips to /ipcserver/test/echo
+    Ping {
+        /// How many round trips
+        #[arg(long, short = 'c', default_value_t = 4)]
+        count: u32,
+        /// Pause between round trips, e.g. 200ms
+        #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
+        interval: Duration,
+    },
+    /// Print every push the server sends, one JSON line each, until interrupted
+    Watch,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => return fail(1, &format!("cannot start the async runtime: {err}")),
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => match err.downcast_ref::<Error>() {
+            // The client's errors already carry their cause in one line.
+            Some(client_error) => {
+                let code = match client_error {
+                    Error::Connect { .. }
+                    | Error::NotConnected { .. }
+                    | Error::UnsupportedAddress { .. } => 3,
+                    Error::Timeout { .. } => 4,
+                    Error::Server { .. } => 5,
+                    _ => 1,
+                };
+                fail(code, &client_error.to_string())
+            }
+            None if err.downcast_ref::<serde_json::Error>().is_some() => {
+                fail(2, &format!("{err:#}"))
+            }
+            None => fail(1, &format!("{err:#}")),
+        },
+    }
+}
+
+fn fail(code: u8, message: &str) -> ExitCode {
+    eprintln!("pixl-ipc: {message}");
+    ExitCode::from(code)
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let address = match (&cli.url, &cli.socket) {
+        (Some(url), _) => url.clone(),
+        (None, Some(path)) => path.display().to_string(),
+        (None, None) => pixl_ipc_protocol::default_socket_path()
+            .display()
+            .to_string(),
+    };
+    let reconnect = match cli.command {
+        // Watching is long-lived: ride out server restarts.
+        Command::Watch => ReconnectPolicy::Backoff(Backoff::default()),
+        _ => ReconnectPolicy::Off,
+    };
+    let client = Client::builder()
+        .request_timeout(cli.timeout)
+        .connect_timeout(cli.timeout)
+        .user_agent(format!("pixl-ipc-cli/{}", env!("CARGO_PKG_VERSION")))
+        .reconnect(reconnect)
+        .connect(address.as_str())
+        .await?;
+    match cli.command {
+        Command::Call { uri, data } => {
+            let data = read_data(data.as_deref())?;
+            let reply: Value = client.call(&uri, &data).await?;
+            print_json(&reply)?;
+        }
+        Command::Stats => print_json(&client.send("/ipcserver/stats", json!({})).await?)?,
+        Command::Ping { count, interval } => ping(&client, &address, count, interval).await?,
+        Command::Watch => watch(&client).await?,
+    }
+    client.close().await;
+    Ok(())
+}
+
+fn read_data(data: Option<&str>) -> anyhow::Result<Value> {
+    let text = match data {
+        None => return Ok(json!({})),
+        Some("-") => {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("cannot read the request data from stdin")?;
+            text
+        }
+        Some(text) => text.to_owned(),
+    };
+    serde_json::from_str(&text).context("the request data is not valid JSON")
+}
+
+/// Pretty on a terminal, one compact line otherwise (for pipes and scripts).
+fn print_json(value: &Value) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if out.is_terminal() {
+        writeln!(out, "{}", serde_json::to_string_pretty(value)?)?;
+    } else {
+        writeln!(out, "{value}")?;
+    }
+    Ok(())
+}
+
+async fn ping(
+    client: &Client,
+    address: &str,
+    count: u32,
+    interval: Duration,
+) -> anyhow::Result<()> {
+    let mut times = Vec::new();
+    for seq in 1..=count {
+        let started = Instant::now();
+        client
+            .send("/ipcserver/test/echo", json!({"seq": seq}))
+            .await?;
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        println!("reply from {address}: seq={seq} time={ms:.3} ms");
+        times.push(ms);
+        if seq < count {
+            tokio::time::sleep(interval).await;
+        }
+    }
+    if !times.is_empty() {
+        let min = times.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = times.iter().copied().fold(0.0, f64::max);
+        let avg = times.iter().sum::<f64>() / times.len() as f64;
+        println!("{count} round trips: min {min:.3} ms, avg {avg:.3} ms, max {max:.3} ms");
+    }
+    Ok(())
+}
+
+async fn watch(client: &Client) -> anyhow::Result<()> {
+    let mut pushes = client.subscribe();
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+            push = pushes.recv() => match push {
+                Ok(push) => {
+                    let line = serde_json::to_string(&push)?;
+                    let mut out = std::io::stdout().lock();
+                    writeln!(out, "{line}")?;
+                    out.flush()?;
+                }
+                Err(SubscriptionError::Lagged(missed)) => eprintln!("pixl-ipc: missed {missed} pushes (output too slow)"),
+                Err(SubscriptionError::Closed) => anyhow::bail!("the connection closed"),
+            },
+        }
+    }
+}

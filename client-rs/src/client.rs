@@ -1,0 +1,443 @@
+//! The `Client` handle: cheap to clone, usable from many tasks, one connection underneath.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use pixl_ipc_protocol::{encode_line, Push, Request, ServerMessage};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::address::Address;
+use crate::builder::ClientBuilder;
+use crate::error::Error;
+use crate::task::{self, Outgoing, TaskContext};
+
+/// How many requests may wait for the connection task before callers wait too.
+const QUEUE_DEPTH: usize = 1024;
+/// How many pushes a slow subscriber may fall behind before it misses some (and is told so).
+const PUSH_BUFFER: usize = 1024;
+
+/// The connection's state, as [`Client::state`] and [`Client::state_changes`] report it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectionState {
+    /// Connected; calls go straight out.
+    Connected,
+    /// The connection was lost and the reconnect policy is trying again; calls wait (within
+    /// their timeout) for the outcome.
+    Reconnecting {
+        /// The attempt in progress, from 1.
+        attempt: u32,
+    },
+    /// For good: every call fails with the error this reason names.
+    Closed(CloseReason),
+}
+
+/// Why a client is closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseReason {
+    /// [`Client::close`] was called, or every handle was dropped.
+    ByCaller,
+    /// The connection was lost and the reconnect policy is off.
+    ConnectionLost(String),
+    /// The reconnect policy ran out of retries.
+    ReconnectFailed {
+        /// Attempts made.
+        attempts: u32,
+        /// The last attempt's error.
+        last_error: String,
+    },
+}
+
+impl CloseReason {
+    /// The error calls get once the client is closed for this reason.
+    pub(crate) fn to_error(&self, address: &Address) -> Error {
+        match self {
+            CloseReason::ByCaller => Error::Closed,
+            CloseReason::ConnectionLost(reason) => Error::NotConnected {
+                address: address.to_string(),
+                reason: reason.clone(),
+            },
+            CloseReason::ReconnectFailed {
+                attempts,
+                last_error,
+            } => Error::ReconnectFailed {
+                address: address.to_string(),
+                attempts: *attempts,
+                last_error: last_error.clone(),
+            },
+        }
+    }
+}
+
+/// An async pixl-ipc client.
+///
+/// Clone it freely: clones share one connection and one background task, and any number of
+/// calls can be in flight at once, matched to their replies by `ipcReqID`. Every call settles:
+/// with the reply, a timeout, or an error naming why (it never hangs). The connection closes
+/// when [`close`](Self::close) is called or the last clone is dropped.
+///
+/// ```no_run
+/// use pixl_ipc_client::Client;
+/// use serde_json::json;
+///
+/// # async fn run() -> Result<(), pixl_ipc_client::Error> {
+/// let client = Client::connect("/var/tmp/my_ipc_server.sock").await?;
+/// let reply = client.send("/ipcserver/test/echo", json!({"ping": "me"})).await?;
+/// assert_eq!(reply, json!({"ping": "me"}));
+/// client.close().await;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// Cancel safety: dropping a call's future abandons the request; its reply, if one comes, is
+/// dropped and its bookkeeping freed.
+#[derive(Clone)]
+pub struct Client {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    address: Address,
+    settings: ClientBuilder,
+    requests: mpsc::Sender<Outgoing>,
+    state: watch::Receiver<ConnectionState>,
+    pushes: broadcast::Sender<Push>,
+    close: CancellationToken,
+    next_id: AtomicU64,
+    pid: u32,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // The last handle is gone: stop the task even if it is waiting to reconnect.
+        self.close.cancel();
+    }
+}
+
+impl Client {
+    /// A builder with every setting at its default.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// Connects to `address` with the default settings (see [`ClientBuilder`]).
+    ///
+    /// # Errors
+    /// As [`ClientBuilder::connect`].
+    pub async fn connect(address: impl crate::ToAddress) -> Result<Client, Error> {
+        ClientBuilder::default().connect(address).await
+    }
+
+    pub(crate) async fn start(settings: ClientBuilder, address: Address) -> Result<Client, Error> {
+        let stream = task::connect(&address, settings.connect_timeout).await?;
+        let (requests_tx, requests_rx) = mpsc::channel(QUEUE_DEPTH);
+        let (state_tx, state_rx) = watch::channel(ConnectionState::Connected);
+        let (pushes, _) = broadcast::channel(PUSH_BUFFER);
+        let close = CancellationToken::new();
+        let context = TaskContext {
+            address: address.clone(),
+            requests: requests_rx,
+            state: state_tx,
+            pushes: pushes.clone(),
+            close: close.clone(),
+            policy: settings.reconnect.clone(),
+            connect_timeout: settings.connect_timeout,
+            max_message_bytes: settings.max_message_bytes,
+        };
+        tokio::spawn(task::run(context, stream));
+        Ok(Client {
+            shared: Arc::new(Shared {
+                address,
+                settings,
+                requests: requests_tx,
+                state: state_rx,
+                pushes,
+                close,
+                next_id: AtomicU64::new(0),
+                pid: std::process::id(),
+            }),
+        })
+    }
+
+    /// Sends `data` to `uri` and returns the reply's `data`.
+    ///
+    /// A reply with a top-level `code` (a request-level error such as `no_uri`) is an
+    /// [`Error::Server`]. A handler-level error (`data` holding `code` and `message`, such as
+    /// `no_handler_found`) is returned as `Ok(data)`, exactly as the original client returns it
+    /// without `codeToErr`; use [`call`](Self::call) to get those as errors too.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = dir.path().join("doc.sock");
+    /// # let _server = pixl_ipc_server::Server::new(pixl_ipc_server::ServerConfig::new(&path)).start().await?;
+    /// # let client = pixl_ipc_client::Client::connect(&path).await?;
+    /// let reply = client.send("/ipcserver/test/delay", serde_json::json!({"delay": 10})).await?;
+    /// assert_eq!(reply["delay"], 10);
+    /// // A handler-level error is data for `send`:
+    /// let reply = client.send("/no/such/route", serde_json::json!({})).await?;
+    /// assert_eq!(reply["code"], "no_handler_found");
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// See [`Error`] for which failure is reported how.
+    pub async fn send(&self, uri: &str, data: Value) -> Result<Value, Error> {
+        self.send_with_timeout(uri, data, self.shared.settings.request_timeout)
+            .await
+    }
+
+    /// [`send`](Self::send) with a timeout for this call only.
+    ///
+    /// # Errors
+    /// As [`send`](Self::send).
+    pub async fn send_with_timeout(
+        &self,
+        uri: &str,
+        data: Value,
+        timeout: Duration,
+    ) -> Result<Value, Error> {
+        let reply = self.request(uri, data, timeout).await?;
+        match reply.code {
+            Some(code) if is_set(&code) => Err(Error::Server {
+                code: text_of(&code),
+                message: reply.message.as_ref().map(text_of).unwrap_or_default(),
+                data: None,
+            }),
+            _ => Ok(reply.data),
+        }
+    }
+
+    /// Sends `request` (any `Serialize`) to `uri` and decodes the reply's `data` as `Resp`.
+    /// Unlike [`send`](Self::send), a reply whose `data` is an object with a `code` is an
+    /// [`Error::Server`] (the original client's `codeToErr` rule).
+    ///
+    /// ```
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Serialize)]
+    /// struct Delay { delay: u64 }
+    /// #[derive(Deserialize)]
+    /// struct Delayed { delay: u64 }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = dir.path().join("doc.sock");
+    /// # let _server = pixl_ipc_server::Server::new(pixl_ipc_server::ServerConfig::new(&path)).start().await?;
+    /// # let client = pixl_ipc_client::Client::connect(&path).await?;
+    /// let reply: Delayed = client.call("/ipcserver/test/delay", &Delay { delay: 5 }).await?;
+    /// assert_eq!(reply.delay, 5);
+    /// // A handler-level error is an error for `call`:
+    /// let err = client.call::<_, serde_json::Value>("/no/such/route", &()).await.unwrap_err();
+    /// assert!(matches!(err, pixl_ipc_client::Error::Server { code, .. } if code == "no_handler_found"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`send`](Self::send), plus `Server` for handler-level errors and [`Error::Decode`]
+    /// when `data` does not fit `Resp`.
+    pub async fn call<Req, Resp>(&self, uri: &str, request: &Req) -> Result<Resp, Error>
+    where
+        Req: Serialize + ?Sized,
+        Resp: DeserializeOwned,
+    {
+        let data = serde_json::to_value(request).map_err(|err| Error::Encode(err.into()))?;
+        let reply = self.send(uri, data).await?;
+        if let Some(code) = reply.get("code").filter(|code| is_set(code)) {
+            return Err(Error::Server {
+                code: text_of(code),
+                message: reply.get("message").map(text_of).unwrap_or_default(),
+                data: Some(reply),
+            });
+        }
+        serde_json::from_value(reply).map_err(|err| Error::Decode(err.into()))
+    }
+
+    /// Sends a one-way message (`ipcNoReply`): the server runs the handler and answers nothing.
+    /// Resolves once the message is queued on the connection; delivery is not confirmed.
+    ///
+    /// # Errors
+    /// The transport errors of [`send`](Self::send).
+    pub async fn notify(&self, uri: &str, data: Value) -> Result<(), Error> {
+        let mut request = self.request_for(uri, data);
+        request.no_reply = true;
+        let (id, line) = self.encode(&request)?;
+        let timeout = self.shared.settings.request_timeout;
+        let outgoing = Outgoing {
+            id,
+            line,
+            reply: None,
+        };
+        match tokio::time::timeout(timeout, self.shared.requests.send(outgoing)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(self.closed_error()),
+            Err(_) => Err(Error::Timeout {
+                uri: uri.to_owned(),
+                timeout,
+            }),
+        }
+    }
+
+    /// The raw reply line for a request, after transport errors only.
+    async fn request(
+        &self,
+        uri: &str,
+        data: Value,
+        timeout: Duration,
+    ) -> Result<ServerMessage, Error> {
+        let request = self.request_for(uri, data);
+        let (id, line) = self.encode(&request)?;
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let outgoing = Outgoing {
+            id,
+            line,
+            reply: Some(reply_tx),
+        };
+        let exchange = async {
+            // Waits for queue space, and through a reconnect, within the same deadline.
+            if self.shared.requests.send(outgoing).await.is_err() {
+                return Err(self.closed_error());
+            }
+            reply_rx.await.unwrap_or_else(|_| Err(self.closed_error()))
+        };
+        match tokio::time::timeout(timeout, exchange).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(Error::Timeout {
+                uri: uri.to_owned(),
+                timeout,
+            }),
+        }
+    }
+
+    fn request_for(&self, uri: &str, data: Value) -> Request {
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        Request {
+            ipc_req_id: Some(Value::String(format!("rq{id}"))),
+            uri: Some(uri.to_owned()),
+            data,
+            pid: Some(self.shared.pid),
+            user_agent: Some(self.shared.settings.user_agent.clone()),
+            ..Request::default()
+        }
+    }
+
+    fn encode(&self, request: &Request) -> Result<(String, bytes::Bytes), Error> {
+        let id = match &request.ipc_req_id {
+            Some(Value::String(id)) => id.clone(),
+            _ => String::new(),
+        };
+        let line = encode_line(request).map_err(|err| Error::Encode(err.into()))?;
+        let size = line.len() - 1;
+        let limit = self.shared.settings.max_message_bytes;
+        if size > limit {
+            return Err(Error::MessageTooLarge { size, limit });
+        }
+        Ok((id, line))
+    }
+
+    /// The error for a call made after the task has stopped.
+    fn closed_error(&self) -> Error {
+        match &*self.shared.state.borrow() {
+            ConnectionState::Closed(reason) => reason.to_error(&self.shared.address),
+            _ => Error::Closed,
+        }
+    }
+
+    /// The connection's state now.
+    pub fn state(&self) -> ConnectionState {
+        self.shared.state.borrow().clone()
+    }
+
+    /// A receiver that sees every state change (connected, reconnecting, closed).
+    pub fn state_changes(&self) -> watch::Receiver<ConnectionState> {
+        self.shared.state.clone()
+    }
+
+    /// Subscribes to server pushes (lines without `ipcReqID`) from now on.
+    ///
+    /// ```no_run
+    /// # async fn run(client: pixl_ipc_client::Client) {
+    /// let mut pushes = client.subscribe();
+    /// while let Ok(push) = pushes.recv().await {
+    ///     println!("{:?}: {}", push.uri, push.data);
+    /// }
+    /// # }
+    /// ```
+    pub fn subscribe(&self) -> Subscription {
+        Subscription {
+            receiver: self.shared.pushes.subscribe(),
+        }
+    }
+
+    /// The server's address.
+    pub fn address(&self) -> &Address {
+        &self.shared.address
+    }
+
+    /// Closes the connection: every call in flight or waiting fails with [`Error::Closed`], the
+    /// background task ends, and later calls fail the same way. Resolves once that is done.
+    pub async fn close(&self) {
+        self.shared.close.cancel();
+        let mut state = self.shared.state.clone();
+        let _ = state
+            .wait_for(|state| matches!(state, ConnectionState::Closed(_)))
+            .await;
+    }
+}
+
+/// A stream of server pushes, from [`Client::subscribe`].
+pub struct Subscription {
+    receiver: broadcast::Receiver<Push>,
+}
+
+/// Why [`Subscription::recv`] returned no push.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubscriptionError {
+    /// This subscriber fell behind by this many pushes, which it missed; the next `recv`
+    /// continues with the oldest push still buffered.
+    #[error("missed {0} pushes by falling behind")]
+    Lagged(u64),
+    /// The client is closed; no more pushes will come.
+    #[error("the client is closed")]
+    Closed,
+}
+
+impl Subscription {
+    /// The next push.
+    ///
+    /// # Errors
+    /// [`SubscriptionError::Lagged`] when pushes were missed (it says how many; nothing is lost
+    /// silently), [`SubscriptionError::Closed`] when the client is gone.
+    pub async fn recv(&mut self) -> Result<Push, SubscriptionError> {
+        self.receiver.recv().await.map_err(|err| match err {
+            broadcast::error::RecvError::Lagged(missed) => SubscriptionError::Lagged(missed),
+            broadcast::error::RecvError::Closed => SubscriptionError::Closed,
+        })
+    }
+}
+
+/// The original's truthiness for `code`: absent, `null`, `false`, `0` and `""` mean no error.
+fn is_set(code: &Value) -> bool {
+    match code {
+        Value::Null => false,
+        Value::Bool(flag) => *flag,
+        Value::Number(number) => number.as_f64() != Some(0.0),
+        Value::String(text) => !text.is_empty(),
+        _ => true,
+    }
+}
+
+fn text_of(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}

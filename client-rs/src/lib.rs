@@ -1,0 +1,42 @@
+//! An async client for pixl-ipc servers (this project's `pixl-ipc-server` or the original
+//! Node.js pixl-ipc): newline-delimited JSON over a UNIX domain socket.
+//!
+//! ```
+//! use pixl_ipc_client::Client;
+//! use serde_json::json;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let path = std::path::PathBuf::from("/var/tmp/my_ipc_server.sock");
+//! # let dir = tempfile::tempdir()?;
+//! # let path = dir.path().join("doc.sock");
+//! # let _server = pixl_ipc_server::Server::new(pixl_ipc_server::ServerConfig::new(&path)).start().await?;
+//! let client = Client::connect(&path).await?;
+//! let reply = client.send("/ipcserver/test/echo", json!({"welcome": 42})).await?;
+//! assert_eq!(reply, json!({"welcome": 42}));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! - [`Client`] is a cheap `Clone` handle; any number of calls may be in flight at once.
+//! - Every call settles: reply, [`Error::Timeout`], or an error saying why. A call in flight
+//!   when the connection drops fails at once with [`Error::ConnectionLost`]; nothing is re-sent.
+//! - [`ReconnectPolicy`] decides whether later calls get a new connection (default: retry every
+//!   second, like the original's `autoReconnect`).
+//! - Server pushes arrive on [`Client::subscribe`].
+//! - The `pixl-ipc` binary in this crate is a command-line client built on it.
+
+mod address;
+mod builder;
+mod client;
+mod error;
+mod pending;
+mod reconnect;
+mod task;
+
+pub use address::{Address, ToAddress};
+pub use builder::{ClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT};
+pub use client::{Client, CloseReason, ConnectionState, Subscription, SubscriptionError};
+pub use error::Error;
+pub use pixl_ipc_protocol::Push;
+pub use reconnect::{Backoff, ReconnectPolicy};

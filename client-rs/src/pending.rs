@@ -1,0 +1,122 @@
+//! The table of requests waiting for their replies, keyed by `ipcReqID`.
+
+use std::collections::HashMap;
+
+use pixl_ipc_protocol::ServerMessage;
+use tokio::sync::oneshot;
+
+use crate::error::Error;
+
+/// Where a request's outcome goes.
+pub(crate) type ReplySender = oneshot::Sender<Result<ServerMessage, Error>>;
+
+/// Requests written to the connection and not yet answered. Owned by the connection task; every
+/// entry is settled exactly once: by its reply, by a connection failure, or dropped because the
+/// caller stopped waiting (timeout or a cancelled future).
+#[derive(Default)]
+pub(crate) struct PendingRequests {
+    waiting: HashMap<String, ReplySender>,
+}
+
+impl PendingRequests {
+    pub(crate) fn insert(&mut self, id: String, reply: ReplySender) {
+        self.waiting.insert(id, reply);
+    }
+
+    /// Hands `outcome` to the request `id`. False when nobody waits for it any more (a late
+    /// reply after a timeout, or an id this client never sent); the entry is gone either way.
+    pub(crate) fn complete(&mut self, id: &str, outcome: Result<ServerMessage, Error>) -> bool {
+        match self.waiting.remove(id) {
+            Some(reply) => reply.send(outcome).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Settles every waiting request with an error; returns how many there were.
+    pub(crate) fn fail_all(&mut self, error: &Error) -> usize {
+        let count = self.waiting.len();
+        for (_, reply) in self.waiting.drain() {
+            let _ = reply.send(Err(error.clone()));
+        }
+        count
+    }
+
+    /// Forgets requests whose caller has stopped waiting, so an unanswered request that timed
+    /// out does not hold memory until the connection ends.
+    pub(crate) fn sweep_abandoned(&mut self) -> usize {
+        let before = self.waiting.len();
+        self.waiting.retain(|_, reply| !reply.is_closed());
+        before - self.waiting.len()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.waiting.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn message(data: serde_json::Value) -> ServerMessage {
+        ServerMessage {
+            data,
+            ..ServerMessage::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reply_reaches_its_caller_once() {
+        let mut table = PendingRequests::default();
+        let (tx, rx) = oneshot::channel();
+        table.insert("rq0".into(), tx);
+        assert!(table.complete("rq0", Ok(message(json!(1)))));
+        assert_eq!(rx.await.unwrap().unwrap().data, json!(1));
+        assert!(
+            !table.complete("rq0", Ok(message(json!(2)))),
+            "a second reply finds nobody"
+        );
+        assert_eq!(table.len(), 0);
+    }
+
+    #[test]
+    fn a_late_reply_after_the_caller_gave_up_is_dropped_and_freed() {
+        let mut table = PendingRequests::default();
+        let (tx, rx) = oneshot::channel();
+        table.insert("rq0".into(), tx);
+        drop(rx);
+        assert!(!table.complete("rq0", Ok(message(json!(1)))));
+        assert_eq!(table.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn fail_all_settles_every_request() {
+        let mut table = PendingRequests::default();
+        let receivers: Vec<_> = (0..5)
+            .map(|i| {
+                let (tx, rx) = oneshot::channel();
+                table.insert(format!("rq{i}"), tx);
+                rx
+            })
+            .collect();
+        assert_eq!(table.fail_all(&Error::Closed), 5);
+        for rx in receivers {
+            assert!(matches!(rx.await.unwrap(), Err(Error::Closed)));
+        }
+        assert_eq!(table.len(), 0);
+    }
+
+    #[test]
+    fn sweep_frees_only_abandoned_requests() {
+        let mut table = PendingRequests::default();
+        let (kept_tx, _kept_rx) = oneshot::channel();
+        let (gone_tx, gone_rx) = oneshot::channel();
+        table.insert("kept".into(), kept_tx);
+        table.insert("gone".into(), gone_tx);
+        drop(gone_rx);
+        assert_eq!(table.sweep_abandoned(), 1);
+        assert_eq!(table.len(), 1);
+    }
+}

@@ -1,0 +1,244 @@
+//! The background task that owns the socket: it writes requests, matches replies to callers,
+//! fans out pushes, and reconnects according to the policy.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use pixl_ipc_protocol::{FrameError, JsonLinesCodec, Push, ServerMessage};
+use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+use tokio::net::unix::OwnedWriteHalf;
+use tokio::net::UnixStream;
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio_util::codec::FramedRead;
+use tokio_util::sync::CancellationToken;
+
+use crate::address::Address;
+use crate::client::{CloseReason, ConnectionState};
+use crate::error::Error;
+use crate::pending::{PendingRequests, ReplySender};
+use crate::reconnect::ReconnectPolicy;
+
+/// Past this many unsent bytes the task stops taking new requests until the server reads.
+const MAX_UNSENT_BYTES: usize = 1024 * 1024;
+/// How often requests whose callers gave up are forgotten.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A request for the task: one encoded line, and where its reply goes (`None` for one-way).
+pub(crate) struct Outgoing {
+    pub(crate) id: String,
+    pub(crate) line: Bytes,
+    pub(crate) reply: Option<ReplySender>,
+}
+
+/// Everything the task needs besides the socket.
+pub(crate) struct TaskContext {
+    pub(crate) address: Address,
+    pub(crate) requests: mpsc::Receiver<Outgoing>,
+    pub(crate) state: watch::Sender<ConnectionState>,
+    pub(crate) pushes: broadcast::Sender<Push>,
+    pub(crate) close: CancellationToken,
+    pub(crate) policy: ReconnectPolicy,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) max_message_bytes: usize,
+}
+
+/// How one connection ended.
+enum Ended {
+    /// `close()` was called, or every handle was dropped.
+    ByCaller,
+    /// The server closed the connection or it failed.
+    Lost(String),
+}
+
+/// Opens a connection within `timeout`.
+pub(crate) async fn connect(address: &Address, timeout: Duration) -> Result<UnixStream, Error> {
+    let Address::Unix(path) = address;
+    let connect_error = |source: std::io::Error| Error::Connect {
+        address: address.to_string(),
+        source: source.into(),
+    };
+    match tokio::time::timeout(timeout, UnixStream::connect(path)).await {
+        Ok(result) => result.map_err(connect_error),
+        Err(_) => Err(connect_error(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no connection within {timeout:?}"),
+        ))),
+    }
+}
+
+/// Runs until the client is closed or the policy gives up.
+pub(crate) async fn run(mut ctx: TaskContext, mut stream: UnixStream) {
+    loop {
+        let reason = match serve(&mut ctx, stream).await {
+            Ended::ByCaller => return finish(&mut ctx, CloseReason::ByCaller),
+            Ended::Lost(reason) => reason,
+        };
+        tracing::debug!(address = %ctx.address, %reason, "connection lost");
+        match reconnect(&mut ctx, &reason).await {
+            Ok(next) => stream = next,
+            Err(close) => return finish(&mut ctx, close),
+        }
+    }
+}
+
+/// Publishes the final state and fails whatever is still queued, with the same reason later
+/// calls will get.
+fn finish(ctx: &mut TaskContext, reason: CloseReason) {
+    let error = reason.to_error(&ctx.address);
+    ctx.state.send_replace(ConnectionState::Closed(reason));
+    ctx.requests.close();
+    while let Ok(outgoing) = ctx.requests.try_recv() {
+        if let Some(reply) = outgoing.reply {
+            let _ = reply.send(Err(error.clone()));
+        }
+    }
+}
+
+/// Waits and retries per the policy. Requests sent meanwhile stay queued (their callers wait
+/// within their own timeouts) and go out on the new connection.
+async fn reconnect(ctx: &mut TaskContext, lost_reason: &str) -> Result<UnixStream, CloseReason> {
+    let mut last_error = lost_reason.to_owned();
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        let Some(delay) = ctx.policy.delay_with(attempt, fastrand::f64()) else {
+            return Err(if attempt == 1 {
+                CloseReason::ConnectionLost(lost_reason.to_owned())
+            } else {
+                CloseReason::ReconnectFailed {
+                    attempts: attempt - 1,
+                    last_error,
+                }
+            });
+        };
+        ctx.state
+            .send_replace(ConnectionState::Reconnecting { attempt });
+        tokio::select! {
+            () = ctx.close.cancelled() => return Err(CloseReason::ByCaller),
+            () = tokio::time::sleep(delay) => {}
+        }
+        match connect(&ctx.address, ctx.connect_timeout).await {
+            Ok(stream) => {
+                tracing::info!(address = %ctx.address, attempt, "reconnected");
+                ctx.state.send_replace(ConnectionState::Connected);
+                return Ok(stream);
+            }
+            Err(err) => {
+                tracing::debug!(address = %ctx.address, attempt, error = %err, "reconnect failed");
+                last_error = err.to_string();
+            }
+        }
+    }
+}
+
+/// Serves one connection: writes queued requests, reads replies, until it ends.
+async fn serve(ctx: &mut TaskContext, stream: UnixStream) -> Ended {
+    let (read, mut write) = stream.into_split();
+    let codec = JsonLinesCodec::<ServerMessage>::with_max_length(ctx.max_message_bytes);
+    let mut replies = FramedRead::new(read, codec);
+    let mut pending = PendingRequests::default();
+    let mut unsent = BytesMut::new();
+    let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
+
+    let ended = loop {
+        tokio::select! {
+            () = ctx.close.cancelled() => break Ended::ByCaller,
+            frame = replies.next() => match frame {
+                None => break Ended::Lost("the server closed the connection".into()),
+                Some(Err(err)) => break Ended::Lost(err.to_string()),
+                Some(Ok(Ok(message))) => deliver(ctx, &mut pending, message),
+                Some(Ok(Err(bad_line))) => reject(&mut pending, &bad_line),
+            },
+            outgoing = ctx.requests.recv(), if unsent.len() < MAX_UNSENT_BYTES => match outgoing {
+                None => break Ended::ByCaller,
+                Some(outgoing) => accept(outgoing, &mut pending, &mut unsent),
+            },
+            written = write.write_buf(&mut unsent), if !unsent.is_empty() => {
+                if let Err(err) = written {
+                    break Ended::Lost(format!("write failed: {err}"));
+                }
+            }
+            _ = sweep.tick() => {
+                pending.sweep_abandoned();
+            }
+        }
+    };
+    settle_on_end(ctx, &mut pending, &ended, &mut write).await;
+    ended
+}
+
+/// Queues one request's bytes, batching with whatever else is waiting to be written.
+fn accept(outgoing: Outgoing, pending: &mut PendingRequests, unsent: &mut BytesMut) {
+    match outgoing.reply {
+        // The caller already gave up: do not send a request nobody waits for.
+        Some(reply) if reply.is_closed() => return,
+        Some(reply) => pending.insert(outgoing.id, reply),
+        None => {}
+    }
+    unsent.extend_from_slice(&outgoing.line);
+}
+
+async fn settle_on_end(
+    ctx: &TaskContext,
+    pending: &mut PendingRequests,
+    ended: &Ended,
+    write: &mut OwnedWriteHalf,
+) {
+    let error = match ended {
+        Ended::ByCaller => Error::Closed,
+        Ended::Lost(reason) => Error::ConnectionLost {
+            address: ctx.address.to_string(),
+            reason: reason.clone(),
+        },
+    };
+    let failed = pending.fail_all(&error);
+    if failed > 0 {
+        tracing::debug!(failed, error = %error, "settled requests in flight");
+    }
+    let _ = write.shutdown().await;
+}
+
+/// Routes one decoded line: a reply to its caller, a push to subscribers.
+fn deliver(ctx: &TaskContext, pending: &mut PendingRequests, message: ServerMessage) {
+    match &message.ipc_req_id {
+        Some(Value::String(id)) => {
+            let id = id.clone();
+            if !pending.complete(&id, Ok(message)) {
+                tracing::debug!(
+                    id,
+                    "dropped a reply nobody waits for (late, after a timeout)"
+                );
+            }
+        }
+        Some(other) => tracing::warn!(id = %other, "reply with an id this client never uses"),
+        None if message.code.is_some() => {
+            tracing::warn!(code = ?message.code, message = ?message.message, "server reported an error for an unknown request");
+        }
+        None => {
+            let push = Push {
+                uri: message.uri,
+                data: message.data,
+            };
+            // No subscriber is fine: pushes are offered, not queued for later.
+            let _ = ctx.pushes.send(push);
+        }
+    }
+}
+
+/// A line from the server that could not be decoded: fail its request if it names one.
+fn reject(pending: &mut PendingRequests, bad_line: &FrameError) {
+    let error = match bad_line {
+        FrameError::TooLong { limit, .. } => Error::Protocol(format!(
+            "the reply exceeds the maximum message size of {limit} bytes"
+        )),
+        other => Error::Protocol(other.to_string()),
+    };
+    match bad_line.req_id() {
+        Some(Value::String(id)) => {
+            pending.complete(id, Err(error));
+        }
+        _ => tracing::warn!(error = %bad_line, "undecodable line from the server"),
+    }
+}

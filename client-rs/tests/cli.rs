@@ -1,0 +1,193 @@
+//! The `pixl-ipc` command line against the real server binary: output and exit codes.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use pixl_ipc_xtests::ServerProcess;
+use serde_json::{json, Value};
+
+fn cli(socket: &Path, args: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pixl-ipc"));
+    command
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    drop(child.stdin.take());
+    let status = pixl_ipc_xtests::wait_with_timeout(&mut child, pixl_ipc_xtests::TIMEOUT)
+        .expect("pixl-ipc exits");
+    let mut output = child.wait_with_output().unwrap();
+    output.status = status;
+    output
+}
+
+fn stdout_json(output: &Output) -> Value {
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|err| panic!("{err}: {}", String::from_utf8_lossy(&output.stdout)))
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn server() -> (tempfile::TempDir, ServerProcess) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&dir.path().join("cli.sock"), &[]);
+    (dir, server)
+}
+
+#[test]
+fn call_prints_the_reply_data_as_one_compact_line_when_piped() {
+    let (_dir, server) = server();
+    let output = cli(
+        &server.path,
+        &[
+            "call",
+            "/ipcserver/test/echo",
+            r#"{"a": [1, 2], "b": "c/d"}"#,
+        ],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "{\"a\":[1,2],\"b\":\"c/d\"}\n"
+    );
+}
+
+#[test]
+fn call_reads_data_from_stdin_with_a_dash() {
+    let (_dir, server) = server();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pixl-ipc"))
+        .args([
+            "--socket",
+            server.path.to_str().unwrap(),
+            "call",
+            "/ipcserver/test/echo",
+            "-",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"{\"from\":\"stdin\"}")
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    assert_eq!(stdout_json(&output), json!({"from": "stdin"}));
+}
+
+#[test]
+fn options_are_accepted_before_the_subcommand_and_url_works() {
+    let (_dir, server) = server();
+    let url = format!("unix://{}", server.path.display());
+    let output = Command::new(env!("CARGO_BIN_EXE_pixl-ipc"))
+        .args(["--url", &url, "--timeout", "2s", "stats"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let stats = stdout_json(&output);
+    assert_eq!(stats["handlers"], json!(4));
+    assert!(stats["total"]["requests"].as_u64().unwrap() >= 1);
+}
+
+#[test]
+fn ping_reports_each_round_trip_and_a_summary() {
+    let (_dir, server) = server();
+    let output = cli(&server.path, &["ping", "--count", "3", "--interval", "1ms"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        text.lines().filter(|line| line.contains("time=")).count(),
+        3,
+        "{text}"
+    );
+    assert!(text.contains("3 round trips: min"), "{text}");
+}
+
+#[test]
+fn exit_codes_distinguish_connect_timeout_server_and_usage_errors() {
+    let (dir, server) = server();
+    let missing = dir.path().join("missing.sock");
+    let output = cli(&missing, &["stats"]);
+    assert_eq!(output.status.code(), Some(3));
+    assert!(
+        stderr(&output).starts_with("pixl-ipc: cannot connect to"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(stderr(&output).lines().count(), 1);
+
+    let output = cli(
+        &server.path,
+        &[
+            "--timeout",
+            "100ms",
+            "call",
+            "/ipcserver/test/delay",
+            r#"{"delay":2000}"#,
+        ],
+    );
+    assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
+    assert!(stderr(&output).contains("no reply to /ipcserver/test/delay within 100ms"));
+
+    let output = cli(&server.path, &["call", "/no/such/route"]);
+    assert_eq!(output.status.code(), Some(5));
+    assert!(
+        stderr(&output).contains("no_handler_found"),
+        "{}",
+        stderr(&output)
+    );
+
+    let output = cli(&server.path, &["call", "/ipcserver/test/echo", "{not json"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("not valid JSON"));
+}
+
+#[test]
+fn watch_prints_pushes_as_json_lines() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("watch.sock");
+    let running = runtime
+        .block_on(pixl_ipc_server::Server::new(pixl_ipc_server::ServerConfig::new(&path)).start())
+        .unwrap();
+    let handle = running.handle();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pixl-ipc"))
+        .args(["--socket", path.to_str().unwrap(), "watch"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    pixl_ipc_xtests::eventually("the watcher connects", || !handle.connections().is_empty());
+    let push = pixl_ipc_server::Push {
+        uri: Some("/events/a".into()),
+        data: json!({"n": 1}),
+    };
+    assert_eq!(handle.broadcast(&push).delivered, 1);
+    // Read on a thread so a missing push fails the test instead of hanging it.
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+        let _ = tx.send(lines.next());
+    });
+    let first = rx.recv_timeout(pixl_ipc_xtests::TIMEOUT);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let line = first
+        .expect("a push line within the limit")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&line).unwrap(),
+        json!({"uri": "/events/a", "data": {"n": 1}})
+    );
+}

@@ -1,0 +1,489 @@
+//! The async client against the real server: the library on a temp socket for custom handlers,
+//! the binary where a process has to die. Every await is bounded by `bounded`.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pixl_ipc_client::{Client, CloseReason, ConnectionState, Error, Push, ReconnectPolicy};
+use pixl_ipc_server::{
+    HandlerResult, Request, RequestContext, RunningServer, Server, ServerConfig,
+};
+use pixl_ipc_xtests::ServerProcess;
+use serde_json::{json, Value};
+
+const LIMIT: Duration = Duration::from_secs(15);
+
+/// Fails the test instead of hanging when `future` takes longer than [`LIMIT`].
+async fn bounded<T>(future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(LIMIT, future)
+        .await
+        .expect("operation took longer than the test limit")
+}
+
+struct LibServer {
+    running: RunningServer,
+    path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+async fn lib_server(setup: impl FnOnce(&Server)) -> LibServer {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("client-test.sock");
+    let server = Server::new(ServerConfig::new(&path));
+    setup(&server);
+    LibServer {
+        running: server.start().await.unwrap(),
+        path,
+        _dir: dir,
+    }
+}
+
+fn fast_reconnect(max_retries: Option<u32>) -> ReconnectPolicy {
+    ReconnectPolicy::Fixed {
+        interval: Duration::from_millis(20),
+        max_retries,
+    }
+}
+
+async fn wait_for_state(
+    client: &Client,
+    wanted: impl Fn(&ConnectionState) -> bool,
+) -> ConnectionState {
+    let mut changes = client.state_changes();
+    let state = bounded(changes.wait_for(|state| wanted(state)))
+        .await
+        .unwrap()
+        .clone();
+    state
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_calls_from_many_tasks_share_one_connection() {
+    let server = lib_server(|_| {}).await;
+    let client = Client::connect(&server.path).await.unwrap();
+    let mut tasks = Vec::new();
+    for task in 0..50u64 {
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            for call in 0..20u64 {
+                let delay = (task * 7 + call * 3) % 15;
+                let reply = client
+                    .send(
+                        "/ipcserver/test/delay",
+                        json!({"delay": delay, "tag": [task, call]}),
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    reply,
+                    json!({"delay": if delay == 0 { json!(0) } else { json!(delay) }})
+                );
+                let echo = client
+                    .send("/ipcserver/test/echo", json!({"task": task, "call": call}))
+                    .await
+                    .unwrap();
+                assert_eq!(echo, json!({"task": task, "call": call}));
+            }
+        }));
+    }
+    for task in tasks {
+        bounded(task).await.unwrap();
+    }
+    let stats = server.running.handle().stats();
+    assert_eq!(
+        stats.total.client_open, 1,
+        "all calls went over one connection"
+    );
+    assert_eq!(stats.total.requests, 2000);
+}
+
+#[tokio::test]
+async fn a_timeout_fails_the_call_and_the_late_reply_is_dropped_quietly() {
+    let server = lib_server(|_| {}).await;
+    let client = Client::builder()
+        .request_timeout(Duration::from_millis(100))
+        .connect(&server.path)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let err = bounded(client.send("/ipcserver/test/delay", json!({"delay": 300})))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Timeout { uri, timeout } if uri == "/ipcserver/test/delay" && *timeout == Duration::from_millis(100)),
+        "{err:?}"
+    );
+    assert!(started.elapsed() < Duration::from_millis(250));
+    // The late reply arrives while this call waits; it must not be mistaken for this one.
+    let reply = bounded(client.send_with_timeout(
+        "/ipcserver/test/delay",
+        json!({"delay": 350}),
+        Duration::from_secs(2),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(reply, json!({"delay": 350}));
+    assert_eq!(client.state(), ConnectionState::Connected);
+}
+
+#[tokio::test]
+async fn send_and_call_report_errors_as_documented() {
+    let server = lib_server(|_| {}).await;
+    let client = Client::connect(&server.path).await.unwrap();
+    // Handler-level error: data for send, an error for call.
+    let data = bounded(client.send("/nope", json!({}))).await.unwrap();
+    assert_eq!(data["code"], json!("no_handler_found"));
+    let err = bounded(client.call::<_, Value>("/nope", &json!({})))
+        .await
+        .unwrap_err();
+    match err {
+        Error::Server {
+            code,
+            message,
+            data,
+        } => {
+            assert_eq!(code, "no_handler_found");
+            assert_eq!(message, "No handler found for /nope");
+            assert_eq!(data.unwrap()["code"], json!("no_handler_found"));
+        }
+        other => panic!("expected a server error, got {other:?}"),
+    }
+    // Request-level error (top-level code) is an error for send too.
+    let err = bounded(client.send("", json!({}))).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Server { code, data: None, .. } if code == "no_uri"),
+        "{err:?}"
+    );
+    // Typed decode, and a decode failure.
+    #[derive(serde::Deserialize, Debug)]
+    struct Delayed {
+        delay: u64,
+    }
+    let typed: Delayed = bounded(client.call("/ipcserver/test/delay", &json!({"delay": 5})))
+        .await
+        .unwrap();
+    assert_eq!(typed.delay, 5);
+    let err = bounded(client.call::<_, Delayed>("/ipcserver/test/echo", &json!({"delay": "soon"})))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Decode(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn requests_carry_pid_user_agent_and_fresh_ids() {
+    let server = lib_server(|server| {
+        server
+            .add_uri_handler(
+                "/who",
+                "who",
+                |req: Request, _: RequestContext| async move {
+                    HandlerResult::Ok(
+                        json!({"pid": req.pid, "ua": req.user_agent, "id": req.ipc_req_id}),
+                    )
+                },
+            )
+            .unwrap();
+    })
+    .await;
+    let default_agent = Client::connect(&server.path).await.unwrap();
+    let first = bounded(default_agent.send("/who", Value::Null))
+        .await
+        .unwrap();
+    let second = bounded(default_agent.send("/who", Value::Null))
+        .await
+        .unwrap();
+    assert_eq!(first["pid"], json!(std::process::id()));
+    let cwd = std::env::current_dir().unwrap().display().to_string();
+    assert_eq!(first["ua"], json!(format!("Rust/pixl-ipc-client{cwd}")));
+    assert_eq!(first["id"], json!("rq0"));
+    assert_eq!(second["id"], json!("rq1"));
+    let custom = Client::builder()
+        .user_agent("billing")
+        .connect(server.path.as_path())
+        .await
+        .unwrap();
+    assert_eq!(
+        bounded(custom.send("/who", Value::Null)).await.unwrap()["ua"],
+        json!("billing")
+    );
+}
+
+#[tokio::test]
+async fn a_request_over_the_size_limit_is_refused_without_being_sent() {
+    let server = lib_server(|_| {}).await;
+    let client = Client::builder()
+        .max_message_bytes(1024)
+        .connect(&server.path)
+        .await
+        .unwrap();
+    let err = bounded(client.send("/ipcserver/test/echo", json!("x".repeat(2000))))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::MessageTooLarge { limit: 1024, size } if size > 2000),
+        "{err:?}"
+    );
+    assert_eq!(server.running.handle().stats().total.requests, 0);
+    assert_eq!(
+        bounded(client.send("/ipcserver/test/echo", json!(1)))
+            .await
+            .unwrap(),
+        json!(1)
+    );
+}
+
+#[tokio::test]
+async fn connecting_to_a_missing_socket_names_the_path_and_the_os_reason() {
+    let err = Client::connect("/nonexistent/dir/x.sock")
+        .await
+        .err()
+        .unwrap();
+    let text = err.to_string();
+    assert!(matches!(err, Error::Connect { .. }));
+    assert!(
+        text.contains("/nonexistent/dir/x.sock") && text.contains("No such file"),
+        "{text}"
+    );
+    let err = Client::connect("ws://127.0.0.1:1/").await.err().unwrap();
+    assert!(matches!(err, Error::UnsupportedAddress { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn pushes_reach_subscribers() {
+    let server = lib_server(|_| {}).await;
+    let client = Client::connect(&server.path).await.unwrap();
+    let mut first = client.subscribe();
+    let mut second = client.subscribe();
+    bounded(client.send("/ipcserver/test/echo", json!(0)))
+        .await
+        .unwrap();
+    let handle = server.running.handle();
+    let report = handle.broadcast(&Push {
+        uri: Some("/events/x".into()),
+        data: json!({"n": 1}),
+    });
+    assert_eq!(report.delivered, 1);
+    for subscription in [&mut first, &mut second] {
+        let push = bounded(subscription.recv()).await.unwrap();
+        assert_eq!(push.uri.as_deref(), Some("/events/x"));
+        assert_eq!(push.data, json!({"n": 1}));
+    }
+}
+
+#[tokio::test]
+async fn notify_is_one_way() {
+    let count = Arc::new(AtomicUsize::new(0));
+    let counter = count.clone();
+    let server = lib_server(move |server| {
+        server
+            .add_uri_handler("/count", "count", move |_: Request, _: RequestContext| {
+                let counter = counter.clone();
+                async move {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    HandlerResult::Ok(json!("unseen"))
+                }
+            })
+            .unwrap();
+    })
+    .await;
+    let client = Client::connect(&server.path).await.unwrap();
+    for _ in 0..3 {
+        bounded(client.notify("/count", Value::Null)).await.unwrap();
+    }
+    // A normal call after them; replies are in completion order, so wait for the count.
+    bounded(client.send("/ipcserver/test/echo", json!(1)))
+        .await
+        .unwrap();
+    bounded(async {
+        while count.load(Ordering::SeqCst) < 3 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn close_settles_pending_calls_and_later_calls_fail() {
+    let server = lib_server(|_| {}).await;
+    let client = Client::connect(&server.path).await.unwrap();
+    let pending: Vec<_> = (0..5)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                client
+                    .send("/ipcserver/test/delay", json!({"delay": 5000}))
+                    .await
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    bounded(client.close()).await;
+    for call in pending {
+        let outcome = bounded(call).await.unwrap();
+        assert!(matches!(outcome, Err(Error::Closed)), "{outcome:?}");
+    }
+    assert_eq!(
+        client.state(),
+        ConnectionState::Closed(CloseReason::ByCaller)
+    );
+    let later = bounded(client.send("/ipcserver/test/echo", json!(1))).await;
+    assert!(matches!(later, Err(Error::Closed)), "{later:?}");
+}
+
+fn start_binary(path: &Path) -> ServerProcess {
+    ServerProcess::start(path, &[])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_in_flight_fail_with_connection_lost_within_100ms_of_a_server_kill() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("killed.sock");
+    let server = start_binary(&path);
+    let client = Client::builder()
+        .reconnect(ReconnectPolicy::Off)
+        .connect(&path)
+        .await
+        .unwrap();
+    let calls: Vec<_> = (0..20)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                let outcome = client
+                    .send("/ipcserver/test/delay", json!({"delay": 10000}))
+                    .await;
+                (outcome, Instant::now())
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    server.kill9();
+    let killed = Instant::now();
+    for call in calls {
+        let (outcome, settled) = bounded(call).await.unwrap();
+        assert!(
+            matches!(&outcome, Err(Error::ConnectionLost { .. })),
+            "{outcome:?}"
+        );
+        let after = settled.saturating_duration_since(killed);
+        assert!(
+            after < Duration::from_millis(100),
+            "settled {after:?} after the kill"
+        );
+    }
+    // Policy off: the client stays down and says why.
+    let state = wait_for_state(&client, |s| matches!(s, ConnectionState::Closed(_))).await;
+    assert!(
+        matches!(
+            state,
+            ConnectionState::Closed(CloseReason::ConnectionLost(_))
+        ),
+        "{state:?}"
+    );
+    let later = bounded(client.send("/ipcserver/test/echo", json!(1))).await;
+    assert!(
+        matches!(later, Err(Error::NotConnected { .. })),
+        "{later:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_reconnects_after_a_server_restart_on_the_same_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("restart.sock");
+    let server = start_binary(&path);
+    let client = Client::builder()
+        .reconnect(fast_reconnect(None))
+        .connect(&path)
+        .await
+        .unwrap();
+    assert_eq!(
+        bounded(client.send("/ipcserver/test/echo", json!("before")))
+            .await
+            .unwrap(),
+        json!("before")
+    );
+    server.kill9();
+    wait_for_state(&client, |s| {
+        matches!(s, ConnectionState::Reconnecting { .. })
+    })
+    .await;
+    // A call made while the server is down waits for the reconnect within its own timeout.
+    let waiting = {
+        let client = client.clone();
+        tokio::spawn(async move { client.send("/ipcserver/test/echo", json!("during")).await })
+    };
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let _restarted = start_binary(&path);
+    assert_eq!(bounded(waiting).await.unwrap().unwrap(), json!("during"));
+    assert_eq!(client.state(), ConnectionState::Connected);
+    assert_eq!(
+        bounded(client.send("/ipcserver/test/echo", json!("after")))
+            .await
+            .unwrap(),
+        json!("after")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_out_of_retries_fails_waiting_and_later_calls_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gone.sock");
+    let server = start_binary(&path);
+    let client = Client::builder()
+        .reconnect(fast_reconnect(Some(3)))
+        .connect(&path)
+        .await
+        .unwrap();
+    bounded(client.send("/ipcserver/test/echo", json!(1)))
+        .await
+        .unwrap();
+    server.kill9();
+    wait_for_state(&client, |s| {
+        matches!(s, ConnectionState::Reconnecting { .. })
+    })
+    .await;
+    let waiting = bounded(client.send("/ipcserver/test/echo", json!(2))).await;
+    assert!(
+        matches!(&waiting, Err(Error::ReconnectFailed { attempts: 3, .. })),
+        "{waiting:?}"
+    );
+    let state = client.state();
+    assert!(
+        matches!(
+            state,
+            ConnectionState::Closed(CloseReason::ReconnectFailed { attempts: 3, .. })
+        ),
+        "{state:?}"
+    );
+    let later = bounded(client.send("/ipcserver/test/echo", json!(3))).await;
+    let text = later.unwrap_err().to_string();
+    assert!(
+        text.contains("gave up reconnecting") && text.contains("3 attempts"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn dropping_every_handle_stops_the_background_task() {
+    let server = lib_server(|_| {}).await;
+    let client = Client::connect(&server.path).await.unwrap();
+    bounded(client.send("/ipcserver/test/echo", json!(1)))
+        .await
+        .unwrap();
+    let mut changes = client.state_changes();
+    drop(client);
+    bounded(changes.wait_for(|s| matches!(s, ConnectionState::Closed(CloseReason::ByCaller))))
+        .await
+        .unwrap();
+    let handle = server.running.handle();
+    bounded(async {
+        while !handle.connections().is_empty() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+}
