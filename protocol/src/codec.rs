@@ -97,7 +97,7 @@ impl<T: DeserializeOwned> Decoder for JsonLinesCodec<T> {
                 (false, Some(end)) => {
                     self.next_index = 0;
                     let line = buf.split_to(end + 1);
-                    if let Some(item) = parse_line(&line[..end]) {
+                    if let Some(item) = decode_line(&line[..end]) {
                         return Ok(Some(item));
                     }
                 }
@@ -138,9 +138,11 @@ impl<T: DeserializeOwned> Decoder for JsonLinesCodec<T> {
     }
 }
 
-/// Parses one line (without its `\n`). `None` means the line is skipped, as the original does
-/// with lines that do not start with `{`.
-fn parse_line<T: DeserializeOwned>(line: &[u8]) -> Option<Result<T, FrameError>> {
+/// Decodes one message from one line (without its `\n`), by the same rules as the codec: `None`
+/// means the line is skipped (blank, or not starting with `{`), as the original does.
+///
+/// Transports that frame messages themselves (WebSocket) use this for each line of a frame.
+pub fn decode_line<T: DeserializeOwned>(line: &[u8]) -> Option<Result<T, FrameError>> {
     let first = line.iter().find(|b| !b.is_ascii_whitespace())?;
     if *first != b'{' {
         return None;

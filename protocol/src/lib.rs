@@ -5,7 +5,7 @@ mod error;
 mod message;
 mod sniff;
 
-pub use codec::{encode_line, JsonLinesCodec, DEFAULT_MAX_MESSAGE_BYTES};
+pub use codec::{decode_line, encode_line, JsonLinesCodec, DEFAULT_MAX_MESSAGE_BYTES};
 pub use error::FrameError;
 pub use message::{
     ErrorCode, ErrorData, ErrorReply, Push, Request, Response, ServerMessage, REQ_ID_FIELD,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use pixl_ipc_server::{parse_socket_mode, ServerConfig};
+use pixl_ipc_server::{parse_socket_mode, ServerConfig, WebSocketConfig};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -47,6 +47,30 @@ pub(crate) struct Args {
     /// JSON config file: flat keys, or the original's {"IPCServer": {...}} section
     #[arg(long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
+    /// Also serve WebSockets on ADDR, e.g. 127.0.0.1:7070 (repeatable; off by default)
+    #[arg(long = "ws", value_name = "ADDR")]
+    pub(crate) ws: Vec<std::net::SocketAddr>,
+    /// PEM certificate chain: WebSocket listeners speak wss:// only (needs --tls-key)
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub(crate) tls_key: Option<PathBuf>,
+    /// File holding the bearer token WebSocket clients must present (or set PIXL_IPC_WS_TOKEN)
+    #[arg(long, value_name = "FILE")]
+    pub(crate) ws_token_file: Option<PathBuf>,
+    /// Allowed Origin for WebSocket upgrades (repeatable; default: any)
+    #[arg(long = "ws-origin", value_name = "ORIGIN")]
+    pub(crate) ws_origins: Vec<String>,
+    /// WebSocket listen backlog [default: 1024]
+    #[arg(long, value_name = "N")]
+    pub(crate) ws_backlog: Option<u32>,
+    /// Interval between WebSocket pings [default: 20000]
+    #[arg(long, value_name = "MS")]
+    pub(crate) ws_ping_interval_ms: Option<u64>,
+    /// Drop a WebSocket peer silent for this long [default: 60000]
+    #[arg(long, value_name = "MS")]
+    pub(crate) ws_idle_timeout_ms: Option<u64>,
 }
 
 /// The keys a config file may set, named as the original's `IPCServer` section names them.
@@ -135,7 +159,43 @@ pub(crate) fn resolve(args: &Args) -> anyhow::Result<ServerConfig> {
     if let Some(ms) = args.slow_threshold_ms.or(file.slow_threshold_ms) {
         config = config.with_slow_threshold(Duration::from_millis(ms));
     }
-    Ok(config)
+    Ok(config.with_websocket(websocket(args)?))
+}
+
+fn websocket(args: &Args) -> anyhow::Result<WebSocketConfig> {
+    let mut ws = WebSocketConfig::default();
+    for address in &args.ws {
+        ws = ws.listen_on(*address);
+    }
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        ws = ws.with_tls(cert, key);
+    }
+    // A token on the command line would show in `ps`; read it from a file or the environment.
+    let token = match &args.ws_token_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the token file {}", path.display()))?
+                .trim()
+                .to_owned(),
+        ),
+        None => std::env::var("PIXL_IPC_WS_TOKEN").ok(),
+    };
+    if let Some(token) = token.filter(|token| !token.is_empty()) {
+        ws = ws.with_token(token);
+    }
+    for origin in &args.ws_origins {
+        ws = ws.allow_origin(origin);
+    }
+    if let Some(backlog) = args.ws_backlog {
+        ws = ws.with_backlog(backlog);
+    }
+    let ping = args
+        .ws_ping_interval_ms
+        .map_or(ws.ping_interval, Duration::from_millis);
+    let idle = args
+        .ws_idle_timeout_ms
+        .map_or(ws.idle_timeout, Duration::from_millis);
+    Ok(ws.with_keepalive(ping, idle))
 }
 
 fn read_file_config(path: &Path) -> anyhow::Result<FileConfig> {

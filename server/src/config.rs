@@ -1,5 +1,6 @@
 //! Server settings, every default in one place.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -62,6 +63,8 @@ pub struct ServerConfig {
     pub stats_interval: Duration,
     /// Responses slower than this count as `slowResponses` (default [`DEFAULT_SLOW_THRESHOLD`]).
     pub slow_threshold: Duration,
+    /// WebSocket listeners (default: none).
+    pub websocket: WebSocketConfig,
 }
 
 impl ServerConfig {
@@ -78,6 +81,7 @@ impl ServerConfig {
             max_outbound_bytes_per_connection: DEFAULT_MAX_OUTBOUND_BYTES,
             stats_interval: DEFAULT_STATS_INTERVAL,
             slow_threshold: DEFAULT_SLOW_THRESHOLD,
+            websocket: WebSocketConfig::default(),
         }
     }
 
@@ -130,6 +134,12 @@ impl ServerConfig {
         self
     }
 
+    /// Adds WebSocket listeners (default: none).
+    pub fn with_websocket(mut self, websocket: WebSocketConfig) -> Self {
+        self.websocket = websocket;
+        self
+    }
+
     /// Sets the slow-response threshold (default 20 ms).
     pub fn with_slow_threshold(mut self, threshold: Duration) -> Self {
         self.slow_threshold = threshold;
@@ -174,4 +184,114 @@ pub fn parse_socket_mode(text: &str) -> Result<u32, InvalidSocketMode> {
         return Err(invalid());
     }
     Ok(mode)
+}
+
+/// Default WebSocket listen backlog (tremor's `backlog` option).
+pub const DEFAULT_WS_BACKLOG: u32 = 1024;
+/// Default interval between the server's WebSocket pings.
+pub const DEFAULT_WS_PING_INTERVAL: Duration = Duration::from_secs(20);
+/// Default time a WebSocket peer may stay silent (no frame, not even a pong) before it is
+/// dropped.
+pub const DEFAULT_WS_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// WebSocket listeners and the rules a network-facing listener needs. Off unless `listen` names
+/// at least one address.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WebSocketConfig {
+    /// Addresses to listen on (`127.0.0.1:7070`, port 0 for any free port).
+    pub listen: Vec<SocketAddr>,
+    /// Certificate and key: when set, every WebSocket listener speaks `wss://` only.
+    pub tls: Option<TlsFiles>,
+    /// When set, the upgrade request must carry `Authorization: Bearer <token>` or
+    /// `?token=<token>`; otherwise it gets HTTP 401.
+    pub token: Option<String>,
+    /// When not empty, an upgrade request whose `Origin` header is not one of these gets HTTP
+    /// 403 (requests without an `Origin` header, which browsers always send, are allowed).
+    pub allowed_origins: Vec<String>,
+    /// Listen backlog (default [`DEFAULT_WS_BACKLOG`]).
+    pub backlog: u32,
+    /// How often the server pings each peer (default [`DEFAULT_WS_PING_INTERVAL`]).
+    pub ping_interval: Duration,
+    /// A peer silent for this long is disconnected (default [`DEFAULT_WS_IDLE_TIMEOUT`]).
+    pub idle_timeout: Duration,
+}
+
+impl Default for WebSocketConfig {
+    fn default() -> Self {
+        WebSocketConfig {
+            listen: Vec::new(),
+            tls: None,
+            token: None,
+            allowed_origins: Vec::new(),
+            backlog: DEFAULT_WS_BACKLOG,
+            ping_interval: DEFAULT_WS_PING_INTERVAL,
+            idle_timeout: DEFAULT_WS_IDLE_TIMEOUT,
+        }
+    }
+}
+
+impl std::fmt::Debug for WebSocketConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebSocketConfig")
+            .field("listen", &self.listen)
+            .field("tls", &self.tls)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("allowed_origins", &self.allowed_origins)
+            .field("backlog", &self.backlog)
+            .field("ping_interval", &self.ping_interval)
+            .field("idle_timeout", &self.idle_timeout)
+            .finish()
+    }
+}
+
+impl WebSocketConfig {
+    /// Adds a listen address.
+    pub fn listen_on(mut self, address: SocketAddr) -> Self {
+        self.listen.push(address);
+        self
+    }
+
+    /// Serves `wss://` with this PEM certificate chain and private key.
+    pub fn with_tls(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.tls = Some(TlsFiles {
+            cert: cert.into(),
+            key: key.into(),
+        });
+        self
+    }
+
+    /// Requires this bearer token at the upgrade.
+    pub fn with_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// Allows upgrade requests from this `Origin` (e.g. `http://localhost:8080`).
+    pub fn allow_origin(mut self, origin: impl Into<String>) -> Self {
+        self.allowed_origins.push(origin.into());
+        self
+    }
+
+    /// Sets the ping interval and the idle timeout.
+    pub fn with_keepalive(mut self, ping_interval: Duration, idle_timeout: Duration) -> Self {
+        self.ping_interval = ping_interval;
+        self.idle_timeout = idle_timeout;
+        self
+    }
+
+    /// Sets the listen backlog.
+    pub fn with_backlog(mut self, backlog: u32) -> Self {
+        self.backlog = backlog;
+        self
+    }
+}
+
+/// PEM files for `wss://`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// Certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// Private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }

@@ -7,7 +7,6 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
 use futures_util::{FutureExt, Sink, Stream, StreamExt};
 use pixl_ipc_protocol::{encode_line, ErrorCode, ErrorReply, FrameError, Request, Response};
 use serde_json::{json, Value};
@@ -15,7 +14,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::handler::{ConnectionInfo, RequestContext};
-use crate::outbound::{Outbound, OutboundReceiver};
+use crate::outbound::{Line, Outbound, OutboundReceiver};
 use crate::router::Router;
 use crate::stats::Stats;
 
@@ -30,8 +29,15 @@ pub(crate) struct ConnectionEnv {
     pub(crate) abort: CancellationToken,
 }
 
-/// The decoded inbound side of a transport.
-pub(crate) type Inbound = Result<Result<Request, FrameError>, io::Error>;
+/// One decoded line from a transport, and whether it came in a binary frame (replies go back
+/// in the same frame type).
+pub(crate) struct Received {
+    pub(crate) message: Result<Request, FrameError>,
+    pub(crate) binary: bool,
+}
+
+/// The decoded inbound side of a transport; an `Err` ends the connection.
+pub(crate) type Inbound = Result<Received, io::Error>;
 
 /// Why the reader stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +60,7 @@ pub(crate) async fn serve<R, W>(
     queue: OutboundReceiver,
 ) where
     R: Stream<Item = Inbound> + Unpin,
-    W: Sink<Bytes, Error = io::Error> + Unpin + Send + 'static,
+    W: Sink<Line, Error = io::Error> + Unpin + Send + 'static,
 {
     let conn_id = info.id;
     let writer = tokio::spawn(async move {
@@ -132,10 +138,12 @@ where
                     tracing::debug!(conn = info.id, error = %err, "connection read ended");
                     return ReadEnd::ReadError;
                 }
-                Some(Ok(Err(frame_error))) => reject_line(info.id, env, outbound, &frame_error),
-                Some(Ok(Ok(request))) => {
+                Some(Ok(Received { message: Err(frame_error), binary })) => {
+                    reject_line(info.id, env, outbound, &frame_error, binary);
+                }
+                Some(Ok(Received { message: Ok(request), binary })) => {
                     let close = request.close_after_reply;
-                    dispatch(request, &ctx, env, outbound, handlers);
+                    dispatch(request, binary, &ctx, env, outbound, handlers);
                     if close {
                         return ReadEnd::CloseRequested;
                     }
@@ -146,17 +154,24 @@ where
 }
 
 /// Answers a line that could not be decoded; the connection carries on.
-fn reject_line(conn_id: u64, env: &ConnectionEnv, outbound: &Outbound, error: &FrameError) {
+fn reject_line(
+    conn_id: u64,
+    env: &ConnectionEnv,
+    outbound: &Outbound,
+    error: &FrameError,
+    binary: bool,
+) {
     tracing::warn!(conn = conn_id, error = %error, "rejected a line");
     env.stats.protocol_error();
     let reply = ErrorReply::new(error.req_id().cloned(), error.code(), error.to_string());
-    queue(outbound, &reply);
+    queue(outbound, &reply, binary);
 }
 
 /// Starts one request: protocol errors are answered at once, anything routable runs in its own
 /// task so a slow handler does not hold up the others.
 fn dispatch(
     request: Request,
+    binary: bool,
     ctx: &RequestContext,
     env: &ConnectionEnv,
     outbound: &Outbound,
@@ -173,7 +188,7 @@ fn dispatch(
                 ErrorCode::NoUri,
                 "Missing required uri parameter from request",
             );
-            queue(outbound, &reply);
+            queue(outbound, &reply, binary);
         }
         return;
     };
@@ -200,15 +215,15 @@ fn dispatch(
         };
         stats.response_sent(received.elapsed());
         if !no_reply {
-            queue(&outbound, &Response { ipc_req_id: &req_id, data: &data });
+            queue(&outbound, &Response { ipc_req_id: &req_id, data: &data }, binary);
         }
     });
 }
 
-fn queue<T: serde::Serialize>(outbound: &Outbound, message: &T) {
+fn queue<T: serde::Serialize>(outbound: &Outbound, message: &T, binary: bool) {
     match encode_line(message) {
         // A closed queue means the peer is gone; its replies have nowhere to go.
-        Ok(line) => drop(outbound.send(line)),
+        Ok(bytes) => drop(outbound.send(Line { bytes, binary })),
         Err(err) => tracing::error!(error = %err, "reply could not be encoded as JSON"),
     }
 }

@@ -1,6 +1,7 @@
 //! Why the server could not start.
 
 use std::io;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 /// A failure to start the server. Each names the socket path and says what to do.
@@ -51,5 +52,21 @@ pub enum ServerError {
         path: PathBuf,
         /// The OS error.
         source: io::Error,
+    },
+    /// A WebSocket listener could not be bound.
+    #[error("cannot listen for WebSockets on {address}: {source}")]
+    WebSocketBind {
+        /// The address.
+        address: SocketAddr,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The TLS certificate or key could not be loaded.
+    #[error("cannot use TLS file {path}: {reason}")]
+    Tls {
+        /// The certificate or key file.
+        path: PathBuf,
+        /// What was wrong with it.
+        reason: String,
     },
 }

@@ -1,6 +1,7 @@
 //! What a handler is, what it receives and how it fails.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -16,6 +17,17 @@ pub enum Transport {
     Unix {
         /// The listening socket's path.
         path: PathBuf,
+    },
+    /// A WebSocket (the metadata tremor's ws connectors expose).
+    WebSocket {
+        /// The listener's address.
+        local: SocketAddr,
+        /// The peer's host and port.
+        peer: SocketAddr,
+        /// Whether the connection is `wss://`.
+        tls: bool,
+        /// The path of the upgrade request (`/` or e.g. `/rpc`), without its query.
+        path: String,
     },
 }
 

@@ -1,4 +1,4 @@
-//! A pixl-ipc compatible RPC server over UNIX domain sockets.
+//! A pixl-ipc compatible RPC server over UNIX domain sockets and WebSockets.
 //!
 //! Clients written for the original Node.js pixl-ipc (its Node and PHP clients) work unchanged:
 //! newline-delimited JSON requests `{"ipcReqID","uri","data","pid","userAgent"}` are routed by
@@ -36,10 +36,11 @@ mod stats;
 mod transport;
 
 pub use config::{
-    parse_socket_mode, InvalidSocketMode, ServerConfig, DEFAULT_EXIT_TIMEOUT,
-    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_MESSAGE_BYTES,
-    DEFAULT_MAX_OUTBOUND_BYTES, DEFAULT_SLOW_THRESHOLD, DEFAULT_SOCKET_MODE,
-    DEFAULT_STATS_INTERVAL,
+    parse_socket_mode, InvalidSocketMode, ServerConfig, TlsFiles, WebSocketConfig,
+    DEFAULT_EXIT_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_OUTBOUND_BYTES, DEFAULT_SLOW_THRESHOLD,
+    DEFAULT_SOCKET_MODE, DEFAULT_STATS_INTERVAL, DEFAULT_WS_BACKLOG, DEFAULT_WS_IDLE_TIMEOUT,
+    DEFAULT_WS_PING_INTERVAL,
 };
 pub use error::ServerError;
 pub use handler::{

@@ -55,8 +55,13 @@ async fn run(args: cli::Args) -> anyhow::Result<()> {
     } else {
         ""
     };
+    let ws: String = handle
+        .ws_urls()
+        .iter()
+        .map(|url| format!(" and {url}"))
+        .collect();
     println!(
-        "pixl-ipc-server listening on {} (mode {mode:04o}{hint})",
+        "pixl-ipc-server listening on {} (mode {mode:04o}{hint}){ws}",
         handle.socket_path().display()
     );
     let _ = std::io::stdout().flush();

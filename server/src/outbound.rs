@@ -8,10 +8,18 @@ use bytes::Bytes;
 use futures_util::{Sink, SinkExt};
 use tokio::sync::{mpsc, Notify};
 
+/// One encoded message on its way out, `\n` included. `binary` asks a transport that has frame
+/// types (WebSocket) to send it as a binary frame, because the request came in one.
+#[derive(Debug, Clone)]
+pub(crate) struct Line {
+    pub(crate) bytes: Bytes,
+    pub(crate) binary: bool,
+}
+
 /// The sending side, cloned into every handler task and the push registry.
 #[derive(Clone)]
 pub(crate) struct Outbound {
-    tx: mpsc::UnboundedSender<Bytes>,
+    tx: mpsc::UnboundedSender<Line>,
     gauge: Arc<Gauge>,
 }
 
@@ -50,8 +58,8 @@ impl Outbound {
 
     /// Queues a reply. Replies are always accepted while the writer runs: the request was
     /// accepted, so its answer is owed; the reader's pause bounds how many can pile up.
-    pub(crate) fn send(&self, line: Bytes) -> Result<(), QueueError> {
-        let length = line.len();
+    pub(crate) fn send(&self, line: Line) -> Result<(), QueueError> {
+        let length = line.bytes.len();
         self.gauge.queued.fetch_add(length, Ordering::AcqRel);
         self.tx.send(line).map_err(|_| {
             self.gauge.queued.fetch_sub(length, Ordering::AcqRel);
@@ -60,7 +68,7 @@ impl Outbound {
     }
 
     /// Queues a push, refusing it when the peer is already behind.
-    pub(crate) fn try_push(&self, line: Bytes) -> Result<(), QueueError> {
+    pub(crate) fn try_push(&self, line: Line) -> Result<(), QueueError> {
         if self.is_full() {
             return Err(QueueError::Full);
         }
@@ -89,7 +97,7 @@ impl Outbound {
 
 /// See [`Outbound::downgrade`].
 pub(crate) struct WeakOutbound {
-    tx: mpsc::WeakUnboundedSender<Bytes>,
+    tx: mpsc::WeakUnboundedSender<Line>,
     gauge: Arc<Gauge>,
 }
 
@@ -105,7 +113,7 @@ impl WeakOutbound {
 
 /// The receiving side, owned by the writer.
 pub(crate) struct OutboundReceiver {
-    rx: mpsc::UnboundedReceiver<Bytes>,
+    rx: mpsc::UnboundedReceiver<Line>,
     gauge: Arc<Gauge>,
 }
 
@@ -114,13 +122,13 @@ impl OutboundReceiver {
     /// Returns the sink's error if the peer stopped accepting data.
     pub(crate) async fn write_all<S>(mut self, sink: &mut S) -> Result<(), S::Error>
     where
-        S: Sink<Bytes> + Unpin,
+        S: Sink<Line> + Unpin,
     {
         while let Some(line) = self.rx.recv().await {
-            let mut batch = line.len();
+            let mut batch = line.bytes.len();
             sink.feed(line).await?;
             while let Ok(line) = self.rx.try_recv() {
-                batch += line.len();
+                batch += line.bytes.len();
                 sink.feed(line).await?;
             }
             sink.flush().await?;

@@ -7,24 +7,24 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pixl_ipc_protocol::{encode_line, ErrorCode, ErrorReply, JsonLinesCodec, Push, Request};
-use tokio::io::AsyncWriteExt;
-use tokio::net::UnixStream;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use std::net::SocketAddr;
+
+use pixl_ipc_protocol::{encode_line, Push};
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
-use tokio_util::codec::{BytesCodec, FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::builtin;
 use crate::config::ServerConfig;
-use crate::connection::{self, ConnectionEnv};
+use crate::connection::ConnectionEnv;
 use crate::error::ServerError;
-use crate::handler::{ConnectionInfo, Handler, PeerCredentials, Transport};
-use crate::outbound::{Outbound, QueueError, WeakOutbound};
+use crate::handler::{ConnectionInfo, Handler};
+use crate::outbound::{Line, Outbound, QueueError, WeakOutbound};
 use crate::router::{RouteError, Router, UriPattern};
 use crate::stats::{Stats, StatsSnapshot};
 use crate::transport::unix::{self, BoundSocket};
+use crate::transport::{accept_loop, ws};
 
 /// A configured server with its routes, not yet listening.
 ///
@@ -102,12 +102,24 @@ impl Server {
     /// server, not a socket, path too long, or an OS error.
     pub async fn start(self) -> Result<RunningServer, ServerError> {
         let config = &self.config;
+        // Everything that can fail is prepared before the UNIX socket exists, so a bad TLS file
+        // or a taken port leaves no socket file behind.
+        let ws_setup = ws::WsSetup::new(&config.websocket, config.max_message_bytes)?;
+        let ws_listeners = ws::bind_all(&config.websocket).await?;
         let bound = unix::bind(&config.socket_path, config.socket_mode, config.socket_group)?;
         tracing::info!(
             path = %bound.file.path.display(),
             mode = format_args!("{:04o}", config.socket_mode),
             "listening"
         );
+        let ws_addrs: Vec<SocketAddr> = ws_listeners
+            .iter()
+            .filter_map(|listener| listener.local_addr().ok())
+            .collect();
+        for addr in &ws_addrs {
+            tracing::info!(url = %ws_setup.url_for(*addr), "listening");
+            ws::warn_if_exposed(*addr, &config.websocket);
+        }
         let shutdown = CancellationToken::new();
         let shared = Arc::new(Shared {
             env: ConnectionEnv {
@@ -118,11 +130,15 @@ impl Server {
                 abort: CancellationToken::new(),
             },
             socket_path: bound.file.path.clone(),
+            ws_addrs,
+            ws: ws_setup,
             registry: Mutex::new(HashMap::new()),
             next_connection_id: AtomicU64::new(1),
+            connections: TaskTracker::new(),
+            connection_limit: Arc::new(Semaphore::new(self.config.max_connections)),
             config: self.config,
         });
-        let task = tokio::spawn(run(shared.clone(), bound));
+        let task = tokio::spawn(run(shared.clone(), bound, ws_listeners));
         Ok(RunningServer {
             handle: ServerHandle { shared },
             task,
@@ -200,12 +216,18 @@ struct Registered {
     outbound: WeakOutbound,
 }
 
-struct Shared {
-    config: ServerConfig,
-    env: ConnectionEnv,
-    socket_path: PathBuf,
+/// State shared by the accept loops, the connections and the handles.
+pub(crate) struct Shared {
+    pub(crate) config: ServerConfig,
+    pub(crate) env: ConnectionEnv,
+    pub(crate) socket_path: PathBuf,
+    pub(crate) ws_addrs: Vec<SocketAddr>,
+    pub(crate) ws: ws::WsSetup,
     registry: Mutex<HashMap<u64, Registered>>,
     next_connection_id: AtomicU64,
+    /// Every connection task of every transport, so shutdown can wait for all of them.
+    pub(crate) connections: TaskTracker,
+    pub(crate) connection_limit: Arc<Semaphore>,
 }
 
 impl Shared {
@@ -213,6 +235,28 @@ impl Shared {
         self.registry
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Ids follow accept order, so they tell connections apart in a stable way.
+    pub(crate) fn next_connection_id(&self) -> u64 {
+        self.next_connection_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Makes a connection reachable for pushes; `unregister` when it ends.
+    pub(crate) fn register(&self, info: &Arc<ConnectionInfo>, outbound: &Outbound) {
+        self.env.stats.connection_opened();
+        self.registry().insert(
+            info.id,
+            Registered {
+                info: info.clone(),
+                outbound: outbound.downgrade(),
+            },
+        );
+    }
+
+    pub(crate) fn unregister(&self, id: u64) {
+        self.registry().remove(&id);
+        self.env.stats.connection_closed();
     }
 }
 
@@ -232,6 +276,21 @@ impl ServerHandle {
     /// The socket path the server listens on.
     pub fn socket_path(&self) -> &Path {
         &self.shared.socket_path
+    }
+
+    /// The addresses the WebSocket listeners are bound to (with the actual port when 0 was
+    /// asked for).
+    pub fn ws_addrs(&self) -> &[SocketAddr] {
+        &self.shared.ws_addrs
+    }
+
+    /// The `ws://` or `wss://` URL of each WebSocket listener.
+    pub fn ws_urls(&self) -> Vec<String> {
+        self.shared
+            .ws_addrs
+            .iter()
+            .map(|addr| self.shared.ws.url_for(*addr))
+            .collect()
     }
 
     /// The routing table, for adding routes while running.
@@ -268,10 +327,15 @@ impl ServerHandle {
             .get(&connection_id)
             .and_then(|entry| entry.outbound.upgrade())
             .ok_or(PushError::NoSuchConnection(connection_id))?;
-        outbound.try_push(line).map_err(|err| match err {
-            QueueError::Full => PushError::PeerBehind(connection_id),
-            QueueError::Closed => PushError::NoSuchConnection(connection_id),
-        })
+        outbound
+            .try_push(Line {
+                bytes: line,
+                binary: false,
+            })
+            .map_err(|err| match err {
+                QueueError::Full => PushError::PeerBehind(connection_id),
+                QueueError::Closed => PushError::NoSuchConnection(connection_id),
+            })
     }
 
     /// Sends `push` to every open connection that is keeping up with its replies.
@@ -287,7 +351,10 @@ impl ServerHandle {
             .collect();
         let mut report = BroadcastReport::default();
         for outbound in targets {
-            match outbound.try_push(line.clone()) {
+            match outbound.try_push(Line {
+                bytes: line.clone(),
+                binary: false,
+            }) {
                 Ok(()) => report.delivered += 1,
                 Err(_) => report.skipped += 1,
             }
@@ -296,45 +363,28 @@ impl ServerHandle {
     }
 }
 
-/// Accepts until shutdown, then drains.
-async fn run(shared: Arc<Shared>, bound: BoundSocket) -> ShutdownReport {
-    let connections = TaskTracker::new();
-    let limit = Arc::new(Semaphore::new(shared.config.max_connections));
+/// Accepts on every listener until shutdown, then drains.
+async fn run(
+    shared: Arc<Shared>,
+    bound: BoundSocket,
+    ws_listeners: Vec<tokio::net::TcpListener>,
+) -> ShutdownReport {
     let stats_task = tokio::spawn(log_stats(shared.clone()));
-    let shutdown = shared.env.shutdown.clone();
-    loop {
-        let accepted = tokio::select! {
-            () = shutdown.cancelled() => break,
-            accepted = bound.listener.accept() => accepted,
-        };
-        match accepted {
-            Ok((stream, _)) => match limit.clone().try_acquire_owned() {
-                Ok(permit) => {
-                    // Ids follow accept order, so they tell connections apart in a stable way.
-                    let id = shared.next_connection_id.fetch_add(1, Ordering::Relaxed);
-                    connections.spawn(unix_connection(shared.clone(), id, stream, permit));
-                }
-                Err(_) => {
-                    tokio::spawn(refuse(stream, shared.config.max_connections));
-                }
-            },
-            Err(err) => {
-                // Out of file descriptors and similar: keep serving the connections we have.
-                tracing::warn!(error = %err, "accept failed; retrying shortly");
-                tokio::select! {
-                    () = shutdown.cancelled() => break,
-                    () = tokio::time::sleep(Duration::from_millis(100)) => {}
-                }
-            }
-        }
+    let BoundSocket { listener, file } = bound;
+    let mut accepting = tokio::task::JoinSet::new();
+    accepting.spawn(accept_loop(shared.clone(), unix::UnixTransport(listener)));
+    for listener in ws_listeners {
+        accepting.spawn(accept_loop(shared.clone(), ws::WsTransport(listener)));
     }
+    shared.env.shutdown.cancelled().await;
+    // The accept loops return on shutdown, dropping (closing) their listeners.
+    while accepting.join_next().await.is_some() {}
+    let connections = &shared.connections;
     tracing::info!(
         open = connections.len(),
         exit_timeout_ms = shared.config.exit_timeout.as_millis() as u64,
         "shutting down: no longer accepting; finishing in-flight requests"
     );
-    let BoundSocket { listener, file } = bound;
-    drop(listener);
     connections.close();
     let drained = tokio::time::timeout(shared.config.exit_timeout, connections.wait())
         .await
@@ -349,60 +399,6 @@ async fn run(shared: Arc<Shared>, bound: BoundSocket) -> ShutdownReport {
     ShutdownReport {
         drained,
         socket_removed,
-    }
-}
-
-async fn unix_connection(
-    shared: Arc<Shared>,
-    id: u64,
-    stream: UnixStream,
-    _permit: OwnedSemaphorePermit,
-) {
-    let peer = stream.peer_cred().ok().map(|cred| PeerCredentials {
-        uid: cred.uid(),
-        gid: cred.gid(),
-        pid: cred.pid(),
-    });
-    let info = Arc::new(ConnectionInfo {
-        id,
-        transport: Transport::Unix {
-            path: shared.socket_path.clone(),
-        },
-        peer,
-    });
-    tracing::debug!(conn = id, ?peer, "connection opened");
-    shared.env.stats.connection_opened();
-
-    let (read, write) = stream.into_split();
-    let codec = JsonLinesCodec::<Request>::with_max_length(shared.config.max_message_bytes);
-    let requests = FramedRead::new(read, codec);
-    let sink = FramedWrite::new(write, BytesCodec::new());
-    let (outbound, queue) = Outbound::new(shared.config.max_outbound_bytes_per_connection);
-    shared.registry().insert(
-        id,
-        Registered {
-            info: info.clone(),
-            outbound: outbound.downgrade(),
-        },
-    );
-
-    connection::serve(info, &shared.env, requests, sink, outbound, queue).await;
-
-    shared.registry().remove(&id);
-    shared.env.stats.connection_closed();
-    tracing::debug!(conn = id, "connection closed");
-}
-
-/// Tells a connection over the limit why it is being closed.
-async fn refuse(mut stream: UnixStream, limit: usize) {
-    tracing::warn!(limit, "connection refused: too many connections");
-    let reply = ErrorReply::new(
-        None,
-        ErrorCode::TooManyConnections,
-        format!("server is at its limit of {limit} connections"),
-    );
-    if let Ok(line) = encode_line(&reply) {
-        let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&line)).await;
     }
 }
 

@@ -1,9 +1,10 @@
-//! Raw-wire tests against the real `pixl-ipc-server` binary: exact lines in, exact lines out.
+//! Raw-wire tests of what only the UNIX socket transport has (byte-stream framing, half-close,
+//! the connection limit message) against the real binary: exact lines in, exact lines out.
+//! The tests every transport shares are in transport_matrix.rs.
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 mod common;
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use common::{sized_message, Conn, ServerProcess};
@@ -16,21 +17,6 @@ fn start(args: &[&str]) -> (tempfile::TempDir, ServerProcess) {
 }
 
 #[test]
-fn echo_answers_data_unchanged_with_the_request_id() {
-    let (_dir, server) = start(&[]);
-    let mut conn = server.connect();
-    let reply = conn.call(r#"{"ipcReqID":"rq0","uri":"/ipcserver/test/echo","data":{"message":"foo","echo":true,"bar":9},"pid":1,"userAgent":"Node/IPCClient/tmp"}"#);
-    assert_eq!(
-        reply,
-        r#"{"ipcReqID":"rq0","data":{"message":"foo","echo":true,"bar":9}}"#
-    );
-    // Prefix match, as the original's /^\/ipcserver\/test\/echo/.
-    let reply =
-        conn.call(r#"{"ipcReqID":"rq1","uri":"/ipcserver/test/echo/more","data":[1,"two"]}"#);
-    assert_eq!(reply, r#"{"ipcReqID":"rq1","data":[1,"two"]}"#);
-}
-
-#[test]
 fn php_client_framing_json_then_newline_in_two_writes_with_escaped_slashes() {
     let (_dir, server) = start(&[]);
     let mut conn = server.connect();
@@ -40,36 +26,6 @@ fn php_client_framing_json_then_newline_in_two_writes_with_escaped_slashes() {
     assert_eq!(
         conn.read_line(),
         r#"{"ipcReqID":"rq0","data":{"hello":"there/you"}}"#
-    );
-}
-
-#[test]
-fn delay_waits_and_answers_the_delay_given() {
-    let (_dir, server) = start(&[]);
-    let mut conn = server.connect();
-    let started = std::time::Instant::now();
-    assert_eq!(
-        conn.call(r#"{"ipcReqID":"rq0","uri":"/ipcserver/test/delay","data":{"delay":150}}"#),
-        r#"{"ipcReqID":"rq0","data":{"delay":150}}"#
-    );
-    assert!(started.elapsed() >= Duration::from_millis(150));
-    assert_eq!(
-        conn.call(r#"{"ipcReqID":"rq1","uri":"/ipcserver/test/delay","data":{}}"#),
-        r#"{"ipcReqID":"rq1","data":{"delay":0}}"#
-    );
-    assert_eq!(
-        conn.call(r#"{"ipcReqID":"rq2","uri":"/ipcserver/test/delay"}"#),
-        r#"{"ipcReqID":"rq2","data":{"delay":0}}"#
-    );
-}
-
-#[test]
-fn unknown_uri_goes_to_the_default_handler() {
-    let (_dir, server) = start(&[]);
-    let mut conn = server.connect();
-    assert_eq!(
-        conn.call(r#"{"ipcReqID":"rq0","uri":"/ipcserver/no_such_thing","data":{"foo":10}}"#),
-        r#"{"ipcReqID":"rq0","data":{"code":"no_handler_found","message":"No handler found for /ipcserver/no_such_thing"}}"#
     );
 }
 
@@ -104,30 +60,6 @@ fn request_without_id_is_answered_with_null_id() {
 }
 
 #[test]
-fn bad_json_gets_an_error_and_the_next_request_is_served() {
-    let (_dir, server) = start(&[]);
-    let mut conn = server.connect();
-    conn.send(r#"{"ipcReqID":"rq0","uri":"/ipcserver/test/echo","data":{oops}"#);
-    let error = conn.read_json();
-    assert_eq!(
-        error["ipcReqID"],
-        json!("rq0"),
-        "id recovered from the broken line: {error}"
-    );
-    assert_eq!(error["code"], json!("invalid_json"));
-    assert!(
-        error["message"].as_str().unwrap().contains("line 1 column"),
-        "{error}"
-    );
-    conn.send(r#"{not even close"#);
-    assert_eq!(conn.read_json()["ipcReqID"], Value::Null);
-    assert_eq!(
-        conn.call(r#"{"ipcReqID":"rq1","uri":"/ipcserver/test/echo","data":1}"#),
-        r#"{"ipcReqID":"rq1","data":1}"#
-    );
-}
-
-#[test]
 fn wrong_types_get_invalid_request() {
     let (_dir, server) = start(&[]);
     let mut conn = server.connect();
@@ -149,83 +81,6 @@ fn blank_crlf_and_non_json_lines_are_ignored_like_the_original() {
     assert!(
         conn.is_silent_for(Duration::from_millis(200)),
         "ignored lines must get no reply"
-    );
-}
-
-#[test]
-fn over_long_line_gets_one_error_and_the_connection_lives_on() {
-    let (_dir, server) = start(&["--max-message-bytes", "1024"]);
-    let mut conn = server.connect();
-    let big = json!({"ipcReqID":"rq0","uri":"/ipcserver/test/echo","data":"x".repeat(5000)});
-    // Sent in pieces, the way a large message arrives.
-    let text = big.to_string();
-    for chunk in text.as_bytes().chunks(700) {
-        conn.send_raw(chunk);
-    }
-    conn.send_raw(b"\n");
-    let error = conn.read_json();
-    assert_eq!(
-        error,
-        json!({"ipcReqID":"rq0","code":"message_too_large","message":"message exceeds the maximum of 1024 bytes"})
-    );
-    assert_eq!(
-        conn.call(r#"{"ipcReqID":"rq1","uri":"/ipcserver/test/echo","data":"small"}"#),
-        r#"{"ipcReqID":"rq1","data":"small"}"#
-    );
-    assert!(
-        conn.is_silent_for(Duration::from_millis(200)),
-        "exactly one error per long line"
-    );
-}
-
-#[test]
-fn one_mebibyte_echo_as_in_the_originals_test() {
-    let (_dir, server) = start(&[]);
-    let mut conn = server.connect();
-    let message = sized_message(1024);
-    conn.send_json(&json!({"ipcReqID":"rq0","uri":"/ipcserver/test/echo","data":message}));
-    let reply = conn.read_json();
-    assert_eq!(reply["ipcReqID"], json!("rq0"));
-    assert_eq!(reply["data"], message);
-    assert!(reply["data"].to_string().len() >= 1024 * 1024);
-}
-
-#[test]
-fn two_hundred_concurrent_requests_answered_in_completion_order_and_matched_by_id() {
-    let (_dir, server) = start(&[]);
-    let mut conn = server.connect();
-    // Earlier requests wait longer, so replies come back in roughly reverse order.
-    let mut batch = String::new();
-    for i in 0..200 {
-        let delay = 400 - 2 * i;
-        batch.push_str(&format!(
-            r#"{{"ipcReqID":"rq{i}","uri":"/ipcserver/test/delay","data":{{"delay":{delay}}}}}"#
-        ));
-        batch.push('\n');
-    }
-    let started = std::time::Instant::now();
-    conn.send_raw(batch.as_bytes());
-    let mut seen = HashSet::new();
-    let mut order = Vec::new();
-    for _ in 0..200 {
-        let reply = conn.read_json();
-        let id = reply["ipcReqID"].as_str().unwrap().to_owned();
-        let index: i64 = id.trim_start_matches("rq").parse().unwrap();
-        assert_eq!(
-            reply["data"]["delay"],
-            json!(400 - 2 * index),
-            "reply matches its request"
-        );
-        assert!(seen.insert(id), "each request answered once");
-        order.push(index);
-    }
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "handled concurrently, not one by one"
-    );
-    assert!(
-        order.first() > order.last(),
-        "completion order, not request order: {order:?}"
     );
 }
 

@@ -311,3 +311,176 @@ pub fn sized_message(size: usize) -> Value {
         .collect();
     Value::Object(map)
 }
+
+/// What a raw-wire test needs from a connection, whatever the transport: one message out, one
+/// message in, and the end of the connection.
+pub trait Wire {
+    /// Sends one message (a line on a socket, a text frame on a WebSocket).
+    fn send(&mut self, message: &str);
+    /// The next message, without any trailing newline. Panics on close or timeout.
+    fn read_line(&mut self) -> String;
+    /// True if nothing arrives within `wait`.
+    fn is_silent_for(&mut self, wait: Duration) -> bool;
+    /// Asserts that the server closes the connection with nothing more to read; returns the
+    /// WebSocket close code when there is one.
+    fn expect_closed(&mut self) -> Option<u16>;
+
+    /// The next message, parsed as JSON.
+    fn read_json(&mut self) -> Value {
+        let line = self.read_line();
+        serde_json::from_str(&line)
+            .unwrap_or_else(|err| panic!("reply is not JSON ({err}): {line}"))
+    }
+
+    /// Sends `request` and returns the reply.
+    fn call(&mut self, request: &str) -> String {
+        self.send(request);
+        self.read_line()
+    }
+}
+
+impl Wire for Conn {
+    fn send(&mut self, message: &str) {
+        Conn::send(self, message);
+    }
+
+    fn read_line(&mut self) -> String {
+        Conn::read_line(self)
+    }
+
+    fn is_silent_for(&mut self, wait: Duration) -> bool {
+        Conn::is_silent_for(self, wait)
+    }
+
+    fn expect_closed(&mut self) -> Option<u16> {
+        self.expect_eof();
+        None
+    }
+}
+
+/// A blocking WebSocket client (tungstenite) for raw-frame tests; every read is bounded.
+pub struct WsConn {
+    socket: tungstenite::WebSocket<std::net::TcpStream>,
+}
+
+impl WsConn {
+    /// Connects to a `ws://host:port/path` URL.
+    pub fn open(url: &str) -> WsConn {
+        Self::open_with(url, &[])
+            .unwrap_or_else(|err| panic!("WebSocket connect to {url} failed: {err}"))
+    }
+
+    /// Connects with extra request headers; the error is the failed handshake.
+    pub fn open_with(url: &str, headers: &[(&str, &str)]) -> Result<WsConn, tungstenite::Error> {
+        use tungstenite::client::IntoClientRequest;
+        let mut request = url.into_client_request()?;
+        for (name, value) in headers {
+            let name =
+                tungstenite::http::HeaderName::from_bytes(name.as_bytes()).expect("header name");
+            request
+                .headers_mut()
+                .insert(name, value.parse().expect("header value"));
+        }
+        let host = request
+            .uri()
+            .authority()
+            .expect("URL with host and port")
+            .as_str()
+            .to_owned();
+        let stream = std::net::TcpStream::connect(&host).expect("TCP connect");
+        stream.set_read_timeout(Some(TIMEOUT)).expect("set timeout");
+        let (socket, _response) =
+            tungstenite::client(request, stream).map_err(|err| match err {
+                tungstenite::HandshakeError::Failure(err) => err,
+                tungstenite::HandshakeError::Interrupted(_) => tungstenite::Error::ConnectionClosed,
+            })?;
+        Ok(WsConn { socket })
+    }
+
+    /// Sends one binary frame.
+    pub fn send_binary(&mut self, payload: &[u8]) {
+        self.socket
+            .send(tungstenite::Message::Binary(payload.to_vec().into()))
+            .expect("send a binary frame");
+    }
+
+    /// The next data frame: its payload and whether it was binary.
+    pub fn read_frame(&mut self) -> (String, bool) {
+        loop {
+            match self.socket.read().expect("read a WebSocket frame") {
+                tungstenite::Message::Text(text) => return (text.to_string(), false),
+                tungstenite::Message::Binary(bytes) => {
+                    return (
+                        String::from_utf8(bytes.to_vec()).expect("UTF-8 payload"),
+                        true,
+                    )
+                }
+                tungstenite::Message::Close(frame) => {
+                    panic!("connection closed while a reply was expected: {frame:?}")
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The underlying TCP stream.
+    pub fn tcp(&self) -> &std::net::TcpStream {
+        self.socket.get_ref()
+    }
+}
+
+impl Wire for WsConn {
+    fn send(&mut self, message: &str) {
+        self.socket
+            .send(tungstenite::Message::Text(message.into()))
+            .expect("send a text frame");
+    }
+
+    fn read_line(&mut self) -> String {
+        self.read_frame().0
+    }
+
+    fn is_silent_for(&mut self, wait: Duration) -> bool {
+        self.tcp()
+            .set_read_timeout(Some(wait))
+            .expect("set timeout");
+        let silent = loop {
+            match self.socket.read() {
+                Ok(tungstenite::Message::Ping(_) | tungstenite::Message::Pong(_)) => continue,
+                Ok(_) => break false,
+                Err(tungstenite::Error::Io(err)) => {
+                    break matches!(
+                        err.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    )
+                }
+                Err(_) => break false,
+            }
+        };
+        self.tcp()
+            .set_read_timeout(Some(TIMEOUT))
+            .expect("set timeout");
+        silent
+    }
+
+    fn expect_closed(&mut self) -> Option<u16> {
+        loop {
+            match self.socket.read() {
+                Ok(tungstenite::Message::Close(frame)) => {
+                    return frame.map(|frame| u16::from(frame.code))
+                }
+                Ok(tungstenite::Message::Ping(_) | tungstenite::Message::Pong(_)) => {}
+                Ok(other) => panic!("expected the connection to close, got {other:?}"),
+                Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
+                    return None
+                }
+                Err(tungstenite::Error::Io(err))
+                    if err.kind() != std::io::ErrorKind::WouldBlock =>
+                {
+                    return None
+                }
+                Err(err) => panic!("expected a close, got {err}"),
+            }
+        }
+    }
+}

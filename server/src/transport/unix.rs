@@ -6,10 +6,23 @@ use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use nix::sys::stat::{umask, Mode};
-use tokio::net::UnixListener;
+use std::sync::Arc;
+use std::time::Duration;
 
+use futures_util::{SinkExt, StreamExt};
+use nix::sys::stat::{umask, Mode};
+use pixl_ipc_protocol::{JsonLinesCodec, Request};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::codec::{BytesCodec, FramedRead, FramedWrite};
+
+use super::{too_many_connections_line, Transport};
+use crate::connection::{self, Received};
 use crate::error::ServerError;
+use crate::handler::{ConnectionInfo, PeerCredentials};
+use crate::outbound::{Line, Outbound};
+use crate::server::Shared;
 
 /// The longest path a `sockaddr_un` holds, without its terminating NUL (Linux and most BSDs).
 pub(crate) const MAX_SOCKET_PATH_BYTES: usize = 107;
@@ -166,5 +179,58 @@ fn describe(file_type: &fs::FileType) -> &'static str {
         "device"
     } else {
         "special file"
+    }
+}
+
+/// The UNIX socket transport: newline-delimited JSON on the byte stream.
+pub(crate) struct UnixTransport(pub(crate) UnixListener);
+
+impl Transport for UnixTransport {
+    type Io = UnixStream;
+
+    async fn accept(&mut self) -> io::Result<UnixStream> {
+        self.0.accept().await.map(|(stream, _)| stream)
+    }
+
+    async fn serve(
+        shared: Arc<Shared>,
+        id: u64,
+        stream: UnixStream,
+        _permit: OwnedSemaphorePermit,
+    ) {
+        let peer = stream.peer_cred().ok().map(|cred| PeerCredentials {
+            uid: cred.uid(),
+            gid: cred.gid(),
+            pid: cred.pid(),
+        });
+        let info = Arc::new(ConnectionInfo {
+            id,
+            transport: crate::handler::Transport::Unix {
+                path: shared.socket_path.clone(),
+            },
+            peer,
+        });
+        tracing::debug!(conn = id, ?peer, "connection opened");
+
+        let (read, write) = stream.into_split();
+        let codec = JsonLinesCodec::<Request>::with_max_length(shared.config.max_message_bytes);
+        let requests = FramedRead::new(read, codec).map(|item| {
+            item.map(|message| Received {
+                message,
+                binary: false,
+            })
+        });
+        let sink = FramedWrite::new(write, BytesCodec::new())
+            .with(|line: Line| futures_util::future::ready(Ok::<_, io::Error>(line.bytes)));
+        let (outbound, queue) = Outbound::new(shared.config.max_outbound_bytes_per_connection);
+        shared.register(&info, &outbound);
+        connection::serve(info, &shared.env, requests, Box::pin(sink), outbound, queue).await;
+        shared.unregister(id);
+        tracing::debug!(conn = id, "connection closed");
+    }
+
+    async fn refuse(shared: Arc<Shared>, mut stream: UnixStream) {
+        let line = too_many_connections_line(shared.config.max_connections);
+        let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&line)).await;
     }
 }
