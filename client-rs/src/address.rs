@@ -7,14 +7,24 @@ use crate::error::Error;
 
 /// A server address.
 ///
-/// Written as a plain path (`/run/app.sock`) or a URL (`unix:///run/app.sock`). `ws://` and
-/// `wss://` URLs are recognised and refused with [`Error::UnsupportedAddress`] until the
-/// WebSocket transport lands.
+/// Written as a plain path (`/run/app.sock`) or a URL: `unix:///run/app.sock`,
+/// `ws://127.0.0.1:7070/`, `wss://host:7443/rpc`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Address {
     /// A UNIX domain socket.
     Unix(PathBuf),
+    /// A WebSocket URL.
+    WebSocket {
+        /// The URL as given.
+        url: String,
+        /// `wss://`.
+        tls: bool,
+        /// The host to connect to (and, by default, to verify the certificate for).
+        host: String,
+        /// The port (80 / 443 when the URL has none).
+        port: u16,
+    },
 }
 
 impl Address {
@@ -24,11 +34,13 @@ impl Address {
     /// use pixl_ipc_client::Address;
     /// assert_eq!(Address::parse("unix:///tmp/a.sock").unwrap(), Address::Unix("/tmp/a.sock".into()));
     /// assert_eq!(Address::parse("/tmp/a.sock").unwrap(), Address::Unix("/tmp/a.sock".into()));
+    /// assert!(matches!(Address::parse("wss://example.com/rpc").unwrap(), Address::WebSocket { tls: true, port: 443, .. }));
     /// assert!(Address::parse("http://example.com").is_err());
     /// ```
     ///
     /// # Errors
-    /// [`Error::UnsupportedAddress`] for an empty address or a scheme this client cannot use.
+    /// [`Error::UnsupportedAddress`] for an empty address, a URL without a host, or a scheme this
+    /// client cannot use.
     pub fn parse(text: &str) -> Result<Address, Error> {
         let unsupported = |reason: &str| Error::UnsupportedAddress {
             address: text.to_owned(),
@@ -40,8 +52,18 @@ impl Address {
             }
             return Ok(Address::Unix(PathBuf::from(path)));
         }
-        if text.starts_with("ws://") || text.starts_with("wss://") {
-            return Err(unsupported("WebSocket addresses are not supported yet"));
+        for (scheme, tls, default_port) in [("ws://", false, 80), ("wss://", true, 443)] {
+            if let Some(rest) = text.strip_prefix(scheme) {
+                let authority = rest.split(['/', '?']).next().unwrap_or_default();
+                let (host, port) = split_host_port(authority)
+                    .ok_or_else(|| unsupported("the URL has no valid host[:port]"))?;
+                return Ok(Address::WebSocket {
+                    url: text.to_owned(),
+                    tls,
+                    host,
+                    port: port.unwrap_or(default_port),
+                });
+            }
         }
         if text.contains("://") {
             return Err(unsupported(
@@ -55,10 +77,32 @@ impl Address {
     }
 }
 
+/// `host`, `host:port`, `[v6]` or `[v6]:port`.
+fn split_host_port(authority: &str) -> Option<(String, Option<u16>)> {
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (host, rest) = v6.split_once(']')?;
+        (host, rest.strip_prefix(':'))
+    } else {
+        match authority.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        }
+    };
+    if host.is_empty() {
+        return None;
+    }
+    let port = match port {
+        Some(port) => Some(port.parse().ok()?),
+        None => None,
+    };
+    Some((host.to_owned(), port))
+}
+
 impl fmt::Display for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Address::Unix(path) => write!(f, "{}", path.display()),
+            Address::WebSocket { url, .. } => f.write_str(url),
         }
     }
 }
@@ -106,5 +150,30 @@ impl ToAddress for PathBuf {
 impl ToAddress for &PathBuf {
     fn to_address(self) -> Result<Address, Error> {
         Ok(Address::Unix(self.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn websocket_urls_keep_host_port_and_tls() {
+        let parsed = Address::parse("ws://127.0.0.1:7070/rpc?x=1").unwrap();
+        assert_eq!(
+            parsed,
+            Address::WebSocket {
+                url: "ws://127.0.0.1:7070/rpc?x=1".into(),
+                tls: false,
+                host: "127.0.0.1".into(),
+                port: 7070
+            }
+        );
+        let v6 = Address::parse("wss://[::1]:9443").unwrap();
+        assert!(
+            matches!(v6, Address::WebSocket { tls: true, ref host, port: 9443, .. } if host == "::1")
+        );
+        assert!(Address::parse("ws://:80/").is_err());
+        assert!(Address::parse("ws://host:notaport/").is_err());
     }
 }

@@ -8,6 +8,7 @@ use crate::address::ToAddress;
 use crate::client::Client;
 use crate::error::Error;
 use crate::reconnect::ReconnectPolicy;
+use crate::transport::WsOptions;
 
 /// Default time a call waits for its reply: 10 s, like the original Node client.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -23,6 +24,9 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// | [`user_agent`](Self::user_agent) | `"Rust/pixl-ipc-client"` + the current directory |
 /// | [`max_message_bytes`](Self::max_message_bytes) | 64 MiB, the server's default |
 /// | [`reconnect`](Self::reconnect) | every 1000 ms, forever ([`ReconnectPolicy::original`]) |
+/// | [`tls_ca_file`](Self::tls_ca_file) | the system's root certificates (`wss://` only) |
+/// | [`tls_domain`](Self::tls_domain) | the URL's host (`wss://` only) |
+/// | [`bearer_token`](Self::bearer_token) | none (WebSockets only) |
 ///
 /// ```
 /// use std::time::Duration;
@@ -52,6 +56,7 @@ pub struct ClientBuilder {
     pub(crate) user_agent: String,
     pub(crate) max_message_bytes: usize,
     pub(crate) reconnect: ReconnectPolicy,
+    pub(crate) ws: WsOptions,
 }
 
 impl Default for ClientBuilder {
@@ -65,6 +70,7 @@ impl Default for ClientBuilder {
             user_agent: format!("Rust/pixl-ipc-client{cwd}"),
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             reconnect: ReconnectPolicy::original(),
+            ws: WsOptions::default(),
         }
     }
 }
@@ -98,6 +104,26 @@ impl ClientBuilder {
     /// What to do after the connection is lost (default: retry every second, forever).
     pub fn reconnect(mut self, policy: ReconnectPolicy) -> Self {
         self.reconnect = policy;
+        self
+    }
+
+    /// For `wss://`: trust the CA certificates in this PEM file (tremor's `cafile`) instead of
+    /// the system's roots.
+    pub fn tls_ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.ws.ca_file = Some(path.into());
+        self
+    }
+
+    /// For `wss://`: the name the server certificate must be valid for (tremor's `domain`),
+    /// when it differs from the URL's host.
+    pub fn tls_domain(mut self, domain: impl Into<String>) -> Self {
+        self.ws.domain = Some(domain.into());
+        self
+    }
+
+    /// For WebSockets: sends `Authorization: Bearer <token>` with the upgrade.
+    pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
+        self.ws.token = Some(token.into());
         self
     }
 

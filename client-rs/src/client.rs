@@ -15,6 +15,7 @@ use crate::address::Address;
 use crate::builder::ClientBuilder;
 use crate::error::Error;
 use crate::task::{self, Outgoing, TaskContext};
+use crate::transport::Dialer;
 
 /// How many requests may wait for the connection task before callers wait too.
 const QUEUE_DEPTH: usize = 1024;
@@ -133,22 +134,26 @@ impl Client {
     }
 
     pub(crate) async fn start(settings: ClientBuilder, address: Address) -> Result<Client, Error> {
-        let stream = task::connect(&address, settings.connect_timeout).await?;
+        let dialer = Dialer {
+            address: address.clone(),
+            timeout: settings.connect_timeout,
+            max_message_bytes: settings.max_message_bytes,
+            ws: settings.ws.clone(),
+        };
+        let connection = dialer.connect().await?;
         let (requests_tx, requests_rx) = mpsc::channel(QUEUE_DEPTH);
         let (state_tx, state_rx) = watch::channel(ConnectionState::Connected);
         let (pushes, _) = broadcast::channel(PUSH_BUFFER);
         let close = CancellationToken::new();
         let context = TaskContext {
-            address: address.clone(),
+            dialer,
             requests: requests_rx,
             state: state_tx,
             pushes: pushes.clone(),
             close: close.clone(),
             policy: settings.reconnect.clone(),
-            connect_timeout: settings.connect_timeout,
-            max_message_bytes: settings.max_message_bytes,
         };
-        tokio::spawn(task::run(context, stream));
+        tokio::spawn(task::run(context, connection));
         Ok(Client {
             shared: Arc::new(Shared {
                 address,

@@ -33,6 +33,7 @@ mod error;
 mod pending;
 mod reconnect;
 mod task;
+mod transport;
 
 pub use address::{Address, ToAddress};
 pub use builder::{ClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT};

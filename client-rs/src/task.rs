@@ -3,15 +3,10 @@
 
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
-use pixl_ipc_protocol::{FrameError, JsonLinesCodec, Push, ServerMessage};
+use bytes::Bytes;
+use pixl_ipc_protocol::{FrameError, Push, ServerMessage};
 use serde_json::Value;
-use tokio::io::AsyncWriteExt;
-use tokio::net::unix::OwnedWriteHalf;
-use tokio::net::UnixStream;
 use tokio::sync::{broadcast, mpsc, watch};
-use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
 use crate::address::Address;
@@ -19,6 +14,7 @@ use crate::client::{CloseReason, ConnectionState};
 use crate::error::Error;
 use crate::pending::{PendingRequests, ReplySender};
 use crate::reconnect::ReconnectPolicy;
+use crate::transport::{Connection, Dialer, Writer};
 
 /// Past this many unsent bytes the task stops taking new requests until the server reads.
 const MAX_UNSENT_BYTES: usize = 1024 * 1024;
@@ -32,16 +28,20 @@ pub(crate) struct Outgoing {
     pub(crate) reply: Option<ReplySender>,
 }
 
-/// Everything the task needs besides the socket.
+/// Everything the task needs besides the connection.
 pub(crate) struct TaskContext {
-    pub(crate) address: Address,
+    pub(crate) dialer: Dialer,
     pub(crate) requests: mpsc::Receiver<Outgoing>,
     pub(crate) state: watch::Sender<ConnectionState>,
     pub(crate) pushes: broadcast::Sender<Push>,
     pub(crate) close: CancellationToken,
     pub(crate) policy: ReconnectPolicy,
-    pub(crate) connect_timeout: Duration,
-    pub(crate) max_message_bytes: usize,
+}
+
+impl TaskContext {
+    fn address(&self) -> &Address {
+        &self.dialer.address
+    }
 }
 
 /// How one connection ended.
@@ -52,32 +52,16 @@ enum Ended {
     Lost(String),
 }
 
-/// Opens a connection within `timeout`.
-pub(crate) async fn connect(address: &Address, timeout: Duration) -> Result<UnixStream, Error> {
-    let Address::Unix(path) = address;
-    let connect_error = |source: std::io::Error| Error::Connect {
-        address: address.to_string(),
-        source: source.into(),
-    };
-    match tokio::time::timeout(timeout, UnixStream::connect(path)).await {
-        Ok(result) => result.map_err(connect_error),
-        Err(_) => Err(connect_error(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            format!("no connection within {timeout:?}"),
-        ))),
-    }
-}
-
 /// Runs until the client is closed or the policy gives up.
-pub(crate) async fn run(mut ctx: TaskContext, mut stream: UnixStream) {
+pub(crate) async fn run(mut ctx: TaskContext, mut connection: Connection) {
     loop {
-        let reason = match serve(&mut ctx, stream).await {
+        let reason = match serve(&mut ctx, connection).await {
             Ended::ByCaller => return finish(&mut ctx, CloseReason::ByCaller),
             Ended::Lost(reason) => reason,
         };
-        tracing::debug!(address = %ctx.address, %reason, "connection lost");
+        tracing::debug!(address = %ctx.address(), %reason, "connection lost");
         match reconnect(&mut ctx, &reason).await {
-            Ok(next) => stream = next,
+            Ok(next) => connection = next,
             Err(close) => return finish(&mut ctx, close),
         }
     }
@@ -86,7 +70,7 @@ pub(crate) async fn run(mut ctx: TaskContext, mut stream: UnixStream) {
 /// Publishes the final state and fails whatever is still queued, with the same reason later
 /// calls will get.
 fn finish(ctx: &mut TaskContext, reason: CloseReason) {
-    let error = reason.to_error(&ctx.address);
+    let error = reason.to_error(ctx.address());
     ctx.state.send_replace(ConnectionState::Closed(reason));
     ctx.requests.close();
     while let Ok(outgoing) = ctx.requests.try_recv() {
@@ -98,7 +82,7 @@ fn finish(ctx: &mut TaskContext, reason: CloseReason) {
 
 /// Waits and retries per the policy. Requests sent meanwhile stay queued (their callers wait
 /// within their own timeouts) and go out on the new connection.
-async fn reconnect(ctx: &mut TaskContext, lost_reason: &str) -> Result<UnixStream, CloseReason> {
+async fn reconnect(ctx: &mut TaskContext, lost_reason: &str) -> Result<Connection, CloseReason> {
     let mut last_error = lost_reason.to_owned();
     let mut attempt = 0u32;
     loop {
@@ -119,45 +103,45 @@ async fn reconnect(ctx: &mut TaskContext, lost_reason: &str) -> Result<UnixStrea
             () = ctx.close.cancelled() => return Err(CloseReason::ByCaller),
             () = tokio::time::sleep(delay) => {}
         }
-        match connect(&ctx.address, ctx.connect_timeout).await {
-            Ok(stream) => {
-                tracing::info!(address = %ctx.address, attempt, "reconnected");
+        match ctx.dialer.connect().await {
+            Ok(connection) => {
+                tracing::info!(address = %ctx.address(), attempt, "reconnected");
                 ctx.state.send_replace(ConnectionState::Connected);
-                return Ok(stream);
+                return Ok(connection);
             }
             Err(err) => {
-                tracing::debug!(address = %ctx.address, attempt, error = %err, "reconnect failed");
+                tracing::debug!(address = %ctx.address(), attempt, error = %err, "reconnect failed");
                 last_error = err.to_string();
             }
         }
     }
 }
 
-/// Serves one connection: writes queued requests, reads replies, until it ends.
-async fn serve(ctx: &mut TaskContext, stream: UnixStream) -> Ended {
-    let (read, mut write) = stream.into_split();
-    let codec = JsonLinesCodec::<ServerMessage>::with_max_length(ctx.max_message_bytes);
-    let mut replies = FramedRead::new(read, codec);
+/// Serves one connection: writes queued requests, reads replies, until it ends. Reading and
+/// writing happen in one loop, so a server that stops reading cannot block the replies.
+async fn serve(ctx: &mut TaskContext, connection: Connection) -> Ended {
+    let Connection {
+        mut reader,
+        mut writer,
+    } = connection;
     let mut pending = PendingRequests::default();
-    let mut unsent = BytesMut::new();
     let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
 
     let ended = loop {
         tokio::select! {
             () = ctx.close.cancelled() => break Ended::ByCaller,
-            frame = replies.next() => match frame {
-                None => break Ended::Lost("the server closed the connection".into()),
-                Some(Err(err)) => break Ended::Lost(err.to_string()),
-                Some(Ok(Ok(message))) => deliver(ctx, &mut pending, message),
-                Some(Ok(Err(bad_line))) => reject(&mut pending, &bad_line),
+            incoming = reader.next() => match incoming {
+                Err(reason) => break Ended::Lost(reason),
+                Ok(Ok(message)) => deliver(ctx, &mut pending, message),
+                Ok(Err(bad_line)) => reject(&mut pending, &bad_line),
             },
-            outgoing = ctx.requests.recv(), if unsent.len() < MAX_UNSENT_BYTES => match outgoing {
+            outgoing = ctx.requests.recv(), if writer.unsent() < MAX_UNSENT_BYTES => match outgoing {
                 None => break Ended::ByCaller,
-                Some(outgoing) => accept(outgoing, &mut pending, &mut unsent),
+                Some(outgoing) => accept(outgoing, &mut pending, &mut writer),
             },
-            written = write.write_buf(&mut unsent), if !unsent.is_empty() => {
-                if let Err(err) = written {
-                    break Ended::Lost(format!("write failed: {err}"));
+            written = writer.write_some(), if writer.unsent() > 0 => {
+                if let Err(reason) = written {
+                    break Ended::Lost(reason);
                 }
             }
             _ = sweep.tick() => {
@@ -165,31 +149,10 @@ async fn serve(ctx: &mut TaskContext, stream: UnixStream) -> Ended {
             }
         }
     };
-    settle_on_end(ctx, &mut pending, &ended, &mut write).await;
-    ended
-}
-
-/// Queues one request's bytes, batching with whatever else is waiting to be written.
-fn accept(outgoing: Outgoing, pending: &mut PendingRequests, unsent: &mut BytesMut) {
-    match outgoing.reply {
-        // The caller already gave up: do not send a request nobody waits for.
-        Some(reply) if reply.is_closed() => return,
-        Some(reply) => pending.insert(outgoing.id, reply),
-        None => {}
-    }
-    unsent.extend_from_slice(&outgoing.line);
-}
-
-async fn settle_on_end(
-    ctx: &TaskContext,
-    pending: &mut PendingRequests,
-    ended: &Ended,
-    write: &mut OwnedWriteHalf,
-) {
-    let error = match ended {
+    let error = match &ended {
         Ended::ByCaller => Error::Closed,
         Ended::Lost(reason) => Error::ConnectionLost {
-            address: ctx.address.to_string(),
+            address: ctx.address().to_string(),
             reason: reason.clone(),
         },
     };
@@ -197,7 +160,19 @@ async fn settle_on_end(
     if failed > 0 {
         tracing::debug!(failed, error = %error, "settled requests in flight");
     }
-    let _ = write.shutdown().await;
+    writer.shutdown().await;
+    ended
+}
+
+/// Queues one request's bytes, batching with whatever else is waiting to be written.
+fn accept(outgoing: Outgoing, pending: &mut PendingRequests, writer: &mut Writer) {
+    match outgoing.reply {
+        // The caller already gave up: do not send a request nobody waits for.
+        Some(reply) if reply.is_closed() => return,
+        Some(reply) => pending.insert(outgoing.id, reply),
+        None => {}
+    }
+    writer.queue(&outgoing.line);
 }
 
 /// Routes one decoded line: a reply to its caller, a push to subscribers.

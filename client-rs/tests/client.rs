@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use pixl_ipc_client::{Client, CloseReason, ConnectionState, Error, Push, ReconnectPolicy};
 use pixl_ipc_server::{
-    HandlerResult, Request, RequestContext, RunningServer, Server, ServerConfig,
+    HandlerResult, Request, RequestContext, RunningServer, Server, ServerConfig, WebSocketConfig,
 };
 use pixl_ipc_xtests::ServerProcess;
 use serde_json::{json, Value};
@@ -24,23 +24,104 @@ async fn bounded<T>(future: impl Future<Output = T>) -> T {
         .expect("operation took longer than the test limit")
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Unix,
+    Ws,
+}
+
+/// The server library on a temp socket and a loopback WebSocket port; `address` is the one the
+/// test's transport uses.
 struct LibServer {
     running: RunningServer,
     path: PathBuf,
+    address: String,
     _dir: tempfile::TempDir,
 }
 
 async fn lib_server(setup: impl FnOnce(&Server)) -> LibServer {
+    lib_server_on(Kind::Unix, setup).await
+}
+
+async fn lib_server_on(kind: Kind, setup: impl FnOnce(&Server)) -> LibServer {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("client-test.sock");
-    let server = Server::new(ServerConfig::new(&path));
+    let ws = WebSocketConfig::default().listen_on("127.0.0.1:0".parse().unwrap());
+    let server = Server::new(ServerConfig::new(&path).with_websocket(ws));
     setup(&server);
+    let running = server.start().await.unwrap();
+    let address = match kind {
+        Kind::Unix => path.display().to_string(),
+        Kind::Ws => running.handle().ws_urls()[0].clone(),
+    };
     LibServer {
-        running: server.start().await.unwrap(),
+        running,
         path,
+        address,
         _dir: dir,
     }
 }
+
+/// The server binary for `kind`, on `path` and (for WebSockets) a fixed loopback port, so a
+/// restarted server has the same address.
+struct BinaryTarget {
+    path: PathBuf,
+    port: u16,
+    kind: Kind,
+}
+
+impl BinaryTarget {
+    fn new(kind: Kind, dir: &Path) -> BinaryTarget {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        BinaryTarget {
+            path: dir.join("bin.sock"),
+            port,
+            kind,
+        }
+    }
+
+    fn start(&self) -> ServerProcess {
+        let ws = format!("127.0.0.1:{}", self.port);
+        match self.kind {
+            Kind::Unix => ServerProcess::start(&self.path, &[]),
+            Kind::Ws => ServerProcess::start(&self.path, &["--ws", &ws]),
+        }
+    }
+
+    fn address(&self) -> String {
+        match self.kind {
+            Kind::Unix => self.path.display().to_string(),
+            Kind::Ws => format!("ws://127.0.0.1:{}/", self.port),
+        }
+    }
+}
+
+macro_rules! on_both_transports {
+    ($($name:ident),* $(,)?) => {
+        mod unix {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Kind::Unix).await } )*
+        }
+        mod ws {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Kind::Ws).await } )*
+        }
+    };
+}
+
+on_both_transports!(
+    concurrent_calls_from_many_tasks_share_one_connection,
+    a_timeout_fails_the_call_and_the_late_reply_is_dropped_quietly,
+    send_and_call_report_errors_as_documented,
+    pushes_reach_subscribers,
+    notify_is_one_way,
+    close_settles_pending_calls_and_later_calls_fail,
+    calls_in_flight_fail_with_connection_lost_within_100ms_of_a_server_kill,
+    the_client_reconnects_after_a_server_restart_on_the_same_address,
+    running_out_of_retries_fails_waiting_and_later_calls_clearly,
+);
 
 fn fast_reconnect(max_retries: Option<u32>) -> ReconnectPolicy {
     ReconnectPolicy::Fixed {
@@ -61,10 +142,9 @@ async fn wait_for_state(
     state
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_calls_from_many_tasks_share_one_connection() {
-    let server = lib_server(|_| {}).await;
-    let client = Client::connect(&server.path).await.unwrap();
+async fn concurrent_calls_from_many_tasks_share_one_connection(kind: Kind) {
+    let server = lib_server_on(kind, |_| {}).await;
+    let client = Client::connect(server.address.as_str()).await.unwrap();
     let mut tasks = Vec::new();
     for task in 0..50u64 {
         let client = client.clone();
@@ -101,12 +181,11 @@ async fn concurrent_calls_from_many_tasks_share_one_connection() {
     assert_eq!(stats.total.requests, 2000);
 }
 
-#[tokio::test]
-async fn a_timeout_fails_the_call_and_the_late_reply_is_dropped_quietly() {
-    let server = lib_server(|_| {}).await;
+async fn a_timeout_fails_the_call_and_the_late_reply_is_dropped_quietly(kind: Kind) {
+    let server = lib_server_on(kind, |_| {}).await;
     let client = Client::builder()
         .request_timeout(Duration::from_millis(100))
-        .connect(&server.path)
+        .connect(server.address.as_str())
         .await
         .unwrap();
     let started = Instant::now();
@@ -130,10 +209,9 @@ async fn a_timeout_fails_the_call_and_the_late_reply_is_dropped_quietly() {
     assert_eq!(client.state(), ConnectionState::Connected);
 }
 
-#[tokio::test]
-async fn send_and_call_report_errors_as_documented() {
-    let server = lib_server(|_| {}).await;
-    let client = Client::connect(&server.path).await.unwrap();
+async fn send_and_call_report_errors_as_documented(kind: Kind) {
+    let server = lib_server_on(kind, |_| {}).await;
+    let client = Client::connect(server.address.as_str()).await.unwrap();
     // Handler-level error: data for send, an error for call.
     let data = bounded(client.send("/nope", json!({}))).await.unwrap();
     assert_eq!(data["code"], json!("no_handler_found"));
@@ -237,7 +315,7 @@ async fn a_request_over_the_size_limit_is_refused_without_being_sent() {
 }
 
 #[tokio::test]
-async fn connecting_to_a_missing_socket_names_the_path_and_the_os_reason() {
+async fn connecting_to_a_missing_server_names_the_address_and_the_os_reason() {
     let err = Client::connect("/nonexistent/dir/x.sock")
         .await
         .err()
@@ -248,14 +326,22 @@ async fn connecting_to_a_missing_socket_names_the_path_and_the_os_reason() {
         text.contains("/nonexistent/dir/x.sock") && text.contains("No such file"),
         "{text}"
     );
-    let err = Client::connect("ws://127.0.0.1:1/").await.err().unwrap();
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("ws://127.0.0.1:{closed_port}/");
+    let err = Client::connect(url.as_str()).await.err().unwrap();
+    let text = err.to_string();
+    assert!(text.contains(&url) && text.contains("refused"), "{text}");
+    let err = Client::connect("http://127.0.0.1:1/").await.err().unwrap();
     assert!(matches!(err, Error::UnsupportedAddress { .. }), "{err:?}");
 }
 
-#[tokio::test]
-async fn pushes_reach_subscribers() {
-    let server = lib_server(|_| {}).await;
-    let client = Client::connect(&server.path).await.unwrap();
+async fn pushes_reach_subscribers(kind: Kind) {
+    let server = lib_server_on(kind, |_| {}).await;
+    let client = Client::connect(server.address.as_str()).await.unwrap();
     let mut first = client.subscribe();
     let mut second = client.subscribe();
     bounded(client.send("/ipcserver/test/echo", json!(0)))
@@ -274,11 +360,10 @@ async fn pushes_reach_subscribers() {
     }
 }
 
-#[tokio::test]
-async fn notify_is_one_way() {
+async fn notify_is_one_way(kind: Kind) {
     let count = Arc::new(AtomicUsize::new(0));
     let counter = count.clone();
-    let server = lib_server(move |server| {
+    let server = lib_server_on(kind, move |server| {
         server
             .add_uri_handler("/count", "count", move |_: Request, _: RequestContext| {
                 let counter = counter.clone();
@@ -290,7 +375,7 @@ async fn notify_is_one_way() {
             .unwrap();
     })
     .await;
-    let client = Client::connect(&server.path).await.unwrap();
+    let client = Client::connect(server.address.as_str()).await.unwrap();
     for _ in 0..3 {
         bounded(client.notify("/count", Value::Null)).await.unwrap();
     }
@@ -306,10 +391,9 @@ async fn notify_is_one_way() {
     .await;
 }
 
-#[tokio::test]
-async fn close_settles_pending_calls_and_later_calls_fail() {
-    let server = lib_server(|_| {}).await;
-    let client = Client::connect(&server.path).await.unwrap();
+async fn close_settles_pending_calls_and_later_calls_fail(kind: Kind) {
+    let server = lib_server_on(kind, |_| {}).await;
+    let client = Client::connect(server.address.as_str()).await.unwrap();
     let pending: Vec<_> = (0..5)
         .map(|_| {
             let client = client.clone();
@@ -334,18 +418,13 @@ async fn close_settles_pending_calls_and_later_calls_fail() {
     assert!(matches!(later, Err(Error::Closed)), "{later:?}");
 }
 
-fn start_binary(path: &Path) -> ServerProcess {
-    ServerProcess::start(path, &[])
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn calls_in_flight_fail_with_connection_lost_within_100ms_of_a_server_kill() {
+async fn calls_in_flight_fail_with_connection_lost_within_100ms_of_a_server_kill(kind: Kind) {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("killed.sock");
-    let server = start_binary(&path);
+    let target = BinaryTarget::new(kind, dir.path());
+    let server = target.start();
     let client = Client::builder()
         .reconnect(ReconnectPolicy::Off)
-        .connect(&path)
+        .connect(target.address())
         .await
         .unwrap();
     let calls: Vec<_> = (0..20)
@@ -390,14 +469,13 @@ async fn calls_in_flight_fail_with_connection_lost_within_100ms_of_a_server_kill
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_client_reconnects_after_a_server_restart_on_the_same_path() {
+async fn the_client_reconnects_after_a_server_restart_on_the_same_address(kind: Kind) {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("restart.sock");
-    let server = start_binary(&path);
+    let target = BinaryTarget::new(kind, dir.path());
+    let server = target.start();
     let client = Client::builder()
         .reconnect(fast_reconnect(None))
-        .connect(&path)
+        .connect(target.address())
         .await
         .unwrap();
     assert_eq!(
@@ -417,7 +495,7 @@ async fn the_client_reconnects_after_a_server_restart_on_the_same_path() {
         tokio::spawn(async move { client.send("/ipcserver/test/echo", json!("during")).await })
     };
     tokio::time::sleep(Duration::from_millis(150)).await;
-    let _restarted = start_binary(&path);
+    let _restarted = target.start();
     assert_eq!(bounded(waiting).await.unwrap().unwrap(), json!("during"));
     assert_eq!(client.state(), ConnectionState::Connected);
     assert_eq!(
@@ -428,14 +506,13 @@ async fn the_client_reconnects_after_a_server_restart_on_the_same_path() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn running_out_of_retries_fails_waiting_and_later_calls_clearly() {
+async fn running_out_of_retries_fails_waiting_and_later_calls_clearly(kind: Kind) {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("gone.sock");
-    let server = start_binary(&path);
+    let target = BinaryTarget::new(kind, dir.path());
+    let server = target.start();
     let client = Client::builder()
         .reconnect(fast_reconnect(Some(3)))
-        .connect(&path)
+        .connect(target.address())
         .await
         .unwrap();
     bounded(client.send("/ipcserver/test/echo", json!(1)))

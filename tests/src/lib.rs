@@ -441,10 +441,16 @@ impl Wire for WsConn {
     }
 
     fn is_silent_for(&mut self, wait: Duration) -> bool {
-        self.tcp()
-            .set_read_timeout(Some(wait))
-            .expect("set timeout");
+        // Pings keep arriving on a healthy connection; only data frames break the silence.
+        let deadline = Instant::now() + wait;
         let silent = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break true;
+            }
+            self.tcp()
+                .set_read_timeout(Some(left))
+                .expect("set timeout");
             match self.socket.read() {
                 Ok(tungstenite::Message::Ping(_) | tungstenite::Message::Pong(_)) => continue,
                 Ok(_) => break false,

@@ -1,0 +1,391 @@
+//! The client's two transports behind one reader/writer pair: newline-delimited JSON on a
+//! UNIX socket, or one message per frame on a WebSocket (optionally over TLS).
+
+use std::collections::VecDeque;
+use std::io;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{Sink, SinkExt, StreamExt};
+use pixl_ipc_protocol::{decode_line, FrameError, JsonLinesCodec, ServerMessage};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpStream, UnixStream};
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::{rustls, TlsConnector};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::WebSocketStream;
+use tokio_util::codec::FramedRead;
+
+use crate::address::Address;
+use crate::error::Error;
+
+/// How to reach a WebSocket server: TLS trust, certificate name, token.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct WsOptions {
+    pub(crate) ca_file: Option<PathBuf>,
+    pub(crate) domain: Option<String>,
+    pub(crate) token: Option<String>,
+}
+
+/// Everything needed to open a connection.
+#[derive(Debug, Clone)]
+pub(crate) struct Dialer {
+    pub(crate) address: Address,
+    pub(crate) timeout: Duration,
+    pub(crate) max_message_bytes: usize,
+    pub(crate) ws: WsOptions,
+}
+
+/// An open connection, split into the halves the task drives separately.
+pub(crate) struct Connection {
+    pub(crate) reader: Reader,
+    pub(crate) writer: Writer,
+}
+
+/// A decoded line, a line that could not be decoded, or (`Err`) the reason the connection ended.
+pub(crate) type Incoming = Result<Result<ServerMessage, FrameError>, String>;
+
+impl Dialer {
+    /// Opens a connection within the timeout.
+    pub(crate) async fn connect(&self) -> Result<Connection, Error> {
+        match tokio::time::timeout(self.timeout, self.open()).await {
+            Ok(result) => result,
+            Err(_) => Err(self.connect_error(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no connection within {:?}", self.timeout),
+            ))),
+        }
+    }
+
+    fn connect_error(&self, source: io::Error) -> Error {
+        Error::Connect {
+            address: self.address.to_string(),
+            source: source.into(),
+        }
+    }
+
+    async fn open(&self) -> Result<Connection, Error> {
+        match &self.address {
+            Address::Unix(path) => {
+                let stream = UnixStream::connect(path)
+                    .await
+                    .map_err(|err| self.connect_error(err))?;
+                let (read, write) = stream.into_split();
+                Ok(Connection {
+                    reader: Reader::Unix(FramedRead::new(
+                        read,
+                        JsonLinesCodec::with_max_length(self.max_message_bytes),
+                    )),
+                    writer: Writer::Unix {
+                        half: write,
+                        unsent: BytesMut::new(),
+                    },
+                })
+            }
+            Address::WebSocket {
+                url,
+                tls,
+                host,
+                port,
+            } => {
+                let tcp = TcpStream::connect((host.as_str(), *port))
+                    .await
+                    .map_err(|err| self.connect_error(err))?;
+                let _ = tcp.set_nodelay(true);
+                let io = if *tls {
+                    WsIo::Tls(Box::new(self.tls_handshake(tcp, host).await?))
+                } else {
+                    WsIo::Plain(tcp)
+                };
+                let mut request = url
+                    .as_str()
+                    .into_client_request()
+                    .map_err(|err| self.ws_error(err))?;
+                if let Some(token) = &self.ws.token {
+                    let value = format!("Bearer {token}").parse().map_err(|_| {
+                        self.connect_error(io::Error::other(
+                            "the token is not a valid header value",
+                        ))
+                    })?;
+                    request.headers_mut().insert("authorization", value);
+                }
+                let config = WebSocketConfig::default()
+                    .max_message_size(Some(self.max_message_bytes))
+                    .max_frame_size(Some(self.max_message_bytes));
+                let (ws, _response) =
+                    tokio_tungstenite::client_async_with_config(request, io, Some(config))
+                        .await
+                        .map_err(|err| self.ws_error(err))?;
+                let (sink, frames) = ws.split();
+                Ok(Connection {
+                    reader: Reader::WebSocket {
+                        frames,
+                        decoded: VecDeque::new(),
+                    },
+                    writer: Writer::WebSocket {
+                        sink,
+                        unsent: VecDeque::new(),
+                        unsent_bytes: 0,
+                    },
+                })
+            }
+        }
+    }
+
+    /// A refused upgrade (401, 403) or a failed handshake, as a connect error with its reason.
+    fn ws_error(&self, err: WsError) -> Error {
+        let reason = match err {
+            WsError::Http(response) => {
+                let body = response
+                    .body()
+                    .as_deref()
+                    .map(|body| String::from_utf8_lossy(body).trim().to_owned())
+                    .unwrap_or_default();
+                format!(
+                    "the server refused the upgrade with HTTP {}: {body}",
+                    response.status()
+                )
+            }
+            other => other.to_string(),
+        };
+        self.connect_error(io::Error::other(reason))
+    }
+
+    async fn tls_handshake(
+        &self,
+        tcp: TcpStream,
+        host: &str,
+    ) -> Result<TlsStream<TcpStream>, Error> {
+        let mut roots = rustls::RootCertStore::empty();
+        match &self.ws.ca_file {
+            Some(path) => {
+                let certs = CertificateDer::pem_file_iter(path)
+                    .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                    .map_err(|err| {
+                        self.connect_error(io::Error::other(format!(
+                            "cannot read CA file {}: {err}",
+                            path.display()
+                        )))
+                    })?;
+                roots.add_parsable_certificates(certs);
+            }
+            None => {
+                roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+            }
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|err| self.connect_error(io::Error::other(err)))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = self.ws.domain.as_deref().unwrap_or(host).to_owned();
+        let server_name = ServerName::try_from(name.clone()).map_err(|_| {
+            self.connect_error(io::Error::other(format!(
+                "{name:?} is not a valid TLS server name"
+            )))
+        })?;
+        TlsConnector::from(Arc::new(config))
+            .connect(server_name, tcp)
+            .await
+            .map_err(|err| self.connect_error(err))
+    }
+}
+
+/// The byte stream under a WebSocket: plain TCP or TLS.
+pub(crate) enum WsIo {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for WsIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            WsIo::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
+            WsIo::Tls(stream) => Pin::new(stream.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for WsIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            WsIo::Plain(stream) => Pin::new(stream).poll_write(cx, buf),
+            WsIo::Tls(stream) => Pin::new(stream.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            WsIo::Plain(stream) => Pin::new(stream).poll_flush(cx),
+            WsIo::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            WsIo::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
+            WsIo::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// The receiving half.
+pub(crate) enum Reader {
+    Unix(FramedRead<OwnedReadHalf, JsonLinesCodec<ServerMessage>>),
+    WebSocket {
+        frames: SplitStream<WebSocketStream<WsIo>>,
+        /// Messages of a frame that carried several lines, not yet handed out.
+        decoded: VecDeque<Result<ServerMessage, FrameError>>,
+    },
+}
+
+impl Reader {
+    /// The next message, or why the connection ended. Cancel-safe.
+    pub(crate) async fn next(&mut self) -> Incoming {
+        match self {
+            Reader::Unix(lines) => match lines.next().await {
+                Some(Ok(item)) => Ok(item),
+                Some(Err(err)) => Err(err.to_string()),
+                None => Err("the server closed the connection".into()),
+            },
+            Reader::WebSocket { frames, decoded } => loop {
+                if let Some(item) = decoded.pop_front() {
+                    return Ok(item);
+                }
+                let payload = match frames.next().await {
+                    Some(Ok(Message::Text(text))) => Bytes::from(text),
+                    Some(Ok(Message::Binary(bytes))) => bytes,
+                    Some(Ok(Message::Close(frame))) => {
+                        return Err(match frame {
+                            Some(frame) => format!(
+                                "the server closed the connection ({} {})",
+                                u16::from(frame.code),
+                                frame.reason
+                            ),
+                            None => "the server closed the connection".into(),
+                        })
+                    }
+                    Some(Ok(_)) => continue,
+                    Some(Err(err)) => return Err(err.to_string()),
+                    None => return Err("the server closed the connection".into()),
+                };
+                decoded.extend(
+                    payload
+                        .split(|byte| *byte == b'\n')
+                        .filter_map(decode_line::<ServerMessage>),
+                );
+            },
+        }
+    }
+}
+
+/// The sending half, with what has been queued but not yet written.
+pub(crate) enum Writer {
+    Unix {
+        half: OwnedWriteHalf,
+        unsent: BytesMut,
+    },
+    WebSocket {
+        sink: SplitSink<WebSocketStream<WsIo>, Message>,
+        unsent: VecDeque<Message>,
+        unsent_bytes: usize,
+    },
+}
+
+impl Writer {
+    /// Queues one encoded line (with its `\n`).
+    pub(crate) fn queue(&mut self, line: &Bytes) {
+        match self {
+            Writer::Unix { unsent, .. } => unsent.extend_from_slice(line),
+            Writer::WebSocket {
+                unsent,
+                unsent_bytes,
+                ..
+            } => {
+                let payload = line.slice(..line.len().saturating_sub(1));
+                *unsent_bytes += payload.len();
+                // Encoded JSON is always UTF-8; a binary frame would still be accepted.
+                unsent.push_back(match payload.clone().try_into() {
+                    Ok(text) => Message::Text(text),
+                    Err(_) => Message::Binary(payload),
+                });
+            }
+        }
+    }
+
+    /// Bytes queued and not yet written.
+    pub(crate) fn unsent(&self) -> usize {
+        match self {
+            Writer::Unix { unsent, .. } => unsent.len(),
+            Writer::WebSocket { unsent_bytes, .. } => *unsent_bytes,
+        }
+    }
+
+    /// Writes as much as the connection takes. Cancel-safe: nothing leaves the queue until the
+    /// connection has accepted it.
+    pub(crate) async fn write_some(&mut self) -> Result<(), String> {
+        match self {
+            Writer::Unix { half, unsent } => half
+                .write_buf(unsent)
+                .await
+                .map(drop)
+                .map_err(|err| format!("write failed: {err}")),
+            Writer::WebSocket {
+                sink,
+                unsent,
+                unsent_bytes,
+            } => {
+                std::future::poll_fn(|cx| poll_send(Pin::new(&mut *sink), unsent, unsent_bytes, cx))
+                    .await
+                    .map_err(|err| format!("write failed: {err}"))
+            }
+        }
+    }
+
+    /// Ends the connection politely.
+    pub(crate) async fn shutdown(&mut self) {
+        match self {
+            Writer::Unix { half, .. } => {
+                let _ = half.shutdown().await;
+            }
+            Writer::WebSocket { sink, .. } => {
+                let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
+            }
+        }
+    }
+}
+
+fn poll_send<S: Sink<Message, Error = WsError>>(
+    mut sink: Pin<&mut S>,
+    unsent: &mut VecDeque<Message>,
+    unsent_bytes: &mut usize,
+    cx: &mut Context<'_>,
+) -> Poll<Result<(), WsError>> {
+    while !unsent.is_empty() {
+        ready!(sink.as_mut().poll_ready(cx))?;
+        if let Some(frame) = unsent.pop_front() {
+            *unsent_bytes = unsent_bytes.saturating_sub(frame.len());
+            sink.as_mut().start_send(frame)?;
+        }
+    }
+    sink.poll_flush(cx)
+}
