@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The one test command. On a fresh Debian machine with Rust and Node it first installs what is
 # missing (php-cli and phpunit with apt-get when root; npm packages from lock files), then runs
-# every check: rustfmt, clippy, rustdoc, the Rust tests (unit, codec, raw-wire and lifecycle
-# tests against the real binary), and the Node and PHP suites of the packages that have them.
+# every check: rustfmt, clippy, rustdoc, the Rust tests (unit, codec, raw-wire, WebSocket,
+# lifecycle, client and cross-language tests against the real binaries), and the Node and PHP
+# suites of the packages that have them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,8 +28,15 @@ install_rust_components() {
   cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
 }
 
+install_node_packages() {
+  # The cross-language tests drive third-party clients (Node's ws) from tests/drivers.
+  step "npm ci (tests/drivers)"
+  (cd tests/drivers && npm ci --no-audit --no-fund --loglevel=error)
+}
+
 install_debian_packages
 install_rust_components
+install_node_packages
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

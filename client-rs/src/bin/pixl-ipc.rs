@@ -13,16 +13,25 @@ use clap::{Parser, Subcommand};
 use pixl_ipc_client::{Backoff, Client, Error, ReconnectPolicy, SubscriptionError};
 use serde_json::{json, Value};
 
-/// Call a pixl-ipc server over its UNIX socket.
+/// Call a pixl-ipc server over its UNIX socket or a WebSocket.
 #[derive(Debug, Parser)]
 #[command(name = "pixl-ipc", version, about)]
 struct Cli {
     /// Socket path [default: $XDG_RUNTIME_DIR/pixl-ipc.sock, or /tmp/pixl-ipc.sock]
     #[arg(long, env = "PIXL_IPC_SOCKET", conflicts_with = "url", global = true)]
     socket: Option<PathBuf>,
-    /// Server URL (unix:///path)
+    /// Server URL: unix:///path, ws://host:port/path or wss://host:port/path
     #[arg(long, global = true)]
     url: Option<String>,
+    /// For wss://: PEM file of the CA certificates to trust [default: the system's]
+    #[arg(long, value_name = "FILE", global = true)]
+    ca_file: Option<PathBuf>,
+    /// For wss://: the name the server certificate must be valid for [default: the URL's host]
+    #[arg(long, value_name = "NAME", global = true)]
+    tls_domain: Option<String>,
+    /// For WebSockets: file holding the bearer token (or set PIXL_IPC_WS_TOKEN)
+    #[arg(long, value_name = "FILE", global = true)]
+    token_file: Option<PathBuf>,
     /// How long to wait for each reply, e.g. 500ms, 2s
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, global = true)]
     timeout: Duration,
@@ -104,13 +113,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Watch => ReconnectPolicy::Backoff(Backoff::default()),
         _ => ReconnectPolicy::Off,
     };
-    let client = Client::builder()
+    let mut builder = Client::builder()
         .request_timeout(cli.timeout)
         .connect_timeout(cli.timeout)
         .user_agent(format!("pixl-ipc-cli/{}", env!("CARGO_PKG_VERSION")))
-        .reconnect(reconnect)
-        .connect(address.as_str())
-        .await?;
+        .reconnect(reconnect);
+    if let Some(ca_file) = &cli.ca_file {
+        builder = builder.tls_ca_file(ca_file);
+    }
+    if let Some(domain) = &cli.tls_domain {
+        builder = builder.tls_domain(domain);
+    }
+    // A token on the command line would show in `ps`: read it from a file or the environment.
+    let token = match &cli.token_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the token file {}", path.display()))?
+                .trim()
+                .to_owned(),
+        ),
+        None => std::env::var("PIXL_IPC_WS_TOKEN").ok(),
+    };
+    if let Some(token) = token.filter(|token| !token.is_empty()) {
+        builder = builder.bearer_token(token);
+    }
+    let client = builder.connect(address.as_str()).await?;
     match cli.command {
         Command::Call { uri, data } => {
             let data = read_data(data.as_deref())?;
