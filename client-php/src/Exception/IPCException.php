@@ -1,0 +1,20 @@
+<?php
+
+declare(strict_types=1);
+
+namespace PixlIPC\Exception;
+
+/**
+ * Base of every exception the client throws. It extends \Exception, so code written for the
+ * original (`catch (Exception $e)` and `$e->getCode()`) keeps working; the codes are the
+ * original's 5001-5006.
+ */
+abstract class IPCException extends \Exception
+{
+    public const E_SOCKET_CONNECT = 5001;
+    public const E_BAD_REQUEST_TYPE = 5002;
+    public const E_SOCKET_WRITE = 5003;
+    public const E_BAD_RESPONSE = 5004;
+    public const E_SERVER_CLOSE = 5005;
+    public const E_TIMEOUT = 5006;
+}
