@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one test command. On a fresh Debian machine with Rust and Node it first installs what is
-# missing (php-cli and phpunit with apt-get when root; npm packages from lock files), then runs
-# every check: rustfmt, clippy, rustdoc, the Rust tests (unit, codec, raw-wire, WebSocket,
+# missing (php-cli, phpunit and chromium with apt-get when root; npm packages from lock files),
+# then runs every check: rustfmt, clippy, rustdoc, the Rust tests (unit, codec, raw-wire, WebSocket,
 # lifecycle, client and cross-language tests against the real binaries), and the Node and PHP
 # suites of the packages that have them.
 set -euo pipefail
@@ -13,6 +13,8 @@ install_debian_packages() {
   local missing=()
   command -v php >/dev/null 2>&1 || missing+=(php-cli)
   command -v phpunit >/dev/null 2>&1 || missing+=(phpunit)
+  # Headless browser for the Node client's browser-entry test (driven by playwright-core).
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
   [ ${#missing[@]} -eq 0 ] && return 0
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing ${missing[*]}: install them (apt-get install ${missing[*]}) or run this as root" >&2
@@ -50,19 +52,13 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 step "cargo test"
 cargo test --workspace --locked
 
-# Client packages join the run as they are added: Node packages with a lock file, PHP packages
-# with a phpunit.xml. Both need the server binary the Rust tests just built.
+# The Node and PHP clients' suites start the server binary the Rust tests just built.
 export PIXL_IPC_SERVER_BIN="$PWD/target/debug/pixl-ipc-server"
-for package in client-node; do
-  if [ -f "$package/package-lock.json" ]; then
-    step "node tests: $package"
-    (cd "$package" && npm ci --no-audit --no-fund && npm test)
-  fi
-done
-for package in client-php; do
-  if [ -f "$package/phpunit.xml" ]; then
-    step "php tests: $package"
-    phpunit -c "$package/phpunit.xml"
-  fi
-done
+
+step "node tests: client-node (node --test, incl. headless Chromium)"
+(cd client-node && npm ci --no-audit --no-fund --loglevel=error && npm test)
+
+step "php tests: client-php (phpunit)"
+phpunit -c client-php/phpunit.xml
+
 step "all checks passed"

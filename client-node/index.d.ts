@@ -1,0 +1,107 @@
+// Type declarations for pixl-ipc-client (CommonJS `require`, ESM `import`, and the browser's
+// global `PixlIPCClient`).
+import { EventEmitter } from 'node:events';
+
+declare namespace IPCClient {
+  /** The error values callbacks and rejected promises receive (strings, as in the original). */
+  type ErrorValue =
+    | 'ipc_socket_err'
+    | 'no_open_stream'
+    | 'request_timeout'
+    | 'connection_closed'
+    | 'message_too_large'
+    | 'client_closed';
+
+  /** Exponential reconnect backoff; replaces `autoReconnect` when given. */
+  interface ReconnectOptions {
+    /** Wait before the first attempt, ms. */
+    intervalMs: number;
+    /** Factor between consecutive waits (default 2). */
+    growthRate?: number;
+    /** Attempts before giving up (`reconnect_failed` event); null or absent: forever. */
+    maxRetries?: number | null;
+    /** Longest wait between attempts, ms (default 30000). */
+    maxDelayMs?: number;
+    /** Random spread as a fraction of the wait, 0..1 (default 0). */
+    jitter?: number;
+  }
+
+  /** A reply or push line as the server sent it. */
+  interface Message {
+    ipcReqID?: string | null;
+    data?: unknown;
+    code?: string;
+    message?: string;
+    uri?: string;
+  }
+
+  interface Options {
+    /** ms a request waits for its reply (default 10000). */
+    requestTimeout?: number;
+    /** ms a timed-out request's id is remembered so its late reply is ignored quietly (default 10000). */
+    expireRequest?: number;
+    /** Sent with every request (default "Node/IPCClient" + process.cwd()). */
+    userAgent?: string;
+    /** ms between reconnect attempts, 0 disables (default 1000). */
+    autoReconnect?: number;
+    /** Treat a top-level `code`, or `data.code`, as the error (default false). */
+    codeToErr?: boolean;
+    /** Returns [err, data] for each reply; overrides codeToErr (default null). */
+    messageTransform?: ((msg: Message) => [unknown, unknown]) | null;
+    /** ms between stats log lines through logger.debug (default null: off). */
+    logStatsInterval?: number | null;
+    /** Longest request sent or reply line accepted, bytes (default 64 MiB). */
+    maxMessageBytes?: number;
+    /** Backoff reconnect policy (default null: use autoReconnect). */
+    reconnect?: ReconnectOptions | null;
+    /** Errors as IPCError objects with a `code` instead of strings (default false). */
+    errorObjects?: boolean;
+    /** WebSockets: bearer token (Node: Authorization header; browser: ?token=). */
+    token?: string | null;
+    /** wss:// in Node: PEM CA certificate(s) to trust (default: Node's roots). */
+    ca?: string | Buffer | Array<string | Buffer> | null;
+    /** wss:// in Node: the name the certificate must be valid for (default: the URL's host). */
+    servername?: string | null;
+  }
+
+  /** The original's logger shape. */
+  interface Logger {
+    debug(level: number, message: string, data?: unknown): void;
+    error(code: string, message: string, data?: unknown): void;
+  }
+
+  type Callback<T = unknown> = (err: ErrorValue | IPCError | unknown | null, result?: T) => void;
+}
+
+declare class IPCError extends Error {
+  constructor(code: string, message?: string, detail?: unknown);
+  readonly code: string;
+  readonly detail?: unknown;
+}
+
+declare class IPCClient extends EventEmitter {
+  /** @param path a socket path, or a ws:// / wss:// URL */
+  constructor(path: string, logger?: IPCClient.Logger | null, options?: IPCClient.Options);
+  readonly path: string;
+  readonly requestCount: number;
+  connect(): Promise<void>;
+  connect(callback: (err: IPCClient.ErrorValue | IPCError | null) => void): void;
+  send<T = any>(uri: string, data: unknown): Promise<T>;
+  send<T = any>(uri: string, data: unknown, callback: IPCClient.Callback<T>): void;
+  close(): Promise<void>;
+  close(callback: (err: null) => void): void;
+  /** The original's rule, usable in a custom messageTransform. */
+  codeToErr(msg: IPCClient.Message): [unknown, unknown];
+  on(event: 'data', listener: (msg: IPCClient.Message) => void): this;
+  on(event: 'disconnect', listener: (reason: string) => void): this;
+  on(event: 'reconnect', listener: () => void): this;
+  on(event: 'reconnect_failed', listener: (attempts: number) => void): this;
+  on(event: string | symbol, listener: (...args: any[]) => void): this;
+
+  static readonly IPCClient: typeof IPCClient;
+  static readonly IPCError: typeof IPCError;
+  static readonly ERRORS: Readonly<Record<'SOCKET' | 'NO_STREAM' | 'TIMEOUT' | 'CONNECTION_CLOSED' | 'MESSAGE_TOO_LARGE' | 'CLOSED', IPCClient.ErrorValue>>;
+  static readonly DEFAULTS: Readonly<Required<Pick<IPCClient.Options, 'requestTimeout' | 'expireRequest' | 'autoReconnect' | 'maxMessageBytes'>>> & Readonly<IPCClient.Options>;
+}
+
+export = IPCClient;
