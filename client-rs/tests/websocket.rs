@@ -40,14 +40,6 @@ fn make_pki(dir: &Path) -> Pki {
     pki
 }
 
-fn url_in(banner: &str, scheme: &str) -> String {
-    banner
-        .split_whitespace()
-        .find(|word| word.starts_with(scheme))
-        .unwrap_or_else(|| panic!("no {scheme} URL in {banner}"))
-        .to_owned()
-}
-
 async fn bounded<T>(future: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(LIMIT, future)
         .await
@@ -69,7 +61,7 @@ async fn wss_with_a_private_ca_and_the_right_name_works_and_nothing_else_does() 
             pki.key.to_str().unwrap(),
         ],
     );
-    let url = url_in(&server.banner, "wss://");
+    let url = server.ws_url().unwrap();
     let client = bounded(Client::builder().tls_ca_file(&pki.ca).connect(url.as_str()))
         .await
         .unwrap();
@@ -146,7 +138,7 @@ async fn the_bearer_token_is_sent_with_the_upgrade() {
             token_file.to_str().unwrap(),
         ],
     );
-    let url = url_in(&server.banner, "ws://");
+    let url = server.ws_url().unwrap();
     let refused = bounded(Client::connect(url.as_str())).await.err().unwrap();
     let text = refused.to_string();
     assert!(text.contains("401"), "the refusal says why: {text}");
@@ -184,7 +176,7 @@ fn the_cli_reaches_a_wss_server_with_a_token() {
             token_file.to_str().unwrap(),
         ],
     );
-    let url = url_in(&server.banner, "wss://");
+    let url = server.ws_url().unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_pixl-ipc"))
         .args([
             "--url",

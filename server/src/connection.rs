@@ -5,7 +5,7 @@
 use std::io;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_util::{FutureExt, Sink, Stream, StreamExt};
 use pixl_ipc_protocol::{encode_line, ErrorCode, ErrorReply, FrameError, Request, Response};
@@ -54,7 +54,7 @@ enum ReadEnd {
 pub(crate) async fn serve<R, W>(
     info: Arc<ConnectionInfo>,
     env: &ConnectionEnv,
-    requests: R,
+    mut requests: R,
     sink: W,
     outbound: Outbound,
     queue: OutboundReceiver,
@@ -75,7 +75,7 @@ pub(crate) async fn serve<R, W>(
     let mut writer = AbortOnDrop(writer);
 
     let mut handlers = JoinSet::new();
-    let end = read_requests(&info, env, requests, &outbound, &mut handlers).await;
+    let end = read_requests(&info, env, &mut requests, &outbound, &mut handlers).await;
     tracing::debug!(conn = conn_id, reason = ?end, in_flight = handlers.len(), "stopped reading");
     drop(outbound);
 
@@ -93,7 +93,11 @@ pub(crate) async fn serve<R, W>(
         }
     };
     tokio::select! {
-        () = finished => {}
+        () = finished => {
+            if matches!(end, ReadEnd::Shutdown | ReadEnd::CloseRequested) {
+                linger(&mut requests, env).await;
+            }
+        }
         () = env.abort.cancelled() => {
             tracing::warn!(conn = conn_id, dropped = handlers.len(), "exit timeout reached; closing connection with requests unanswered");
             handlers.abort_all();
@@ -105,7 +109,7 @@ pub(crate) async fn serve<R, W>(
 async fn read_requests<R>(
     info: &Arc<ConnectionInfo>,
     env: &ConnectionEnv,
-    mut requests: R,
+    requests: &mut R,
     outbound: &Outbound,
     handlers: &mut JoinSet<()>,
 ) -> ReadEnd
@@ -150,6 +154,24 @@ where
                 }
             },
         }
+    }
+}
+
+/// How long a connection closed by the server keeps reading (and discarding) what the peer still
+/// sends after the last reply went out.
+const LINGER: Duration = Duration::from_millis(500);
+
+/// Discards what the peer sent after we stopped reading, until it closes or [`LINGER`] passes.
+/// Closing a socket with unread data makes the kernel reset the connection, and the peer could
+/// then lose the replies it has not read yet; reading the rest first gives it a clean EOF.
+async fn linger<R>(requests: &mut R, env: &ConnectionEnv)
+where
+    R: Stream<Item = Inbound> + Unpin,
+{
+    let drain = async { while let Some(Ok(_)) = requests.next().await {} };
+    tokio::select! {
+        _ = tokio::time::timeout(LINGER, drain) => {}
+        () = env.abort.cancelled() => {}
     }
 }
 

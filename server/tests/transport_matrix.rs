@@ -34,11 +34,7 @@ impl Setup {
             args.extend(["--ws", "127.0.0.1:0"]);
         }
         let server = ServerProcess::start(&dir.path().join("matrix.sock"), &args);
-        let url = server
-            .banner
-            .split_whitespace()
-            .find(|word| word.starts_with("ws://"))
-            .map(str::to_owned);
+        let url = server.ws_url();
         assert_eq!(url.is_some(), kind == Kind::Ws, "banner: {}", server.banner);
         Setup {
             server,

@@ -18,12 +18,7 @@ fn start(args: &[&str]) -> (tempfile::TempDir, ServerProcess, String) {
     let mut all = vec!["--ws", "127.0.0.1:0"];
     all.extend_from_slice(args);
     let server = ServerProcess::start(&dir.path().join("ws.sock"), &all);
-    let url = server
-        .banner
-        .split_whitespace()
-        .find(|word| word.starts_with("ws://"))
-        .unwrap()
-        .to_owned();
+    let url = server.ws_url().unwrap();
     (dir, server, url)
 }
 

@@ -159,6 +159,14 @@ impl ServerProcess {
             .expect("VmRSS line")
     }
 
+    /// The first `ws://` or `wss://` URL the banner names (servers started with `--ws`).
+    pub fn ws_url(&self) -> Option<String> {
+        self.banner
+            .split_whitespace()
+            .find(|word| word.starts_with("ws://") || word.starts_with("wss://"))
+            .map(str::to_owned)
+    }
+
     /// A new raw connection to the server.
     pub fn connect(&self) -> Conn {
         Conn::open(&self.path)

@@ -22,12 +22,7 @@ fn drivers() -> PathBuf {
 fn nodes_ws_package_talks_to_the_server() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(&dir.path().join("node-ws.sock"), &["--ws", "127.0.0.1:0"]);
-    let url = server
-        .banner
-        .split_whitespace()
-        .find(|word| word.starts_with("ws://"))
-        .unwrap()
-        .to_owned();
+    let url = server.ws_url().unwrap();
 
     let mut child = Command::new("node")
         .arg(drivers().join("ws-client.js"))
