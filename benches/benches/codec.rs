@@ -1,0 +1,75 @@
+//! Codec micro-benchmarks: decoding and encoding the original's messages per size, beside plain
+//! serde_json on the same bytes, so any faster path has a number next to the simple one.
+#![allow(missing_docs)]
+
+use bytes::BytesMut;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use pixl_ipc_benches::{sized_message, SIZES};
+use pixl_ipc_protocol::{encode_line, JsonLinesCodec, Request};
+use tokio_util::codec::Decoder;
+
+fn request_line(size: usize) -> Vec<u8> {
+    let request = serde_json::json!({"ipcReqID": "rq0", "uri": "/ipcserver/test/echo", "data": sized_message(size), "pid": 1, "userAgent": "bench"});
+    let mut line = serde_json::to_vec(&request).expect("encodes");
+    line.push(b'\n');
+    line
+}
+
+fn decode(c: &mut Criterion) {
+    let mut group = c.benchmark_group("decode");
+    for size in SIZES {
+        let line = request_line(size);
+        group.throughput(Throughput::Bytes(line.len() as u64));
+        group.bench_with_input(
+            BenchmarkId::new("codec", format!("{size}K")),
+            &line,
+            |b, line| {
+                let mut codec = JsonLinesCodec::<Request>::new();
+                b.iter(|| {
+                    let mut buf = BytesMut::from(&line[..]);
+                    codec
+                        .decode(&mut buf)
+                        .expect("io")
+                        .expect("a line")
+                        .expect("a request")
+                });
+            },
+        );
+        group.bench_with_input(
+            BenchmarkId::new("serde_json baseline", format!("{size}K")),
+            &line,
+            |b, line| {
+                b.iter(|| {
+                    serde_json::from_slice::<Request>(&line[..line.len() - 1]).expect("a request")
+                });
+            },
+        );
+    }
+    group.finish();
+}
+
+fn encode(c: &mut Criterion) {
+    let mut group = c.benchmark_group("encode");
+    for size in SIZES {
+        let data = sized_message(size);
+        let reply = serde_json::json!({"ipcReqID": "rq0", "data": data});
+        group.bench_with_input(
+            BenchmarkId::new("encode_line", format!("{size}K")),
+            &reply,
+            |b, reply| {
+                b.iter(|| encode_line(reply).expect("encodes"));
+            },
+        );
+        group.bench_with_input(
+            BenchmarkId::new("serde_json baseline", format!("{size}K")),
+            &reply,
+            |b, reply| {
+                b.iter(|| serde_json::to_vec(reply).expect("encodes"));
+            },
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, decode, encode);
+criterion_main!(benches);

@@ -1,0 +1,200 @@
+//! The original README's latency table, reproduced with every client and transport beside the
+//! physical floor of this machine, measured side by side in one run.
+//!
+//! `cargo run --release -p pixl-ipc-benches --bin latency-table [-- --reps N]`
+//!
+//! Prints a markdown table (ms per message: median and min-max of the repetitions, then the
+//! ratio to the floor), and writes `benches/RESULTS.md` and `benches/latency.svg`.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use pixl_ipc_benches::{
+    build_release_server, chart, floor_round_trips, progress, repo_root, report, sized_message,
+    FloorServer, ServerUnderTest, Spread, MESSAGES, SIZES,
+};
+use pixl_ipc_client::{Client, ReconnectPolicy};
+
+/// The columns, in table order.
+const COLUMNS: [&str; 7] = [
+    "floor (raw UNIX socket)",
+    "Rust, UNIX, 1 at a time",
+    "Rust, WebSocket, 1 at a time",
+    "Rust, UNIX, 500 in flight",
+    "Node, UNIX, 1 at a time",
+    "Node, UNIX, 500 in flight",
+    "PHP, UNIX, 1 at a time",
+];
+
+fn main() -> anyhow::Result<()> {
+    let reps = std::env::args()
+        .skip_while(|arg| arg != "--reps")
+        .nth(1)
+        .map(|n| n.parse())
+        .transpose()
+        .context("--reps takes a number")?
+        .unwrap_or(5usize);
+    progress("building the release server...");
+    let binary = build_release_server()?;
+    ensure_node_packages()?;
+    let server = ServerUnderTest::start(&binary, &[])?;
+    let floor = FloorServer::start()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+
+    // samples[size][column] = ms per message for each repetition
+    let mut samples = vec![vec![Vec::new(); COLUMNS.len()]; SIZES.len()];
+    let started = Instant::now();
+    for rep in 0..=reps {
+        for (row, size) in SIZES.iter().enumerate() {
+            let message = sized_message(*size);
+            for (column, name) in COLUMNS.iter().enumerate() {
+                progress(&format!(
+                    "rep {rep}/{reps} ({}), {size}K, {name}   [{:.0}s]",
+                    if rep == 0 { "warm-up" } else { "measured" },
+                    started.elapsed().as_secs_f64()
+                ));
+                let ms = measure(column, *size, &message, &server, &floor, &runtime)
+                    .with_context(|| format!("{name} at {size}K"))?;
+                if rep > 0 {
+                    samples[row][column].push(ms);
+                }
+            }
+        }
+    }
+    progress("");
+    eprintln!();
+
+    let spreads: Vec<Vec<Spread>> = samples
+        .iter()
+        .map(|row| row.iter().map(|s| Spread::of(s)).collect())
+        .collect();
+    let table = report::latency_table(&COLUMNS, &SIZES, &spreads);
+    println!("{table}");
+    let svg = chart::latency_svg(&COLUMNS, &SIZES, &spreads);
+    let benches = repo_root().join("benches");
+    std::fs::write(benches.join("latency.svg"), svg)?;
+    report::write_results(&benches.join("RESULTS.md"), "latency", &format!(
+        "Command: `cargo run --release -p pixl-ipc-benches --bin latency-table` ({reps} repetitions after a warm-up, \
+         {MESSAGES} echo requests per cell, interleaved)\n\n{table}\n![latency per message size](latency.svg)\n"
+    ))?;
+    eprintln!("wrote benches/RESULTS.md and benches/latency.svg");
+    Ok(())
+}
+
+/// One cell: ms per message for MESSAGES echo requests of `size`.
+fn measure(
+    column: usize,
+    size: usize,
+    message: &serde_json::Value,
+    server: &ServerUnderTest,
+    floor: &FloorServer,
+    runtime: &tokio::runtime::Runtime,
+) -> anyhow::Result<f64> {
+    let per_message =
+        |elapsed: std::time::Duration| elapsed.as_secs_f64() * 1000.0 / MESSAGES as f64;
+    match column {
+        0 => {
+            let request = serde_json::json!({"ipcReqID": "rq0", "uri": "/ipcserver/test/echo", "data": message});
+            let mut line = serde_json::to_vec(&request)?;
+            line.push(b'\n');
+            Ok(per_message(floor_round_trips(
+                &floor.socket,
+                &line,
+                MESSAGES,
+            )?))
+        }
+        1..=3 => runtime.block_on(async {
+            let address = if column == 2 {
+                server.ws_url.clone()
+            } else {
+                server.socket.display().to_string()
+            };
+            let client = Client::builder()
+                .reconnect(ReconnectPolicy::Off)
+                .request_timeout(std::time::Duration::from_secs(60))
+                .connect(address.as_str())
+                .await?;
+            let started = Instant::now();
+            if column == 3 {
+                let calls =
+                    (0..MESSAGES).map(|_| client.send("/ipcserver/test/echo", message.clone()));
+                for reply in futures_util::future::join_all(calls).await {
+                    reply?;
+                }
+            } else {
+                for _ in 0..MESSAGES {
+                    client.send("/ipcserver/test/echo", message.clone()).await?;
+                }
+            }
+            let elapsed = started.elapsed();
+            client.close().await;
+            anyhow::Ok(per_message(elapsed))
+        }),
+        4 | 5 => {
+            let mode = if column == 5 { "burst" } else { "seq" };
+            run_script(
+                "node",
+                &repo_root().join("benches/node/bench.js"),
+                &server.socket,
+                size,
+                Some(mode),
+            )
+        }
+        _ => run_script(
+            "php",
+            &repo_root().join("benches/php/bench.php"),
+            &server.socket,
+            size,
+            None,
+        ),
+    }
+}
+
+fn run_script(
+    program: &str,
+    script: &Path,
+    socket: &Path,
+    size: usize,
+    mode: Option<&str>,
+) -> anyhow::Result<f64> {
+    let mut command = Command::new(program);
+    command
+        .arg(script)
+        .arg(socket)
+        .arg(size.to_string())
+        .arg(MESSAGES.to_string());
+    if let Some(mode) = mode {
+        command.arg(mode);
+    }
+    let output = command
+        .output()
+        .with_context(|| format!("cannot run {program}"))?;
+    if !output.status.success() {
+        bail!(
+            "{program} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(String::from_utf8(output.stdout)?.trim().parse()?)
+}
+
+/// The Node bench needs client-node's dependencies.
+fn ensure_node_packages() -> anyhow::Result<()> {
+    let client_node = repo_root().join("client-node");
+    if client_node.join("node_modules/ws").is_dir() {
+        return Ok(());
+    }
+    progress("installing client-node's npm packages (npm ci)...");
+    let status = Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+        .current_dir(client_node)
+        .status()?;
+    if !status.success() {
+        bail!("npm ci in client-node failed");
+    }
+    Ok(())
+}

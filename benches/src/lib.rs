@@ -1,0 +1,232 @@
+//! Shared pieces of the benchmarks: the original's message recipe, the servers under test
+//! (the release binary, and a raw echo "floor"), timing statistics and progress output.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde_json::Value;
+
+/// The message sizes of the original README's table ("K" = keys of ~1 KiB each).
+pub const SIZES: [usize; 5] = [1, 5, 10, 20, 100];
+/// Echo requests per measurement, as in the original recipe.
+pub const MESSAGES: usize = 500;
+
+/// The original's benchmark message: `size` keys `key_N`, each "GiveMe" padded to 1024
+/// characters with "Dataz".
+pub fn sized_message(size: usize) -> Value {
+    let mut value = String::from("GiveMe");
+    while value.len() < 1024 {
+        value.push_str("Dataz");
+    }
+    value.truncate(1024);
+    Value::Object(
+        (0..size)
+            .map(|i| (format!("key_{i}"), Value::String(value.clone())))
+            .collect(),
+    )
+}
+
+/// The repository root (the benches crate lives in `benches/`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// Builds the release server binary and returns its path.
+pub fn build_release_server() -> anyhow::Result<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "pixl-ipc-server",
+            "--bin",
+            "pixl-ipc-server",
+        ])
+        .current_dir(repo_root())
+        .status()
+        .context("cannot run cargo to build the server")?;
+    if !status.success() {
+        bail!("building the release server failed");
+    }
+    Ok(repo_root().join("target/release/pixl-ipc-server"))
+}
+
+/// The server binary under test, on a temp socket and a loopback WebSocket port; stopped by PID
+/// when dropped.
+pub struct ServerUnderTest {
+    child: Child,
+    /// The UNIX socket path.
+    pub socket: PathBuf,
+    /// The `ws://` URL.
+    pub ws_url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl ServerUnderTest {
+    /// Starts `binary` with `extra` flags and waits until it listens.
+    pub fn start(binary: &Path, extra: &[&str]) -> anyhow::Result<ServerUnderTest> {
+        let dir = tempfile::tempdir()?;
+        let socket = dir.path().join("bench.sock");
+        let mut child = Command::new(binary)
+            .arg("--socket")
+            .arg(&socket)
+            .args(["--ws", "127.0.0.1:0"])
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("cannot start {}", binary.display()))?;
+        let stdout = child.stdout.take().context("server stdout")?;
+        let mut banner = String::new();
+        BufReader::new(stdout).read_line(&mut banner)?;
+        let ws_url = banner
+            .split_whitespace()
+            .find(|word| word.starts_with("ws://"))
+            .with_context(|| format!("no ws:// URL in the banner: {banner}"))?
+            .to_owned();
+        Ok(ServerUnderTest {
+            child,
+            socket,
+            ws_url,
+            _dir: dir,
+        })
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident and peak resident memory of the server, in KiB.
+    pub fn memory_kib(&self) -> (u64, u64) {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(name))
+                .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+                .unwrap_or(0)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+}
+
+impl Drop for ServerUnderTest {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The physical floor: a raw UNIX-socket echo of newline-terminated bytes, no JSON, no
+/// framework, one thread per connection.
+pub struct FloorServer {
+    /// The socket path.
+    pub socket: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl FloorServer {
+    /// Starts the echo thread.
+    pub fn start() -> anyhow::Result<FloorServer> {
+        let dir = tempfile::tempdir()?;
+        let socket = dir.path().join("floor.sock");
+        let listener = UnixListener::bind(&socket)?;
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                std::thread::spawn(move || echo_lines(stream));
+            }
+        });
+        Ok(FloorServer { socket, _dir: dir })
+    }
+}
+
+fn echo_lines(stream: UnixStream) {
+    let Ok(mut writer) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::with_capacity(1 << 20, stream);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                if writer.write_all(&line).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// One floor round trip per message: write the line, read it back.
+pub fn floor_round_trips(socket: &Path, line: &[u8], count: usize) -> anyhow::Result<Duration> {
+    let mut stream = UnixStream::connect(socket)?;
+    let mut reader = BufReader::with_capacity(1 << 20, stream.try_clone()?);
+    let mut back = Vec::with_capacity(line.len());
+    let started = Instant::now();
+    for _ in 0..count {
+        stream.write_all(line)?;
+        back.clear();
+        reader.read_until(b'\n', &mut back)?;
+    }
+    let elapsed = started.elapsed();
+    let mut rest = Vec::new();
+    stream.shutdown(std::net::Shutdown::Write)?;
+    let _ = reader.read_to_end(&mut rest);
+    Ok(elapsed)
+}
+
+/// Median, minimum and maximum of samples.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Spread {
+    /// The median.
+    pub median: f64,
+    /// The smallest sample.
+    pub min: f64,
+    /// The largest sample.
+    pub max: f64,
+}
+
+impl Spread {
+    /// Summarizes `samples` (empty gives zeros).
+    pub fn of(samples: &[f64]) -> Spread {
+        if samples.is_empty() {
+            return Spread::default();
+        }
+        let mut sorted = samples.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let middle = sorted.len() / 2;
+        let median = if sorted.len() % 2 == 0 {
+            (sorted[middle - 1] + sorted[middle]) / 2.0
+        } else {
+            sorted[middle]
+        };
+        Spread {
+            median,
+            min: sorted[0],
+            max: sorted[sorted.len() - 1],
+        }
+    }
+}
+
+/// One progress line on stderr, rewritten in place.
+pub fn progress(message: &str) {
+    eprint!("\r\x1b[2K{message}");
+    let _ = std::io::stderr().flush();
+}
+
+pub mod chart;
+pub mod report;
