@@ -182,6 +182,11 @@ fn describe(file_type: &fs::FileType) -> &'static str {
     }
 }
 
+/// Initial read buffer of a connection; it grows with the messages that arrive.
+const IDLE_BUFFER: usize = 1024;
+/// Replies collected before the writer flushes them in one write.
+const WRITE_BATCH: usize = 64 * 1024;
+
 /// The UNIX socket transport: newline-delimited JSON on the byte stream.
 pub(crate) struct UnixTransport(pub(crate) UnixListener);
 
@@ -214,14 +219,16 @@ impl Transport for UnixTransport {
 
         let (read, write) = stream.into_split();
         let codec = JsonLinesCodec::<Request>::with_max_length(shared.config.max_message_bytes);
-        let requests = FramedRead::new(read, codec).map(|item| {
+        // Small initial buffers: an idle connection should cost little (buffers grow on demand).
+        let requests = FramedRead::with_capacity(read, codec, IDLE_BUFFER).map(|item| {
             item.map(|message| Received {
                 message,
                 binary: false,
             })
         });
-        let sink = FramedWrite::new(write, BytesCodec::new())
-            .with(|line: Line| futures_util::future::ready(Ok::<_, io::Error>(line.bytes)));
+        let mut framed = FramedWrite::with_capacity(write, BytesCodec::new(), 0);
+        framed.set_backpressure_boundary(WRITE_BATCH);
+        let sink = framed.with(|line: Line| futures_util::future::ready(Ok::<_, io::Error>(line.bytes)));
         let (outbound, queue) = Outbound::new(shared.config.max_outbound_bytes_per_connection);
         shared.register(&info, &outbound);
         connection::serve(info, &shared.env, requests, Box::pin(sink), outbound, queue).await;
