@@ -5,6 +5,7 @@
 use std::io;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures_util::{FutureExt, Sink, Stream, StreamExt};
@@ -13,7 +14,7 @@ use serde_json::{json, Value};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::handler::{ConnectionInfo, RequestContext};
+use crate::handler::{ConnectionInfo, HandlerResult, RequestContext};
 use crate::outbound::{Line, Outbound, OutboundReceiver};
 use crate::router::Router;
 use crate::stats::Stats;
@@ -216,30 +217,64 @@ fn dispatch(
     };
     let route = env.router.route(uri);
     tracing::trace!(conn = ctx.connection.id, uri, handler = %route.name, "request");
-    let ctx = ctx.clone();
-    let outbound = outbound.clone();
-    let stats = env.stats.clone();
-    handlers.spawn(async move {
-        let req_id = request.ipc_req_id.clone().unwrap_or(Value::Null);
-        let no_reply = request.no_reply;
-        let outcome = AssertUnwindSafe((route.handler)(request, ctx)).catch_unwind().await;
+    let done = Completion {
+        name: route.name.clone(),
+        req_id: request.ipc_req_id.clone().unwrap_or(Value::Null),
+        reply: !request.no_reply,
+        binary,
+        received,
+        stats: env.stats.clone(),
+        outbound: outbound.clone(),
+    };
+    let mut future = (route.handler)(request, ctx.clone());
+    // Most handlers (echo, lookups) finish without waiting: poll once here and answer at once,
+    // and only give the ones that wait a task of their own. Polling with a no-op waker is
+    // safe: the spawned task polls again first thing, so no wake-up is missed.
+    let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
+    match std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx))) {
+        Ok(Poll::Ready(result)) => done.complete(Ok(result)),
+        Err(panic) => done.complete(Err(panic)),
+        Ok(Poll::Pending) => {
+            handlers.spawn(async move {
+                let outcome = AssertUnwindSafe(future).catch_unwind().await;
+                done.complete(outcome);
+            });
+        }
+    }
+}
+
+/// Where a request's outcome goes once its handler is done.
+struct Completion {
+    name: Arc<str>,
+    req_id: Value,
+    reply: bool,
+    binary: bool,
+    received: Instant,
+    stats: Arc<Stats>,
+    outbound: Outbound,
+}
+
+impl Completion {
+    /// Turns the handler's outcome (or its panic) into the reply and queues it.
+    fn complete(self, outcome: std::thread::Result<HandlerResult>) {
         let data = match outcome {
             Ok(Ok(data)) => data,
             Ok(Err(err)) => {
-                tracing::debug!(handler = %route.name, code = %err.code, message = %err.message, "handler returned an error");
+                tracing::debug!(handler = %self.name, code = %err.code, message = %err.message, "handler returned an error");
                 json!({"code": err.code, "message": err.message})
             }
             Err(panic) => {
-                let message = format!("handler '{}' panicked: {}", route.name, panic_message(&*panic));
-                tracing::error!(handler = %route.name, "{message}");
+                let message = format!("handler '{}' panicked: {}", self.name, panic_message(&*panic));
+                tracing::error!(handler = %self.name, "{message}");
                 json!({"code": ErrorCode::HandlerPanic.as_str(), "message": message})
             }
         };
-        stats.response_sent(received.elapsed());
-        if !no_reply {
-            queue(&outbound, &Response { ipc_req_id: &req_id, data: &data }, binary);
+        self.stats.response_sent(self.received.elapsed());
+        if self.reply {
+            let response = Response { ipc_req_id: &self.req_id, data: &data };
+            queue(&self.outbound, &response, self.binary);
         }
-    });
+    }
 }
 
 fn queue<T: serde::Serialize>(outbound: &Outbound, message: &T, binary: bool) {
