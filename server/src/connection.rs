@@ -264,14 +264,21 @@ impl Completion {
                 json!({"code": err.code, "message": err.message})
             }
             Err(panic) => {
-                let message = format!("handler '{}' panicked: {}", self.name, panic_message(&*panic));
+                let message = format!(
+                    "handler '{}' panicked: {}",
+                    self.name,
+                    panic_message(&*panic)
+                );
                 tracing::error!(handler = %self.name, "{message}");
                 json!({"code": ErrorCode::HandlerPanic.as_str(), "message": message})
             }
         };
         self.stats.response_sent(self.received.elapsed());
         if self.reply {
-            let response = Response { ipc_req_id: &self.req_id, data: &data };
+            let response = Response {
+                ipc_req_id: &self.req_id,
+                data: &data,
+            };
             queue(&self.outbound, &response, self.binary);
         }
     }

@@ -228,7 +228,8 @@ impl Transport for UnixTransport {
         });
         let mut framed = FramedWrite::with_capacity(write, BytesCodec::new(), 0);
         framed.set_backpressure_boundary(WRITE_BATCH);
-        let sink = framed.with(|line: Line| futures_util::future::ready(Ok::<_, io::Error>(line.bytes)));
+        let sink =
+            framed.with(|line: Line| futures_util::future::ready(Ok::<_, io::Error>(line.bytes)));
         let (outbound, queue) = Outbound::new(shared.config.max_outbound_bytes_per_connection);
         shared.register(&info, &outbound);
         connection::serve(info, &shared.env, requests, Box::pin(sink), outbound, queue).await;
