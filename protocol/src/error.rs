@@ -24,6 +24,13 @@ pub enum FrameError {
         /// The `ipcReqID` found at the start of the line, if any.
         req_id: Option<Value>,
     },
+    /// A line was started and then nothing more arrived for too long; the connection is closed
+    /// after this is reported.
+    #[error("incomplete message: no newline for {waited_ms} ms")]
+    Stalled {
+        /// How long the line stayed incomplete.
+        waited_ms: u64,
+    },
     /// The line is valid JSON but not a message of the expected shape (a field of the wrong
     /// type, for example).
     #[error("invalid message: {reason}")]
@@ -36,12 +43,18 @@ pub enum FrameError {
 }
 
 impl FrameError {
+    /// A line that stayed incomplete for `waited_ms` (reported by the transport, not the codec).
+    pub fn stalled(waited_ms: u64) -> FrameError {
+        FrameError::Stalled { waited_ms }
+    }
+
     /// The wire error code that reports this failure to the peer.
     pub fn code(&self) -> ErrorCode {
         match self {
             FrameError::TooLong { .. } => ErrorCode::MessageTooLarge,
             FrameError::InvalidJson { .. } => ErrorCode::InvalidJson,
             FrameError::InvalidMessage { .. } => ErrorCode::InvalidRequest,
+            FrameError::Stalled { .. } => ErrorCode::PartialMessageTimeout,
         }
     }
 
@@ -51,6 +64,7 @@ impl FrameError {
             FrameError::TooLong { req_id, .. }
             | FrameError::InvalidJson { req_id, .. }
             | FrameError::InvalidMessage { req_id, .. } => req_id.as_ref(),
+            FrameError::Stalled { .. } => None,
         }
     }
 }

@@ -176,6 +176,15 @@ pub enum ErrorCode {
     HandlerError,
     /// In `data`. The handler panicked; the connection and the server carry on.
     HandlerPanic,
+    /// In `data`. The handler did not finish within the server's handler timeout; it was
+    /// cancelled.
+    HandlerTimeout,
+    /// Top level, `ipcReqID: null`, then the connection is closed. The peer's uid and gid are
+    /// not on the server's allow-list.
+    PeerNotAllowed,
+    /// Top level, then the connection is closed. A line stayed incomplete (no newline) for longer
+    /// than the server's partial-message timeout.
+    PartialMessageTimeout,
 }
 
 impl ErrorCode {
@@ -190,6 +199,9 @@ impl ErrorCode {
             ErrorCode::TooManyConnections => "too_many_connections",
             ErrorCode::HandlerError => "handler_error",
             ErrorCode::HandlerPanic => "handler_panic",
+            ErrorCode::HandlerTimeout => "handler_timeout",
+            ErrorCode::PeerNotAllowed => "peer_not_allowed",
+            ErrorCode::PartialMessageTimeout => "partial_message_timeout",
         }
     }
 }

@@ -71,6 +71,18 @@ pub(crate) struct Args {
     /// Drop a WebSocket peer silent for this long [default: 60000]
     #[arg(long, value_name = "MS")]
     pub(crate) ws_idle_timeout_ms: Option<u64>,
+    /// Cancel handlers running longer than this and answer handler_timeout [default: never]
+    #[arg(long, value_name = "MS")]
+    pub(crate) handler_timeout_ms: Option<u64>,
+    /// Close connections whose last line stays incomplete this long [default: 30000]
+    #[arg(long, value_name = "MS")]
+    pub(crate) partial_message_timeout_ms: Option<u64>,
+    /// Serve only UNIX-socket peers with this uid (repeatable; with --allow-gid: either matches)
+    #[arg(long = "allow-uid", value_name = "UID")]
+    pub(crate) allow_uids: Vec<u32>,
+    /// Serve only UNIX-socket peers with this gid (repeatable)
+    #[arg(long = "allow-gid", value_name = "GID")]
+    pub(crate) allow_gids: Vec<u32>,
 }
 
 /// The keys a config file may set, named as the original's `IPCServer` section names them.
@@ -159,6 +171,13 @@ pub(crate) fn resolve(args: &Args) -> anyhow::Result<ServerConfig> {
     if let Some(ms) = args.slow_threshold_ms.or(file.slow_threshold_ms) {
         config = config.with_slow_threshold(Duration::from_millis(ms));
     }
+    if let Some(ms) = args.handler_timeout_ms {
+        config = config.with_handler_timeout(Duration::from_millis(ms));
+    }
+    if let Some(ms) = args.partial_message_timeout_ms {
+        config = config.with_partial_message_timeout(Duration::from_millis(ms));
+    }
+    config = config.with_allowed_peers(args.allow_uids.clone(), args.allow_gids.clone());
     Ok(config.with_websocket(websocket(args)?))
 }
 

@@ -18,6 +18,8 @@ pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
 /// Default limit of reply bytes queued for one connection that the peer has not read yet. Past
 /// it the server stops reading that connection's requests (counted as `streamBackpressure`).
 pub const DEFAULT_MAX_OUTBOUND_BYTES: usize = 16 * 1024 * 1024;
+/// Default partial-message timeout: how long a started line may stay without its newline.
+pub const DEFAULT_PARTIAL_MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default statistics interval (the original's `log_stats_interval: "minute"`).
 pub const DEFAULT_STATS_INTERVAL: Duration = Duration::from_secs(60);
 /// Default threshold above which a response counts as slow (the original's 20 ms).
@@ -65,6 +67,19 @@ pub struct ServerConfig {
     pub slow_threshold: Duration,
     /// WebSocket listeners (default: none).
     pub websocket: WebSocketConfig,
+    /// A handler still running after this long is cancelled and its request answered with
+    /// `handler_timeout` (default: none; clients have their own request timeouts).
+    pub handler_timeout: Option<Duration>,
+    /// A connection whose last line stays incomplete (no newline) this long gets
+    /// `partial_message_timeout` and is closed (default [`DEFAULT_PARTIAL_MESSAGE_TIMEOUT`]).
+    pub partial_message_timeout: Duration,
+    /// When this or `allowed_gids` is not empty, only UNIX-socket peers whose kernel-verified
+    /// uid is listed here, or whose gid is in `allowed_gids`, are served; others get
+    /// `peer_not_allowed` and are closed before any request is read (default: everyone the
+    /// socket's permissions let in).
+    pub allowed_uids: Vec<u32>,
+    /// See `allowed_uids`.
+    pub allowed_gids: Vec<u32>,
 }
 
 impl ServerConfig {
@@ -82,7 +97,38 @@ impl ServerConfig {
             stats_interval: DEFAULT_STATS_INTERVAL,
             slow_threshold: DEFAULT_SLOW_THRESHOLD,
             websocket: WebSocketConfig::default(),
+            handler_timeout: None,
+            partial_message_timeout: DEFAULT_PARTIAL_MESSAGE_TIMEOUT,
+            allowed_uids: Vec::new(),
+            allowed_gids: Vec::new(),
         }
+    }
+
+    /// Serves only peers with these uids or `gids` (default: no restriction beyond the socket's
+    /// permissions).
+    pub fn with_allowed_peers(mut self, uids: Vec<u32>, gids: Vec<u32>) -> Self {
+        self.allowed_uids = uids;
+        self.allowed_gids = gids;
+        self
+    }
+
+    /// True when a peer with these credentials may be served.
+    pub fn allows_peer(&self, uid: u32, gid: u32) -> bool {
+        (self.allowed_uids.is_empty() && self.allowed_gids.is_empty())
+            || self.allowed_uids.contains(&uid)
+            || self.allowed_gids.contains(&gid)
+    }
+
+    /// Cancels handlers that run longer than `timeout` (default: never).
+    pub fn with_handler_timeout(mut self, timeout: Duration) -> Self {
+        self.handler_timeout = Some(timeout);
+        self
+    }
+
+    /// Closes connections whose last line stays incomplete this long (default 30 s).
+    pub fn with_partial_message_timeout(mut self, timeout: Duration) -> Self {
+        self.partial_message_timeout = timeout;
+        self
     }
 
     /// Sets the socket's permission bits (default 0600). See [`parse_socket_mode`] for the

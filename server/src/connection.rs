@@ -24,6 +24,7 @@ pub(crate) struct ConnectionEnv {
     pub(crate) router: Arc<Router>,
     pub(crate) stats: Arc<Stats>,
     pub(crate) max_in_flight: usize,
+    pub(crate) handler_timeout: Option<Duration>,
     /// Cancelled when the server starts shutting down: stop reading, finish in-flight work.
     pub(crate) shutdown: CancellationToken,
     /// Cancelled when `exit_timeout` has passed: drop whatever is still running.
@@ -235,8 +236,16 @@ fn dispatch(
         Ok(Poll::Ready(result)) => done.complete(Ok(result)),
         Err(panic) => done.complete(Err(panic)),
         Ok(Poll::Pending) => {
+            let limit = env.handler_timeout;
             handlers.spawn(async move {
-                let outcome = AssertUnwindSafe(future).catch_unwind().await;
+                let guarded = AssertUnwindSafe(future).catch_unwind();
+                let outcome = match limit {
+                    None => guarded.await,
+                    Some(limit) => match tokio::time::timeout(limit, guarded).await {
+                        Ok(outcome) => outcome,
+                        Err(_) => Ok(Err(done.timed_out(limit))),
+                    },
+                };
                 done.complete(outcome);
             });
         }
@@ -255,6 +264,19 @@ struct Completion {
 }
 
 impl Completion {
+    /// The error a cancelled, too-slow handler answers with.
+    fn timed_out(&self, limit: Duration) -> crate::HandlerError {
+        tracing::warn!(handler = %self.name, limit_ms = limit.as_millis() as u64, "handler timed out and was cancelled");
+        crate::HandlerError::new(
+            ErrorCode::HandlerTimeout.as_str(),
+            format!(
+                "handler '{}' did not finish within {} ms",
+                self.name,
+                limit.as_millis()
+            ),
+        )
+    }
+
     /// Turns the handler's outcome (or its panic) into the reply and queues it.
     fn complete(self, outcome: std::thread::Result<HandlerResult>) {
         let data = match outcome {

@@ -126,6 +126,7 @@ impl Server {
                 router: self.router.clone(),
                 stats: self.stats.clone(),
                 max_in_flight: config.max_in_flight_per_connection,
+                handler_timeout: config.handler_timeout,
                 shutdown: shutdown.clone(),
                 abort: CancellationToken::new(),
             },

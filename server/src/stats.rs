@@ -29,6 +29,8 @@ pub struct IntervalStats {
     pub stream_backpressure: u64,
     /// Lines answered with a protocol error (bad JSON, too long, no uri, invalid request).
     pub errors: u64,
+    /// Connections refused because the peer's uid/gid is not allowed.
+    pub rejected_peers: u64,
     /// Request latency (receipt to reply queued) over the interval.
     pub latency_ms: LatencySummary,
 }
@@ -64,6 +66,8 @@ pub struct TotalStats {
     pub stream_backpressure: u64,
     /// Protocol error replies.
     pub errors: u64,
+    /// Connections refused because the peer's uid/gid is not allowed.
+    pub rejected_peers: u64,
     /// Milliseconds since the server started.
     pub uptime_ms: u64,
 }
@@ -175,6 +179,13 @@ impl Stats {
         self.with(|s| {
             s.current.counts.errors += 1;
             s.total.errors += 1;
+        });
+    }
+
+    pub(crate) fn peer_rejected(&self) {
+        self.with(|s| {
+            s.current.counts.rejected_peers += 1;
+            s.total.rejected_peers += 1;
         });
     }
 
