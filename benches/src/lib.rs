@@ -230,3 +230,4 @@ pub fn progress(message: &str) {
 
 pub mod chart;
 pub mod report;
+pub mod soak;
