@@ -40,6 +40,20 @@ fn make_pki(dir: &Path) -> Pki {
     pki
 }
 
+/// The server binary with a `wss://` listener using `pki`'s certificate.
+fn start_wss(dir: &Path, pki: &Pki, extra: &[&str]) -> ServerProcess {
+    let mut args = vec![
+        "--ws",
+        "127.0.0.1:0",
+        "--tls-cert",
+        pki.cert.to_str().unwrap(),
+        "--tls-key",
+        pki.key.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    ServerProcess::start(&dir.join("wss.sock"), &args)
+}
+
 async fn bounded<T>(future: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(LIMIT, future)
         .await
@@ -50,17 +64,7 @@ async fn bounded<T>(future: impl std::future::Future<Output = T>) -> T {
 async fn wss_with_a_private_ca_and_the_right_name_works_and_nothing_else_does() {
     let dir = tempfile::tempdir().unwrap();
     let pki = make_pki(dir.path());
-    let server = ServerProcess::start(
-        &dir.path().join("tls.sock"),
-        &[
-            "--ws",
-            "127.0.0.1:0",
-            "--tls-cert",
-            pki.cert.to_str().unwrap(),
-            "--tls-key",
-            pki.key.to_str().unwrap(),
-        ],
-    );
+    let server = start_wss(dir.path(), &pki, &[]);
     let url = server.ws_url().unwrap();
     let client = bounded(Client::builder().tls_ca_file(&pki.ca).connect(url.as_str()))
         .await
@@ -163,18 +167,10 @@ fn the_cli_reaches_a_wss_server_with_a_token() {
     let pki = make_pki(dir.path());
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, "cli-token\n").unwrap();
-    let server = ServerProcess::start(
-        &dir.path().join("cli.sock"),
-        &[
-            "--ws",
-            "127.0.0.1:0",
-            "--tls-cert",
-            pki.cert.to_str().unwrap(),
-            "--tls-key",
-            pki.key.to_str().unwrap(),
-            "--ws-token-file",
-            token_file.to_str().unwrap(),
-        ],
+    let server = start_wss(
+        dir.path(),
+        &pki,
+        &["--ws-token-file", token_file.to_str().unwrap()],
     );
     let url = server.ws_url().unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_pixl-ipc"))

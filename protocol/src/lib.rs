@@ -21,3 +21,20 @@ pub fn default_socket_path() -> std::path::PathBuf {
         .unwrap_or_else(|| std::path::PathBuf::from("/tmp"))
         .join("pixl-ipc.sock")
 }
+
+/// The environment variable both binaries read the WebSocket bearer token from.
+pub const TOKEN_ENV: &str = "PIXL_IPC_WS_TOKEN";
+
+/// The WebSocket bearer token as the binaries take it: from `file` (trimmed) when given, else
+/// from [`TOKEN_ENV`]; `None` when neither holds a non-empty token. Never from a command-line
+/// value, which any local user could read in `ps`.
+///
+/// # Errors
+/// The file cannot be read.
+pub fn read_token(file: Option<&std::path::Path>) -> std::io::Result<Option<String>> {
+    let token = match file {
+        Some(path) => Some(std::fs::read_to_string(path)?.trim().to_owned()),
+        None => std::env::var(TOKEN_ENV).ok(),
+    };
+    Ok(token.filter(|token| !token.is_empty()))
+}

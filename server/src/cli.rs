@@ -189,17 +189,14 @@ fn websocket(args: &Args) -> anyhow::Result<WebSocketConfig> {
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         ws = ws.with_tls(cert, key);
     }
-    // A token on the command line would show in `ps`; read it from a file or the environment.
-    let token = match &args.ws_token_file {
-        Some(path) => Some(
-            std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read the token file {}", path.display()))?
-                .trim()
-                .to_owned(),
-        ),
-        None => std::env::var("PIXL_IPC_WS_TOKEN").ok(),
-    };
-    if let Some(token) = token.filter(|token| !token.is_empty()) {
+    let file = args.ws_token_file.as_deref();
+    let token = pixl_ipc_protocol::read_token(file).with_context(|| {
+        format!(
+            "cannot read the token file {}",
+            file.unwrap_or(Path::new("")).display()
+        )
+    })?;
+    if let Some(token) = token {
         ws = ws.with_token(token);
     }
     for origin in &args.ws_origins {

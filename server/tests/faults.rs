@@ -222,14 +222,3 @@ fn sigterm_with_a_thousand_requests_in_flight_answers_every_one() {
     assert!(status.success());
     assert!(log.contains("drained=true"), "{log}");
 }
-
-trait ConnExt {
-    fn read_json_after(&mut self, request: &str) -> serde_json::Value;
-}
-
-impl ConnExt for Conn {
-    fn read_json_after(&mut self, request: &str) -> serde_json::Value {
-        self.send(request);
-        self.read_json()
-    }
-}

@@ -229,14 +229,3 @@ fn a_peer_that_vanishes_mid_request_does_not_disturb_others() {
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(server.handle.stats().total.client_close, 20);
 }
-
-trait ConnExt {
-    fn read_json_after(&mut self, request: &str) -> Value;
-}
-
-impl ConnExt for common::Conn {
-    fn read_json_after(&mut self, request: &str) -> Value {
-        self.send(request);
-        self.read_json()
-    }
-}

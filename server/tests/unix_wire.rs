@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{sized_message, Conn, ServerProcess};
+use common::{sized_message, ServerProcess};
 use serde_json::{json, Value};
 
 fn start(args: &[&str]) -> (tempfile::TempDir, ServerProcess) {
@@ -203,7 +203,7 @@ fn a_client_that_never_reads_is_paused_and_others_are_served() {
         + "\n";
     // Write ~100 MiB of echo requests from a thread and never read a reply. The server must
     // stop reading this client (so the writer thread eventually blocks) instead of buffering.
-    let mut writer = stalled.clone_writer();
+    let mut writer = stalled.stream().try_clone().unwrap();
     let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counter = sent.clone();
     std::thread::spawn(move || {
@@ -239,20 +239,4 @@ fn a_client_that_never_reads_is_paused_and_others_are_served() {
         "server memory grew by {grown_mib} MiB for a client that never reads"
     );
     drop(stalled);
-}
-
-trait ConnExt {
-    fn read_json_after(&mut self, request: &str) -> Value;
-    fn clone_writer(&self) -> std::os::unix::net::UnixStream;
-}
-
-impl ConnExt for Conn {
-    fn read_json_after(&mut self, request: &str) -> Value {
-        self.send(request);
-        self.read_json()
-    }
-
-    fn clone_writer(&self) -> std::os::unix::net::UnixStream {
-        self.stream().try_clone().unwrap()
-    }
 }

@@ -256,6 +256,12 @@ impl Conn {
             .unwrap_or_else(|err| panic!("reply is not JSON ({err}): {line}"))
     }
 
+    /// Sends `request` and returns the reply parsed as JSON.
+    pub fn read_json_after(&mut self, request: &str) -> Value {
+        self.send(request);
+        self.read_json()
+    }
+
     /// Sends `request` and returns the reply line.
     pub fn call(&mut self, request: &str) -> String {
         self.send(request);

@@ -124,17 +124,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(domain) = &cli.tls_domain {
         builder = builder.tls_domain(domain);
     }
-    // A token on the command line would show in `ps`: read it from a file or the environment.
-    let token = match &cli.token_file {
-        Some(path) => Some(
-            std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read the token file {}", path.display()))?
-                .trim()
-                .to_owned(),
-        ),
-        None => std::env::var("PIXL_IPC_WS_TOKEN").ok(),
-    };
-    if let Some(token) = token.filter(|token| !token.is_empty()) {
+    let file = cli.token_file.as_deref();
+    let token = pixl_ipc_protocol::read_token(file).with_context(|| {
+        format!(
+            "cannot read the token file {}",
+            file.unwrap_or(std::path::Path::new("")).display()
+        )
+    })?;
+    if let Some(token) = token {
         builder = builder.bearer_token(token);
     }
     let client = builder.connect(address.as_str()).await?;
