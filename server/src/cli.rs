@@ -71,6 +71,9 @@ pub(crate) struct Args {
     /// Drop a WebSocket peer silent for this long [default: 60000]
     #[arg(long, value_name = "MS")]
     pub(crate) ws_idle_timeout_ms: Option<u64>,
+    /// Worker threads of the async runtime [default: one per CPU core]
+    #[arg(long, value_name = "N")]
+    pub(crate) threads: Option<usize>,
     /// Cancel handlers running longer than this and answer handler_timeout [default: never]
     #[arg(long, value_name = "MS")]
     pub(crate) handler_timeout_ms: Option<u64>,
