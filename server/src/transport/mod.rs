@@ -3,6 +3,7 @@
 //! `accept`, `serve` (adapt its framing to the core) and `refuse` (say "too many connections"
 //! in its own way).
 
+pub(crate) mod stall;
 pub(crate) mod unix;
 pub(crate) mod ws;
 

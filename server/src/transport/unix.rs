@@ -17,6 +17,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::codec::{BytesCodec, FramedRead, FramedWrite};
 
+use super::stall::StallGuard;
 use super::{too_many_connections_line, Transport};
 use crate::connection::{self, Received};
 use crate::error::ServerError;
@@ -262,79 +263,5 @@ async fn refuse_peer(shared: &Shared, mut stream: UnixStream, peer: PeerCredenti
     );
     if let Ok(line) = pixl_ipc_protocol::encode_line(&reply) {
         let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&line)).await;
-    }
-}
-
-/// Ends a connection whose last line stays incomplete for longer than `limit`: it yields a
-/// `Stalled` error (answered with `partial_message_timeout`), then a read error that ends the
-/// connection. Any progress on the line restarts the clock.
-struct StallGuard {
-    lines: FramedRead<tokio::net::unix::OwnedReadHalf, JsonLinesCodec<Request>>,
-    limit: Duration,
-    timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
-    buffered: usize,
-    reported: bool,
-}
-
-impl StallGuard {
-    fn new(
-        lines: FramedRead<tokio::net::unix::OwnedReadHalf, JsonLinesCodec<Request>>,
-        limit: Duration,
-    ) -> Self {
-        StallGuard {
-            lines,
-            limit,
-            timer: None,
-            buffered: 0,
-            reported: false,
-        }
-    }
-}
-
-impl futures_util::Stream for StallGuard {
-    type Item = Result<Result<Request, pixl_ipc_protocol::FrameError>, io::Error>;
-
-    fn poll_next(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Self::Item>> {
-        use std::task::Poll;
-        let this = &mut *self;
-        if this.reported {
-            return Poll::Ready(Some(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "incomplete message timed out",
-            ))));
-        }
-        match std::pin::Pin::new(&mut this.lines).poll_next(cx) {
-            Poll::Ready(item) => {
-                this.timer = None;
-                Poll::Ready(item)
-            }
-            Poll::Pending => {
-                let buffered = this.lines.read_buffer().len();
-                let partial = this
-                    .lines
-                    .read_buffer()
-                    .iter()
-                    .any(|byte| !byte.is_ascii_whitespace());
-                if !partial {
-                    this.timer = None;
-                } else if buffered != this.buffered || this.timer.is_none() {
-                    this.timer = Some(Box::pin(tokio::time::sleep(this.limit)));
-                }
-                this.buffered = buffered;
-                if let Some(timer) = this.timer.as_mut() {
-                    if std::future::Future::poll(timer.as_mut(), cx).is_ready() {
-                        this.reported = true;
-                        let waited_ms = u64::try_from(this.limit.as_millis()).unwrap_or(u64::MAX);
-                        return Poll::Ready(Some(Ok(Err(pixl_ipc_protocol::FrameError::stalled(
-                            waited_ms,
-                        )))));
-                    }
-                }
-                Poll::Pending
-            }
-        }
     }
 }
