@@ -12,11 +12,11 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{Sink, SinkExt, StreamExt};
+use pixl_ipc_protocol::unix_io::{self, UnixReader, UnixWriter};
 use pixl_ipc_protocol::{decode_line, FrameError, JsonLinesCodec, ServerMessage};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpStream, UnixStream};
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::{rustls, TlsConnector};
@@ -80,7 +80,8 @@ impl Dialer {
                 let stream = UnixStream::connect(path)
                     .await
                     .map_err(|err| self.connect_error(err))?;
-                let (read, write) = stream.into_split();
+                let (read, write) =
+                    unix_io::split_tokio(stream).map_err(|err| self.connect_error(err))?;
                 Ok(Connection {
                     reader: Reader::Unix(FramedRead::new(
                         read,
@@ -250,7 +251,7 @@ impl AsyncWrite for WsIo {
 
 /// The receiving half.
 pub(crate) enum Reader {
-    Unix(FramedRead<OwnedReadHalf, JsonLinesCodec<ServerMessage>>),
+    Unix(FramedRead<UnixReader, JsonLinesCodec<ServerMessage>>),
     WebSocket {
         frames: SplitStream<WebSocketStream<WsIo>>,
         /// Messages of a frame that carried several lines, not yet handed out.
@@ -301,7 +302,7 @@ impl Reader {
 /// The sending half, with what has been queued but not yet written.
 pub(crate) enum Writer {
     Unix {
-        half: OwnedWriteHalf,
+        half: UnixWriter,
         unsent: BytesMut,
     },
     WebSocket {

@@ -112,6 +112,7 @@ impl<T: DeserializeOwned> Decoder for JsonLinesCodec<T> {
                 }
                 (false, None) => {
                     self.next_index = read_to;
+                    reserve_for_next_read(buf, self.max_length);
                     return Ok(None);
                 }
             }
@@ -135,6 +136,21 @@ impl<T: DeserializeOwned> Decoder for JsonLinesCodec<T> {
                 leftover.len()
             ),
         ))
+    }
+}
+
+/// The least free space offered to each read: a typical message then arrives in one read
+/// system call instead of being cut at whatever room the buffer happened to have left.
+const MIN_READ_SPACE: usize = 32 * 1024;
+
+/// Makes room for the next read: at least [`MIN_READ_SPACE`], and as much again as the partial
+/// line already buffered, so a large message takes a handful of reads rather than one per few
+/// KiB. Never asks for more than the line limit could still use.
+fn reserve_for_next_read(buf: &mut BytesMut, max_length: usize) {
+    let still_allowed = max_length.saturating_add(1).saturating_sub(buf.len());
+    let wanted = buf.len().max(MIN_READ_SPACE).min(still_allowed.max(1));
+    if buf.capacity() - buf.len() < wanted {
+        buf.reserve(wanted);
     }
 }
 

@@ -4,6 +4,7 @@ mod codec;
 mod error;
 mod message;
 mod sniff;
+pub mod unix_io;
 
 pub use codec::{decode_line, encode_line, JsonLinesCodec, DEFAULT_MAX_MESSAGE_BYTES};
 pub use error::FrameError;

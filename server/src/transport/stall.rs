@@ -7,15 +7,15 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::Stream;
+use pixl_ipc_protocol::unix_io::UnixReader;
 use pixl_ipc_protocol::{FrameError, JsonLinesCodec, Request};
-use tokio::net::unix::OwnedReadHalf;
 use tokio_util::codec::FramedRead;
 
 /// Ends a connection whose last line stays incomplete for longer than `limit`: it yields a
 /// `Stalled` error (answered with `partial_message_timeout`), then a read error that ends the
 /// connection. Any progress on the line restarts the clock.
 pub(crate) struct StallGuard {
-    lines: FramedRead<OwnedReadHalf, JsonLinesCodec<Request>>,
+    lines: FramedRead<UnixReader, JsonLinesCodec<Request>>,
     limit: Duration,
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
     buffered: usize,
@@ -25,7 +25,7 @@ pub(crate) struct StallGuard {
 impl StallGuard {
     /// Guards `lines` with the partial-message timeout `limit`.
     pub(crate) fn new(
-        lines: FramedRead<OwnedReadHalf, JsonLinesCodec<Request>>,
+        lines: FramedRead<UnixReader, JsonLinesCodec<Request>>,
         limit: Duration,
     ) -> Self {
         StallGuard {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use nix::sys::stat::{umask, Mode};
-use pixl_ipc_protocol::{JsonLinesCodec, Request};
+use pixl_ipc_protocol::{unix_io, JsonLinesCodec, Request};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::OwnedSemaphorePermit;
@@ -222,7 +222,13 @@ impl Transport for UnixTransport {
         }
         tracing::debug!(conn = id, ?peer, "connection opened");
 
-        let (read, write) = stream.into_split();
+        let (read, write) = match unix_io::split_tokio(stream) {
+            Ok(halves) => halves,
+            Err(err) => {
+                tracing::warn!(conn = id, error = %err, "cannot set up the connection");
+                return;
+            }
+        };
         let codec = JsonLinesCodec::<Request>::with_max_length(shared.config.max_message_bytes);
         // Small initial buffers: an idle connection should cost little (buffers grow on demand).
         let lines = FramedRead::with_capacity(read, codec, IDLE_BUFFER);

@@ -1,0 +1,189 @@
+//! A UNIX stream split into a reading and a writing half that, unlike Tokio's `UnixStream`,
+//! asks the reactor about readability only.
+//!
+//! Why: a Tokio `UnixStream` is registered for both readable and writable events. On Linux, every
+//! time the peer *reads* bytes we sent, the kernel signals "writable" on our socket, which wakes
+//! our thread out of `epoll_wait` even though we had nothing to write. In a request/reply
+//! exchange that is one extra wake-up (a cross-CPU interrupt) per message on each side, paid on
+//! the critical path of the peer that sends it. Here the write side registers for writable
+//! events only while a write is actually blocked, and drops that registration once its data is
+//! flushed.
+
+use std::io::{self, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
+
+/// Registers `stream` with the current Tokio reactor for `interest` only.
+#[allow(unsafe_code)]
+fn register(stream: UnixStream, interest: Interest) -> io::Result<AsyncFd<UnixStream>> {
+    // SAFETY: `register_with_interest` needs the descriptor to stay open and unchanged for the
+    // life of the `AsyncFd`. A `std` `UnixStream` owns its descriptor, closes it only when
+    // dropped, and always returns the same one from `as_raw_fd`; the `AsyncFd` owns the stream.
+    unsafe { AsyncFd::register_with_interest(stream, interest) }
+        .map_err(|refused| refused.into_parts().1)
+}
+
+/// Splits a connected stream into halves; must be called inside a Tokio runtime. The stream is
+/// switched to non-blocking mode.
+///
+/// # Errors
+/// The stream cannot be made non-blocking or registered with the reactor.
+pub fn split(stream: UnixStream) -> io::Result<(UnixReader, UnixWriter)> {
+    stream.set_nonblocking(true)?;
+    let shared = Arc::new(register(stream, Interest::READABLE)?);
+    Ok((
+        UnixReader {
+            stream: shared.clone(),
+            offer: MIN_OFFER,
+        },
+        UnixWriter {
+            stream: shared,
+            blocked: None,
+        },
+    ))
+}
+
+/// Splits a Tokio stream (from `UnixListener::accept` or `UnixStream::connect`), see [`split`].
+///
+/// # Errors
+/// As [`split`].
+pub fn split_tokio(stream: tokio::net::UnixStream) -> io::Result<(UnixReader, UnixWriter)> {
+    split(stream.into_std()?)
+}
+
+/// The reading half: an [`AsyncRead`] woken only when there is something to read.
+#[derive(Debug)]
+pub struct UnixReader {
+    stream: Arc<AsyncFd<UnixStream>>,
+    /// How many bytes the next read asks for, adapted to what recent reads returned.
+    offer: usize,
+}
+
+// Safe code must zero the memory it hands to `read(2)`, so rather than offer the caller's
+// whole buffer each time, a read offers about what the traffic needs: doubling while reads
+// fill what was offered (large messages), halving while they use little of it.
+/// The smallest read offered.
+const MIN_OFFER: usize = 8 * 1024;
+/// The largest read offered.
+const MAX_OFFER: usize = 256 * 1024;
+
+impl AsyncRead for UnixReader {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let room = buf.remaining().min(this.offer);
+        if room == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        loop {
+            let mut guard = ready!(this.stream.poll_read_ready(cx))?;
+            let target = buf.initialize_unfilled_to(room);
+            match guard.try_io(|stream| stream.get_ref().read(target)) {
+                Ok(Ok(read)) => {
+                    // A short read means the socket is drained (epoll is edge-triggered, so
+                    // new data brings a new event): skip the read that would say EAGAIN.
+                    if read > 0 && read < room {
+                        guard.clear_ready();
+                    }
+                    if read == this.offer {
+                        this.offer = (this.offer * 2).min(MAX_OFFER);
+                    } else if read < this.offer / 8 {
+                        this.offer = (this.offer / 2).max(MIN_OFFER);
+                    }
+                    buf.advance(read);
+                    return Poll::Ready(Ok(()));
+                }
+                Ok(Err(err)) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Ok(Err(err)) => return Poll::Ready(Err(err)),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+}
+
+/// The writing half: writes go straight to the socket; only a write that would block
+/// registers for writable events, until the data is flushed. Dropping it shuts down the
+/// writing direction, as Tokio's `OwnedWriteHalf` does, so the peer sees end-of-file.
+#[derive(Debug)]
+pub struct UnixWriter {
+    stream: Arc<AsyncFd<UnixStream>>,
+    /// A duplicate of the descriptor registered for writable events while the socket's send
+    /// buffer is full.
+    blocked: Option<AsyncFd<UnixStream>>,
+}
+
+impl UnixWriter {
+    fn poll_io<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut io: impl FnMut(&UnixStream) -> io::Result<R>,
+    ) -> Poll<io::Result<R>> {
+        loop {
+            if let Some(blocked) = &self.blocked {
+                let mut guard = ready!(blocked.poll_write_ready(cx))?;
+                match guard.try_io(|_| io(self.stream.get_ref())) {
+                    Ok(Err(err)) if err.kind() == io::ErrorKind::Interrupted => continue,
+                    Ok(result) => return Poll::Ready(result),
+                    Err(_would_block) => continue,
+                }
+            }
+            match io(self.stream.get_ref()) {
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    let duplicate = self.stream.get_ref().try_clone()?;
+                    self.blocked = Some(register(duplicate, Interest::WRITABLE)?);
+                }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                result => return Poll::Ready(result),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for UnixWriter {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut().poll_io(cx, |mut stream| stream.write(buf))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut()
+            .poll_io(cx, |mut stream| stream.write_vectored(bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // Everything handed to us is in the kernel: stop listening for writable events.
+        self.get_mut().blocked = None;
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        this.blocked = None;
+        Poll::Ready(this.stream.get_ref().shutdown(std::net::Shutdown::Write))
+    }
+}
+
+impl Drop for UnixWriter {
+    fn drop(&mut self) {
+        let _ = self.stream.get_ref().shutdown(std::net::Shutdown::Write);
+    }
+}

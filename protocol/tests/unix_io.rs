@@ -1,0 +1,86 @@
+//! The readable-only UNIX stream halves, on real socket pairs.
+
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use pixl_ipc_protocol::unix_io;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A payload far larger than a socket's send buffer, so the writer must block and be woken.
+fn big_payload() -> Vec<u8> {
+    (0..8 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect()
+}
+
+#[tokio::test]
+async fn a_blocked_writer_resumes_when_the_peer_reads_and_nothing_is_lost() {
+    let (ours, theirs) = UnixStream::pair().expect("socket pair");
+    let (_reader, mut writer) = unix_io::split(ours).expect("split");
+    let (mut their_reader, _their_writer) = unix_io::split(theirs).expect("split");
+    let payload = big_payload();
+    let sent = payload.clone();
+    let writing = tokio::spawn(async move {
+        writer.write_all(&sent).await?;
+        writer.flush().await?;
+        writer.shutdown().await
+    });
+    // Let the writer fill the socket and block before anyone reads.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        !writing.is_finished(),
+        "8 MiB cannot fit in a socket buffer"
+    );
+    let mut received = Vec::new();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        their_reader.read_to_end(&mut received),
+    )
+    .await
+    .expect("the reader finishes: the writer was woken each time it blocked")
+    .expect("read");
+    writing.await.expect("writer task").expect("write");
+    assert_eq!(received.len(), payload.len());
+    assert!(received == payload, "bytes arrive intact and in order");
+}
+
+#[tokio::test]
+async fn dropping_the_writer_gives_the_peer_end_of_file() {
+    let (ours, theirs) = UnixStream::pair().expect("socket pair");
+    let (_reader, mut writer) = unix_io::split(ours).expect("split");
+    let (mut their_reader, _their_writer) = unix_io::split(theirs).expect("split");
+    writer.write_all(b"last words\n").await.expect("write");
+    drop(writer);
+    let mut received = Vec::new();
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        their_reader.read_to_end(&mut received),
+    )
+    .await
+    .expect("EOF arrives")
+    .expect("read");
+    assert_eq!(received, b"last words\n");
+}
+
+#[tokio::test]
+async fn reads_deliver_what_arrives_in_pieces() {
+    let (ours, theirs) = UnixStream::pair().expect("socket pair");
+    let (mut reader, _writer) = unix_io::split(ours).expect("split");
+    let (_their_reader, mut their_writer) = unix_io::split(theirs).expect("split");
+    let feeding = tokio::spawn(async move {
+        for piece in [&b"{\"a\":"[..], b"1}", b"\n"] {
+            their_writer.write_all(piece).await.expect("write");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    let mut line = Vec::new();
+    let mut buf = [0u8; 64];
+    while !line.ends_with(b"\n") {
+        let read = tokio::time::timeout(Duration::from_secs(5), reader.read(&mut buf))
+            .await
+            .expect("each piece wakes the reader")
+            .expect("read");
+        assert!(read > 0, "no EOF before the newline");
+        line.extend_from_slice(&buf[..read]);
+    }
+    assert_eq!(line, b"{\"a\":1}\n");
+    feeding.await.expect("feeder");
+}
