@@ -71,7 +71,7 @@ pub(crate) struct Args {
     /// Drop a WebSocket peer silent for this long [default: 60000]
     #[arg(long, value_name = "MS")]
     pub(crate) ws_idle_timeout_ms: Option<u64>,
-    /// Worker threads of the async runtime [default: one per CPU core]
+    /// Threads that serve connections, each connection staying on one [default: one per CPU core]
     #[arg(long, value_name = "N")]
     pub(crate) threads: Option<usize>,
     /// Cancel handlers running longer than this and answer handler_timeout [default: never]
@@ -181,6 +181,9 @@ pub(crate) fn resolve(args: &Args) -> anyhow::Result<ServerConfig> {
         config = config.with_partial_message_timeout(Duration::from_millis(ms));
     }
     config = config.with_allowed_peers(args.allow_uids.clone(), args.allow_gids.clone());
+    config.worker_threads = Some(args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    }));
     Ok(config.with_websocket(websocket(args)?))
 }
 

@@ -80,6 +80,12 @@ pub struct ServerConfig {
     pub allowed_uids: Vec<u32>,
     /// See `allowed_uids`.
     pub allowed_gids: Vec<u32>,
+    /// Serve connections on this many threads of the server's own, each running a
+    /// single-threaded runtime, connections spread over them in turn (default: none, and
+    /// connections run on the runtime that called [`Server::start`](crate::Server::start)).
+    /// A connection stays on its thread, so a request and its reply never hop between
+    /// threads; handlers that block should use `tokio::task::spawn_blocking`.
+    pub worker_threads: Option<usize>,
 }
 
 impl ServerConfig {
@@ -101,6 +107,7 @@ impl ServerConfig {
             partial_message_timeout: DEFAULT_PARTIAL_MESSAGE_TIMEOUT,
             allowed_uids: Vec::new(),
             allowed_gids: Vec::new(),
+            worker_threads: None,
         }
     }
 

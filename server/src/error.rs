@@ -53,6 +53,14 @@ pub enum ServerError {
         /// The OS error.
         source: io::Error,
     },
+    /// The connection threads could not be started.
+    #[error("cannot start {count} connection threads: {source}")]
+    Workers {
+        /// Threads asked for.
+        count: usize,
+        /// The OS error.
+        source: io::Error,
+    },
     /// A WebSocket listener could not be bound.
     #[error("cannot listen for WebSockets on {address}: {source}")]
     WebSocketBind {

@@ -34,6 +34,7 @@ mod router;
 mod server;
 mod stats;
 mod transport;
+mod workers;
 
 pub use config::{
     parse_socket_mode, InvalidSocketMode, ServerConfig, TlsFiles, WebSocketConfig,

@@ -25,6 +25,7 @@ use crate::router::{RouteError, Router, UriPattern};
 use crate::stats::{Stats, StatsSnapshot};
 use crate::transport::unix::{self, BoundSocket};
 use crate::transport::{accept_loop, ws};
+use crate::workers::Workers;
 
 /// A configured server with its routes, not yet listening.
 ///
@@ -105,6 +106,12 @@ impl Server {
         // Everything that can fail is prepared before the UNIX socket exists, so a bad TLS file
         // or a taken port leaves no socket file behind.
         let ws_setup = ws::WsSetup::new(&config.websocket, config.max_message_bytes)?;
+        let workers = match config.worker_threads {
+            Some(count) => Workers::start(count)
+                .await
+                .map_err(|source| ServerError::Workers { count, source })?,
+            None => Workers::caller(),
+        };
         let ws_listeners = ws::bind_all(&config.websocket).await?;
         let bound = unix::bind(&config.socket_path, config.socket_mode, config.socket_group)?;
         tracing::info!(
@@ -136,6 +143,7 @@ impl Server {
             registry: Mutex::new(HashMap::new()),
             next_connection_id: AtomicU64::new(1),
             connections: TaskTracker::new(),
+            workers,
             connection_limit: Arc::new(Semaphore::new(self.config.max_connections)),
             config: self.config,
         });
@@ -229,6 +237,8 @@ pub(crate) struct Shared {
     /// Every connection task of every transport, so shutdown can wait for all of them.
     pub(crate) connections: TaskTracker,
     pub(crate) connection_limit: Arc<Semaphore>,
+    /// Where connections run.
+    pub(crate) workers: Workers,
 }
 
 impl Shared {
@@ -395,6 +405,7 @@ async fn run(
         connections.wait().await;
     }
     stats_task.abort();
+    shared.workers.stop();
     let socket_removed = file.remove_if_ours();
     tracing::info!(drained, socket_removed, "stopped");
     ShutdownReport {

@@ -49,9 +49,10 @@ pub(crate) async fn accept_loop<T: Transport>(shared: Arc<Shared>, mut transport
             Ok(io) => match shared.connection_limit.clone().try_acquire_owned() {
                 Ok(permit) => {
                     let id = shared.next_connection_id();
-                    shared
-                        .connections
-                        .spawn(T::serve(shared.clone(), id, io, permit));
+                    shared.workers.spawn(
+                        &shared.connections,
+                        T::serve(shared.clone(), id, io, permit),
+                    );
                 }
                 Err(_) => {
                     tracing::warn!(
