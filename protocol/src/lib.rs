@@ -9,7 +9,8 @@ pub mod unix_io;
 pub use codec::{decode_line, encode_line, JsonLinesCodec, DEFAULT_MAX_MESSAGE_BYTES};
 pub use error::FrameError;
 pub use message::{
-    ErrorCode, ErrorData, ErrorReply, Push, Request, Response, ServerMessage, REQ_ID_FIELD,
+    ErrorCode, ErrorData, ErrorReply, Push, RawRequest, RawResponse, Request, Response,
+    ServerMessage, REQ_ID_FIELD,
 };
 
 /// The socket path used when none is given: `$XDG_RUNTIME_DIR/pixl-ipc.sock` when that

@@ -1,6 +1,7 @@
 //! The messages of the pixl-ipc protocol, with their exact wire field names.
 
 use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 /// The wire name of the request id field, shared by requests and replies.
@@ -69,6 +70,75 @@ impl Request {
     pub fn routable_uri(&self) -> Option<&str> {
         self.uri.as_deref().filter(|uri| !uri.is_empty())
     }
+}
+
+/// A request as the server receives it: the same fields as [`Request`], but `data` kept as the
+/// JSON text the client sent (checked to be valid JSON, not yet turned into a tree).
+///
+/// Handlers get a [`Request`] ([`RawRequest::into_request`]); a reply that returns the data
+/// unchanged (the built-in echo) can be written from this text without ever building a
+/// [`Value`], which is most of the cost of a large message.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct RawRequest {
+    /// As [`Request::ipc_req_id`].
+    #[serde(rename = "ipcReqID", default, deserialize_with = "non_null")]
+    pub ipc_req_id: Option<Value>,
+    /// As [`Request::uri`].
+    #[serde(default)]
+    pub uri: Option<String>,
+    /// The payload's JSON text; `None` when absent or `null`.
+    #[serde(default)]
+    pub data: Option<Box<RawValue>>,
+    /// As [`Request::pid`].
+    #[serde(default, deserialize_with = "lenient_u32")]
+    pub pid: Option<u32>,
+    /// As [`Request::user_agent`].
+    #[serde(rename = "userAgent", default, deserialize_with = "lenient_string")]
+    pub user_agent: Option<String>,
+    /// As [`Request::no_reply`].
+    #[serde(rename = "ipcNoReply", default)]
+    pub no_reply: bool,
+    /// As [`Request::close_after_reply`].
+    #[serde(rename = "ipcClose", default)]
+    pub close_after_reply: bool,
+}
+
+impl RawRequest {
+    /// The uri if it is present and not empty; `None` means the request gets `no_uri`.
+    pub fn routable_uri(&self) -> Option<&str> {
+        self.uri.as_deref().filter(|uri| !uri.is_empty())
+    }
+
+    /// The request with its `data` parsed.
+    ///
+    /// # Errors
+    /// Only for data nested deeper than serde_json's recursion limit (128 levels), which the
+    /// syntax check that produced this request does not count.
+    pub fn into_request(self) -> Result<Request, serde_json::Error> {
+        let data = match &self.data {
+            Some(raw) => serde_json::from_str(raw.get())?,
+            None => Value::Null,
+        };
+        Ok(Request {
+            ipc_req_id: self.ipc_req_id,
+            uri: self.uri,
+            data,
+            pid: self.pid,
+            user_agent: self.user_agent,
+            no_reply: self.no_reply,
+            close_after_reply: self.close_after_reply,
+        })
+    }
+}
+
+/// A reply whose `data` is JSON text written out as it is: `{"ipcReqID":..,"data":<text>}`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RawResponse<'a> {
+    /// The request's id, or `null` when it had none.
+    #[serde(rename = "ipcReqID")]
+    pub ipc_req_id: &'a Value,
+    /// The payload's JSON text, or `null` for none.
+    pub data: Option<&'a RawValue>,
 }
 
 /// A successful reply: `{"ipcReqID":"rq0","data":<handler result>}`.

@@ -16,7 +16,7 @@ pub(crate) const BUILTIN_NAME: &str = "IPCServer";
 /// Registers the built-ins, before any user handler, so they win as in the original.
 pub(crate) fn register(router: &Arc<Router>, stats: &Arc<Stats>) {
     let builtins = || -> Result<(), crate::RouteError> {
-        router.add_uri_handler(regex_prefix("/ipcserver/test/echo"), BUILTIN_NAME, echo)?;
+        router.add_echo_handler(regex_prefix("/ipcserver/test/echo"), BUILTIN_NAME, echo)?;
         router.add_uri_handler(regex_prefix("/ipcserver/test/delay"), BUILTIN_NAME, delay)?;
 
         let (stats, routes) = (stats.clone(), Arc::downgrade(router));

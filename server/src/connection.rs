@@ -9,7 +9,9 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures_util::{FutureExt, Sink, Stream, StreamExt};
-use pixl_ipc_protocol::{encode_line, ErrorCode, ErrorReply, FrameError, Request, Response};
+use pixl_ipc_protocol::{
+    encode_line, ErrorCode, ErrorReply, FrameError, RawRequest, RawResponse, Response,
+};
 use serde_json::{json, Value};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -34,7 +36,7 @@ pub(crate) struct ConnectionEnv {
 /// One decoded line from a transport, and whether it came in a binary frame (replies go back
 /// in the same frame type).
 pub(crate) struct Received {
-    pub(crate) message: Result<Request, FrameError>,
+    pub(crate) message: Result<RawRequest, FrameError>,
     pub(crate) binary: bool,
 }
 
@@ -191,10 +193,11 @@ fn reject_line(
     queue(outbound, &reply, binary);
 }
 
-/// Starts one request: protocol errors are answered at once, anything routable runs in its own
-/// task so a slow handler does not hold up the others.
+/// Starts one request: protocol errors are answered at once, the built-in echo is answered
+/// from the data's text, and anything else runs its handler (in a task of its own if it waits)
+/// so a slow handler does not hold up the others.
 fn dispatch(
-    request: Request,
+    request: RawRequest,
     binary: bool,
     ctx: &RequestContext,
     env: &ConnectionEnv,
@@ -227,10 +230,24 @@ fn dispatch(
         stats: env.stats.clone(),
         outbound: outbound.clone(),
     };
+    if route.echoes_data {
+        done.echo(request.data.as_deref());
+        return;
+    }
+    let request = match request.into_request() {
+        Ok(request) => request,
+        Err(err) => {
+            let error = FrameError::InvalidJson {
+                reason: err.to_string(),
+                req_id: request_id(&done.req_id),
+            };
+            return reject_line(ctx.connection.id, env, outbound, &error, binary);
+        }
+    };
     let mut future = (route.handler)(request, ctx.clone());
-    // Most handlers (echo, lookups) finish without waiting: poll once here and answer at once,
-    // and only give the ones that wait a task of their own. Polling with a no-op waker is
-    // safe: the spawned task polls again first thing, so no wake-up is missed.
+    // Most handlers (lookups, counters) finish without waiting: poll once here and answer at
+    // once, and only give the ones that wait a task of their own. Polling with a no-op waker
+    // is safe: the spawned task polls again first thing, so no wake-up is missed.
     let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
     match std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx))) {
         Ok(Poll::Ready(result)) => done.complete(Ok(result)),
@@ -250,6 +267,10 @@ fn dispatch(
             });
         }
     }
+}
+
+fn request_id(id: &Value) -> Option<Value> {
+    (!id.is_null()).then(|| id.clone())
 }
 
 /// Where a request's outcome goes once its handler is done.
@@ -275,6 +296,18 @@ impl Completion {
                 limit.as_millis()
             ),
         )
+    }
+
+    /// Answers with the request's data exactly as it arrived (the built-in echo).
+    fn echo(self, data: Option<&serde_json::value::RawValue>) {
+        self.stats.response_sent(self.received.elapsed());
+        if self.reply {
+            let response = RawResponse {
+                ipc_req_id: &self.req_id,
+                data,
+            };
+            queue(&self.outbound, &response, self.binary);
+        }
     }
 
     /// Turns the handler's outcome (or its panic) into the reply and queues it.

@@ -82,6 +82,7 @@ struct Route {
     regex: Regex,
     name: Arc<str>,
     handler: BoxedHandler,
+    echoes_data: bool,
 }
 
 /// The handler chosen for a uri.
@@ -91,6 +92,9 @@ pub struct Matched {
     pub name: Arc<str>,
     /// The handler to run.
     pub handler: BoxedHandler,
+    /// The handler answers with the request's `data` unchanged (the built-in echo), so the
+    /// connection may write the data back as received instead of running it.
+    pub(crate) echoes_data: bool,
 }
 
 impl std::fmt::Debug for Matched {
@@ -117,6 +121,7 @@ impl Router {
             default: RwLock::new(Matched {
                 name: Arc::from(DEFAULT_HANDLER_NAME),
                 handler: boxed(no_handler_found),
+                echoes_data: false,
             }),
         }
     }
@@ -132,11 +137,33 @@ impl Router {
         name: impl Into<String>,
         handler: impl Handler,
     ) -> Result<(), RouteError> {
-        let regex = pattern.into().compile()?;
+        self.add_route(pattern.into(), name.into(), boxed(handler), false)
+    }
+
+    /// Registers `handler`, which must answer with the request's `data` unchanged, as
+    /// [`Router::add_uri_handler`] does; requests it matches are answered by writing their
+    /// data back as received, without building a JSON tree.
+    pub(crate) fn add_echo_handler(
+        &self,
+        pattern: impl Into<UriPattern>,
+        name: impl Into<String>,
+        handler: impl Handler,
+    ) -> Result<(), RouteError> {
+        self.add_route(pattern.into(), name.into(), boxed(handler), true)
+    }
+
+    fn add_route(
+        &self,
+        pattern: UriPattern,
+        name: String,
+        handler: BoxedHandler,
+        echoes_data: bool,
+    ) -> Result<(), RouteError> {
         let route = Route {
-            regex,
-            name: Arc::from(name.into()),
-            handler: boxed(handler),
+            regex: pattern.compile()?,
+            name: Arc::from(name),
+            handler,
+            echoes_data,
         };
         write(&self.routes).push(route);
         Ok(())
@@ -147,6 +174,7 @@ impl Router {
         *write(&self.default) = Matched {
             name: Arc::from(DEFAULT_HANDLER_NAME),
             handler: boxed(handler),
+            echoes_data: false,
         };
     }
 
@@ -157,6 +185,7 @@ impl Router {
             Some(route) => Matched {
                 name: route.name.clone(),
                 handler: route.handler.clone(),
+                echoes_data: route.echoes_data,
             },
             None => read(&self.default).clone(),
         }

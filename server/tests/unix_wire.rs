@@ -23,9 +23,13 @@ fn php_client_framing_json_then_newline_in_two_writes_with_escaped_slashes() {
     conn.send_raw(br#"{"uri":"\/ipcserver\/test\/echo","ipcReqID":"rq0","data":{"hello":"there\/you"},"pid":4242,"userAgent":"PHP\/PixlIPCClient\/var\/www"}"#);
     std::thread::sleep(Duration::from_millis(50));
     conn.send_raw(b"\n");
+    // The echo sends the data back as the client wrote it (escapes included); what a client
+    // parses is the same value the original's re-serialized reply gives.
+    let reply = conn.read_line();
     assert_eq!(
-        conn.read_line(),
-        r#"{"ipcReqID":"rq0","data":{"hello":"there/you"}}"#
+        serde_json::from_str::<Value>(&reply).unwrap(),
+        json!({"ipcReqID": "rq0", "data": {"hello": "there/you"}}),
+        "{reply}"
     );
 }
 
@@ -56,6 +60,45 @@ fn request_without_id_is_answered_with_null_id() {
     assert_eq!(
         conn.call(r#"{"uri":"/ipcserver/test/echo","data":5}"#),
         r#"{"ipcReqID":null,"data":5}"#
+    );
+}
+
+#[test]
+fn echo_answers_absent_or_null_data_with_null_and_keeps_the_senders_spelling() {
+    let (_dir, server) = start(&[]);
+    let mut conn = server.connect();
+    assert_eq!(
+        conn.call(r#"{"ipcReqID":"a","uri":"/ipcserver/test/echo"}"#),
+        r#"{"ipcReqID":"a","data":null}"#
+    );
+    assert_eq!(
+        conn.call(r#"{"ipcReqID":"b","uri":"/ipcserver/test/echo","data":null}"#),
+        r#"{"ipcReqID":"b","data":null}"#
+    );
+    assert_eq!(
+        conn.call(r#"{"ipcReqID":"c","uri":"/ipcserver/test/echo","data":{"n":1e2,"s":"\u00e9"}}"#),
+        r#"{"ipcReqID":"c","data":{"n":1e2,"s":"\u00e9"}}"#
+    );
+}
+
+#[test]
+fn data_nested_past_the_json_limit_is_refused_for_handlers_and_the_connection_lives_on() {
+    let (_dir, server) = start(&[]);
+    let mut conn = server.connect();
+    let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+    let reply: Value = serde_json::from_str(&conn.call(&format!(
+        r#"{{"ipcReqID":"deep","uri":"/ipcserver/test/delay","data":{deep}}}"#
+    )))
+    .unwrap();
+    assert_eq!(reply["ipcReqID"], json!("deep"));
+    assert_eq!(reply["code"], json!("invalid_json"), "{reply}");
+    assert!(
+        reply["message"].as_str().unwrap().contains("recursion"),
+        "{reply}"
+    );
+    assert_eq!(
+        conn.call(r#"{"ipcReqID":"next","uri":"/ipcserver/test/echo","data":1}"#),
+        r#"{"ipcReqID":"next","data":1}"#
     );
 }
 

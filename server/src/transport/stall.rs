@@ -8,14 +8,14 @@ use std::time::Duration;
 
 use futures_util::Stream;
 use pixl_ipc_protocol::unix_io::UnixReader;
-use pixl_ipc_protocol::{FrameError, JsonLinesCodec, Request};
+use pixl_ipc_protocol::{FrameError, JsonLinesCodec, RawRequest};
 use tokio_util::codec::FramedRead;
 
 /// Ends a connection whose last line stays incomplete for longer than `limit`: it yields a
 /// `Stalled` error (answered with `partial_message_timeout`), then a read error that ends the
 /// connection. Any progress on the line restarts the clock.
 pub(crate) struct StallGuard {
-    lines: FramedRead<UnixReader, JsonLinesCodec<Request>>,
+    lines: FramedRead<UnixReader, JsonLinesCodec<RawRequest>>,
     limit: Duration,
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
     buffered: usize,
@@ -25,7 +25,7 @@ pub(crate) struct StallGuard {
 impl StallGuard {
     /// Guards `lines` with the partial-message timeout `limit`.
     pub(crate) fn new(
-        lines: FramedRead<UnixReader, JsonLinesCodec<Request>>,
+        lines: FramedRead<UnixReader, JsonLinesCodec<RawRequest>>,
         limit: Duration,
     ) -> Self {
         StallGuard {
@@ -39,7 +39,7 @@ impl StallGuard {
 }
 
 impl Stream for StallGuard {
-    type Item = Result<Result<Request, FrameError>, io::Error>;
+    type Item = Result<Result<RawRequest, FrameError>, io::Error>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use nix::sys::stat::{umask, Mode};
-use pixl_ipc_protocol::{unix_io, JsonLinesCodec, Request};
+use pixl_ipc_protocol::{unix_io, JsonLinesCodec, RawRequest};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::OwnedSemaphorePermit;
@@ -229,7 +229,7 @@ impl Transport for UnixTransport {
                 return;
             }
         };
-        let codec = JsonLinesCodec::<Request>::with_max_length(shared.config.max_message_bytes);
+        let codec = JsonLinesCodec::<RawRequest>::with_max_length(shared.config.max_message_bytes);
         // Small initial buffers: an idle connection should cost little (buffers grow on demand).
         let lines = FramedRead::with_capacity(read, codec, IDLE_BUFFER);
         let requests = StallGuard::new(lines, shared.config.partial_message_timeout).map(|item| {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{Sink, SinkExt, StreamExt};
-use pixl_ipc_protocol::{decode_line, ErrorCode, ErrorReply, Request};
+use pixl_ipc_protocol::{decode_line, ErrorCode, ErrorReply, RawRequest};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -167,7 +167,7 @@ async fn reserve(inbound: &Option<mpsc::Sender<Inbound>>) -> Option<mpsc::Permit
 /// newline is one message.
 fn decode_frame(payload: &[u8], binary: bool, decoded: &mut VecDeque<Received>) {
     for line in payload.split(|byte| *byte == b'\n') {
-        if let Some(message) = decode_line::<Request>(line) {
+        if let Some(message) = decode_line::<RawRequest>(line) {
             decoded.push_back(Received { message, binary });
         }
     }
