@@ -5,7 +5,8 @@
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use pixl_ipc_benches::{sized_message, SIZES};
-use pixl_ipc_protocol::{encode_line, JsonLinesCodec, Request};
+use pixl_ipc_protocol::json::encode_response_line;
+use pixl_ipc_protocol::{encode_line, JsonLinesCodec, RawRequest, Request, Response};
 use tokio_util::codec::Decoder;
 
 fn request_line(size: usize) -> Vec<u8> {
@@ -36,6 +37,21 @@ fn decode(c: &mut Criterion) {
             },
         );
         group.bench_with_input(
+            BenchmarkId::new("codec, data kept as text (server)", format!("{size}K")),
+            &line,
+            |b, line| {
+                let mut codec = JsonLinesCodec::<RawRequest>::new();
+                b.iter(|| {
+                    let mut buf = BytesMut::from(&line[..]);
+                    codec
+                        .decode(&mut buf)
+                        .expect("io")
+                        .expect("a line")
+                        .expect("a request")
+                });
+            },
+        );
+        group.bench_with_input(
             BenchmarkId::new("serde_json baseline", format!("{size}K")),
             &line,
             |b, line| {
@@ -53,6 +69,19 @@ fn encode(c: &mut Criterion) {
     for size in SIZES {
         let data = sized_message(size);
         let reply = serde_json::json!({"ipcReqID": "rq0", "data": data});
+        let id = serde_json::json!("rq0");
+        group.bench_with_input(
+            BenchmarkId::new("encode_response_line (fast writer)", format!("{size}K")),
+            &data,
+            |b, data| {
+                b.iter(|| {
+                    encode_response_line(&Response {
+                        ipc_req_id: &id,
+                        data,
+                    })
+                });
+            },
+        );
         group.bench_with_input(
             BenchmarkId::new("encode_line", format!("{size}K")),
             &reply,

@@ -4,7 +4,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use pixl_ipc_protocol::{encode_line, Push, Request, ServerMessage};
+use pixl_ipc_protocol::json::encode_request_line;
+use pixl_ipc_protocol::{Push, Request, ServerMessage};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
@@ -339,7 +340,7 @@ impl Client {
             Some(Value::String(id)) => id.clone(),
             _ => String::new(),
         };
-        let line = encode_line(request).map_err(|err| Error::Encode(err.into()))?;
+        let line = encode_request_line(request);
         let size = line.len() - 1;
         let limit = self.shared.settings.max_message_bytes;
         if size > limit {

@@ -2,6 +2,7 @@
 
 mod codec;
 mod error;
+pub mod json;
 mod message;
 mod sniff;
 pub mod unix_io;

@@ -1,0 +1,89 @@
+//! The faster JSON writer must produce exactly serde_json's bytes, for any value.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+use pixl_ipc_protocol::json::{encode_request_line, encode_response_line, to_json_string};
+use pixl_ipc_protocol::{encode_line, Request, Response};
+use proptest::prelude::*;
+use serde_json::{json, Value};
+
+/// Strings that exercise every escape: control characters, quotes, backslashes, DEL,
+/// multi-byte characters, at every position of an 8-byte word.
+fn tricky_string() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        Just("\"".to_owned()),
+        Just("\\".to_owned()),
+        Just("/".to_owned()),
+        Just("\u{7f}".to_owned()),
+        Just("é".to_owned()),
+        Just("😀".to_owned()),
+        (0u32..0x20).prop_map(|c| char::from_u32(c).unwrap().to_string()),
+        "[a-zA-Z0-9 ]{0,12}",
+        any::<String>(),
+    ];
+    prop::collection::vec(piece, 0..12).prop_map(|pieces| pieces.concat())
+}
+
+fn any_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("JSON has no NaN or infinity", |f| f.is_finite())
+            .prop_map(Value::from),
+        tricky_string().prop_map(Value::String),
+    ];
+    leaf.prop_recursive(4, 64, 8, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
+            prop::collection::vec((tricky_string(), inner), 0..8)
+                .prop_map(|members| Value::Object(members.into_iter().collect())),
+        ]
+    })
+}
+
+proptest! {
+    #[test]
+    fn values_are_written_exactly_as_serde_json_writes_them(value in any_value()) {
+        prop_assert_eq!(to_json_string(&value), serde_json::to_string(&value).unwrap());
+    }
+
+    #[test]
+    fn request_lines_match_the_serde_encoding(
+        data in any_value(),
+        id in prop::option::of(tricky_string()),
+        uri in prop::option::of(tricky_string()),
+        pid in prop::option::of(any::<u32>()),
+        agent in prop::option::of(tricky_string()),
+        no_reply in any::<bool>(),
+        close in any::<bool>(),
+    ) {
+        let request = Request {
+            ipc_req_id: id.map(Value::String),
+            uri,
+            data,
+            pid,
+            user_agent: agent,
+            no_reply,
+            close_after_reply: close,
+        };
+        prop_assert_eq!(encode_request_line(&request), encode_line(&request).unwrap());
+    }
+
+    #[test]
+    fn response_lines_match_the_serde_encoding(data in any_value(), id in any_value()) {
+        let response = Response { ipc_req_id: &id, data: &data };
+        prop_assert_eq!(encode_response_line(&response), encode_line(&response).unwrap());
+    }
+}
+
+#[test]
+fn the_benchmark_message_is_written_exactly_as_serde_json_writes_it() {
+    let padded = "GiveMeDataz".repeat(100);
+    let message = json!({"key_0": padded, "key_1": "tab\there \"quoted\" back\\slash \u{1}"});
+    assert_eq!(
+        to_json_string(&message),
+        serde_json::to_string(&message).unwrap()
+    );
+}
