@@ -13,7 +13,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{Sink, SinkExt, StreamExt};
 use pixl_ipc_protocol::unix_io::{self, UnixReader, UnixWriter};
-use pixl_ipc_protocol::{decode_line, FrameError, JsonLinesCodec, ServerMessage};
+use pixl_ipc_protocol::{decode_line, frame_lines, FrameError, JsonLinesCodec, ServerMessage};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -28,6 +28,10 @@ use tokio_util::codec::FramedRead;
 
 use crate::address::Address;
 use crate::error::Error;
+
+/// Bytes tungstenite offers each socket read. It zeroes that much before every read, so its
+/// 128 KiB default costs more than the rest of a small reply's handling.
+const WS_READ_BUFFER: usize = 16 * 1024;
 
 /// How to reach a WebSocket server: TLS trust, certificate name, token.
 #[derive(Debug, Clone, Default)]
@@ -121,6 +125,7 @@ impl Dialer {
                     request.headers_mut().insert("authorization", value);
                 }
                 let config = WebSocketConfig::default()
+                    .read_buffer_size(WS_READ_BUFFER)
                     .max_message_size(Some(self.max_message_bytes))
                     .max_frame_size(Some(self.max_message_bytes));
                 let (ws, _response) =
@@ -289,11 +294,7 @@ impl Reader {
                     Some(Err(err)) => return Err(err.to_string()),
                     None => return Err("the server closed the connection".into()),
                 };
-                decoded.extend(
-                    payload
-                        .split(|byte| *byte == b'\n')
-                        .filter_map(decode_line::<ServerMessage>),
-                );
+                decoded.extend(frame_lines(&payload).filter_map(decode_line::<ServerMessage>));
             },
         }
     }

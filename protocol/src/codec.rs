@@ -154,6 +154,26 @@ fn reserve_for_next_read(buf: &mut BytesMut, max_length: usize) {
     }
 }
 
+/// The newline-separated lines of one WebSocket frame (tremor's `separate`), without their
+/// `\n`; a frame without a newline is one line. Found with `memchr`, not byte by byte, because
+/// frames can be large.
+pub fn frame_lines(payload: &[u8]) -> impl Iterator<Item = &[u8]> + '_ {
+    let mut rest = Some(payload);
+    std::iter::from_fn(move || {
+        let remaining = rest?;
+        match memchr::memchr(b'\n', remaining) {
+            Some(end) => {
+                rest = Some(&remaining[end + 1..]);
+                Some(&remaining[..end])
+            }
+            None => {
+                rest = None;
+                Some(remaining)
+            }
+        }
+    })
+}
+
 /// Decodes one message from one line (without its `\n`), by the same rules as the codec: `None`
 /// means the line is skipped (blank, or not starting with `{`), as the original does.
 ///

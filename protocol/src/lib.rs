@@ -7,7 +7,7 @@ mod message;
 mod sniff;
 pub mod unix_io;
 
-pub use codec::{decode_line, encode_line, JsonLinesCodec, DEFAULT_MAX_MESSAGE_BYTES};
+pub use codec::{decode_line, encode_line, frame_lines, JsonLinesCodec, DEFAULT_MAX_MESSAGE_BYTES};
 pub use error::FrameError;
 pub use message::{
     ErrorCode, ErrorData, ErrorReply, Push, RawRequest, RawResponse, Request, Response,

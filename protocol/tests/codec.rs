@@ -266,3 +266,15 @@ fn encoded_strings_never_contain_a_raw_newline() {
     assert_eq!(line.iter().filter(|b| **b == b'\n').count(), 1);
     assert!(line.ends_with(b"\n"));
 }
+
+#[test]
+fn frame_lines_splits_at_every_newline_like_tremors_separate() {
+    fn lines(payload: &[u8]) -> Vec<&[u8]> {
+        pixl_ipc_protocol::frame_lines(payload).collect()
+    }
+    assert_eq!(lines(b"{\"a\":1}"), vec![&b"{\"a\":1}"[..]]);
+    assert_eq!(lines(b"one\ntwo"), vec![&b"one"[..], b"two"]);
+    assert_eq!(lines(b"one\n"), vec![&b"one"[..], b""]);
+    assert_eq!(lines(b"\n\n"), vec![&b""[..], b"", b""]);
+    assert_eq!(lines(b""), vec![&b""[..]]);
+}

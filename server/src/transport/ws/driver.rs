@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{Sink, SinkExt, StreamExt};
-use pixl_ipc_protocol::{decode_line, ErrorCode, ErrorReply, RawRequest};
+use pixl_ipc_protocol::{decode_line, frame_lines, ErrorCode, ErrorReply, RawRequest};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -166,7 +166,7 @@ async fn reserve(inbound: &Option<mpsc::Sender<Inbound>>) -> Option<mpsc::Permit
 /// Splits a frame into its newline-separated messages (tremor's `separate`); a frame without a
 /// newline is one message.
 fn decode_frame(payload: &[u8], binary: bool, decoded: &mut VecDeque<Received>) {
-    for line in payload.split(|byte| *byte == b'\n') {
+    for line in frame_lines(payload) {
         if let Some(message) = decode_line::<RawRequest>(line) {
             decoded.push_back(Received { message, binary });
         }
