@@ -72,8 +72,10 @@ pub struct ServerUnderTest {
 }
 
 impl ServerUnderTest {
-    /// Starts `binary` with `extra` flags and waits until it listens.
+    /// Starts `binary` with `extra` flags, then any in `PIXL_BENCH_SERVER_ARGS` (e.g.
+    /// `--threads 1`, to compare settings), and waits until it listens.
     pub fn start(binary: &Path, extra: &[&str]) -> anyhow::Result<ServerUnderTest> {
+        let from_env = std::env::var("PIXL_BENCH_SERVER_ARGS").unwrap_or_default();
         let dir = tempfile::tempdir()?;
         let socket = dir.path().join("bench.sock");
         let mut child = Command::new(binary)
@@ -81,6 +83,7 @@ impl ServerUnderTest {
             .arg(&socket)
             .args(["--ws", "127.0.0.1:0"])
             .args(extra)
+            .args(from_env.split_whitespace())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

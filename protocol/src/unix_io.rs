@@ -68,7 +68,7 @@ pub struct UnixReader {
 // whole buffer each time, a read offers about what the traffic needs: doubling while reads
 // fill what was offered (large messages), halving while they use little of it.
 /// The smallest read offered.
-const MIN_OFFER: usize = 8 * 1024;
+const MIN_OFFER: usize = 4 * 1024;
 /// The largest read offered.
 const MAX_OFFER: usize = 256 * 1024;
 

@@ -125,6 +125,9 @@ where
         connection: info.clone(),
     };
     let mut paused = false;
+    // One future for the whole loop: it registers for the wake-up once, instead of per request.
+    let shutdown = env.shutdown.cancelled();
+    tokio::pin!(shutdown);
     loop {
         let behind = outbound.is_full();
         if behind && !paused {
@@ -138,7 +141,7 @@ where
         let can_read = !behind && handlers.len() < env.max_in_flight;
         tokio::select! {
             biased;
-            () = env.shutdown.cancelled() => return ReadEnd::Shutdown,
+            () = &mut shutdown => return ReadEnd::Shutdown,
             Some(_) = handlers.join_next(), if !handlers.is_empty() => {}
             () = outbound.progressed(), if behind => {}
             next = requests.next(), if can_read => match next {
