@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{Sink, SinkExt, StreamExt};
-use pixl_ipc_protocol::unix_io::{self, UnixReader, UnixWriter};
+use pixl_ipc_protocol::unix_io::{self, UnixReader, UnixWriter, WriteQueue};
 use pixl_ipc_protocol::{decode_line, frame_lines, FrameError, JsonLinesCodec, ServerMessage};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
@@ -93,7 +93,7 @@ impl Dialer {
                     )),
                     writer: Writer::Unix {
                         half: write,
-                        unsent: BytesMut::new(),
+                        unsent: WriteQueue::default(),
                     },
                 })
             }
@@ -304,7 +304,7 @@ impl Reader {
 pub(crate) enum Writer {
     Unix {
         half: UnixWriter,
-        unsent: BytesMut,
+        unsent: WriteQueue,
     },
     WebSocket {
         sink: SplitSink<WebSocketStream<WsIo>, Message>,
@@ -317,7 +317,7 @@ impl Writer {
     /// Queues one encoded line (with its `\n`).
     pub(crate) fn queue(&mut self, line: &Bytes) {
         match self {
-            Writer::Unix { unsent, .. } => unsent.extend_from_slice(line),
+            Writer::Unix { unsent, .. } => unsent.push(line.clone()),
             Writer::WebSocket {
                 unsent,
                 unsent_bytes,
@@ -346,11 +346,12 @@ impl Writer {
     /// connection has accepted it.
     pub(crate) async fn write_some(&mut self) -> Result<(), String> {
         match self {
-            Writer::Unix { half, unsent } => half
-                .write_buf(unsent)
-                .await
-                .map(drop)
-                .map_err(|err| format!("write failed: {err}")),
+            Writer::Unix { half, unsent } => {
+                std::future::poll_fn(|cx| unsent.poll_write_some(Pin::new(&mut *half), cx))
+                    .await
+                    .map(drop)
+                    .map_err(|err| format!("write failed: {err}"))
+            }
             Writer::WebSocket {
                 sink,
                 unsent,

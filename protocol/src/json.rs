@@ -12,7 +12,9 @@ use std::fmt::Write as _;
 use bytes::Bytes;
 use serde_json::Value;
 
-use crate::message::{Request, Response};
+use serde_json::value::RawValue;
+
+use crate::message::{RawResponse, Request, Response};
 
 /// `value` as compact JSON text, exactly as `serde_json::to_string` writes it.
 pub fn to_json_string(value: &Value) -> String {
@@ -121,10 +123,32 @@ fn push_escape(out: &mut String, byte: u8) {
     }
 }
 
+/// About how many bytes `value` takes as JSON (exact for everything but escapes and numbers),
+/// found without looking at string contents, so the output buffer is allocated once.
+fn estimated_len(value: &Value) -> usize {
+    match value {
+        Value::Null | Value::Bool(_) => 5,
+        Value::Number(_) => 20,
+        Value::String(text) => text.len() + 2,
+        Value::Array(items) => {
+            2 + items
+                .iter()
+                .map(|item| estimated_len(item) + 1)
+                .sum::<usize>()
+        }
+        Value::Object(members) => {
+            2 + members
+                .iter()
+                .map(|(key, item)| key.len() + 4 + estimated_len(item))
+                .sum::<usize>()
+        }
+    }
+}
+
 /// A request as one line (`\n` included), the same bytes as
 /// [`encode_line`](crate::encode_line) gives, with `data` written by the faster writer.
 pub fn encode_request_line(request: &Request) -> Bytes {
-    let mut out = String::with_capacity(128);
+    let mut out = String::with_capacity(160 + estimated_len(&request.data));
     out.push('{');
     let mut first = true;
     let mut field = |out: &mut String, name: &str| {
@@ -168,11 +192,26 @@ pub fn encode_request_line(request: &Request) -> Bytes {
 /// A reply as one line (`\n` included), the same bytes as [`encode_line`](crate::encode_line)
 /// gives for a [`Response`], with `data` written by the faster writer.
 pub fn encode_response_line(response: &Response<'_>) -> Bytes {
-    let mut out = String::with_capacity(64);
+    let mut out = String::with_capacity(
+        32 + estimated_len(response.ipc_req_id) + estimated_len(response.data),
+    );
     out.push_str("{\"ipcReqID\":");
     write_value(&mut out, response.ipc_req_id);
     out.push_str(",\"data\":");
     write_value(&mut out, response.data);
+    out.push_str("}\n");
+    Bytes::from(out)
+}
+
+/// A reply whose data is JSON text used as is ([`RawResponse`]) as one line, `\n` included:
+/// the same bytes as [`encode_line`](crate::encode_line) gives, in one allocation.
+pub fn encode_raw_response_line(response: &RawResponse<'_>) -> Bytes {
+    let data = response.data.map_or("null", RawValue::get);
+    let mut out = String::with_capacity(32 + estimated_len(response.ipc_req_id) + data.len());
+    out.push_str("{\"ipcReqID\":");
+    write_value(&mut out, response.ipc_req_id);
+    out.push_str(",\"data\":");
+    out.push_str(data);
     out.push_str("}\n");
     Bytes::from(out)
 }

@@ -9,12 +9,14 @@
 //! events only while a write is actually blocked, and drops that registration once its data is
 //! flushed.
 
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
+use bytes::Bytes;
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 
@@ -185,5 +187,77 @@ impl AsyncWrite for UnixWriter {
 impl Drop for UnixWriter {
     fn drop(&mut self) {
         let _ = self.stream.get_ref().shutdown(std::net::Shutdown::Write);
+    }
+}
+
+/// Most buffers handed to one vectored write (Linux allows 1024).
+const MAX_SLICES: usize = 512;
+
+/// Encoded messages waiting to be written, kept as the [`Bytes`] they arrived in rather than
+/// copied into one buffer, and written with vectored writes: a large message is never copied
+/// on its way to the socket.
+#[derive(Debug, Default)]
+pub struct WriteQueue {
+    chunks: VecDeque<Bytes>,
+    len: usize,
+}
+
+impl WriteQueue {
+    /// Appends `chunk` after everything already queued.
+    pub fn push(&mut self, chunk: Bytes) {
+        if !chunk.is_empty() {
+            self.len += chunk.len();
+            self.chunks.push_back(chunk);
+        }
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when nothing is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Writes what one vectored write of the queue's front takes; returns the bytes written.
+    ///
+    /// # Errors
+    /// The writer's error, or [`io::ErrorKind::WriteZero`] when it takes nothing.
+    pub fn poll_write_some<W: AsyncWrite + ?Sized>(
+        &mut self,
+        writer: Pin<&mut W>,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<usize>> {
+        let mut slices = [io::IoSlice::new(&[]); MAX_SLICES];
+        let count = self
+            .chunks
+            .iter()
+            .zip(slices.iter_mut())
+            .map(|(chunk, slice)| *slice = io::IoSlice::new(chunk))
+            .count();
+        let written = ready!(writer.poll_write_vectored(cx, &slices[..count]))?;
+        if written == 0 && count > 0 {
+            return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+        }
+        self.advance(written);
+        Poll::Ready(Ok(written))
+    }
+
+    fn advance(&mut self, mut written: usize) {
+        self.len -= written;
+        while written > 0 {
+            let Some(front) = self.chunks.front_mut() else {
+                return;
+            };
+            if front.len() <= written {
+                written -= front.len();
+                self.chunks.pop_front();
+            } else {
+                bytes::Buf::advance(front, written);
+                written = 0;
+            }
+        }
     }
 }

@@ -1,8 +1,10 @@
 //! The faster JSON writer must produce exactly serde_json's bytes, for any value.
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
-use pixl_ipc_protocol::json::{encode_request_line, encode_response_line, to_json_string};
-use pixl_ipc_protocol::{encode_line, Request, Response};
+use pixl_ipc_protocol::json::{
+    encode_raw_response_line, encode_request_line, encode_response_line, to_json_string,
+};
+use pixl_ipc_protocol::{encode_line, RawResponse, Request, Response};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
@@ -75,6 +77,13 @@ proptest! {
     fn response_lines_match_the_serde_encoding(data in any_value(), id in any_value()) {
         let response = Response { ipc_req_id: &id, data: &data };
         prop_assert_eq!(encode_response_line(&response), encode_line(&response).unwrap());
+    }
+
+    #[test]
+    fn raw_response_lines_match_the_serde_encoding(data in prop::option::of(any_value()), id in any_value()) {
+        let raw = data.map(|data| serde_json::value::to_raw_value(&data).unwrap());
+        let response = RawResponse { ipc_req_id: &id, data: raw.as_deref() };
+        prop_assert_eq!(encode_raw_response_line(&response), encode_line(&response).unwrap());
     }
 }
 

@@ -84,3 +84,51 @@ async fn reads_deliver_what_arrives_in_pieces() {
     assert_eq!(line, b"{\"a\":1}\n");
     feeding.await.expect("feeder");
 }
+
+#[tokio::test]
+async fn a_write_queue_delivers_every_chunk_in_order_through_partial_writes() {
+    use bytes::Bytes;
+    use pixl_ipc_protocol::unix_io::WriteQueue;
+
+    let (ours, theirs) = UnixStream::pair().expect("socket pair");
+    let (_reader, mut writer) = unix_io::split(ours).expect("split");
+    let (mut their_reader, _their_writer) = unix_io::split(theirs).expect("split");
+    // Chunks of uneven sizes (1 byte to 300 KiB), far more in total than the socket buffers
+    // hold, so writes end in the middle of chunks.
+    let mut queue = WriteQueue::default();
+    let mut expected = Vec::new();
+    for (index, size) in [1usize, 7, 300 * 1024, 13, 64 * 1024 + 3, 2, 1024]
+        .iter()
+        .cycle()
+        .take(70)
+        .enumerate()
+    {
+        let chunk: Vec<u8> = (0..*size).map(|i| ((i + index) % 253) as u8).collect();
+        expected.extend_from_slice(&chunk);
+        queue.push(Bytes::from(chunk));
+    }
+    assert_eq!(queue.len(), expected.len());
+    let total = expected.len();
+    let writing = tokio::spawn(async move {
+        let mut writes = 0usize;
+        while !queue.is_empty() {
+            std::future::poll_fn(|cx| queue.poll_write_some(std::pin::Pin::new(&mut writer), cx))
+                .await?;
+            writes += 1;
+        }
+        drop(writer);
+        std::io::Result::Ok(writes)
+    });
+    let mut received = Vec::with_capacity(total);
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        their_reader.read_to_end(&mut received),
+    )
+    .await
+    .expect("all bytes arrive")
+    .expect("read");
+    let writes = writing.await.expect("writer task").expect("writes");
+    assert!(writes > 1, "the socket buffer forced partial writes");
+    assert_eq!(received.len(), total);
+    assert!(received == expected, "bytes arrive intact and in order");
+}

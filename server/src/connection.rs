@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures_util::{FutureExt, Sink, Stream, StreamExt};
-use pixl_ipc_protocol::json::encode_response_line;
+use pixl_ipc_protocol::json::{encode_raw_response_line, encode_response_line};
 use pixl_ipc_protocol::{
     encode_line, ErrorCode, ErrorReply, FrameError, RawRequest, RawResponse, Response,
 };
@@ -310,7 +310,11 @@ impl Completion {
                 ipc_req_id: &self.req_id,
                 data,
             };
-            queue(&self.outbound, &response, self.binary);
+            // A closed queue means the peer is gone; its reply has nowhere to go.
+            let _ = self.outbound.send(Line {
+                bytes: encode_raw_response_line(&response),
+                binary: self.binary,
+            });
         }
     }
 
