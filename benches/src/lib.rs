@@ -2,6 +2,7 @@
 //! (the release binary, and a raw echo "floor"), timing statistics and progress output.
 
 use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -132,33 +133,48 @@ impl Drop for ServerUnderTest {
     }
 }
 
-/// The physical floor: a raw UNIX-socket echo of newline-terminated bytes, no JSON, no
-/// framework, one thread per connection.
+/// The physical floor: a raw echo of newline-terminated bytes, no JSON, no framework, one
+/// thread per connection, on a UNIX socket and on TCP loopback (the floor under WebSockets).
 pub struct FloorServer {
     /// The socket path.
     pub socket: PathBuf,
+    /// The TCP loopback address.
+    pub tcp: SocketAddr,
     _dir: tempfile::TempDir,
 }
 
 impl FloorServer {
-    /// Starts the echo thread.
+    /// Starts the echo threads.
     pub fn start() -> anyhow::Result<FloorServer> {
         let dir = tempfile::tempdir()?;
         let socket = dir.path().join("floor.sock");
         let listener = UnixListener::bind(&socket)?;
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                std::thread::spawn(move || echo_lines(stream));
+                if let Ok(writer) = stream.try_clone() {
+                    std::thread::spawn(move || echo_lines(stream, writer));
+                }
             }
         });
-        Ok(FloorServer { socket, _dir: dir })
+        let tcp_listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+        let tcp = tcp_listener.local_addr()?;
+        std::thread::spawn(move || {
+            for stream in tcp_listener.incoming().flatten() {
+                let _ = stream.set_nodelay(true);
+                if let Ok(writer) = stream.try_clone() {
+                    std::thread::spawn(move || echo_lines(stream, writer));
+                }
+            }
+        });
+        Ok(FloorServer {
+            socket,
+            tcp,
+            _dir: dir,
+        })
     }
 }
 
-fn echo_lines(stream: UnixStream) {
-    let Ok(mut writer) = stream.try_clone() else {
-        return;
-    };
+fn echo_lines(stream: impl Read, mut writer: impl Write) {
     let mut reader = BufReader::with_capacity(1 << 20, stream);
     let mut line = Vec::new();
     loop {
@@ -174,22 +190,44 @@ fn echo_lines(stream: UnixStream) {
     }
 }
 
-/// One floor round trip per message: write the line, read it back.
+/// One floor round trip per message on the UNIX socket: write the line, read it back.
 pub fn floor_round_trips(socket: &Path, line: &[u8], count: usize) -> anyhow::Result<Duration> {
-    let mut stream = UnixStream::connect(socket)?;
-    let mut reader = BufReader::with_capacity(1 << 20, stream.try_clone()?);
+    let stream = UnixStream::connect(socket)?;
+    let reader = stream.try_clone()?;
+    let elapsed = round_trips(&stream, reader, line, count)?;
+    stream.shutdown(std::net::Shutdown::Write)?;
+    Ok(elapsed)
+}
+
+/// The same on TCP loopback (with `TCP_NODELAY`, as the WebSocket transports use).
+pub fn floor_round_trips_tcp(
+    address: SocketAddr,
+    line: &[u8],
+    count: usize,
+) -> anyhow::Result<Duration> {
+    let stream = TcpStream::connect(address)?;
+    stream.set_nodelay(true)?;
+    let reader = stream.try_clone()?;
+    let elapsed = round_trips(&stream, reader, line, count)?;
+    stream.shutdown(std::net::Shutdown::Write)?;
+    Ok(elapsed)
+}
+
+fn round_trips(
+    mut writer: impl Write,
+    reader: impl Read,
+    line: &[u8],
+    count: usize,
+) -> anyhow::Result<Duration> {
+    let mut reader = BufReader::with_capacity(1 << 20, reader);
     let mut back = Vec::with_capacity(line.len());
     let started = Instant::now();
     for _ in 0..count {
-        stream.write_all(line)?;
+        writer.write_all(line)?;
         back.clear();
         reader.read_until(b'\n', &mut back)?;
     }
-    let elapsed = started.elapsed();
-    let mut rest = Vec::new();
-    stream.shutdown(std::net::Shutdown::Write)?;
-    let _ = reader.read_to_end(&mut rest);
-    Ok(elapsed)
+    Ok(started.elapsed())
 }
 
 /// Median, minimum and maximum of samples.

@@ -12,13 +12,13 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use pixl_ipc_benches::{
-    build_release_server, chart, floor_round_trips, progress, repo_root, report, sized_message,
-    FloorServer, ServerUnderTest, Spread, MESSAGES, SIZES,
+    build_release_server, chart, floor_round_trips, floor_round_trips_tcp, progress, repo_root,
+    report, sized_message, FloorServer, ServerUnderTest, Spread, MESSAGES, SIZES,
 };
 use pixl_ipc_client::{Client, ReconnectPolicy};
 
 /// The columns, in table order.
-const COLUMNS: [&str; 7] = [
+const COLUMNS: [&str; 8] = [
     "floor (raw UNIX socket)",
     "Rust, UNIX, 1 at a time",
     "Rust, WebSocket, 1 at a time",
@@ -26,6 +26,7 @@ const COLUMNS: [&str; 7] = [
     "Node, UNIX, 1 at a time",
     "Node, UNIX, 500 in flight",
     "PHP, UNIX, 1 at a time",
+    "floor (raw TCP loopback)",
 ];
 
 fn main() -> anyhow::Result<()> {
@@ -97,16 +98,11 @@ fn measure(
     let per_message =
         |elapsed: std::time::Duration| elapsed.as_secs_f64() * 1000.0 / MESSAGES as f64;
     match column {
-        0 => {
-            let request = serde_json::json!({"ipcReqID": "rq0", "uri": "/ipcserver/test/echo", "data": message});
-            let mut line = serde_json::to_vec(&request)?;
-            line.push(b'\n');
-            Ok(per_message(floor_round_trips(
-                &floor.socket,
-                &line,
-                MESSAGES,
-            )?))
-        }
+        0 => Ok(per_message(floor_round_trips(
+            &floor.socket,
+            &floor_line(message)?,
+            MESSAGES,
+        )?)),
         1..=3 => runtime.block_on(async {
             let address = if column == 2 {
                 server.ws_url.clone()
@@ -144,6 +140,11 @@ fn measure(
                 Some(mode),
             )
         }
+        7 => Ok(per_message(floor_round_trips_tcp(
+            floor.tcp,
+            &floor_line(message)?,
+            MESSAGES,
+        )?)),
         _ => run_script(
             "php",
             &repo_root().join("benches/php/bench.php"),
@@ -152,6 +153,15 @@ fn measure(
             None,
         ),
     }
+}
+
+/// The bytes the floor echoes: the same request line the clients send, without a framework.
+fn floor_line(message: &serde_json::Value) -> anyhow::Result<Vec<u8>> {
+    let request =
+        serde_json::json!({"ipcReqID": "rq0", "uri": "/ipcserver/test/echo", "data": message});
+    let mut line = serde_json::to_vec(&request)?;
+    line.push(b'\n');
+    Ok(line)
 }
 
 fn run_script(
