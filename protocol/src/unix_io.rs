@@ -222,12 +222,14 @@ impl WriteQueue {
     }
 
     /// Writes what one vectored write of the queue's front takes; returns the bytes written.
+    /// Once the queue is empty it flushes `writer` too, which for a [`UnixWriter`] ends its
+    /// interest in writable events.
     ///
     /// # Errors
     /// The writer's error, or [`io::ErrorKind::WriteZero`] when it takes nothing.
     pub fn poll_write_some<W: AsyncWrite + ?Sized>(
         &mut self,
-        writer: Pin<&mut W>,
+        mut writer: Pin<&mut W>,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<usize>> {
         let mut slices = [io::IoSlice::new(&[]); MAX_SLICES];
@@ -237,11 +239,18 @@ impl WriteQueue {
             .zip(slices.iter_mut())
             .map(|(chunk, slice)| *slice = io::IoSlice::new(chunk))
             .count();
-        let written = ready!(writer.poll_write_vectored(cx, &slices[..count]))?;
+        let written = ready!(writer.as_mut().poll_write_vectored(cx, &slices[..count]))?;
         if written == 0 && count > 0 {
             return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
         }
         self.advance(written);
+        if self.is_empty() {
+            // The bytes are written either way; a writer that cannot flush yet is flushed by
+            // its next write (a UnixWriter's flush never waits).
+            if let Poll::Ready(Err(err)) = writer.poll_flush(cx) {
+                return Poll::Ready(Err(err));
+            }
+        }
         Poll::Ready(Ok(written))
     }
 
