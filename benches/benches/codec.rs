@@ -7,6 +7,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use pixl_ipc_benches::{sized_message, SIZES};
 use pixl_ipc_protocol::json::encode_response_line;
 use pixl_ipc_protocol::{encode_line, JsonLinesCodec, RawRequest, Request, Response};
+use serde::de::DeserializeOwned;
 use tokio_util::codec::Decoder;
 
 fn request_line(size: usize) -> Vec<u8> {
@@ -14,6 +15,16 @@ fn request_line(size: usize) -> Vec<u8> {
     let mut line = serde_json::to_vec(&request).expect("encodes");
     line.push(b'\n');
     line
+}
+
+/// One line through the framing codec, as a connection decodes it.
+fn decode_one<T: DeserializeOwned>(codec: &mut JsonLinesCodec<T>, line: &[u8]) -> T {
+    let mut buf = BytesMut::from(line);
+    codec
+        .decode(&mut buf)
+        .expect("io")
+        .expect("a line")
+        .expect("a request")
 }
 
 fn decode(c: &mut Criterion) {
@@ -26,14 +37,7 @@ fn decode(c: &mut Criterion) {
             &line,
             |b, line| {
                 let mut codec = JsonLinesCodec::<Request>::new();
-                b.iter(|| {
-                    let mut buf = BytesMut::from(&line[..]);
-                    codec
-                        .decode(&mut buf)
-                        .expect("io")
-                        .expect("a line")
-                        .expect("a request")
-                });
+                b.iter(|| decode_one(&mut codec, line));
             },
         );
         group.bench_with_input(
@@ -41,14 +45,7 @@ fn decode(c: &mut Criterion) {
             &line,
             |b, line| {
                 let mut codec = JsonLinesCodec::<RawRequest>::new();
-                b.iter(|| {
-                    let mut buf = BytesMut::from(&line[..]);
-                    codec
-                        .decode(&mut buf)
-                        .expect("io")
-                        .expect("a line")
-                        .expect("a request")
-                });
+                b.iter(|| decode_one(&mut codec, line));
             },
         );
         group.bench_with_input(

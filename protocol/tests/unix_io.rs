@@ -6,6 +6,16 @@ use std::time::Duration;
 use pixl_ipc_protocol::unix_io;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// Everything the peer sends until it closes, failing the test if that takes too long.
+async fn read_all(reader: &mut unix_io::UnixReader, what: &str) -> Vec<u8> {
+    let mut received = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), reader.read_to_end(&mut received))
+        .await
+        .unwrap_or_else(|_| panic!("{what}"))
+        .expect("read");
+    received
+}
+
 /// A payload far larger than a socket's send buffer, so the writer must block and be woken.
 fn big_payload() -> Vec<u8> {
     (0..8 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect()
@@ -29,14 +39,11 @@ async fn a_blocked_writer_resumes_when_the_peer_reads_and_nothing_is_lost() {
         !writing.is_finished(),
         "8 MiB cannot fit in a socket buffer"
     );
-    let mut received = Vec::new();
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        their_reader.read_to_end(&mut received),
+    let received = read_all(
+        &mut their_reader,
+        "the reader finishes: the writer was woken each time it blocked",
     )
-    .await
-    .expect("the reader finishes: the writer was woken each time it blocked")
-    .expect("read");
+    .await;
     writing.await.expect("writer task").expect("write");
     assert_eq!(received.len(), payload.len());
     assert!(received == payload, "bytes arrive intact and in order");
@@ -49,14 +56,7 @@ async fn dropping_the_writer_gives_the_peer_end_of_file() {
     let (mut their_reader, _their_writer) = unix_io::split(theirs).expect("split");
     writer.write_all(b"last words\n").await.expect("write");
     drop(writer);
-    let mut received = Vec::new();
-    tokio::time::timeout(
-        Duration::from_secs(5),
-        their_reader.read_to_end(&mut received),
-    )
-    .await
-    .expect("EOF arrives")
-    .expect("read");
+    let received = read_all(&mut their_reader, "EOF arrives").await;
     assert_eq!(received, b"last words\n");
 }
 
@@ -119,14 +119,7 @@ async fn a_write_queue_delivers_every_chunk_in_order_through_partial_writes() {
         drop(writer);
         std::io::Result::Ok(writes)
     });
-    let mut received = Vec::with_capacity(total);
-    tokio::time::timeout(
-        Duration::from_secs(20),
-        their_reader.read_to_end(&mut received),
-    )
-    .await
-    .expect("all bytes arrive")
-    .expect("read");
+    let received = read_all(&mut their_reader, "all bytes arrive").await;
     let writes = writing.await.expect("writer task").expect("writes");
     assert!(writes > 1, "the socket buffer forced partial writes");
     assert_eq!(received.len(), total);
