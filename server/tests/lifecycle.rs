@@ -294,6 +294,48 @@ fn sigterm_drains_in_flight_requests_then_removes_the_socket() {
 }
 
 #[test]
+fn connections_spread_over_worker_threads_are_all_served_and_drained() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("workers.sock");
+    let server = ServerProcess::start(&path, &["--threads", "3"]);
+    let threads = std::fs::read_dir(format!("/proc/{}/task", server.pid()))
+        .unwrap()
+        .count();
+    assert!(threads >= 4, "main thread and 3 workers, found {threads}");
+    // Six connections land on the three workers in turn; each answers on its own.
+    let mut conns: Vec<_> = (0..6).map(|_| server.connect()).collect();
+    for (index, conn) in conns.iter_mut().enumerate() {
+        let reply = conn.call(&format!(
+            r#"{{"ipcReqID":"rq{index}","uri":"/ipcserver/test/echo","data":{index}}}"#
+        ));
+        assert_eq!(
+            reply,
+            format!(r#"{{"ipcReqID":"rq{index}","data":{index}}}"#)
+        );
+    }
+    // A slow request on every connection, then SIGTERM: every worker drains its own.
+    for (index, conn) in conns.iter_mut().enumerate() {
+        conn.send(&format!(
+            r#"{{"ipcReqID":"slow{index}","uri":"/ipcserver/test/delay","data":{{"delay":300}}}}"#
+        ));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    server.signal(Signal::SIGTERM);
+    for (index, conn) in conns.iter_mut().enumerate() {
+        assert_eq!(
+            conn.read_line(),
+            format!(r#"{{"ipcReqID":"slow{index}","data":{{"delay":300}}}}"#)
+        );
+        conn.expect_eof();
+    }
+    let mut server = server;
+    let (status, log) = server.wait();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("drained=true"), "{log}");
+    assert!(!path.exists(), "socket removed on exit");
+}
+
+#[test]
 fn exit_timeout_bounds_the_drain() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("slow.sock");
