@@ -8,6 +8,8 @@
 //! the critical path of the peer that sends it. Here the write side registers for writable
 //! events only while a write is actually blocked, and drops that registration once its data is
 //! flushed.
+//!
+//! [`WriteQueue`] holds encoded messages for such a writer without copying them together.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
