@@ -93,7 +93,7 @@ pub async fn run(binary: &Path, duration: Duration) -> anyhow::Result<SoakReport
                         &messages[(call % 3) as usize]
                     };
                     let sent = Instant::now();
-                    match client.send("/ipcserver/test/echo", message.clone()).await {
+                    match client.send("/ipcserver/test/echo", message).await {
                         Ok(reply) if &reply == message => {
                             served.fetch_add(1, Ordering::Relaxed);
                             mine.push(sent.elapsed().as_secs_f64() * 1000.0);

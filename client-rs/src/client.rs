@@ -1,11 +1,12 @@
 //! The `Client` handle: cheap to clone, usable from many tasks, one connection underneath.
 
+use std::borrow::Borrow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use pixl_ipc_protocol::json::encode_request_line;
-use pixl_ipc_protocol::{Push, Request, ServerMessage};
+use pixl_ipc_protocol::json::{encode_request_ref, RequestRef};
+use pixl_ipc_protocol::{Push, ServerMessage};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
@@ -169,7 +170,8 @@ impl Client {
         })
     }
 
-    /// Sends `data` to `uri` and returns the reply's `data`.
+    /// Sends `data` to `uri` and returns the reply's `data`. `data` is a `Value` or a `&Value`:
+    /// it is only read, so data sent many times need not be cloned for each call.
     ///
     /// A reply with a top-level `code` (a request-level error such as `no_uri`) is an
     /// [`Error::Server`]. A handler-level error (`data` holding `code` and `message`, such as
@@ -194,7 +196,7 @@ impl Client {
     ///
     /// # Errors
     /// See [`Error`] for which failure is reported how.
-    pub async fn send(&self, uri: &str, data: Value) -> Result<Value, Error> {
+    pub async fn send(&self, uri: &str, data: impl Borrow<Value>) -> Result<Value, Error> {
         self.send_with_timeout(uri, data, self.shared.settings.request_timeout)
             .await
     }
@@ -206,10 +208,10 @@ impl Client {
     pub async fn send_with_timeout(
         &self,
         uri: &str,
-        data: Value,
+        data: impl Borrow<Value>,
         timeout: Duration,
     ) -> Result<Value, Error> {
-        let reply = self.request(uri, data, timeout).await?;
+        let reply = self.request(uri, data.borrow(), timeout).await?;
         match reply.code {
             Some(code) if is_set(&code) => Err(Error::Server {
                 code: text_of(&code),
@@ -272,10 +274,8 @@ impl Client {
     ///
     /// # Errors
     /// The transport errors of [`send`](Self::send).
-    pub async fn notify(&self, uri: &str, data: Value) -> Result<(), Error> {
-        let mut request = self.request_for(uri, data);
-        request.no_reply = true;
-        let (id, line) = self.encode(&request)?;
+    pub async fn notify(&self, uri: &str, data: impl Borrow<Value>) -> Result<(), Error> {
+        let (id, line) = self.encode(uri, data.borrow(), true)?;
         let timeout = self.shared.settings.request_timeout;
         let outgoing = Outgoing {
             id,
@@ -296,11 +296,10 @@ impl Client {
     async fn request(
         &self,
         uri: &str,
-        data: Value,
+        data: &Value,
         timeout: Duration,
     ) -> Result<ServerMessage, Error> {
-        let request = self.request_for(uri, data);
-        let (id, line) = self.encode(&request)?;
+        let (id, line) = self.encode(uri, data, false)?;
         let (reply_tx, reply_rx) = oneshot::channel();
         let outgoing = Outgoing {
             id,
@@ -323,24 +322,24 @@ impl Client {
         }
     }
 
-    fn request_for(&self, uri: &str, data: Value) -> Request {
-        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
-        Request {
-            ipc_req_id: Some(Value::String(format!("rq{id}"))),
-            uri: Some(uri.to_owned()),
+    /// A request's id (for matching its reply) and its encoded line.
+    fn encode(
+        &self,
+        uri: &str,
+        data: &Value,
+        no_reply: bool,
+    ) -> Result<(String, bytes::Bytes), Error> {
+        let id = format!("rq{}", self.shared.next_id.fetch_add(1, Ordering::Relaxed));
+        let id_value = Value::String(id.clone());
+        let line = encode_request_ref(&RequestRef {
+            ipc_req_id: Some(&id_value),
+            uri: Some(uri),
             data,
             pid: Some(self.shared.pid),
-            user_agent: Some(self.shared.settings.user_agent.clone()),
-            ..Request::default()
-        }
-    }
-
-    fn encode(&self, request: &Request) -> Result<(String, bytes::Bytes), Error> {
-        let id = match &request.ipc_req_id {
-            Some(Value::String(id)) => id.clone(),
-            _ => String::new(),
-        };
-        let line = encode_request_line(request);
+            user_agent: Some(&self.shared.settings.user_agent),
+            no_reply,
+            close_after_reply: false,
+        });
         let size = line.len() - 1;
         let limit = self.shared.settings.max_message_bytes;
         if size > limit {

@@ -162,11 +162,10 @@ async fn concurrent_calls_from_many_tasks_share_one_connection(kind: Kind) {
                     reply,
                     json!({"delay": if delay == 0 { json!(0) } else { json!(delay) }})
                 );
-                let echo = client
-                    .send("/ipcserver/test/echo", json!({"task": task, "call": call}))
-                    .await
-                    .unwrap();
-                assert_eq!(echo, json!({"task": task, "call": call}));
+                // Borrowed data: sent as is, still the caller's afterwards.
+                let sent = json!({"task": task, "call": call});
+                let echo = client.send("/ipcserver/test/echo", &sent).await.unwrap();
+                assert_eq!(echo, sent);
             }
         }));
     }

@@ -145,10 +145,49 @@ fn estimated_len(value: &Value) -> usize {
     }
 }
 
+/// A request's fields, borrowed: what a client needs to encode a request without building
+/// (and copying its data into) an owned [`Request`].
+#[derive(Debug, Clone, Copy)]
+pub struct RequestRef<'a> {
+    /// As [`Request::ipc_req_id`].
+    pub ipc_req_id: Option<&'a Value>,
+    /// As [`Request::uri`].
+    pub uri: Option<&'a str>,
+    /// As [`Request::data`].
+    pub data: &'a Value,
+    /// As [`Request::pid`].
+    pub pid: Option<u32>,
+    /// As [`Request::user_agent`].
+    pub user_agent: Option<&'a str>,
+    /// As [`Request::no_reply`].
+    pub no_reply: bool,
+    /// As [`Request::close_after_reply`].
+    pub close_after_reply: bool,
+}
+
+impl<'a> From<&'a Request> for RequestRef<'a> {
+    fn from(request: &'a Request) -> Self {
+        RequestRef {
+            ipc_req_id: request.ipc_req_id.as_ref(),
+            uri: request.uri.as_deref(),
+            data: &request.data,
+            pid: request.pid,
+            user_agent: request.user_agent.as_deref(),
+            no_reply: request.no_reply,
+            close_after_reply: request.close_after_reply,
+        }
+    }
+}
+
 /// A request as one line (`\n` included), the same bytes as
 /// [`encode_line`](crate::encode_line) gives, with `data` written by the faster writer.
 pub fn encode_request_line(request: &Request) -> Bytes {
-    let mut out = String::with_capacity(160 + estimated_len(&request.data));
+    encode_request_ref(&RequestRef::from(request))
+}
+
+/// [`encode_request_line`] for borrowed fields.
+pub fn encode_request_ref(request: &RequestRef<'_>) -> Bytes {
+    let mut out = String::with_capacity(160 + estimated_len(request.data));
     out.push('{');
     let mut first = true;
     let mut field = |out: &mut String, name: &str| {
@@ -159,21 +198,21 @@ pub fn encode_request_line(request: &Request) -> Bytes {
         out.push_str(name);
         out.push_str("\":");
     };
-    if let Some(id) = &request.ipc_req_id {
+    if let Some(id) = request.ipc_req_id {
         field(&mut out, "ipcReqID");
         write_value(&mut out, id);
     }
-    if let Some(uri) = &request.uri {
+    if let Some(uri) = request.uri {
         field(&mut out, "uri");
         write_str(&mut out, uri);
     }
     field(&mut out, "data");
-    write_value(&mut out, &request.data);
+    write_value(&mut out, request.data);
     if let Some(pid) = request.pid {
         field(&mut out, "pid");
         let _ = write!(out, "{pid}");
     }
-    if let Some(agent) = &request.user_agent {
+    if let Some(agent) = request.user_agent {
         field(&mut out, "userAgent");
         write_str(&mut out, agent);
     }

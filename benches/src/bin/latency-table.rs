@@ -116,14 +116,13 @@ fn measure(
                 .await?;
             let started = Instant::now();
             if column == 3 {
-                let calls =
-                    (0..MESSAGES).map(|_| client.send("/ipcserver/test/echo", message.clone()));
+                let calls = (0..MESSAGES).map(|_| client.send("/ipcserver/test/echo", message));
                 for reply in futures_util::future::join_all(calls).await {
                     reply?;
                 }
             } else {
                 for _ in 0..MESSAGES {
-                    client.send("/ipcserver/test/echo", message.clone()).await?;
+                    client.send("/ipcserver/test/echo", message).await?;
                 }
             }
             let elapsed = started.elapsed();

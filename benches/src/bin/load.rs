@@ -182,7 +182,7 @@ async fn latency_1k(address: &str) -> anyhow::Result<Spread> {
     for run in 0..6 {
         let started = Instant::now();
         for _ in 0..MESSAGES {
-            client.send("/ipcserver/test/echo", message.clone()).await?;
+            client.send("/ipcserver/test/echo", &message).await?;
         }
         if run > 0 {
             samples.push(started.elapsed().as_secs_f64() * 1000.0 / MESSAGES as f64);
