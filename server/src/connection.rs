@@ -304,15 +304,17 @@ impl Completion {
 
     /// Answers with the request's data exactly as it arrived (the built-in echo).
     fn echo(self, data: Option<&serde_json::value::RawValue>) {
+        self.reply_with(|ipc_req_id| encode_raw_response_line(&RawResponse { ipc_req_id, data }));
+    }
+
+    /// Counts the response and, unless the request was one-way, queues the line `encode`
+    /// makes for the request's id.
+    fn reply_with(self, encode: impl FnOnce(&Value) -> bytes::Bytes) {
         self.stats.response_sent(self.received.elapsed());
         if self.reply {
-            let response = RawResponse {
-                ipc_req_id: &self.req_id,
-                data,
-            };
             // A closed queue means the peer is gone; its reply has nowhere to go.
             let _ = self.outbound.send(Line {
-                bytes: encode_raw_response_line(&response),
+                bytes: encode(&self.req_id),
                 binary: self.binary,
             });
         }
@@ -336,18 +338,12 @@ impl Completion {
                 json!({"code": ErrorCode::HandlerPanic.as_str(), "message": message})
             }
         };
-        self.stats.response_sent(self.received.elapsed());
-        if self.reply {
-            let response = Response {
-                ipc_req_id: &self.req_id,
+        self.reply_with(|ipc_req_id| {
+            encode_response_line(&Response {
+                ipc_req_id,
                 data: &data,
-            };
-            // A closed queue means the peer is gone; its reply has nowhere to go.
-            let _ = self.outbound.send(Line {
-                bytes: encode_response_line(&response),
-                binary: self.binary,
-            });
-        }
+            })
+        });
     }
 }
 
