@@ -31,6 +31,16 @@ pub fn sized_message(size: usize) -> Value {
     )
 }
 
+/// An echo request for `message` as one line, `\n` included: the bytes the raw echo servers
+/// send back, and what a client without a framework writes.
+pub fn echo_request_line(message: &Value) -> anyhow::Result<Vec<u8>> {
+    let request =
+        serde_json::json!({"ipcReqID": "rq0", "uri": "/ipcserver/test/echo", "data": message});
+    let mut line = serde_json::to_vec(&request)?;
+    line.push(b'\n');
+    Ok(line)
+}
+
 /// The repository root (the benches crate lives in `benches/`).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -261,6 +271,17 @@ impl Spread {
             max: sorted[sorted.len() - 1],
         }
     }
+}
+
+/// The `--reps N` command-line option of a benchmark binary, or `default` without it.
+pub fn reps_arg(default: usize) -> anyhow::Result<usize> {
+    Ok(std::env::args()
+        .skip_while(|arg| arg != "--reps")
+        .nth(1)
+        .map(|n| n.parse())
+        .transpose()
+        .context("--reps takes a number")?
+        .unwrap_or(default))
 }
 
 /// One progress line on stderr, rewritten in place.

@@ -16,10 +16,9 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use pixl_ipc_benches::{
-    build_release_server, floor_round_trips, progress, repo_root, report, sized_message,
-    FloorServer, ServerUnderTest, Spread,
+    build_release_server, echo_request_line, floor_round_trips, progress, repo_root, report,
+    reps_arg, sized_message, FloorServer, ServerUnderTest, Spread,
 };
 use pixl_ipc_client::{Client, ReconnectPolicy};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -45,13 +44,7 @@ const ROWS: [(&str, &str); 7] = [
 const CASES: [(usize, usize); 2] = [(1, 2000), (100, 300)];
 
 fn main() -> anyhow::Result<()> {
-    let reps = std::env::args()
-        .skip_while(|arg| arg != "--reps")
-        .nth(1)
-        .map(|n| n.parse())
-        .transpose()
-        .context("--reps takes a number")?
-        .unwrap_or(5usize);
+    let reps = reps_arg(5)?;
     progress("building the release server...");
     let binary = build_release_server()?;
     let server = ServerUnderTest::start(&binary, &[])?;
@@ -66,9 +59,7 @@ fn main() -> anyhow::Result<()> {
     for rep in 0..=reps {
         for (case, (size, count)) in CASES.iter().enumerate() {
             let message = sized_message(*size);
-            let request = serde_json::json!({"ipcReqID": "rq0", "uri": "/ipcserver/test/echo", "data": message});
-            let mut line = serde_json::to_vec(&request)?;
-            line.push(b'\n');
+            let line = echo_request_line(&message)?;
             for (row, (client, target)) in ROWS.iter().enumerate() {
                 progress(&format!("rep {rep}/{reps}, {size}K, {client} -> {target}"));
                 let socket: &Path = match row {

@@ -12,8 +12,9 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use pixl_ipc_benches::{
-    build_release_server, chart, floor_round_trips, floor_round_trips_tcp, progress, repo_root,
-    report, sized_message, FloorServer, ServerUnderTest, Spread, MESSAGES, SIZES,
+    build_release_server, chart, echo_request_line, floor_round_trips, floor_round_trips_tcp,
+    progress, repo_root, report, reps_arg, sized_message, FloorServer, ServerUnderTest, Spread,
+    MESSAGES, SIZES,
 };
 use pixl_ipc_client::{Client, ReconnectPolicy};
 
@@ -30,13 +31,7 @@ const COLUMNS: [&str; 8] = [
 ];
 
 fn main() -> anyhow::Result<()> {
-    let reps = std::env::args()
-        .skip_while(|arg| arg != "--reps")
-        .nth(1)
-        .map(|n| n.parse())
-        .transpose()
-        .context("--reps takes a number")?
-        .unwrap_or(5usize);
+    let reps = reps_arg(5)?;
     progress("building the release server...");
     let binary = build_release_server()?;
     ensure_node_packages()?;
@@ -100,7 +95,7 @@ fn measure(
     match column {
         0 => Ok(per_message(floor_round_trips(
             &floor.socket,
-            &floor_line(message)?,
+            &echo_request_line(message)?,
             MESSAGES,
         )?)),
         1..=3 => runtime.block_on(async {
@@ -141,7 +136,7 @@ fn measure(
         }
         7 => Ok(per_message(floor_round_trips_tcp(
             floor.tcp,
-            &floor_line(message)?,
+            &echo_request_line(message)?,
             MESSAGES,
         )?)),
         _ => run_script(
@@ -152,15 +147,6 @@ fn measure(
             None,
         ),
     }
-}
-
-/// The bytes the floor echoes: the same request line the clients send, without a framework.
-fn floor_line(message: &serde_json::Value) -> anyhow::Result<Vec<u8>> {
-    let request =
-        serde_json::json!({"ipcReqID": "rq0", "uri": "/ipcserver/test/echo", "data": message});
-    let mut line = serde_json::to_vec(&request)?;
-    line.push(b'\n');
-    Ok(line)
 }
 
 fn run_script(
