@@ -6,12 +6,13 @@ use std::io;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{Sink, SinkExt, StreamExt};
+use futures_util::{SinkExt, StreamExt};
+use pixl_ipc_protocol::sink_queue::poll_drain;
 use pixl_ipc_protocol::unix_io::{self, UnixReader, UnixWriter, WriteQueue};
 use pixl_ipc_protocol::{decode_line, frame_lines, FrameError, JsonLinesCodec, ServerMessage};
 use rustls_pki_types::pem::PemObject;
@@ -356,11 +357,13 @@ impl Writer {
                 sink,
                 unsent,
                 unsent_bytes,
-            } => {
-                std::future::poll_fn(|cx| poll_send(Pin::new(&mut *sink), unsent, unsent_bytes, cx))
-                    .await
-                    .map_err(|err| format!("write failed: {err}"))
-            }
+            } => std::future::poll_fn(|cx| {
+                poll_drain(Pin::new(&mut *sink), unsent, cx, |frame| {
+                    *unsent_bytes = unsent_bytes.saturating_sub(frame.len());
+                })
+            })
+            .await
+            .map_err(|err| format!("write failed: {err}")),
         }
     }
 
@@ -375,20 +378,4 @@ impl Writer {
             }
         }
     }
-}
-
-fn poll_send<S: Sink<Message, Error = WsError>>(
-    mut sink: Pin<&mut S>,
-    unsent: &mut VecDeque<Message>,
-    unsent_bytes: &mut usize,
-    cx: &mut Context<'_>,
-) -> Poll<Result<(), WsError>> {
-    while !unsent.is_empty() {
-        ready!(sink.as_mut().poll_ready(cx))?;
-        if let Some(frame) = unsent.pop_front() {
-            *unsent_bytes = unsent_bytes.saturating_sub(frame.len());
-            sink.as_mut().start_send(frame)?;
-        }
-    }
-    sink.poll_flush(cx)
 }

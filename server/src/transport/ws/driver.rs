@@ -3,11 +3,11 @@
 
 use std::collections::VecDeque;
 use std::pin::Pin;
-use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{Sink, SinkExt, StreamExt};
+use pixl_ipc_protocol::sink_queue::poll_drain;
 use pixl_ipc_protocol::{decode_line, frame_lines, ErrorCode, ErrorReply, RawRequest};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
@@ -211,19 +211,5 @@ async fn write_some<W: Sink<Message, Error = WsError> + Unpin>(
     ws: &mut W,
     unsent: &mut VecDeque<Message>,
 ) -> Result<(), WsError> {
-    std::future::poll_fn(|cx| poll_write_some(Pin::new(&mut *ws), unsent, cx)).await
-}
-
-fn poll_write_some<W: Sink<Message, Error = WsError> + Unpin>(
-    mut ws: Pin<&mut W>,
-    unsent: &mut VecDeque<Message>,
-    cx: &mut Context<'_>,
-) -> Poll<Result<(), WsError>> {
-    while !unsent.is_empty() {
-        ready!(ws.as_mut().poll_ready(cx))?;
-        if let Some(frame) = unsent.pop_front() {
-            ws.as_mut().start_send(frame)?;
-        }
-    }
-    ws.poll_flush(cx)
+    std::future::poll_fn(|cx| poll_drain(Pin::new(&mut *ws), unsent, cx, |_| {})).await
 }
