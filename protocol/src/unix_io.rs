@@ -76,6 +76,51 @@ const MIN_OFFER: usize = 4 * 1024;
 /// The largest read offered.
 const MAX_OFFER: usize = 256 * 1024;
 
+impl UnixReader {
+    /// A watch on the peer leaving altogether, usable while nothing is being read.
+    pub fn hangup(&self) -> Hangup {
+        Hangup {
+            stream: self.stream.clone(),
+        }
+    }
+}
+
+/// Resolves once the peer has closed its socket in both directions, so that nothing we write
+/// will ever be read. Unlike end-of-file on the reader (which a peer that only shut down its
+/// writing side, and still reads replies, produces too), this means the peer is gone; and it is
+/// seen without reading, so a connection whose reading is paused still notices.
+///
+/// How: the kernel reports a hang-up (`EPOLLHUP`, set on a UNIX stream socket only when both
+/// directions are shut) whatever events were asked for, and Tokio keeps it as the sticky "write
+/// closed" state of the reader's registration, which nothing else here waits on.
+#[derive(Debug, Clone)]
+pub struct Hangup {
+    stream: Arc<AsyncFd<UnixStream>>,
+}
+
+impl Hangup {
+    /// Ready once the peer has hung up (or the socket has failed).
+    pub fn poll_hangup(&self, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            match ready!(self.stream.poll_write_ready(cx)) {
+                Ok(mut guard) => {
+                    if guard.ready().is_write_closed() {
+                        return Poll::Ready(());
+                    }
+                    // Not a hang-up: forget it and wait for the next event.
+                    guard.clear_ready();
+                }
+                Err(_) => return Poll::Ready(()),
+            }
+        }
+    }
+
+    /// Waits until the peer has hung up; see [`Hangup`].
+    pub async fn wait(&self) {
+        std::future::poll_fn(|cx| self.poll_hangup(cx)).await
+    }
+}
+
 impl AsyncRead for UnixReader {
     fn poll_read(
         self: Pin<&mut Self>,

@@ -2,23 +2,25 @@
 //! task, queue replies in completion order, pause reading when the peer falls behind, and on
 //! shutdown finish what was accepted before closing.
 
+use std::future::Future;
 use std::io;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use futures_util::{FutureExt, Sink, Stream, StreamExt};
+use futures_util::{FutureExt, Stream, StreamExt};
 use pixl_ipc_protocol::json::{encode_raw_response_line, encode_response_line};
 use pixl_ipc_protocol::{
     encode_line, ErrorCode, ErrorReply, FrameError, RawRequest, RawResponse, Response,
 };
 use serde_json::{json, Value};
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::handler::{ConnectionInfo, HandlerResult, RequestContext};
-use crate::outbound::{Line, Outbound, OutboundReceiver};
+use crate::outbound::{Line, Outbound};
 use crate::router::Router;
 use crate::stats::Stats;
 
@@ -51,75 +53,162 @@ enum ReadEnd {
     ReadError,
     Shutdown,
     CloseRequested,
+    /// The peer hung up or stopped taking data: nobody is left to answer.
+    PeerGone,
 }
 
-/// Serves one connection to the end. `outbound` / `queue` are the connection's reply queue
-/// (created by the caller so the push registry can hold a sender); `sink` is where the writer
-/// puts encoded lines.
-pub(crate) async fn serve<R, W>(
-    info: Arc<ConnectionInfo>,
-    env: &ConnectionEnv,
-    mut requests: R,
-    sink: W,
-    outbound: Outbound,
-    queue: OutboundReceiver,
-) where
-    R: Stream<Item = Inbound> + Unpin,
-    W: Sink<Line, Error = io::Error> + Unpin + Send + 'static,
-{
-    let conn_id = info.id;
-    let writer = tokio::spawn(async move {
-        let mut sink = sink;
-        let result = queue.write_all(&mut sink).await;
-        if result.is_ok() {
-            // Flush and end our side so the peer sees EOF after the last reply.
-            let _ = futures_util::SinkExt::close(&mut sink).await;
-        }
-        result
-    });
-    let mut writer = AbortOnDrop(writer);
+/// What a transport hands the core besides the requests: the task that writes replies (it owns
+/// the [`OutboundReceiver`](crate::outbound::OutboundReceiver)), and a future that resolves if
+/// the peer hangs up while nothing is being read.
+pub(crate) struct PeerWatch<G> {
+    /// `Ok` after the last reply, once every [`Outbound`] is gone; `Err` when the peer stopped
+    /// taking data. `None` once it has ended.
+    writer: Option<AbortOnDrop<io::Result<()>>>,
+    hangup: Pin<Box<G>>,
+    hung_up: bool,
+}
 
-    let mut handlers = JoinSet::new();
-    let end = read_requests(&info, env, &mut requests, &outbound, &mut handlers).await;
-    tracing::debug!(conn = conn_id, reason = ?end, in_flight = handlers.len(), "stopped reading");
-    drop(outbound);
+impl<G: Future<Output = ()>> PeerWatch<G> {
+    pub(crate) fn new(writer: JoinHandle<io::Result<()>>, hangup: G) -> Self {
+        PeerWatch {
+            writer: Some(AbortOnDrop(writer)),
+            hangup: Box::pin(hangup),
+            hung_up: false,
+        }
+    }
 
-    // Let accepted requests finish and their replies go out, unless the exit timeout passes.
-    let finished = async {
-        while handlers.join_next().await.is_some() {}
-        match (&mut writer.0).await {
-            Ok(Err(err)) => {
-                tracing::debug!(conn = conn_id, error = %err, "peer stopped reading replies")
+    /// Resolves when the peer is known to be gone: it hung up, or the writer failed.
+    async fn left(&mut self, conn_id: u64) {
+        let PeerWatch {
+            writer,
+            hangup,
+            hung_up,
+        } = self;
+        loop {
+            tokio::select! {
+                () = hangup_of(hangup, hung_up) => return,
+                alive = writer_end(writer, conn_id) => if !alive { return },
             }
-            Err(err) if err.is_panic() => {
-                tracing::error!(conn = conn_id, "connection writer panicked")
-            }
-            _ => {}
-        }
-    };
-    tokio::select! {
-        () = finished => {
-            if matches!(end, ReadEnd::Shutdown | ReadEnd::CloseRequested) {
-                linger(&mut requests, env).await;
-            }
-        }
-        () = env.abort.cancelled() => {
-            tracing::warn!(conn = conn_id, dropped = handlers.len(), "exit timeout reached; closing connection with requests unanswered");
-            handlers.abort_all();
         }
     }
 }
 
-/// Reads and dispatches requests until the peer closes, fails, asks to close, or shutdown.
-async fn read_requests<R>(
+/// Resolves when the writer ends, with whether the peer is still there to read replies (false
+/// when the write failed or the writer panicked). Pending forever once it has ended.
+async fn writer_end(writer: &mut Option<AbortOnDrop<io::Result<()>>>, conn_id: u64) -> bool {
+    let Some(running) = writer.as_mut() else {
+        return std::future::pending().await;
+    };
+    let result = (&mut running.0).await;
+    *writer = None;
+    match result {
+        Ok(Ok(())) => true,
+        Ok(Err(err)) => {
+            tracing::debug!(conn = conn_id, error = %err, "peer stopped taking replies");
+            false
+        }
+        Err(err) if err.is_panic() => {
+            tracing::error!(conn = conn_id, "connection writer panicked");
+            false
+        }
+        Err(_) => false,
+    }
+}
+
+/// Resolves once the peer has hung up; pending forever after it did once.
+async fn hangup_of<G: Future<Output = ()>>(hangup: &mut Pin<Box<G>>, hung_up: &mut bool) {
+    if *hung_up {
+        return std::future::pending().await;
+    }
+    hangup.as_mut().await;
+    *hung_up = true;
+}
+
+/// Serves one connection to the end. `outbound` is the connection's reply queue (created by the
+/// caller so the push registry can hold a sender); `watch` has the writer draining its other end
+/// and the transport's hang-up signal.
+///
+/// A connection is released as soon as its peer is known to be gone, in whatever state: reading
+/// paused, handlers running (they are dropped), replies unsent.
+pub(crate) async fn serve<R, G>(
+    info: Arc<ConnectionInfo>,
+    env: &ConnectionEnv,
+    mut requests: R,
+    outbound: Outbound,
+    mut watch: PeerWatch<G>,
+) where
+    R: Stream<Item = Inbound> + Unpin,
+    G: Future<Output = ()>,
+{
+    let conn_id = info.id;
+    let mut handlers = JoinSet::new();
+    let end = read_requests(
+        &info,
+        env,
+        &mut requests,
+        &outbound,
+        &mut handlers,
+        &mut watch,
+    )
+    .await;
+    tracing::debug!(conn = conn_id, reason = ?end, in_flight = handlers.len(), "stopped reading");
+    drop(outbound);
+    if end == ReadEnd::PeerGone {
+        return give_up(conn_id, &mut handlers);
+    }
+
+    // Let accepted requests finish and their replies go out, unless the peer leaves or the exit
+    // timeout passes. The writer ends cleanly once the last reply is out.
+    loop {
+        tokio::select! {
+            biased;
+            () = env.abort.cancelled() => {
+                tracing::warn!(conn = conn_id, dropped = handlers.len(), "exit timeout reached; closing connection with requests unanswered");
+                handlers.abort_all();
+                return;
+            }
+            () = hangup_of(&mut watch.hangup, &mut watch.hung_up) => {
+                return give_up(conn_id, &mut handlers);
+            }
+            alive = writer_end(&mut watch.writer, conn_id) => {
+                if !alive {
+                    return give_up(conn_id, &mut handlers);
+                }
+                break;
+            }
+            Some(_) = handlers.join_next(), if !handlers.is_empty() => {}
+        }
+    }
+    if matches!(end, ReadEnd::Shutdown | ReadEnd::CloseRequested) {
+        linger(&mut requests, env).await;
+    }
+}
+
+/// Drops what still runs for a peer that is gone: its replies have nowhere to go.
+fn give_up(conn_id: u64, handlers: &mut JoinSet<()>) {
+    if !handlers.is_empty() {
+        tracing::debug!(
+            conn = conn_id,
+            dropped = handlers.len(),
+            "peer gone; cancelling its running requests"
+        );
+    }
+    handlers.abort_all();
+}
+
+/// Reads and dispatches requests until the peer closes, fails, leaves, asks to close, or
+/// shutdown.
+async fn read_requests<R, G>(
     info: &Arc<ConnectionInfo>,
     env: &ConnectionEnv,
     requests: &mut R,
     outbound: &Outbound,
     handlers: &mut JoinSet<()>,
+    watch: &mut PeerWatch<G>,
 ) -> ReadEnd
 where
     R: Stream<Item = Inbound> + Unpin,
+    G: Future<Output = ()>,
 {
     let ctx = RequestContext {
         connection: info.clone(),
@@ -142,6 +231,8 @@ where
         tokio::select! {
             biased;
             () = &mut shutdown => return ReadEnd::Shutdown,
+            // While reading, a peer that leaves is seen as end-of-file; while not, only this.
+            () = watch.left(info.id), if !can_read => return ReadEnd::PeerGone,
             Some(_) = handlers.join_next(), if !handlers.is_empty() => {}
             () = outbound.progressed(), if behind => {}
             next = requests.next(), if can_read => match next {
@@ -364,7 +455,7 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
 }
 
 /// Aborts the writer task if the connection is dropped before it finished.
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+struct AbortOnDrop<T>(JoinHandle<T>);
 
 impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {

@@ -111,29 +111,49 @@ impl WeakOutbound {
     }
 }
 
-/// The receiving side, owned by the writer.
+/// The receiving side, owned by the writer. A line stays counted by the gauge until the writer
+/// reports it [`written`](Self::written) to the socket, so whatever sits between the queue and
+/// the kernel (a transport's frame queue, a TLS or WebSocket write buffer) is counted too.
 pub(crate) struct OutboundReceiver {
     rx: mpsc::UnboundedReceiver<Line>,
     gauge: Arc<Gauge>,
 }
 
 impl OutboundReceiver {
+    /// The next line to write; `None` once every sender is gone and the queue is empty.
+    pub(crate) async fn recv(&mut self) -> Option<Line> {
+        self.rx.recv().await
+    }
+
+    /// The next line if one is ready now.
+    pub(crate) fn try_recv(&mut self) -> Option<Line> {
+        self.rx.try_recv().ok()
+    }
+
+    /// Reports `bytes` of received lines as handed to the socket: the gauge drops by that
+    /// much, and a reader paused on it re-checks.
+    pub(crate) fn written(&self, bytes: usize) {
+        if bytes > 0 {
+            self.gauge.queued.fetch_sub(bytes, Ordering::AcqRel);
+            self.gauge.drained.notify_one();
+        }
+    }
+
     /// Writes lines to `sink` until every sender is gone, batching what is ready into one flush.
     /// Returns the sink's error if the peer stopped accepting data.
     pub(crate) async fn write_all<S>(mut self, sink: &mut S) -> Result<(), S::Error>
     where
         S: Sink<Line> + Unpin,
     {
-        while let Some(line) = self.rx.recv().await {
+        while let Some(line) = self.recv().await {
             let mut batch = line.bytes.len();
             sink.feed(line).await?;
-            while let Ok(line) = self.rx.try_recv() {
+            while let Some(line) = self.try_recv() {
                 batch += line.bytes.len();
                 sink.feed(line).await?;
             }
             sink.flush().await?;
-            self.gauge.queued.fetch_sub(batch, Ordering::AcqRel);
-            self.gauge.drained.notify_one();
+            self.written(batch);
         }
         Ok(())
     }

@@ -418,6 +418,26 @@ impl WsConn {
             .expect("send a binary frame");
     }
 
+    /// Sends one binary frame; false when the socket would not take it in time (its write
+    /// timeout), as with a server that stopped reading.
+    pub fn try_send_binary(&mut self, payload: &[u8]) -> bool {
+        match self
+            .socket
+            .send(tungstenite::Message::Binary(payload.to_vec().into()))
+        {
+            Ok(()) => true,
+            Err(tungstenite::Error::Io(err))
+                if matches!(
+                    err.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                false
+            }
+            Err(err) => panic!("send a binary frame: {err}"),
+        }
+    }
+
     /// The next data frame: its payload and whether it was binary.
     pub fn read_frame(&mut self) -> (String, bool) {
         loop {

@@ -19,7 +19,7 @@ use tokio_util::codec::{BytesCodec, FramedRead, FramedWrite};
 
 use super::stall::StallGuard;
 use super::{too_many_connections_line, Transport};
-use crate::connection::{self, Received};
+use crate::connection::{self, PeerWatch, Received};
 use crate::error::ServerError;
 use crate::handler::{ConnectionInfo, PeerCredentials};
 use crate::outbound::{Line, Outbound};
@@ -229,6 +229,7 @@ impl Transport for UnixTransport {
                 return;
             }
         };
+        let hangup = read.hangup();
         let codec = JsonLinesCodec::<RawRequest>::with_max_length(shared.config.max_message_bytes);
         // Small initial buffers: an idle connection should cost little (buffers grow on demand).
         let lines = FramedRead::with_capacity(read, codec, IDLE_BUFFER);
@@ -243,8 +244,18 @@ impl Transport for UnixTransport {
         let sink =
             framed.with(|line: Line| futures_util::future::ready(Ok::<_, io::Error>(line.bytes)));
         let (outbound, queue) = Outbound::new(shared.config.max_outbound_bytes_per_connection);
+        let writer = tokio::spawn(async move {
+            let mut sink = Box::pin(sink);
+            let result = queue.write_all(&mut sink).await;
+            if result.is_ok() {
+                // Flush and end our side so the peer sees EOF after the last reply.
+                let _ = sink.close().await;
+            }
+            result
+        });
+        let watch = PeerWatch::new(writer, async move { hangup.wait().await });
         shared.register(&info, &outbound);
-        connection::serve(info, &shared.env, requests, Box::pin(sink), outbound, queue).await;
+        connection::serve(info, &shared.env, requests, outbound, watch).await;
         shared.unregister(id);
         tracing::debug!(conn = id, "connection closed");
     }

@@ -1,15 +1,19 @@
-//! The per-connection WebSocket driver: frames in, the core's messages out, replies back as
-//! frames of the request's type, pings, and the idle timeout.
+//! The per-connection WebSocket driver: frames in, the core's messages out (decoded one at a
+//! time, as the core asks for them), replies back as frames of the request's type, pings, the
+//! idle timeout, and noticing a peer that leaves while its frames are not being read.
 
 use std::collections::VecDeque;
+use std::io;
+use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{Sink, SinkExt, StreamExt};
 use pixl_ipc_protocol::sink_queue::poll_drain;
-use pixl_ipc_protocol::{decode_line, frame_lines, ErrorCode, ErrorReply, RawRequest};
-use tokio::io::{AsyncRead, AsyncWrite};
+use pixl_ipc_protocol::{decode_line, ErrorCode, ErrorReply, RawRequest};
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncRead, AsyncWrite, Interest};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -17,21 +21,64 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
 use crate::connection::{Inbound, Received};
-use crate::outbound::Line;
+use crate::outbound::{Line, OutboundReceiver};
 
-/// Frames waiting to be written before the driver stops taking replies from the core.
+/// Frames taken from the reply queue before the driver waits for the socket to take them. They
+/// stay counted by the connection's outbound gauge until written, so this bounds a count of
+/// frames, not memory.
 const OUTBOUND_DEPTH: usize = 64;
 
+/// How long the driver tries to get its close frame (and what is queued before it) out to a
+/// peer once it has decided to close; a peer that does not read is dropped after that.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
 /// Owns the socket: reads frames into decoded messages for the core, writes the core's replies
-/// as frames, pings, and drops a silent peer.
+/// as frames, pings, and drops a silent or departed peer.
 pub(super) struct Driver<S> {
     pub(super) ws: WebSocketStream<S>,
+    /// The socket's descriptor, owned by `ws` for as long as the driver runs.
+    pub(super) fd: RawFd,
     pub(super) inbound: mpsc::Sender<Inbound>,
-    pub(super) replies: mpsc::Receiver<Line>,
+    pub(super) replies: OutboundReceiver,
     pub(super) ping_interval: Duration,
     pub(super) idle_timeout: Duration,
     pub(super) max_message_bytes: usize,
     pub(super) going_away: tokio_util::sync::CancellationToken,
+}
+
+/// One received data frame whose messages the core has not all taken yet.
+struct PendingFrame {
+    payload: Bytes,
+    /// Where the next line starts; past the end once every line was taken.
+    next: usize,
+    binary: bool,
+}
+
+impl PendingFrame {
+    /// The frame's next message, decoding no further than that one line. Lines are separated by
+    /// `\n` (tremor's `separate`); a frame without a newline is one message; blank lines and
+    /// lines not starting with `{` are skipped, as on the byte stream.
+    fn next_message(&mut self) -> Option<Received> {
+        while self.next <= self.payload.len() {
+            let rest = &self.payload[self.next..];
+            let (line, taken) = match memchr::memchr(b'\n', rest) {
+                Some(end) => (&rest[..end], end + 1),
+                None => (rest, rest.len() + 1),
+            };
+            self.next += taken;
+            if let Some(message) = decode_line::<RawRequest>(line) {
+                return Some(Received {
+                    message,
+                    binary: self.binary,
+                });
+            }
+        }
+        None
+    }
+
+    fn is_done(&self) -> bool {
+        self.next > self.payload.len()
+    }
 }
 
 /// One thing the driver's loop reacts to.
@@ -40,14 +87,28 @@ enum Event<'a> {
     Frame(Option<Result<Message, WsError>>),
     Reply(Option<Line>),
     Written(Result<(), WsError>),
+    PeerFinished,
     Ping,
     Idle,
+    CloseGraceOver,
+}
+
+/// Why the driver decided to close, and so what it reports to the connection core.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Closing {
+    /// The core finished: every reply was queued before the close frame.
+    Done,
+    /// The driver gave up on the peer (idle, too large, protocol error).
+    Dropped,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
-    pub(super) async fn run(self, id: u64) {
+    /// Runs the connection's socket. `Ok` when it closed after the core's last reply; an error
+    /// when the peer left, failed, or was dropped first (the core then cancels what still runs).
+    pub(super) async fn run(self, id: u64) -> io::Result<()> {
         let Driver {
             ws,
+            fd,
             inbound,
             mut replies,
             ping_interval,
@@ -58,66 +119,143 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         let (mut sink, mut frames) = ws.split();
         // Dropping this sender ends the core's request stream.
         let mut inbound = Some(inbound);
-        let mut decoded: VecDeque<Received> = VecDeque::new();
-        let mut unsent: VecDeque<Message> = VecDeque::new();
-        let mut closing = false;
+        let mut pending: Option<PendingFrame> = None;
+        let mut unsent = Outgoing::default();
+        let mut closing: Option<Closing> = None;
+        // A second descriptor watching for the peer's FIN, only while frames are not read.
+        let mut watch: Option<AsyncFd<OwnedFd>> = None;
         let start = tokio::time::Instant::now();
         let mut ping = tokio::time::interval_at(start + ping_interval, ping_interval);
         let idle = tokio::time::sleep(idle_timeout);
         tokio::pin!(idle);
+        let close_grace = tokio::time::sleep(Duration::MAX);
+        tokio::pin!(close_grace);
 
-        while !(closing && unsent.is_empty()) {
-            let reading = inbound.is_some() && !closing;
+        let outcome = loop {
+            if let Some(how) = closing {
+                if unsent.is_empty() {
+                    break match how {
+                        Closing::Done => Ok(()),
+                        Closing::Dropped => Err(io::ErrorKind::ConnectionAborted.into()),
+                    };
+                }
+            }
+            let reading = inbound.is_some() && closing.is_none();
+            let reading_frames = reading && pending.is_none();
+            if reading && !reading_frames && watch.is_none() {
+                watch = watch_descriptor(fd)
+                    .inspect_err(|err| tracing::debug!(conn = id, error = %err, "cannot watch for the peer leaving"))
+                    .ok();
+            } else if reading_frames {
+                watch = None;
+            }
             let mut stop_reading = false;
             // In its own block, so the event (which may borrow `inbound`) is gone before
             // `inbound` is dropped below.
             {
                 let event = tokio::select! {
                     // Hand decoded messages to the core one slot at a time: the loop never blocks.
-                    slot = reserve(&inbound), if !decoded.is_empty() => Event::Slot(slot),
-                    frame = frames.next(), if reading && decoded.is_empty() => Event::Frame(frame),
-                    line = replies.recv(), if unsent.len() < OUTBOUND_DEPTH && !closing => Event::Reply(line),
-                    written = write_some(&mut sink, &mut unsent), if !unsent.is_empty() => Event::Written(written),
-                    _ = ping.tick(), if !closing => Event::Ping,
-                    () = &mut idle, if !closing => Event::Idle,
+                    slot = reserve(&inbound), if pending.is_some() => Event::Slot(slot),
+                    frame = frames.next(), if reading_frames => Event::Frame(frame),
+                    () = peer_finished(watch.as_ref()), if reading && !reading_frames => Event::PeerFinished,
+                    line = replies.recv(), if unsent.frames.len() < OUTBOUND_DEPTH && closing.is_none() => Event::Reply(line),
+                    written = unsent.write_some(&mut sink), if !unsent.is_empty() => Event::Written(written),
+                    _ = ping.tick(), if closing.is_none() => Event::Ping,
+                    () = &mut idle, if closing.is_none() => Event::Idle,
+                    () = &mut close_grace, if closing.is_some() => Event::CloseGraceOver,
                 };
+                let mut close_with =
+                    |unsent: &mut Outgoing, code: CloseCode, reason: &str, how: Closing| {
+                        unsent.push(close(code, reason), 0);
+                        closing = Some(how);
+                        close_grace
+                            .as_mut()
+                            .reset(tokio::time::Instant::now() + CLOSE_GRACE);
+                    };
                 match event {
                     Event::Slot(Some(slot)) => {
-                        if let Some(item) = decoded.pop_front() {
-                            slot.send(Ok(item));
+                        if let Some(frame) = pending.as_mut() {
+                            if let Some(message) = frame.next_message() {
+                                slot.send(Ok(message));
+                            }
+                            if frame.is_done() {
+                                pending = None;
+                            }
                         }
                     }
-                    Event::Slot(None) => decoded.clear(),
+                    Event::Slot(None) => pending = None,
                     Event::Frame(frame) => {
                         idle.as_mut()
                             .reset(tokio::time::Instant::now() + idle_timeout);
                         match frame {
                             Some(Ok(Message::Text(text))) => {
-                                decode_frame(text.as_bytes(), false, &mut decoded)
+                                pending = Some(PendingFrame {
+                                    payload: text.into(),
+                                    next: 0,
+                                    binary: false,
+                                });
                             }
                             Some(Ok(Message::Binary(bytes))) => {
-                                decode_frame(&bytes, true, &mut decoded)
+                                pending = Some(PendingFrame {
+                                    payload: bytes,
+                                    next: 0,
+                                    binary: true,
+                                });
                             }
                             Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
                             // The peer is leaving or gone: nothing more can be sent to it.
-                            Some(Ok(Message::Close(_))) | None => break,
+                            Some(Ok(Message::Close(_))) | None => {
+                                break Err(io::ErrorKind::ConnectionReset.into())
+                            }
                             Some(Err(WsError::Capacity(err))) => {
                                 tracing::warn!(conn = id, error = %err, "WebSocket message over the limit; closing with 1009");
-                                unsent.push_back(too_large_reply(max_message_bytes));
+                                unsent.push(too_large_reply(max_message_bytes), 0);
                                 let reason = format!(
                                     "message exceeds the maximum of {max_message_bytes} bytes"
                                 );
-                                unsent.push_back(close(CloseCode::Size, &reason));
-                                closing = true;
+                                close_with(&mut unsent, CloseCode::Size, &reason, Closing::Dropped);
+                                stop_reading = true;
+                            }
+                            Some(Err(WsError::Protocol(err))) => {
+                                tracing::info!(conn = id, error = %err, "WebSocket protocol error; closing with 1002");
+                                close_with(
+                                    &mut unsent,
+                                    CloseCode::Protocol,
+                                    "protocol error",
+                                    Closing::Dropped,
+                                );
+                                stop_reading = true;
+                            }
+                            Some(Err(WsError::Utf8(_))) => {
+                                tracing::info!(
+                                    conn = id,
+                                    "WebSocket text frame is not UTF-8; closing with 1007"
+                                );
+                                close_with(
+                                    &mut unsent,
+                                    CloseCode::Invalid,
+                                    "text frame is not valid UTF-8",
+                                    Closing::Dropped,
+                                );
                                 stop_reading = true;
                             }
                             Some(Err(err)) => {
                                 tracing::debug!(conn = id, error = %err, "WebSocket read ended");
-                                break;
+                                break Err(io::ErrorKind::ConnectionReset.into());
                             }
                         }
                     }
-                    Event::Reply(Some(line)) => unsent.push_back(frame_for(line)),
+                    Event::PeerFinished => {
+                        tracing::debug!(
+                            conn = id,
+                            "peer closed its connection while its requests were waiting"
+                        );
+                        break Err(io::ErrorKind::ConnectionReset.into());
+                    }
+                    Event::Reply(Some(line)) => {
+                        let counted = line.bytes.len();
+                        unsent.push(frame_for(line), counted);
+                    }
                     Event::Reply(None) => {
                         // The core is done (drained, or asked to close): say goodbye.
                         let (code, reason) = if going_away.is_cancelled() {
@@ -125,33 +263,50 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                         } else {
                             (CloseCode::Normal, "closing")
                         };
-                        unsent.push_back(close(code, reason));
-                        closing = true;
+                        close_with(&mut unsent, code, reason, Closing::Done);
                     }
-                    Event::Written(Ok(())) => {}
+                    Event::Written(Ok(())) => {
+                        replies.written(std::mem::take(&mut unsent.in_flight));
+                    }
                     Event::Written(Err(err)) => {
                         tracing::debug!(conn = id, error = %err, "WebSocket write failed");
-                        break;
+                        break Err(io::ErrorKind::BrokenPipe.into());
                     }
-                    Event::Ping => unsent.push_back(Message::Ping(Bytes::new())),
+                    Event::Ping => {
+                        unsent.push(Message::Ping(Bytes::new()), 0);
+                    }
                     Event::Idle => {
                         tracing::info!(
                             conn = id,
                             idle_timeout_ms = idle_timeout.as_millis() as u64,
                             "WebSocket peer silent past the idle timeout; closing"
                         );
-                        unsent.push_back(close(CloseCode::Away, "idle timeout"));
-                        closing = true;
+                        close_with(
+                            &mut unsent,
+                            CloseCode::Away,
+                            "idle timeout",
+                            Closing::Dropped,
+                        );
                         stop_reading = true;
+                    }
+                    Event::CloseGraceOver => {
+                        tracing::debug!(
+                            conn = id,
+                            "peer did not take the close frame in time; dropping it"
+                        );
+                        break Err(io::ErrorKind::TimedOut.into());
                     }
                 }
             }
             if stop_reading {
                 inbound = None;
-                decoded.clear();
+                pending = None;
             }
+        };
+        if outcome.is_ok() {
+            let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
         }
-        let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
+        outcome
     }
 }
 
@@ -163,12 +318,38 @@ async fn reserve(inbound: &Option<mpsc::Sender<Inbound>>) -> Option<mpsc::Permit
     }
 }
 
-/// Splits a frame into its newline-separated messages (tremor's `separate`); a frame without a
-/// newline is one message.
-fn decode_frame(payload: &[u8], binary: bool, decoded: &mut VecDeque<Received>) {
-    for line in frame_lines(payload) {
-        if let Some(message) = decode_line::<RawRequest>(line) {
-            decoded.push_back(Received { message, binary });
+/// A second descriptor for the connection's socket, registered for readability only: the
+/// driver watches it for the peer's FIN while it is not reading frames (the core is not taking
+/// them), so a peer that leaves then is still noticed. Made only for those times, so an idle or
+/// busy connection costs one descriptor.
+#[allow(unsafe_code)]
+fn watch_descriptor(fd: RawFd) -> io::Result<AsyncFd<OwnedFd>> {
+    // SAFETY: `fd` is the descriptor of the socket inside the driver's WebSocketStream, which
+    // keeps it open for as long as the driver runs, and only the driver calls this; the borrow
+    // lasts only for the dup.
+    let socket = unsafe { BorrowedFd::borrow_raw(fd) };
+    let watch = socket.try_clone_to_owned()?;
+    // SAFETY: the registration needs the descriptor open and unchanged while the AsyncFd
+    // lives; the AsyncFd owns the `OwnedFd`, which closes it only when dropped.
+    unsafe { AsyncFd::register_with_interest(watch, Interest::READABLE) }
+        .map_err(|refused| refused.into_parts().1)
+}
+
+/// Resolves once the watched socket has seen the peer's FIN (or failed); data arriving is only
+/// noted and waited past, as the driver reads it later.
+async fn peer_finished(watch: Option<&AsyncFd<OwnedFd>>) {
+    let Some(watch) = watch else {
+        return std::future::pending().await;
+    };
+    loop {
+        match watch.readable().await {
+            Ok(mut guard) => {
+                if guard.ready().is_read_closed() {
+                    return;
+                }
+                guard.clear_ready();
+            }
+            Err(_) => return,
         }
     }
 }
@@ -205,11 +386,43 @@ fn close(code: CloseCode, reason: &str) -> Message {
     }))
 }
 
-/// Writes what is queued, as far as the socket takes it. Cancel-safe: a frame leaves the queue
-/// only when the sink has accepted it.
-async fn write_some<W: Sink<Message, Error = WsError> + Unpin>(
-    ws: &mut W,
-    unsent: &mut VecDeque<Message>,
-) -> Result<(), WsError> {
-    std::future::poll_fn(|cx| poll_drain(Pin::new(&mut *ws), unsent, cx, |_| {})).await
+/// Frames waiting for the socket, each with the gauge bytes it stands for (0 for frames the
+/// driver made itself).
+#[derive(Default)]
+struct Outgoing {
+    frames: VecDeque<Message>,
+    counted: VecDeque<usize>,
+    /// Gauge bytes of the frames handed to the socket whose flush has not completed yet.
+    in_flight: usize,
+}
+
+impl Outgoing {
+    fn push(&mut self, frame: Message, counted: usize) {
+        self.frames.push_back(frame);
+        self.counted.push_back(counted);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    /// Writes what is queued, as far as the socket takes it, and flushes. Cancel-safe: a frame
+    /// leaves the queue only when the sink has accepted it; its gauge bytes move to `in_flight`
+    /// until the flush that puts them in the kernel completes (the caller then reports them).
+    async fn write_some<W: Sink<Message, Error = WsError> + Unpin>(
+        &mut self,
+        ws: &mut W,
+    ) -> Result<(), WsError> {
+        let Outgoing {
+            frames,
+            counted,
+            in_flight,
+        } = self;
+        std::future::poll_fn(|cx| {
+            poll_drain(Pin::new(&mut *ws), frames, cx, |_| {
+                *in_flight += counted.pop_front().unwrap_or(0);
+            })
+        })
+        .await
+    }
 }

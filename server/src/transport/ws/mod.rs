@@ -4,10 +4,11 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{SinkExt, Stream, StreamExt};
+use futures_util::{Stream, StreamExt};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -20,7 +21,6 @@ use tokio_tungstenite::tungstenite::handshake::server::{
 };
 use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig as WireConfig;
-use tokio_util::sync::PollSender;
 
 mod driver;
 
@@ -28,7 +28,7 @@ use driver::Driver;
 
 use super::{too_many_connections_line, Transport};
 use crate::config::{TlsFiles, WebSocketConfig};
-use crate::connection::{self, Inbound};
+use crate::connection::{self, Inbound, PeerWatch};
 use crate::error::ServerError;
 use crate::handler::ConnectionInfo;
 use crate::outbound::Outbound;
@@ -36,11 +36,10 @@ use crate::server::Shared;
 
 /// How long a peer may take over the TLS handshake and the HTTP upgrade.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Decoded messages a connection may have waiting for the core before the driver stops
-/// reading frames.
-const INBOUND_DEPTH: usize = 256;
-/// Replies the core may hand the driver before it waits for the driver to catch up.
-const REPLY_DEPTH: usize = 64;
+/// Decoded messages a connection may have waiting for the core. One: the driver decodes a
+/// frame's next message only when the core has taken the last, so what waits is bounded by one
+/// message, not by a count of them.
+const INBOUND_DEPTH: usize = 1;
 
 /// What every WebSocket connection of this server shares: TLS, access rules, limits.
 pub(crate) struct WsSetup {
@@ -283,7 +282,7 @@ async fn upgrade_and_serve<S>(
     peer: SocketAddr,
     tls: bool,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: AsyncRead + AsyncWrite + AsRawFd + Unpin + Send + 'static,
 {
     let mut path = String::new();
     let setup = &shared.ws;
@@ -325,28 +324,25 @@ async fn upgrade_and_serve<S>(
     tracing::debug!(conn = id, %peer, "WebSocket connection opened");
 
     let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_DEPTH);
-    let (frames_tx, frames_rx) = mpsc::channel(REPLY_DEPTH);
+    let (outbound, queue) = Outbound::new(shared.config.max_outbound_bytes_per_connection);
     let driver = Driver {
+        fd: ws.get_ref().as_raw_fd(),
         ws,
         inbound: inbound_tx,
-        replies: frames_rx,
+        replies: queue,
         ping_interval: shared.ws.ping_interval,
         idle_timeout: shared.ws.idle_timeout,
         max_message_bytes: shared.ws.max_message_bytes,
         going_away: shared.env.shutdown.clone(),
     };
-    let driver = tokio::spawn(driver.run(id));
+    // The driver owns the socket, so it is the writer: it ends once the last reply is out, or
+    // with an error when the peer left first; it sees the peer leave on its own.
+    let writer = tokio::spawn(driver.run(id));
     let requests = tokio_stream_from(inbound_rx);
-    let sink =
-        PollSender::new(frames_tx).sink_map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe));
-    let (outbound, queue) = Outbound::new(shared.config.max_outbound_bytes_per_connection);
+    let watch = PeerWatch::new(writer, std::future::pending());
     shared.register(&info, &outbound);
-    connection::serve(info, &shared.env, requests, Box::pin(sink), outbound, queue).await;
+    connection::serve(info, &shared.env, requests, outbound, watch).await;
     shared.unregister(id);
-    tokio::select! {
-        _ = driver => {}
-        () = shared.env.abort.cancelled() => {}
-    }
     tracing::debug!(conn = id, "WebSocket connection closed");
 }
 

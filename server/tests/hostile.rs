@@ -1,0 +1,333 @@
+//! Hostile and broken peers against the real binary: peers that stop reading and leave, peers
+//! that leave with work running, endless whitespace, and WebSocket protocol violations. Each
+//! test measures what the peer could make the server hold (slots, descriptors, CPU time).
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+mod common;
+
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use common::{Conn, ServerProcess, Wire, WsConn};
+use serde_json::{json, Value};
+
+fn start(args: &[&str]) -> (tempfile::TempDir, ServerProcess) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&dir.path().join("hostile.sock"), args);
+    (dir, server)
+}
+
+fn open_fds(server: &ServerProcess) -> usize {
+    std::fs::read_dir(format!("/proc/{}/fd", server.pid()))
+        .unwrap()
+        .count()
+}
+
+/// User plus system CPU time the server has used so far.
+fn cpu_time(server: &ServerProcess) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", server.pid())).unwrap();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    let per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .unwrap()
+        .unwrap_or(100) as u64;
+    Duration::from_millis(ticks * 1000 / per_second)
+}
+
+/// The `connections` the server reports, not counting the connection that asks.
+fn connections(server: &ServerProcess) -> u64 {
+    let mut conn = server.connect();
+    let stats = conn.read_json_after(r#"{"ipcReqID":"s","uri":"/ipcserver/stats"}"#);
+    stats["data"]["connections"].as_u64().unwrap() - 1
+}
+
+/// Waits up to `limit` for the server to be back to `fds` descriptors and no other
+/// connection; returns how long that took.
+fn released_within(server: &ServerProcess, fds: usize, limit: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        // Measure the descriptors before connecting for the stats probe.
+        let now_fds = open_fds(server);
+        if now_fds == fds && connections(server) == 0 {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < limit,
+            "not released after {limit:?}: {now_fds} descriptors (was {fds}), {} connections",
+            connections(server)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A 64 KiB echo request line.
+fn big_echo(i: usize) -> String {
+    let data = "x".repeat(64 * 1024);
+    format!("{{\"ipcReqID\":{i},\"uri\":\"/ipcserver/test/echo\",\"data\":\"{data}\"}}\n")
+}
+
+/// Sends 64 KiB echoes without reading any reply until the server stops taking them (the
+/// writes block), then returns the still-open stream.
+fn flood_without_reading(path: &std::path::Path) -> UnixStream {
+    let mut stream = UnixStream::connect(path).unwrap();
+    stream
+        .set_write_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    for i in 0..200 {
+        match stream.write_all(big_echo(i).as_bytes()) {
+            Ok(()) => {}
+            Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return stream;
+            }
+            Err(err) => panic!("unexpected write error: {err}"),
+        }
+    }
+    panic!("the server never paused reading a peer that does not read");
+}
+
+#[test]
+fn peers_that_stop_reading_and_leave_give_back_their_slots_and_descriptors() {
+    let (_dir, server) = start(&["--max-connections", "5", "--max-outbound-bytes", "65536"]);
+    let fds = open_fds(&server);
+    for round in 0..2 {
+        let floods: Vec<UnixStream> = (0..3)
+            .map(|_| flood_without_reading(&server.path))
+            .collect();
+        drop(floods);
+        let took = released_within(&server, fds, Duration::from_secs(1));
+        eprintln!("round {round}: released in {took:?}");
+    }
+    // Every slot is free again: four clients at once are served.
+    let mut clients: Vec<Conn> = (0..4).map(|_| server.connect()).collect();
+    for (i, client) in clients.iter_mut().enumerate() {
+        let line = format!(r#"{{"ipcReqID":{i},"uri":"/ipcserver/test/echo","data":{i}}}"#);
+        assert_eq!(
+            client.call(&line),
+            format!(r#"{{"ipcReqID":{i},"data":{i}}}"#)
+        );
+    }
+}
+
+#[test]
+fn a_peer_that_leaves_while_its_handlers_run_and_reading_is_paused_is_released() {
+    let (_dir, server) = start(&["--max-in-flight", "2"]);
+    let fds = open_fds(&server);
+    let mut conn = server.connect();
+    // Two long handlers fill the in-flight limit, so the third request is not read.
+    for i in 0..3 {
+        conn.send(&format!(
+            r#"{{"ipcReqID":{i},"uri":"/ipcserver/test/delay","data":{{"delay":60000}}}}"#
+        ));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(connections(&server), 1);
+    drop(conn);
+    let took = released_within(&server, fds, Duration::from_secs(1));
+    eprintln!("released in {took:?}");
+}
+
+#[test]
+fn a_peer_that_half_closes_still_gets_every_reply() {
+    let (_dir, server) = start(&[]);
+    let mut stream = UnixStream::connect(&server.path).unwrap();
+    for i in 0..5 {
+        let line = format!(
+            "{{\"ipcReqID\":{i},\"uri\":\"/ipcserver/test/delay\",\"data\":{{\"delay\":200}}}}\n"
+        );
+        stream.write_all(line.as_bytes()).unwrap();
+    }
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut replies = String::new();
+    stream.read_to_string(&mut replies).unwrap();
+    assert_eq!(replies.lines().count(), 5, "{replies}");
+}
+
+/// Sends 64 KiB echo frames without reading until the server stops taking them.
+fn ws_flood_without_reading(url: &str) -> WsConn {
+    let mut ws = WsConn::open(url);
+    ws.tcp()
+        .set_write_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    for i in 0..400 {
+        let line = big_echo(i);
+        if !ws.try_send_binary(line.trim_end().as_bytes()) {
+            return ws;
+        }
+    }
+    panic!("the server never paused reading a WebSocket peer that does not read");
+}
+
+#[test]
+fn websocket_peers_that_stop_reading_and_leave_are_released_and_their_replies_freed() {
+    let (_dir, server) = start(&[
+        "--ws",
+        "127.0.0.1:0",
+        "--max-connections",
+        "5",
+        "--max-outbound-bytes",
+        "65536",
+    ]);
+    let url = server.ws_url().unwrap();
+    let fds = open_fds(&server);
+    let rss_before = server.rss_kib();
+    let mut peak_rss = 0;
+    for _round in 0..2 {
+        let floods: Vec<WsConn> = (0..3).map(|_| ws_flood_without_reading(&url)).collect();
+        peak_rss = peak_rss.max(server.rss_kib());
+        drop(floods);
+        released_within(&server, fds, Duration::from_secs(1));
+    }
+    // Three connections each holding at most 64 KiB of unread replies (plus socket and
+    // WebSocket buffers) must not take the server anywhere near the ~25 MiB each pushed.
+    let growth_mib = peak_rss.saturating_sub(rss_before) / 1024;
+    assert!(growth_mib < 24, "RSS grew by {growth_mib} MiB");
+    let mut clients: Vec<WsConn> = (0..4).map(|_| WsConn::open(&url)).collect();
+    for (i, client) in clients.iter_mut().enumerate() {
+        client.send(&format!(
+            r#"{{"ipcReqID":{i},"uri":"/ipcserver/test/echo","data":{i}}}"#
+        ));
+        let reply = client.read_json();
+        assert_eq!(reply, json!({"ipcReqID": i, "data": i}));
+    }
+}
+
+#[test]
+fn a_websocket_peer_that_never_reads_is_dropped_after_the_close_grace() {
+    // The server closes an idle peer; this one neither reads nor answers, so the close frame
+    // never goes out. The connection must still be released.
+    let (_dir, server) = start(&[
+        "--ws",
+        "127.0.0.1:0",
+        "--max-outbound-bytes",
+        "65536",
+        "--ws-idle-timeout-ms",
+        "300",
+    ]);
+    let url = server.ws_url().unwrap();
+    let fds = open_fds(&server);
+    let stuck = ws_flood_without_reading(&url);
+    // Idle timeout 0.3 s, then at most a second to get the close frame out.
+    std::thread::sleep(Duration::from_millis(300));
+    released_within(&server, fds, Duration::from_millis(1700));
+    drop(stuck);
+}
+
+#[test]
+fn a_websocket_frame_of_many_tiny_messages_is_decoded_as_the_server_takes_them() {
+    let (_dir, server) = start(&["--ws", "127.0.0.1:0"]);
+    let url = server.ws_url().unwrap();
+    let rss_before = server.rss_kib();
+    let mut ws = WsConn::open(&url);
+    // One 4 MiB frame of 200,000 one-way messages, then one that answers.
+    const COUNT: usize = 200_000;
+    let mut frame = "{\"ipcNoReply\":true}\n".repeat(COUNT);
+    frame.push_str(r#"{"ipcReqID":"last","uri":"/ipcserver/test/echo","data":1}"#);
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let (peak, sampling) = (peak.clone(), sampling.clone());
+        let status = format!("/proc/{}/status", server.pid());
+        std::thread::spawn(move || {
+            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                let rss = std::fs::read_to_string(&status)
+                    .ok()
+                    .and_then(|text| {
+                        text.lines()
+                            .find_map(|line| line.strip_prefix("VmRSS:"))
+                            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+                    })
+                    .unwrap_or(0);
+                peak.fetch_max(rss, std::sync::atomic::Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    ws.send(&frame);
+    let reply = ws.read_json();
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    sampler.join().unwrap();
+    assert_eq!(reply, json!({"ipcReqID": "last", "data": 1}));
+    let growth_mib = peak
+        .load(std::sync::atomic::Ordering::Relaxed)
+        .saturating_sub(rss_before)
+        / 1024;
+    eprintln!("RSS growth {growth_mib} MiB");
+    // The frame (4 MiB, held twice while it is assembled and handed over); decoding every
+    // message of it at once took several times that.
+    assert!(growth_mib < 24, "RSS grew by {growth_mib} MiB");
+}
+
+#[test]
+fn whitespace_without_a_newline_costs_little_cpu_and_times_out_like_any_partial_line() {
+    let (_dir, server) = start(&["--partial-message-timeout-ms", "1500"]);
+    let mut conn = server.connect();
+    let cpu_before = cpu_time(&server);
+    conn.send_raw(&vec![b' '; 8 * 1024 * 1024]);
+    // Then a byte every millisecond for a second: each read must cost the same, not a rescan
+    // of everything buffered.
+    for _ in 0..1000 {
+        conn.send_raw(b" ");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let spent = cpu_time(&server) - cpu_before;
+    assert!(spent < Duration::from_millis(600), "server CPU {spent:?}");
+    // Others are served promptly meanwhile.
+    let mut other = server.connect();
+    let started = Instant::now();
+    assert_eq!(
+        other.call(r#"{"ipcReqID":1,"uri":"/ipcserver/test/echo","data":1}"#),
+        r#"{"ipcReqID":1,"data":1}"#
+    );
+    assert!(started.elapsed() < Duration::from_millis(100));
+    // Whitespace is an incomplete line like any other: no newline within the limit, closed.
+    let error: Value = conn.read_json();
+    assert_eq!(error["code"], json!("partial_message_timeout"), "{error}");
+    conn.expect_eof();
+}
+
+/// A client frame (masked with a zero key, so the payload goes as it is).
+fn raw_client_frame(first_byte: u8, payload: &[u8]) -> Vec<u8> {
+    assert!(payload.len() < 126);
+    let mut frame = vec![first_byte, 0x80 | payload.len() as u8, 0, 0, 0, 0];
+    frame.extend_from_slice(payload);
+    frame
+}
+
+/// The close code of the server's close frame read raw from `tcp`.
+fn read_close_code(mut tcp: &std::net::TcpStream) -> u16 {
+    let mut header = [0u8; 2];
+    tcp.read_exact(&mut header).unwrap();
+    assert_eq!(header[0], 0x88, "expected a close frame, got {header:?}");
+    let length = usize::from(header[1] & 0x7f);
+    let mut payload = vec![0u8; length];
+    tcp.read_exact(&mut payload).unwrap();
+    assert!(length >= 2, "close frame without a code (seen as 1005)");
+    u16::from_be_bytes([payload[0], payload[1]])
+}
+
+#[test]
+fn websocket_protocol_errors_close_with_1002_and_bad_utf8_with_1007() {
+    let (_dir, server) = start(&["--ws", "127.0.0.1:0"]);
+    let url = server.ws_url().unwrap();
+
+    let ws = WsConn::open(&url);
+    // A text frame with a reserved bit set and no extension that defines it.
+    ws.tcp().write_all(&raw_client_frame(0xC1, b"{}")).unwrap();
+    assert_eq!(read_close_code(ws.tcp()), 1002);
+
+    let ws = WsConn::open(&url);
+    ws.tcp()
+        .write_all(&raw_client_frame(0x81, &[0xff, 0xfe, 0xfd]))
+        .unwrap();
+    assert_eq!(read_close_code(ws.tcp()), 1007);
+}
