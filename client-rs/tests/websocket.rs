@@ -161,6 +161,50 @@ async fn the_bearer_token_is_sent_with_the_upgrade() {
     );
 }
 
+#[tokio::test]
+async fn wss_applies_the_uid_allow_list_and_says_why_it_refuses() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let pki = make_pki(dir.path());
+    // The temp dir is ours: its owner is this process's uid.
+    let ours = std::fs::metadata(dir.path()).unwrap().uid();
+    let other = if ours == 4242 { 4343 } else { 4242 };
+
+    let refusing = start_wss(dir.path(), &pki, &["--allow-uid", &other.to_string()]);
+    let url = refusing.ws_url().unwrap();
+    let refused = bounded(
+        Client::builder()
+            .tls_ca_file(&pki.ca)
+            .reconnect(ReconnectPolicy::Off)
+            .connect(url.as_str()),
+    )
+    .await
+    .err()
+    .unwrap();
+    let text = refused.to_string();
+    assert!(text.contains("403"), "the refusal says why: {text}");
+    let log = refusing.stop().1;
+    assert!(
+        log.contains(&format!("uid {ours} may not use this server")),
+        "{log}"
+    );
+
+    let serving = start_wss(dir.path(), &pki, &["--allow-uid", &ours.to_string()]);
+    let client = bounded(
+        Client::builder()
+            .tls_ca_file(&pki.ca)
+            .connect(serving.ws_url().unwrap().as_str()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        bounded(client.send("/ipcserver/test/echo", json!("over wss")))
+            .await
+            .unwrap(),
+        json!("over wss")
+    );
+}
+
 #[test]
 fn the_cli_reaches_a_wss_server_with_a_token() {
     let dir = tempfile::tempdir().unwrap();

@@ -59,7 +59,9 @@ pub(crate) struct Args {
     /// File holding the bearer token WebSocket clients must present (or set PIXL_IPC_WS_TOKEN)
     #[arg(long, value_name = "FILE")]
     pub(crate) ws_token_file: Option<PathBuf>,
-    /// Allowed Origin for WebSocket upgrades (repeatable; default: any)
+    /// Also allow web pages from ORIGIN, e.g. http://localhost:8080, to open WebSockets
+    /// (repeatable; '*' allows every page, with a warning) [default: same-origin pages only;
+    /// clients that send no Origin are always allowed]
     #[arg(long = "ws-origin", value_name = "ORIGIN")]
     pub(crate) ws_origins: Vec<String>,
     /// WebSocket listen backlog [default: 1024]
@@ -81,10 +83,13 @@ pub(crate) struct Args {
     /// Close connections whose last line stays incomplete this long [default: 30000]
     #[arg(long, value_name = "MS")]
     pub(crate) partial_message_timeout_ms: Option<u64>,
-    /// Serve only UNIX-socket peers with this uid (repeatable; with --allow-gid: either matches)
+    /// Serve only peers with this uid: UNIX-socket peers, and WebSocket peers on this machine
+    /// (uid of their TCP socket); remote WebSocket peers then need the token (repeatable; with
+    /// --allow-gid: either matches)
     #[arg(long = "allow-uid", value_name = "UID")]
     pub(crate) allow_uids: Vec<u32>,
-    /// Serve only UNIX-socket peers with this gid (repeatable)
+    /// Serve only UNIX-socket peers with this gid (repeatable; a WebSocket peer's gid is
+    /// unknown, so it never admits one)
     #[arg(long = "allow-gid", value_name = "GID")]
     pub(crate) allow_gids: Vec<u32>,
 }

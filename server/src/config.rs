@@ -77,6 +77,13 @@ pub struct ServerConfig {
     /// uid is listed here, or whose gid is in `allowed_gids`, are served; others get
     /// `peer_not_allowed` and are closed before any request is read (default: everyone the
     /// socket's permissions let in).
+    ///
+    /// It applies to WebSocket peers too: a peer on this machine is served only when the uid
+    /// owning its TCP socket (read from `/proc/net/tcp`) is listed here; others, and peers
+    /// whose uid cannot be found, get HTTP 403 before the upgrade. A TCP peer's gid is not
+    /// known, so `allowed_gids` never admits one. A peer on another machine has no uid here:
+    /// with an allow-list set, a WebSocket listener off the loopback interface needs a token
+    /// ([`WebSocketConfig::with_token`]), or [`Server::start`](crate::Server::start) refuses.
     pub allowed_uids: Vec<u32>,
     /// See `allowed_uids`.
     pub allowed_gids: Vec<u32>,
@@ -249,6 +256,15 @@ pub const DEFAULT_WS_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// WebSocket listeners and the rules a network-facing listener needs. Off unless `listen` names
 /// at least one address.
+///
+/// Who may connect, by default: any client that sends no `Origin` header (non-browser
+/// programs), and web pages whose origin has the host and port the request was sent to (the
+/// `Host` header; a host name other than `localhost` only over TLS, so DNS rebinding cannot
+/// make another site's page same-origin). Any other page gets HTTP 403 before a handler runs:
+/// otherwise every web site open in the user's browser could call every handler. Add pages
+/// with [`allow_origin`](Self::allow_origin); [`allow_any_origin`](Self::allow_any_origin)
+/// lets every page in (the server logs a warning). The uid allow-list of
+/// [`ServerConfig::allowed_uids`] applies to peers on this machine as well.
 #[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct WebSocketConfig {
@@ -259,9 +275,15 @@ pub struct WebSocketConfig {
     /// When set, the upgrade request must carry `Authorization: Bearer <token>` or
     /// `?token=<token>`; otherwise it gets HTTP 401.
     pub token: Option<String>,
-    /// When not empty, an upgrade request whose `Origin` header is not one of these gets HTTP
-    /// 403 (requests without an `Origin` header, which browsers always send, are allowed).
+    /// Origins allowed besides the same-origin ones (see the type's documentation), e.g.
+    /// `http://localhost:8080`: compared exactly, or as scheme, case-insensitive host and port
+    /// (default ports filled in). An upgrade whose `Origin` is neither same-origin nor listed
+    /// gets HTTP 403; requests without an `Origin` header (which browsers always send) are
+    /// allowed.
     pub allowed_origins: Vec<String>,
+    /// Accept upgrades from every `Origin`: any web page may call every handler (default
+    /// false). Set it with [`allow_any_origin`](Self::allow_any_origin).
+    pub any_origin: bool,
     /// Listen backlog (default [`DEFAULT_WS_BACKLOG`]).
     pub backlog: u32,
     /// How often the server pings each peer (default [`DEFAULT_WS_PING_INTERVAL`]).
@@ -277,6 +299,7 @@ impl Default for WebSocketConfig {
             tls: None,
             token: None,
             allowed_origins: Vec::new(),
+            any_origin: false,
             backlog: DEFAULT_WS_BACKLOG,
             ping_interval: DEFAULT_WS_PING_INTERVAL,
             idle_timeout: DEFAULT_WS_IDLE_TIMEOUT,
@@ -291,6 +314,7 @@ impl std::fmt::Debug for WebSocketConfig {
             .field("tls", &self.tls)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("allowed_origins", &self.allowed_origins)
+            .field("any_origin", &self.any_origin)
             .field("backlog", &self.backlog)
             .field("ping_interval", &self.ping_interval)
             .field("idle_timeout", &self.idle_timeout)
@@ -320,9 +344,22 @@ impl WebSocketConfig {
         self
     }
 
-    /// Allows upgrade requests from this `Origin` (e.g. `http://localhost:8080`).
+    /// Also allows upgrade requests from this `Origin` (e.g. `http://localhost:8080`), besides
+    /// same-origin pages. `"*"` is [`allow_any_origin`](Self::allow_any_origin).
     pub fn allow_origin(mut self, origin: impl Into<String>) -> Self {
-        self.allowed_origins.push(origin.into());
+        let origin = origin.into();
+        if origin == "*" {
+            return self.allow_any_origin();
+        }
+        self.allowed_origins.push(origin);
+        self
+    }
+
+    /// Allows upgrade requests from every `Origin`: every web page open in a browser that can
+    /// reach the listener may call every handler (with the token, when one is set). The server
+    /// logs a warning at start.
+    pub fn allow_any_origin(mut self) -> Self {
+        self.any_origin = true;
         self
     }
 

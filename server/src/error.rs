@@ -69,6 +69,20 @@ pub enum ServerError {
         /// The OS error.
         source: io::Error,
     },
+    /// A uid/gid allow-list is set and a WebSocket listener without a token is reachable from
+    /// other machines, whose users the server cannot identify: the allow-list would not hold.
+    #[error("the uid/gid allow-list (--allow-uid/--allow-gid) cannot check peers on other machines, and the WebSocket listener on {address} is reachable from them without a token: set a token (--ws-token-file or PIXL_IPC_WS_TOKEN) so remote peers must present it, or listen on a loopback address such as 127.0.0.1")]
+    AllowListNeedsToken {
+        /// The listener's address.
+        address: SocketAddr,
+    },
+    /// A uid/gid allow-list is set, WebSocket listeners are asked for, and the table that
+    /// tells which user owns a TCP connection (`/proc/net/tcp`) cannot be read.
+    #[error("the uid/gid allow-list (--allow-uid/--allow-gid) needs /proc/net/tcp to tell which user owns a WebSocket connection, and it cannot be read ({source}): mount /proc, or drop --ws or the allow-list")]
+    PeerLookupUnavailable {
+        /// The OS error.
+        source: io::Error,
+    },
     /// The TLS certificate or key could not be loaded.
     #[error("cannot use TLS file {path}: {reason}")]
     Tls {

@@ -33,14 +33,27 @@ pub enum Transport {
 
 /// The peer's identity as the kernel reports it for a UNIX socket (`SO_PEERCRED`), taken when
 /// the connection was accepted. Unlike a request's `pid` field, the client cannot forge it.
+///
+/// A WebSocket peer on this machine has one when the server checks a uid allow-list
+/// ([`ServerConfig::allowed_uids`](crate::ServerConfig::allowed_uids)): `uid` is the owner of
+/// the peer's TCP socket as the kernel lists it (`/proc/net/tcp`), `gid` is
+/// [`UNKNOWN_GID`](Self::UNKNOWN_GID) and `pid` is `None`, since TCP does not tell them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerCredentials {
-    /// The peer process's effective user id.
+    /// The peer process's effective user id (for a TCP peer: the user that created its
+    /// socket).
     pub uid: u32,
-    /// The peer process's effective group id.
+    /// The peer process's effective group id ([`UNKNOWN_GID`](Self::UNKNOWN_GID) for a
+    /// WebSocket peer).
     pub gid: u32,
     /// The peer process's id, where the platform reports it.
     pub pid: Option<i32>,
+}
+
+impl PeerCredentials {
+    /// The `gid` of a peer whose group is not known: `(gid_t)-1`, which POSIX reserves and no
+    /// group has.
+    pub const UNKNOWN_GID: u32 = u32::MAX;
 }
 
 /// Facts about one connection, shared by every request on it.
@@ -50,7 +63,8 @@ pub struct ConnectionInfo {
     pub id: u64,
     /// How the peer connected.
     pub transport: Transport,
-    /// Kernel-verified credentials, on UNIX sockets.
+    /// Kernel-verified credentials: on UNIX sockets; on WebSockets from this machine when a
+    /// uid allow-list is set (see [`PeerCredentials`]).
     pub peer: Option<PeerCredentials>,
 }
 

@@ -50,6 +50,7 @@ async fn run(args: cli::Args) -> anyhow::Result<()> {
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
 
     let mode = config.socket_mode;
+    let (uids, gids) = (config.allowed_uids.clone(), config.allowed_gids.clone());
     let running = Server::new(config).start().await?;
     let handle = running.handle();
     let hint = if mode == DEFAULT_SOCKET_MODE {
@@ -57,13 +58,24 @@ async fn run(args: cli::Args) -> anyhow::Result<()> {
     } else {
         ""
     };
+    // Who can reach each listener: the socket's mode and allow-list, each WebSocket's rules.
+    let allowed = match (&uids[..], &gids[..]) {
+        ([], []) => String::new(),
+        (uids, gids) => {
+            let uids = uids.iter().map(|id| format!("uid {id}"));
+            let list: Vec<String> = uids
+                .chain(gids.iter().map(|id| format!("gid {id}")))
+                .collect();
+            format!("; only {}", list.join(", "))
+        }
+    };
     let ws: String = handle
-        .ws_urls()
+        .ws_access()
         .iter()
-        .map(|url| format!(" and {url}"))
+        .map(|listener| format!(" and {listener}"))
         .collect();
     println!(
-        "pixl-ipc-server listening on {} (mode {mode:04o}{hint}){ws}",
+        "pixl-ipc-server listening on {} (mode {mode:04o}{hint}{allowed}){ws}",
         handle.socket_path().display()
     );
     let _ = std::io::stdout().flush();

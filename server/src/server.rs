@@ -105,7 +105,7 @@ impl Server {
         let config = &self.config;
         // Everything that can fail is prepared before the UNIX socket exists, so a bad TLS file
         // or a taken port leaves no socket file behind.
-        let ws_setup = ws::WsSetup::new(&config.websocket, config.max_message_bytes)?;
+        let ws_setup = ws::WsSetup::new(config)?;
         let workers = match config.worker_threads {
             Some(count) => Workers::start(count)
                 .await
@@ -301,6 +301,22 @@ impl ServerHandle {
             .ws_addrs
             .iter()
             .map(|addr| self.shared.ws.url_for(*addr))
+            .collect()
+    }
+
+    /// For each WebSocket listener, its URL and who can reach it, e.g. `ws://127.0.0.1:7070/
+    /// (any local user; browsers: same-origin pages only)`.
+    pub fn ws_access(&self) -> Vec<String> {
+        self.shared
+            .ws_addrs
+            .iter()
+            .map(|addr| {
+                format!(
+                    "{} ({})",
+                    self.shared.ws.url_for(*addr),
+                    self.shared.ws.reach(*addr)
+                )
+            })
             .collect()
     }
 

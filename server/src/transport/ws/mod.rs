@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures_util::{Stream, StreamExt};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio_rustls::rustls;
@@ -23,14 +23,17 @@ use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig as WireConfig;
 
 mod driver;
+mod origin;
+mod tcp_owner;
 
 use driver::Driver;
+use origin::OriginPolicy;
 
 use super::{too_many_connections_line, Transport};
-use crate::config::{TlsFiles, WebSocketConfig};
+use crate::config::{ServerConfig, TlsFiles, WebSocketConfig};
 use crate::connection::{self, Inbound, PeerWatch};
 use crate::error::ServerError;
-use crate::handler::ConnectionInfo;
+use crate::handler::{ConnectionInfo, PeerCredentials};
 use crate::outbound::Outbound;
 use crate::server::Shared;
 
@@ -45,7 +48,9 @@ const INBOUND_DEPTH: usize = 1;
 pub(crate) struct WsSetup {
     tls: Option<TlsAcceptor>,
     token: Option<String>,
-    allowed_origins: Vec<String>,
+    origins: OriginPolicy,
+    /// The uid allow-list, when one is set: peers on this machine must be on it.
+    allowed_uids: Option<Vec<u32>>,
     ping_interval: Duration,
     idle_timeout: Duration,
     wire: WireConfig,
@@ -58,16 +63,42 @@ pub(crate) struct WsSetup {
 const WS_READ_BUFFER: usize = 16 * 1024;
 
 impl WsSetup {
-    /// Loads the TLS files (if any), so a bad file fails the start, not the first connection.
-    pub(crate) fn new(
-        config: &WebSocketConfig,
-        max_message_bytes: usize,
-    ) -> Result<Self, ServerError> {
+    /// Loads the TLS files (if any), so a bad file fails the start, not the first connection,
+    /// and refuses settings under which the uid allow-list would not hold.
+    pub(crate) fn new(server: &ServerConfig) -> Result<Self, ServerError> {
+        let config = &server.websocket;
+        let max_message_bytes = server.max_message_bytes;
         let tls = config.tls.as_ref().map(load_tls).transpose()?;
+        let allow_list = !server.allowed_uids.is_empty() || !server.allowed_gids.is_empty();
+        let allowed_uids = (allow_list && !config.listen.is_empty()).then(|| {
+            if server.allowed_uids.is_empty() {
+                tracing::warn!("only --allow-gid is set: it cannot admit WebSocket peers (a TCP peer's gid is unknown), so every WebSocket peer will be refused; add --allow-uid");
+            }
+            server.allowed_uids.clone()
+        });
+        if allowed_uids.is_some() {
+            if config.token.is_none() {
+                if let Some(address) = config.listen.iter().find(|addr| !is_loopback(addr)) {
+                    return Err(ServerError::AllowListNeedsToken { address: *address });
+                }
+            }
+            tcp_owner::available()
+                .map_err(|source| ServerError::PeerLookupUnavailable { source })?;
+        }
+        if config.any_origin && !config.listen.is_empty() {
+            tracing::warn!(
+                "WebSocket upgrades are accepted from any Origin (--ws-origin '*'): every web page open in a browser on a machine that can reach the listener can call every handler{}",
+                if config.token.is_some() { " once it has the token" } else { "" }
+            );
+        }
         Ok(WsSetup {
             tls,
             token: config.token.clone(),
-            allowed_origins: config.allowed_origins.clone(),
+            origins: OriginPolicy {
+                any: config.any_origin,
+                listed: config.allowed_origins.clone(),
+            },
+            allowed_uids,
             ping_interval: config.ping_interval,
             idle_timeout: config.idle_timeout,
             wire: WireConfig::default()
@@ -84,25 +115,97 @@ impl WsSetup {
         format!("{scheme}://{addr}/")
     }
 
+    /// Who can reach the listener on `addr`, for the startup banner: "any local user;
+    /// browsers: same-origin pages only".
+    pub(crate) fn reach(&self, addr: SocketAddr) -> String {
+        let token = if self.token.is_some() {
+            " with the token"
+        } else {
+            ""
+        };
+        let local = match &self.allowed_uids {
+            None => "any local user".to_owned(),
+            Some(uids) if uids.is_empty() => "no local user".to_owned(),
+            Some(uids) => {
+                let list: Vec<String> = uids.iter().map(u32::to_string).collect();
+                let noun = if uids.len() == 1 { "uid" } else { "uids" };
+                format!("local {noun} {} only", list.join(", "))
+            }
+        };
+        let users = if is_loopback(&addr) {
+            format!("{local}{token}")
+        } else if self.allowed_uids.is_some() {
+            format!("{local}, or anyone on the network,{token}")
+        } else {
+            format!("anyone who can reach {addr}{token}")
+        };
+        let browsers = if self.origins.any {
+            "any web page".to_owned()
+        } else if self.origins.listed.is_empty() {
+            "same-origin pages only".to_owned()
+        } else {
+            format!("same-origin pages and {}", self.origins.listed.join(", "))
+        };
+        format!("{users}; browsers: {browsers}")
+    }
+
     /// The upgrade's access rules: token (401), then Origin (403). `None` lets it through.
-    fn check(&self, upgrade: &Upgrade) -> Option<(StatusCode, &'static str)> {
+    fn check(&self, upgrade: &Upgrade, tls: bool) -> Option<(StatusCode, &'static str)> {
         if let Some(token) = &self.token {
             if !presented_tokens(upgrade).any(|given| same_secret(given, token)) {
                 return Some((StatusCode::UNAUTHORIZED, "missing or wrong bearer token"));
             }
         }
-        if !self.allowed_origins.is_empty() {
-            if let Some(origin) = upgrade.headers().get("origin") {
-                let allowed = origin
-                    .to_str()
-                    .is_ok_and(|origin| self.allowed_origins.iter().any(|ok| ok == origin));
-                if !allowed {
-                    return Some((StatusCode::FORBIDDEN, "origin not allowed"));
-                }
+        if let Some(origin) = upgrade.headers().get("origin") {
+            let host = upgrade
+                .headers()
+                .get("host")
+                .and_then(|host| host.to_str().ok());
+            let allowed = origin
+                .to_str()
+                .is_ok_and(|origin| self.origins.allows(origin, host, tls));
+            if !allowed {
+                return Some((StatusCode::FORBIDDEN, "origin not allowed"));
             }
         }
         None
     }
+
+    /// The uid allow-list for a peer at `peer` connected to our `local`: its credentials when it
+    /// may go on (`None`: no allow-list, or a peer on another machine, which the token checks),
+    /// or why it is refused.
+    async fn check_peer(
+        &self,
+        peer: SocketAddr,
+        local: SocketAddr,
+    ) -> Result<Option<PeerCredentials>, String> {
+        let Some(allowed) = &self.allowed_uids else {
+            return Ok(None);
+        };
+        // The table is as long as the machine has TCP sockets: read it off the reactor.
+        let lookup = tokio::task::spawn_blocking(move || tcp_owner::owner_uid(peer, local)).await;
+        match lookup {
+            Ok(Ok(Some(uid))) if allowed.contains(&uid) => Ok(Some(PeerCredentials {
+                uid,
+                gid: PeerCredentials::UNKNOWN_GID,
+                pid: None,
+            })),
+            Ok(Ok(Some(uid))) => Err(format!("uid {uid} may not use this server")),
+            // Not a socket of this machine: a remote peer, admitted only with the token (the
+            // start refused a listener that remote peers reach without one).
+            Ok(Ok(None)) if !is_loopback(&peer) && self.token.is_some() => Ok(None),
+            Ok(Ok(None)) => Err(
+                "the peer's uid cannot be determined (its socket is not in /proc/net/tcp)".into(),
+            ),
+            Ok(Err(err)) => Err(format!("the peer's uid cannot be determined: {err}")),
+            Err(err) => Err(format!("the peer's uid cannot be determined: {err}")),
+        }
+    }
+}
+
+/// Loopback, including an IPv4-mapped `::ffff:127.x.y.z`.
+fn is_loopback(addr: &SocketAddr) -> bool {
+    addr.ip().to_canonical().is_loopback()
 }
 
 fn load_tls(files: &TlsFiles) -> Result<TlsAcceptor, ServerError> {
@@ -235,12 +338,24 @@ impl Transport for WsTransport {
             }
         };
         let local = tcp.local_addr().unwrap_or(peer);
+        // The allow-list comes before TLS and the upgrade: a refused peer reaches no handler.
+        let credentials = match shared.ws.check_peer(peer, local).await {
+            Ok(credentials) => credentials,
+            Err(reason) => {
+                refuse_peer(&shared, tcp, peer, &reason).await;
+                return;
+            }
+        };
         match &shared.ws.tls {
-            None => upgrade_and_serve(shared.clone(), id, tcp, local, peer, false).await,
+            None => {
+                upgrade_and_serve(shared.clone(), id, tcp, local, peer, false, credentials).await
+            }
             Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
                 .await
             {
-                Ok(Ok(tls)) => upgrade_and_serve(shared.clone(), id, tls, local, peer, true).await,
+                Ok(Ok(tls)) => {
+                    upgrade_and_serve(shared.clone(), id, tls, local, peer, true, credentials).await
+                }
                 Ok(Err(err)) => tracing::info!(%peer, error = %err, "TLS handshake failed"),
                 Err(_) => tracing::info!(%peer, "TLS handshake timed out"),
             },
@@ -267,6 +382,49 @@ impl Transport for WsTransport {
     }
 }
 
+/// Answers a peer the allow-list does not admit with HTTP 403 and the `peer_not_allowed` error
+/// as its JSON body, logged and counted like a refused UNIX-socket peer.
+async fn refuse_peer(shared: &Shared, tcp: TcpStream, peer: SocketAddr, reason: &str) {
+    tracing::warn!(%peer, reason, "connection refused: peer not on the uid/gid allow-list");
+    shared.env.stats.peer_rejected();
+    let reply = pixl_ipc_protocol::ErrorReply::new(
+        None,
+        pixl_ipc_protocol::ErrorCode::PeerNotAllowed,
+        reason.to_owned(),
+    );
+    let body = pixl_ipc_protocol::encode_line(&reply).unwrap_or_default();
+    let answer = async {
+        match &shared.ws.tls {
+            None => answer_http(tcp, "403 Forbidden", &body).await,
+            Some(acceptor) => {
+                if let Ok(tls) = acceptor.accept(tcp).await {
+                    answer_http(tls, "403 Forbidden", &body).await;
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(HANDSHAKE_TIMEOUT, answer).await;
+}
+
+/// Reads the request head (bounded), then answers with `status` and a JSON `body` and closes.
+/// Closing with the request unread would reset the connection, and the peer could lose the
+/// answer.
+async fn answer_http<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, status: &str, body: &[u8]) {
+    let mut head = Vec::new();
+    let mut buffer = [0u8; 2048];
+    while !head.windows(4).any(|window| window == b"\r\n\r\n") && head.len() < 16 * 1024 {
+        match stream.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(read) => head.extend_from_slice(&buffer[..read]),
+        }
+    }
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    write_all_then_close(stream, &response, body).await;
+}
+
 async fn write_all_then_close<S: AsyncWrite + Unpin>(mut stream: S, head: &str, body: &[u8]) {
     if stream.write_all(head.as_bytes()).await.is_ok() && stream.write_all(body).await.is_ok() {
         let _ = stream.shutdown().await;
@@ -281,6 +439,7 @@ async fn upgrade_and_serve<S>(
     local: SocketAddr,
     peer: SocketAddr,
     tls: bool,
+    credentials: Option<PeerCredentials>,
 ) where
     S: AsyncRead + AsyncWrite + AsRawFd + Unpin + Send + 'static,
 {
@@ -290,7 +449,7 @@ async fn upgrade_and_serve<S>(
     #[allow(clippy::result_large_err)]
     let callback = |upgrade: &Upgrade, response: Response| {
         path = upgrade.uri().path().to_owned();
-        match setup.check(upgrade) {
+        match setup.check(upgrade, tls) {
             None => Ok(response),
             Some((status, reason)) => {
                 tracing::info!(peer = %peer, status = status.as_u16(), reason, "WebSocket upgrade refused");
@@ -319,7 +478,7 @@ async fn upgrade_and_serve<S>(
             tls,
             path,
         },
-        peer: None,
+        peer: credentials,
     });
     tracing::debug!(conn = id, %peer, "WebSocket connection opened");
 
