@@ -32,6 +32,10 @@ pub(crate) struct Args {
     /// Most connections at once [default: 10000]
     #[arg(long, value_name = "N")]
     pub(crate) max_connections: Option<usize>,
+    /// Most connections one peer uid may hold (UNIX socket; loopback WebSocket peers when an
+    /// allow-list is set) [default: a quarter of --max-connections]
+    #[arg(long, value_name = "N")]
+    pub(crate) max_connections_per_uid: Option<usize>,
     /// Most requests running at once on one connection [default: 1024]
     #[arg(long, value_name = "N")]
     pub(crate) max_in_flight: Option<usize>,
@@ -103,6 +107,7 @@ struct FileConfig {
     exit_timeout: Option<u64>,
     max_message_bytes: Option<usize>,
     max_connections: Option<usize>,
+    max_connections_per_uid: Option<usize>,
     max_in_flight: Option<usize>,
     max_outbound_bytes: Option<usize>,
     log_stats_interval: Option<Value>,
@@ -116,6 +121,7 @@ const FILE_KEYS: &[&str] = &[
     "exit_timeout",
     "max_message_bytes",
     "max_connections",
+    "max_connections_per_uid",
     "max_in_flight",
     "max_outbound_bytes",
     "log_stats_interval",
@@ -163,6 +169,12 @@ pub(crate) fn resolve(args: &Args) -> anyhow::Result<ServerConfig> {
     }
     if let Some(count) = args.max_connections.or(file.max_connections) {
         config = config.with_max_connections(count);
+    }
+    if let Some(count) = args
+        .max_connections_per_uid
+        .or(file.max_connections_per_uid)
+    {
+        config = config.with_max_connections_per_uid(count);
     }
     if let Some(count) = args.max_in_flight.or(file.max_in_flight) {
         config = config.with_max_in_flight_per_connection(count);

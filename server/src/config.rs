@@ -12,6 +12,9 @@ pub const DEFAULT_EXIT_TIMEOUT: Duration = Duration::from_millis(2000);
 pub const DEFAULT_SOCKET_MODE: u32 = 0o600;
 /// Default connection limit.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Default share of `max_connections` one uid may hold on the UNIX socket: a quarter (as
+/// sd-varlink does), so one user's runaway client leaves room for everyone else.
+pub const DEFAULT_UID_SHARE_DIVISOR: usize = 4;
 /// Default limit of requests running at once on one connection. When it is reached the server
 /// stops reading that connection until one finishes.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
@@ -55,6 +58,10 @@ pub struct ServerConfig {
     /// Most connections at once (default [`DEFAULT_MAX_CONNECTIONS`]); the next one gets a
     /// `too_many_connections` error line and is closed.
     pub max_connections: usize,
+    /// Most connections one peer uid may hold at once (default: `max_connections` /
+    /// [`DEFAULT_UID_SHARE_DIVISOR`], at least 1). Applies wherever the peer's uid is known:
+    /// the UNIX socket, and loopback WebSocket peers when an allow-list is set.
+    pub max_connections_per_uid: Option<usize>,
     /// Most requests running at once on one connection (default [`DEFAULT_MAX_IN_FLIGHT`]).
     pub max_in_flight_per_connection: usize,
     /// Most unread reply bytes queued for one connection before the server stops reading it
@@ -105,6 +112,7 @@ impl ServerConfig {
             exit_timeout: DEFAULT_EXIT_TIMEOUT,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_uid: None,
             max_in_flight_per_connection: DEFAULT_MAX_IN_FLIGHT,
             max_outbound_bytes_per_connection: DEFAULT_MAX_OUTBOUND_BYTES,
             stats_interval: DEFAULT_STATS_INTERVAL,
@@ -174,6 +182,18 @@ impl ServerConfig {
     pub fn with_max_connections(mut self, connections: usize) -> Self {
         self.max_connections = connections;
         self
+    }
+
+    /// Sets how many connections one uid may hold (default a quarter of `max_connections`).
+    pub fn with_max_connections_per_uid(mut self, connections: usize) -> Self {
+        self.max_connections_per_uid = Some(connections);
+        self
+    }
+
+    /// The per-uid cap in force: the one set, or a quarter of `max_connections` (at least 1).
+    pub fn uid_connection_cap(&self) -> usize {
+        self.max_connections_per_uid
+            .unwrap_or((self.max_connections / DEFAULT_UID_SHARE_DIVISOR).max(1))
     }
 
     /// Sets the per-connection limit of requests running at once (default 1024).
@@ -248,6 +268,9 @@ pub fn parse_socket_mode(text: &str) -> Result<u32, InvalidSocketMode> {
 
 /// Default WebSocket listen backlog (tremor's `backlog` option).
 pub const DEFAULT_WS_BACKLOG: u32 = 1024;
+/// Default number of WebSocket handshakes (TCP accepted, upgrade not yet done) in progress at
+/// once; more are closed at once. They take no connection slot until the upgrade is through.
+pub const DEFAULT_WS_MAX_HANDSHAKES: usize = 64;
 /// Default interval between the server's WebSocket pings.
 pub const DEFAULT_WS_PING_INTERVAL: Duration = Duration::from_secs(20);
 /// Default time a WebSocket peer may stay silent (no frame, not even a pong) before it is
@@ -286,6 +309,8 @@ pub struct WebSocketConfig {
     pub any_origin: bool,
     /// Listen backlog (default [`DEFAULT_WS_BACKLOG`]).
     pub backlog: u32,
+    /// Handshakes in progress at once (default [`DEFAULT_WS_MAX_HANDSHAKES`]).
+    pub max_handshakes: usize,
     /// How often the server pings each peer (default [`DEFAULT_WS_PING_INTERVAL`]).
     pub ping_interval: Duration,
     /// A peer silent for this long is disconnected (default [`DEFAULT_WS_IDLE_TIMEOUT`]).
@@ -301,6 +326,7 @@ impl Default for WebSocketConfig {
             allowed_origins: Vec::new(),
             any_origin: false,
             backlog: DEFAULT_WS_BACKLOG,
+            max_handshakes: DEFAULT_WS_MAX_HANDSHAKES,
             ping_interval: DEFAULT_WS_PING_INTERVAL,
             idle_timeout: DEFAULT_WS_IDLE_TIMEOUT,
         }
@@ -316,6 +342,7 @@ impl std::fmt::Debug for WebSocketConfig {
             .field("allowed_origins", &self.allowed_origins)
             .field("any_origin", &self.any_origin)
             .field("backlog", &self.backlog)
+            .field("max_handshakes", &self.max_handshakes)
             .field("ping_interval", &self.ping_interval)
             .field("idle_timeout", &self.idle_timeout)
             .finish()
@@ -367,6 +394,12 @@ impl WebSocketConfig {
     pub fn with_keepalive(mut self, ping_interval: Duration, idle_timeout: Duration) -> Self {
         self.ping_interval = ping_interval;
         self.idle_timeout = idle_timeout;
+        self
+    }
+
+    /// Sets how many handshakes may be in progress at once.
+    pub fn with_max_handshakes(mut self, handshakes: usize) -> Self {
+        self.max_handshakes = handshakes;
         self
     }
 

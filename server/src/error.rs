@@ -61,6 +61,14 @@ pub enum ServerError {
         /// The OS error.
         source: io::Error,
     },
+    /// The process may open too few descriptors to serve any connection.
+    #[error("the descriptor limit ({limit}) leaves no room for connections (each needs up to 2, and {reserved} are kept for the server itself): raise it with `ulimit -n` or LimitNOFILE= in the service unit")]
+    DescriptorLimit {
+        /// The soft limit in force.
+        limit: u64,
+        /// Descriptors kept for the server itself.
+        reserved: u64,
+    },
     /// A WebSocket listener could not be bound.
     #[error("cannot listen for WebSockets on {address}: {source}")]
     WebSocketBind {

@@ -24,10 +24,12 @@
 //! The wire protocol, every error code and the differences from pixl-ipc 1.1.3 are specified in
 //! `protocol.md` at the repository root.
 
+mod admission;
 mod builtin;
 mod config;
 mod connection;
 mod error;
+mod fd_limit;
 mod handler;
 mod outbound;
 mod router;
@@ -40,10 +42,12 @@ pub use config::{
     parse_socket_mode, InvalidSocketMode, ServerConfig, TlsFiles, WebSocketConfig,
     DEFAULT_EXIT_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_IN_FLIGHT,
     DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_OUTBOUND_BYTES, DEFAULT_PARTIAL_MESSAGE_TIMEOUT,
-    DEFAULT_SLOW_THRESHOLD, DEFAULT_SOCKET_MODE, DEFAULT_STATS_INTERVAL, DEFAULT_WS_BACKLOG,
-    DEFAULT_WS_IDLE_TIMEOUT, DEFAULT_WS_PING_INTERVAL,
+    DEFAULT_SLOW_THRESHOLD, DEFAULT_SOCKET_MODE, DEFAULT_STATS_INTERVAL, DEFAULT_UID_SHARE_DIVISOR,
+    DEFAULT_WS_BACKLOG, DEFAULT_WS_IDLE_TIMEOUT, DEFAULT_WS_MAX_HANDSHAKES,
+    DEFAULT_WS_PING_INTERVAL,
 };
 pub use error::ServerError;
+pub use fd_limit::raise_descriptor_limit;
 pub use handler::{
     BoxedHandler, ConnectionInfo, Handler, HandlerError, HandlerFuture, HandlerResult,
     PeerCredentials, RequestContext, Transport,

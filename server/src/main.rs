@@ -51,6 +51,12 @@ async fn run(args: cli::Args) -> anyhow::Result<()> {
 
     let mode = config.socket_mode;
     let (uids, gids) = (config.allowed_uids.clone(), config.allowed_gids.clone());
+    // A daemon serving many connections wants its whole descriptor allowance; the server then
+    // keeps max_connections within it.
+    match pixl_ipc_server::raise_descriptor_limit() {
+        Ok(limit) => tracing::debug!(limit, "descriptor limit"),
+        Err(err) => tracing::warn!(error = %err, "cannot raise the descriptor limit"),
+    }
     let running = Server::new(config).start().await?;
     let handle = running.handle();
     let hint = if mode == DEFAULT_SOCKET_MODE {

@@ -10,15 +10,16 @@ use std::time::Duration;
 use std::net::SocketAddr;
 
 use pixl_ipc_protocol::{encode_line, Push};
-use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::admission::Admission;
 use crate::builtin;
 use crate::config::ServerConfig;
 use crate::connection::ConnectionEnv;
 use crate::error::ServerError;
+use crate::fd_limit;
 use crate::handler::{ConnectionInfo, Handler};
 use crate::outbound::{Line, Outbound, QueueError, WeakOutbound};
 use crate::router::{RouteError, Router, UriPattern};
@@ -101,7 +102,8 @@ impl Server {
     /// # Errors
     /// A [`ServerError`] naming the path when the socket cannot be created: in use by a live
     /// server, not a socket, path too long, or an OS error.
-    pub async fn start(self) -> Result<RunningServer, ServerError> {
+    pub async fn start(mut self) -> Result<RunningServer, ServerError> {
+        fit_connections_to_descriptors(&mut self.config)?;
         let config = &self.config;
         // Everything that can fail is prepared before the UNIX socket exists, so a bad TLS file
         // or a taken port leaves no socket file behind.
@@ -144,7 +146,11 @@ impl Server {
             next_connection_id: AtomicU64::new(1),
             connections: TaskTracker::new(),
             workers,
-            connection_limit: Arc::new(Semaphore::new(self.config.max_connections)),
+            admission: Admission::new(
+                self.config.max_connections,
+                self.config.uid_connection_cap(),
+                self.config.websocket.max_handshakes,
+            ),
             config: self.config,
         });
         let task = tokio::spawn(run(shared.clone(), bound, ws_listeners));
@@ -153,6 +159,34 @@ impl Server {
             task,
         })
     }
+}
+
+/// Keeps `max_connections` within what the descriptor limit can serve, so the server never runs
+/// out of descriptors before it reaches its own limit (at which point accepts, and the UNIX
+/// writers' and WebSocket watches' duplicates, would start failing for everyone).
+fn fit_connections_to_descriptors(config: &mut ServerConfig) -> Result<(), ServerError> {
+    let Some(limit) = fd_limit::current_limit() else {
+        return Ok(());
+    };
+    let allowed = fd_limit::connections_for(limit);
+    if allowed == 0 {
+        return Err(ServerError::DescriptorLimit {
+            limit,
+            reserved: fd_limit::RESERVED_DESCRIPTORS,
+        });
+    }
+    let allowed = usize::try_from(allowed).unwrap_or(usize::MAX);
+    if config.max_connections > allowed {
+        tracing::warn!(
+            asked = config.max_connections,
+            serving = allowed,
+            descriptor_limit = limit,
+            "max_connections lowered to what the descriptor limit allows (each connection may use 2 descriptors, {} are kept for the server); raise the limit (ulimit -n, LimitNOFILE=) to serve more",
+            fd_limit::RESERVED_DESCRIPTORS
+        );
+        config.max_connections = allowed;
+    }
+    Ok(())
 }
 
 /// A started server. Dropping it does not stop the server; call [`ServerHandle::shutdown`].
@@ -236,7 +270,8 @@ pub(crate) struct Shared {
     next_connection_id: AtomicU64,
     /// Every connection task of every transport, so shutdown can wait for all of them.
     pub(crate) connections: TaskTracker,
-    pub(crate) connection_limit: Arc<Semaphore>,
+    /// Connection slots, per-uid shares and the WebSocket handshake pool.
+    pub(crate) admission: Admission,
     /// Where connections run.
     pub(crate) workers: Workers,
 }

@@ -31,6 +31,8 @@ pub struct IntervalStats {
     pub errors: u64,
     /// Connections refused because the peer's uid/gid is not allowed.
     pub rejected_peers: u64,
+    /// Connections refused over a limit (all connections, one uid's, WebSocket handshakes).
+    pub refused_connections: u64,
     /// Request latency (receipt to reply queued) over the interval.
     pub latency_ms: LatencySummary,
 }
@@ -68,6 +70,8 @@ pub struct TotalStats {
     pub errors: u64,
     /// Connections refused because the peer's uid/gid is not allowed.
     pub rejected_peers: u64,
+    /// Connections refused over a limit.
+    pub refused_connections: u64,
     /// Milliseconds since the server started.
     pub uptime_ms: u64,
 }
@@ -186,6 +190,13 @@ impl Stats {
         self.with(|s| {
             s.current.counts.rejected_peers += 1;
             s.total.rejected_peers += 1;
+        });
+    }
+
+    pub(crate) fn connection_refused(&self) {
+        self.with(|s| {
+            s.current.counts.refused_connections += 1;
+            s.total.refused_connections += 1;
         });
     }
 

@@ -94,7 +94,14 @@ fn flood_without_reading(path: &std::path::Path) -> UnixStream {
 
 #[test]
 fn peers_that_stop_reading_and_leave_give_back_their_slots_and_descriptors() {
-    let (_dir, server) = start(&["--max-connections", "5", "--max-outbound-bytes", "65536"]);
+    let (_dir, server) = start(&[
+        "--max-connections",
+        "5",
+        "--max-connections-per-uid",
+        "5",
+        "--max-outbound-bytes",
+        "65536",
+    ]);
     let fds = open_fds(&server);
     for round in 0..2 {
         let floods: Vec<UnixStream> = (0..3)
@@ -330,4 +337,138 @@ fn websocket_protocol_errors_close_with_1002_and_bad_utf8_with_1007() {
         .write_all(&raw_client_frame(0x81, &[0xff, 0xfe, 0xfd]))
         .unwrap();
     assert_eq!(read_close_code(ws.tcp()), 1007);
+}
+
+/// Opens `count` TCP connections to the WebSocket listener that send nothing.
+fn silent_tcp_peers(url: &str, count: usize) -> Vec<std::net::TcpStream> {
+    let address = url
+        .trim_start_matches("ws://")
+        .trim_end_matches('/')
+        .to_owned();
+    (0..count)
+        .map(|_| std::net::TcpStream::connect(&address).unwrap())
+        .collect()
+}
+
+#[test]
+fn silent_websocket_connects_take_no_served_slots_and_excess_ones_are_closed_at_once() {
+    let (_dir, server) = start(&[
+        "--ws",
+        "127.0.0.1:0",
+        "--max-connections",
+        "4",
+        "--max-connections-per-uid",
+        "4",
+    ]);
+    let url = server.ws_url().unwrap();
+    // 64 handshakes may be in progress; these 70 peers never send their upgrade request.
+    let silent = silent_tcp_peers(&url, 70);
+    std::thread::sleep(Duration::from_millis(200));
+    // The UNIX socket still has all four of its slots.
+    let mut clients: Vec<Conn> = (0..4).map(|_| server.connect()).collect();
+    for (i, client) in clients.iter_mut().enumerate() {
+        let line = format!(r#"{{"ipcReqID":{i},"uri":"/ipcserver/test/echo","data":{i}}}"#);
+        assert_eq!(
+            client.call(&line),
+            format!(r#"{{"ipcReqID":{i},"data":{i}}}"#)
+        );
+    }
+    // Peers past the handshake pool were answered and closed at once, not held for seconds.
+    let started = Instant::now();
+    let closed = silent
+        .iter()
+        .filter(|tcp| {
+            tcp.set_read_timeout(Some(Duration::from_millis(50)))
+                .unwrap();
+            let mut answer = Vec::new();
+            (&**tcp).read_to_end(&mut answer).is_ok()
+        })
+        .count();
+    assert_eq!(closed, 6, "peers closed at once, out of 70");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let mut stats_conn = clients.pop().unwrap();
+    let stats = stats_conn.read_json_after(r#"{"ipcReqID":"s","uri":"/ipcserver/stats"}"#);
+    assert_eq!(stats["data"]["total"]["refusedConnections"], json!(6));
+}
+
+#[test]
+fn at_a_low_descriptor_limit_the_server_fits_its_limits_and_keeps_serving_its_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fds.sock");
+    let mut command = std::process::Command::new("prlimit");
+    command
+        .arg("--nofile=256:256")
+        .arg("--")
+        .arg(common::server_binary())
+        .arg("--socket")
+        .arg(&path)
+        .args(["--ws", "127.0.0.1:0", "--max-connections", "16"]);
+    let server = ServerProcess::spawn(command, &path)
+        .unwrap_or_else(|failure| panic!("start failed: {}", failure.stderr));
+    let url = server.ws_url().unwrap();
+    // 400 peers that connect and say nothing: the server must not run out of descriptors.
+    let silent = silent_tcp_peers(&url, 400);
+    std::thread::sleep(Duration::from_millis(300));
+    let fds = open_fds(&server);
+    assert!(fds < 200, "{fds} descriptors open");
+    let mut conn = server.connect();
+    assert_eq!(
+        conn.call(r#"{"ipcReqID":1,"uri":"/ipcserver/test/echo","data":1}"#),
+        r#"{"ipcReqID":1,"data":1}"#
+    );
+    drop(silent);
+    drop(conn);
+    // With the default limit of 10,000 connections it says what it can really serve.
+    let (_status, log) = server.stop();
+    assert!(!log.contains("accept failed"), "{log}");
+
+    let path = dir.path().join("fds2.sock");
+    let mut command = std::process::Command::new("prlimit");
+    command
+        .arg("--nofile=256:256")
+        .arg("--")
+        .arg(common::server_binary())
+        .arg("--socket")
+        .arg(&path);
+    let server = ServerProcess::spawn(command, &path)
+        .unwrap_or_else(|failure| panic!("start failed: {}", failure.stderr));
+    let (_status, log) = server.stop();
+    assert!(
+        log.contains("max_connections lowered") && log.contains("serving=96"),
+        "{log}"
+    );
+}
+
+#[test]
+fn one_uid_gets_a_quarter_of_the_slots_by_default_and_refusals_hold_nothing() {
+    let (_dir, server) = start(&["--max-connections", "8"]);
+    let fds = open_fds(&server);
+    let mut first = server.connect();
+    let mut second = server.connect();
+    assert_eq!(
+        first.call(r#"{"ipcReqID":1,"uri":"/ipcserver/test/echo","data":1}"#),
+        r#"{"ipcReqID":1,"data":1}"#
+    );
+    assert_eq!(
+        second.call(r#"{"ipcReqID":2,"uri":"/ipcserver/test/echo","data":2}"#),
+        r#"{"ipcReqID":2,"data":2}"#
+    );
+    let uid = nix::unistd::getuid();
+    for _ in 0..200 {
+        let mut third = server.connect();
+        let refusal = third.read_json();
+        assert_eq!(refusal["code"], json!("too_many_connections"));
+        assert_eq!(
+            refusal["message"],
+            json!(format!("uid {uid} has its limit of 2 connections open"))
+        );
+        third.expect_eof();
+    }
+    assert_eq!(
+        open_fds(&server),
+        fds + 2,
+        "refusals left descriptors behind"
+    );
+    let stats = first.read_json_after(r#"{"ipcReqID":"s","uri":"/ipcserver/stats"}"#);
+    assert_eq!(stats["data"]["total"]["refusedConnections"], json!(200));
 }

@@ -208,7 +208,7 @@ fn close_after_reply_answers_in_flight_requests_then_closes() {
 
 #[test]
 fn connection_limit_refuses_with_a_clear_error_and_keeps_existing_connections() {
-    let (_dir, server) = start(&["--max-connections", "2"]);
+    let (_dir, server) = start(&["--max-connections", "2", "--max-connections-per-uid", "2"]);
     let mut first = server.connect();
     let mut second = server.connect();
     assert_eq!(

@@ -1,7 +1,7 @@
 //! Transports: how connections arrive and how their bytes become messages. The accept loop,
-//! the connection limit and the connection core are shared; each transport supplies only
-//! `accept`, `serve` (adapt its framing to the core) and `refuse` (say "too many connections"
-//! in its own way).
+//! the connection limits and the connection core are shared; each transport supplies only
+//! `accept`, `admit` (which places under the limits it needs), `serve` (adapt its framing to the
+//! core) and `refuse` (say why in its own way, without waiting).
 
 pub(crate) mod stall;
 pub(crate) mod unix;
@@ -12,28 +12,33 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::OwnedSemaphorePermit;
-
+use crate::admission::Refusal;
 use crate::server::Shared;
 
 /// One listener of one transport.
 pub(crate) trait Transport: Send + 'static {
     /// An accepted connection, before any transport handshake.
     type Io: Send + 'static;
+    /// What an admitted connection holds while it is served (its places under the limits).
+    type Ticket: Send + 'static;
 
     /// Waits for the next connection.
     fn accept(&mut self) -> impl Future<Output = io::Result<Self::Io>> + Send;
 
-    /// Serves one connection to its end. `permit` holds its place under the connection limit.
+    /// Takes the connection on, or says why not, at once and without waiting on the peer.
+    fn admit(shared: &Shared, io: &Self::Io) -> Result<Self::Ticket, Refusal>;
+
+    /// Tells a refused peer why, as far as it can without waiting (a refusal must cost nothing
+    /// that lasts), and closes the connection.
+    fn refuse(shared: &Shared, io: Self::Io, refusal: &Refusal);
+
+    /// Serves one connection to its end, holding `ticket` until then.
     fn serve(
         shared: Arc<Shared>,
         id: u64,
         io: Self::Io,
-        permit: OwnedSemaphorePermit,
+        ticket: Self::Ticket,
     ) -> impl Future<Output = ()> + Send;
-
-    /// Tells a connection over the limit why it is closed.
-    fn refuse(shared: Arc<Shared>, io: Self::Io) -> impl Future<Output = ()> + Send;
 }
 
 /// Accepts until shutdown. A failed accept (out of file descriptors, say) is logged and retried
@@ -46,20 +51,17 @@ pub(crate) async fn accept_loop<T: Transport>(shared: Arc<Shared>, mut transport
             accepted = transport.accept() => accepted,
         };
         match accepted {
-            Ok(io) => match shared.connection_limit.clone().try_acquire_owned() {
-                Ok(permit) => {
+            Ok(io) => match T::admit(&shared, &io) {
+                Ok(ticket) => {
                     let id = shared.next_connection_id();
                     shared.workers.spawn(
                         &shared.connections,
-                        T::serve(shared.clone(), id, io, permit),
+                        T::serve(shared.clone(), id, io, ticket),
                     );
                 }
-                Err(_) => {
-                    tracing::warn!(
-                        limit = shared.config.max_connections,
-                        "connection refused: too many connections"
-                    );
-                    tokio::spawn(T::refuse(shared.clone(), io));
+                Err(refusal) => {
+                    refusal.record(&shared.env.stats);
+                    T::refuse(&shared, io, &refusal);
                 }
             },
             Err(err) => {
@@ -71,14 +73,4 @@ pub(crate) async fn accept_loop<T: Transport>(shared: Arc<Shared>, mut transport
             }
         }
     }
-}
-
-/// The message sent to a connection over the limit.
-pub(crate) fn too_many_connections_line(limit: usize) -> bytes::Bytes {
-    let reply = pixl_ipc_protocol::ErrorReply::new(
-        None,
-        pixl_ipc_protocol::ErrorCode::TooManyConnections,
-        format!("server is at its limit of {limit} connections"),
-    );
-    pixl_ipc_protocol::encode_line(&reply).unwrap_or_default()
 }

@@ -7,18 +7,16 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use nix::sys::stat::{umask, Mode};
 use pixl_ipc_protocol::{unix_io, JsonLinesCodec, RawRequest};
-use tokio::io::AsyncWriteExt;
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::codec::{BytesCodec, FramedRead, FramedWrite};
 
 use super::stall::StallGuard;
-use super::{too_many_connections_line, Transport};
+use super::Transport;
+use crate::admission::{Refusal, Slot};
 use crate::connection::{self, PeerWatch, Received};
 use crate::error::ServerError;
 use crate::handler::{ConnectionInfo, PeerCredentials};
@@ -191,24 +189,44 @@ const WRITE_BATCH: usize = 64 * 1024;
 /// The UNIX socket transport: newline-delimited JSON on the byte stream.
 pub(crate) struct UnixTransport(pub(crate) UnixListener);
 
+/// A UNIX connection's place under the limits, and its peer's kernel-verified credentials.
+pub(crate) struct UnixTicket {
+    _slot: Slot,
+    peer: Option<PeerCredentials>,
+}
+
 impl Transport for UnixTransport {
     type Io = UnixStream;
+    type Ticket = UnixTicket;
 
     async fn accept(&mut self) -> io::Result<UnixStream> {
         self.0.accept().await.map(|(stream, _)| stream)
     }
 
-    async fn serve(
-        shared: Arc<Shared>,
-        id: u64,
-        stream: UnixStream,
-        _permit: OwnedSemaphorePermit,
-    ) {
+    fn admit(shared: &Shared, stream: &UnixStream) -> Result<UnixTicket, Refusal> {
         let peer = stream.peer_cred().ok().map(|cred| PeerCredentials {
             uid: cred.uid(),
             gid: cred.gid(),
             pid: cred.pid(),
         });
+        if let Some(peer) = peer.filter(|peer| !shared.config.allows_peer(peer.uid, peer.gid)) {
+            return Err(Refusal::PeerNotAllowed {
+                uid: peer.uid,
+                gid: peer.gid,
+            });
+        }
+        let slot = shared.admission.connection(peer.map(|peer| peer.uid))?;
+        Ok(UnixTicket { _slot: slot, peer })
+    }
+
+    fn refuse(_shared: &Shared, stream: UnixStream, refusal: &Refusal) {
+        // A new socket's send buffer is empty, so the line goes out without waiting; if it does
+        // not, the peer is told nothing rather than holding anything here.
+        let _ = stream.try_write(&refusal.line());
+    }
+
+    async fn serve(shared: Arc<Shared>, id: u64, stream: UnixStream, ticket: UnixTicket) {
+        let peer = ticket.peer;
         let info = Arc::new(ConnectionInfo {
             id,
             transport: crate::handler::Transport::Unix {
@@ -216,10 +234,6 @@ impl Transport for UnixTransport {
             },
             peer,
         });
-        if let Some(peer) = peer.filter(|peer| !shared.config.allows_peer(peer.uid, peer.gid)) {
-            refuse_peer(&shared, stream, peer).await;
-            return;
-        }
         tracing::debug!(conn = id, ?peer, "connection opened");
 
         let (read, write) = match unix_io::split_tokio(stream) {
@@ -258,27 +272,5 @@ impl Transport for UnixTransport {
         connection::serve(info, &shared.env, requests, outbound, watch).await;
         shared.unregister(id);
         tracing::debug!(conn = id, "connection closed");
-    }
-
-    async fn refuse(shared: Arc<Shared>, mut stream: UnixStream) {
-        let line = too_many_connections_line(shared.config.max_connections);
-        let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&line)).await;
-    }
-}
-
-/// Closes a connection from a peer the allow-list does not name, before reading anything.
-async fn refuse_peer(shared: &Shared, mut stream: UnixStream, peer: PeerCredentials) {
-    tracing::warn!(uid = peer.uid, gid = peer.gid, pid = ?peer.pid, "connection refused: peer not on the uid/gid allow-list");
-    shared.env.stats.peer_rejected();
-    let reply = pixl_ipc_protocol::ErrorReply::new(
-        None,
-        pixl_ipc_protocol::ErrorCode::PeerNotAllowed,
-        format!(
-            "uid {} / gid {} may not use this server",
-            peer.uid, peer.gid
-        ),
-    );
-    if let Ok(line) = pixl_ipc_protocol::encode_line(&reply) {
-        let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&line)).await;
     }
 }

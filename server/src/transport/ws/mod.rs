@@ -13,7 +13,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio::sync::mpsc;
 use tokio_rustls::rustls;
 use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::tungstenite::handshake::server::{
@@ -29,7 +29,8 @@ mod tcp_owner;
 use driver::Driver;
 use origin::OriginPolicy;
 
-use super::{too_many_connections_line, Transport};
+use super::Transport;
+use crate::admission::{Handshake, Refusal};
 use crate::config::{ServerConfig, TlsFiles, WebSocketConfig};
 use crate::connection::{self, Inbound, PeerWatch};
 use crate::error::ServerError;
@@ -37,8 +38,8 @@ use crate::handler::{ConnectionInfo, PeerCredentials};
 use crate::outbound::Outbound;
 use crate::server::Shared;
 
-/// How long a peer may take over the TLS handshake and the HTTP upgrade.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a peer may take over the TLS handshake and the HTTP upgrade together.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Decoded messages a connection may have waiting for the core. One: the driver decodes a
 /// frame's next message only when the core has taken the last, so what waits is bounded by one
 /// message, not by a count of them.
@@ -315,6 +316,9 @@ pub(crate) struct WsTransport(pub(crate) TcpListener);
 
 impl Transport for WsTransport {
     type Io = (TcpStream, SocketAddr);
+    /// A place in the handshake pool until the upgrade is through; the connection slot is
+    /// taken only then, so peers that never finish a handshake cannot crowd out served ones.
+    type Ticket = Handshake;
 
     async fn accept(&mut self) -> io::Result<(TcpStream, SocketAddr)> {
         let (stream, peer) = self.0.accept().await?;
@@ -322,12 +326,20 @@ impl Transport for WsTransport {
         Ok((stream, peer))
     }
 
-    async fn serve(
-        shared: Arc<Shared>,
-        id: u64,
-        (tcp, peer): Self::Io,
-        _permit: OwnedSemaphorePermit,
-    ) {
+    fn admit(shared: &Shared, _io: &Self::Io) -> Result<Handshake, Refusal> {
+        shared.admission.handshake()
+    }
+
+    fn refuse(shared: &Shared, (tcp, _peer): Self::Io, refusal: &Refusal) {
+        // Without waiting: a plain listener gets a 503 if the socket takes it at once; TLS
+        // would need a handshake first, so a TLS peer is just closed.
+        if shared.ws.tls.is_none() {
+            let _ = tcp.try_write(&http_response("503 Service Unavailable", &refusal.line()));
+        }
+    }
+
+    async fn serve(shared: Arc<Shared>, id: u64, (tcp, peer): Self::Io, handshake: Handshake) {
+        let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
         // The listener's runtime registered the socket; register it with this connection's
         // own (worker) runtime instead, or every event would hop threads to reach it.
         let tcp = match tcp.into_std().and_then(TcpStream::from_std) {
@@ -342,44 +354,48 @@ impl Transport for WsTransport {
         let credentials = match shared.ws.check_peer(peer, local).await {
             Ok(credentials) => credentials,
             Err(reason) => {
-                refuse_peer(&shared, tcp, peer, &reason).await;
+                let _ = tokio::time::timeout_at(deadline, refuse_peer(&shared, tcp, peer, &reason))
+                    .await;
                 return;
             }
         };
+        let handshake = Pending {
+            deadline,
+            _handshake: handshake,
+            local,
+            peer,
+            credentials,
+        };
         match &shared.ws.tls {
-            None => {
-                upgrade_and_serve(shared.clone(), id, tcp, local, peer, false, credentials).await
-            }
-            Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
-                .await
-            {
-                Ok(Ok(tls)) => {
-                    upgrade_and_serve(shared.clone(), id, tls, local, peer, true, credentials).await
-                }
+            None => upgrade_and_serve(shared.clone(), id, tcp, false, handshake).await,
+            Some(acceptor) => match tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => upgrade_and_serve(shared.clone(), id, tls, true, handshake).await,
                 Ok(Err(err)) => tracing::info!(%peer, error = %err, "TLS handshake failed"),
                 Err(_) => tracing::info!(%peer, "TLS handshake timed out"),
             },
         }
     }
+}
 
-    async fn refuse(shared: Arc<Shared>, (tcp, _peer): Self::Io) {
-        let body = too_many_connections_line(shared.config.max_connections);
-        let response = format!(
-            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len()
-        );
-        let answer = async {
-            match &shared.ws.tls {
-                None => write_all_then_close(tcp, &response, &body).await,
-                Some(acceptor) => {
-                    if let Ok(tls) = acceptor.accept(tcp).await {
-                        write_all_then_close(tls, &response, &body).await;
-                    }
-                }
-            }
-        };
-        let _ = tokio::time::timeout(HANDSHAKE_TIMEOUT, answer).await;
-    }
+/// A WebSocket connection between accept and upgrade.
+struct Pending {
+    /// When the whole handshake (TLS and upgrade) must be done.
+    deadline: tokio::time::Instant,
+    _handshake: Handshake,
+    local: SocketAddr,
+    peer: SocketAddr,
+    credentials: Option<PeerCredentials>,
+}
+
+/// An HTTP response with a JSON body that closes the connection.
+fn http_response(status: &str, body: &[u8]) -> Vec<u8> {
+    let mut response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    response.extend_from_slice(body);
+    response
 }
 
 /// Answers a peer the allow-list does not admit with HTTP 403 and the `peer_not_allowed` error
@@ -393,17 +409,14 @@ async fn refuse_peer(shared: &Shared, tcp: TcpStream, peer: SocketAddr, reason: 
         reason.to_owned(),
     );
     let body = pixl_ipc_protocol::encode_line(&reply).unwrap_or_default();
-    let answer = async {
-        match &shared.ws.tls {
-            None => answer_http(tcp, "403 Forbidden", &body).await,
-            Some(acceptor) => {
-                if let Ok(tls) = acceptor.accept(tcp).await {
-                    answer_http(tls, "403 Forbidden", &body).await;
-                }
+    match &shared.ws.tls {
+        None => answer_http(tcp, "403 Forbidden", &body).await,
+        Some(acceptor) => {
+            if let Ok(tls) = acceptor.accept(tcp).await {
+                answer_http(tls, "403 Forbidden", &body).await;
             }
         }
-    };
-    let _ = tokio::time::timeout(HANDSHAKE_TIMEOUT, answer).await;
+    }
 }
 
 /// Reads the request head (bounded), then answers with `status` and a JSON `body` and closes.
@@ -418,48 +431,55 @@ async fn answer_http<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, status: &
             Ok(read) => head.extend_from_slice(&buffer[..read]),
         }
     }
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    write_all_then_close(stream, &response, body).await;
-}
-
-async fn write_all_then_close<S: AsyncWrite + Unpin>(mut stream: S, head: &str, body: &[u8]) {
-    if stream.write_all(head.as_bytes()).await.is_ok() && stream.write_all(body).await.is_ok() {
+    if stream.write_all(&http_response(status, body)).await.is_ok() {
         let _ = stream.shutdown().await;
     }
 }
 
 /// Runs the upgrade with its checks, then the connection.
-async fn upgrade_and_serve<S>(
-    shared: Arc<Shared>,
-    id: u64,
-    stream: S,
-    local: SocketAddr,
-    peer: SocketAddr,
-    tls: bool,
-    credentials: Option<PeerCredentials>,
-) where
+async fn upgrade_and_serve<S>(shared: Arc<Shared>, id: u64, stream: S, tls: bool, pending: Pending)
+where
     S: AsyncRead + AsyncWrite + AsRawFd + Unpin + Send + 'static,
 {
+    let Pending {
+        deadline,
+        _handshake,
+        local,
+        peer,
+        credentials,
+    } = pending;
     let mut path = String::new();
+    let mut slot = None;
     let setup = &shared.ws;
     // The callback's error type is tungstenite's HTTP response, large or not.
     #[allow(clippy::result_large_err)]
     let callback = |upgrade: &Upgrade, response: Response| {
         path = upgrade.uri().path().to_owned();
-        match setup.check(upgrade, tls) {
-            None => Ok(response),
-            Some((status, reason)) => {
-                tracing::info!(peer = %peer, status = status.as_u16(), reason, "WebSocket upgrade refused");
-                Err(refusal(status, reason))
+        if let Some((status, reason)) = setup.check(upgrade, tls) {
+            tracing::info!(peer = %peer, status = status.as_u16(), reason, "WebSocket upgrade refused");
+            return Err(refusal(status, reason));
+        }
+        // Only now, with the peer through every check, does it take a connection slot.
+        match shared
+            .admission
+            .connection(credentials.map(|credentials| credentials.uid))
+        {
+            Ok(taken) => {
+                slot = Some(taken);
+                Ok(response)
+            }
+            Err(over) => {
+                over.record(&shared.env.stats);
+                let mut response =
+                    ErrorResponse::new(Some(String::from_utf8_lossy(&over.line()).into_owned()));
+                *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                Err(response)
             }
         }
     };
     let upgrade =
         tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(setup.wire));
-    let ws = match tokio::time::timeout(HANDSHAKE_TIMEOUT, upgrade).await {
+    let ws = match tokio::time::timeout_at(deadline, upgrade).await {
         Ok(Ok(ws)) => ws,
         Ok(Err(err)) => {
             tracing::info!(%peer, error = %err, "WebSocket upgrade refused or failed");
@@ -470,6 +490,9 @@ async fn upgrade_and_serve<S>(
             return;
         }
     };
+    // The handshake's place goes back to the pool; the slot is held until the connection ends.
+    drop(_handshake);
+    let _slot = slot;
     let info = Arc::new(ConnectionInfo {
         id,
         transport: crate::handler::Transport::WebSocket {
