@@ -8,8 +8,9 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ServerError {
-    /// Another process is accepting connections on the path.
-    #[error("{path} is in use by a running server (a connection to it succeeded); stop that server or choose another --socket")]
+    /// Another process is accepting connections on the path, or another server holds the
+    /// path's lock file (`<path>.lock`: it is running or starting on the path).
+    #[error("{path} is in use by a running server (a connection to it succeeded, or another server holds {path}.lock); stop that server or choose another --socket")]
     SocketInUse {
         /// The socket path.
         path: PathBuf,

@@ -69,6 +69,51 @@ fn a_stale_socket_left_by_kill_9_is_reclaimed() {
 }
 
 #[test]
+fn of_five_concurrent_starts_on_one_path_exactly_one_wins_and_keeps_its_socket() {
+    // Each round starts five servers at once on a path where the previous round's winner was
+    // killed with SIGKILL (a stale socket; none in the first round). Without the lock a server
+    // could judge the socket stale between another's bind and listen and unlink it.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("race.sock");
+    for round in 0..50 {
+        let attempts: Vec<_> = (0..5)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || ServerProcess::try_start(&path, &[]))
+            })
+            .collect();
+        let (mut winners, mut losers) = (Vec::new(), Vec::new());
+        for attempt in attempts {
+            match attempt.join().unwrap() {
+                Ok(server) => winners.push(server),
+                Err(failure) => losers.push(failure),
+            }
+        }
+        assert_eq!(winners.len(), 1, "round {round}: exactly one server runs");
+        for failure in &losers {
+            assert_ne!(failure.status.code(), Some(0), "round {round}");
+            assert!(
+                failure.stderr.contains(path.to_str().unwrap()),
+                "round {round}: names the path: {}",
+                failure.stderr
+            );
+        }
+        let winner = winners.pop().unwrap();
+        assert!(
+            echo_works(&winner),
+            "round {round}: the path still reaches the winner"
+        );
+        winner.kill9();
+    }
+}
+
+fn lock_file_of(path: &Path) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    name.into()
+}
+
+#[test]
 fn a_regular_file_at_the_path_is_refused_and_untouched() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("precious.txt");
@@ -291,6 +336,11 @@ fn sigterm_drains_in_flight_requests_then_removes_the_socket() {
     assert!(signalled.elapsed() < Duration::from_secs(2));
     assert!(!path.exists(), "socket removed on exit");
     assert!(log.contains("drained=true"), "{log}");
+    // Deleting the lock file would let two later servers lock two different files.
+    assert!(
+        lock_file_of(&path).exists(),
+        "the lock file is never deleted"
+    );
 }
 
 #[test]
