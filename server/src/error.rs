@@ -78,4 +78,17 @@ pub enum ServerError {
         /// What was wrong with it.
         reason: String,
     },
+    /// A setting is outside the range the server can honour; nothing was created. See
+    /// [`ServerConfig::validate`](crate::ServerConfig::validate).
+    #[error("invalid setting {setting} ({flag}) = {value}: allowed {allowed}")]
+    InvalidSetting {
+        /// The [`ServerConfig`](crate::ServerConfig) field, e.g. `max_outbound_bytes_per_connection`.
+        setting: &'static str,
+        /// The `pixl-ipc-server` flag that sets it, e.g. `--max-outbound-bytes`.
+        flag: &'static str,
+        /// The value given.
+        value: String,
+        /// The range allowed, and why when it is not obvious.
+        allowed: String,
+    },
 }

@@ -114,6 +114,80 @@ fn lock_file_of(path: &Path) -> std::path::PathBuf {
 }
 
 #[test]
+fn settings_out_of_range_are_refused_at_start_naming_the_flag_and_creating_nothing() {
+    let too_big = (isize::MAX as u64 + 1).to_string();
+    let max_ms = u64::MAX.to_string();
+    let cases: &[&[&str]] = &[
+        &["--max-outbound-bytes", "0"],
+        &["--max-message-bytes", "0"],
+        &["--max-message-bytes", &too_big],
+        &["--max-connections", "0"],
+        &["--max-in-flight", "0"],
+        &["--threads", "0"],
+        &["--exit-timeout-ms", &max_ms],
+        &["--handler-timeout-ms", "0"],
+        &["--partial-message-timeout-ms", &max_ms],
+        &["--slow-threshold-ms", &max_ms],
+        &["--stats-interval", "5"],
+        &["--ws", "127.0.0.1:0", "--ws-ping-interval-ms", "0"],
+        &["--ws", "127.0.0.1:0", "--ws-idle-timeout-ms", &max_ms],
+        &["--ws", "127.0.0.1:0", "--ws-backlog", "0"],
+    ];
+    for args in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("limits.sock");
+        let failure = ServerProcess::try_start(&path, args)
+            .err()
+            .unwrap_or_else(|| panic!("{args:?} must be refused"));
+        assert_eq!(
+            failure.status.code(),
+            Some(1),
+            "{args:?}: {}",
+            failure.stderr
+        );
+        let flag = args[args.len() - 2];
+        assert!(
+            failure.stderr.contains("invalid setting") && failure.stderr.contains(flag),
+            "{args:?}: names {flag}: {}",
+            failure.stderr
+        );
+        assert!(!failure.stderr.contains("panicked"), "{}", failure.stderr);
+        assert!(!path.exists(), "{args:?}: no socket created");
+    }
+}
+
+#[test]
+fn a_start_that_fails_at_chgrp_leaves_no_socket_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chgrp.sock");
+    let group = "4242"; // Not a group of ours: chown(2) refuses it to anyone but root.
+    let mut command = if nix::unistd::geteuid().is_root() {
+        // Root may chown to any group: run the server as nobody, in a directory nobody may use.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let mut command = Command::new("setpriv");
+        command.args(["--reuid=65534", "--regid=65534", "--clear-groups"]);
+        command.arg(server_binary());
+        command
+    } else {
+        Command::new(server_binary())
+    };
+    command.arg("--socket").arg(&path).args(["--group", group]);
+    let failure = ServerProcess::spawn(command, &path)
+        .err()
+        .expect("chgrp to a foreign group must fail");
+    assert_eq!(failure.status.code(), Some(1), "{}", failure.stderr);
+    assert!(
+        failure.stderr.contains("cannot set the group of"),
+        "{}",
+        failure.stderr
+    );
+    assert!(
+        !path.exists(),
+        "the socket file of a failed start is removed"
+    );
+}
+
+#[test]
 fn a_regular_file_at_the_path_is_refused_and_untouched() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("precious.txt");
