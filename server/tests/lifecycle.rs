@@ -417,6 +417,104 @@ fn sigterm_drains_in_flight_requests_then_removes_the_socket() {
     );
 }
 
+/// Sends 20 slow requests, then `signal`; returns the connection and the request ids.
+fn twenty_in_flight_then(server: &ServerProcess, signal: Signal) -> common::Conn {
+    let mut conn = server.connect();
+    for index in 0..20 {
+        conn.send(&format!(
+            r#"{{"ipcReqID":"rq{index}","uri":"/ipcserver/test/delay","data":{{"delay":300}}}}"#
+        ));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    server.signal(signal);
+    conn
+}
+
+fn expect_twenty_replies(conn: &mut common::Conn, signal: Signal) {
+    let mut ids: Vec<String> = (0..20)
+        .map(|_| conn.read_json()["ipcReqID"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    let mut expected: Vec<String> = (0..20).map(|index| format!("rq{index}")).collect();
+    expected.sort();
+    assert_eq!(
+        ids, expected,
+        "{signal}: every in-flight request answered once"
+    );
+}
+
+#[test]
+fn sighup_and_sigusr_are_logged_and_ignored_without_losing_a_reply() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hup.sock");
+    let mut server = ServerProcess::start(&path, &[]);
+    for signal in [Signal::SIGHUP, Signal::SIGUSR1, Signal::SIGUSR2] {
+        let mut conn = twenty_in_flight_then(&server, signal);
+        expect_twenty_replies(&mut conn, signal);
+        assert!(server.is_running(), "{signal} must not stop the server");
+        assert!(echo_works(&server), "still serving after {signal}");
+    }
+    let (status, log) = server.stop();
+    assert!(status.success(), "{log}");
+    for name in ["SIGHUP", "SIGUSR1", "SIGUSR2"] {
+        assert!(
+            log.contains(&format!("signal=\"{name}\"")) && log.contains("ignored"),
+            "logs {name}: {log}"
+        );
+    }
+    assert!(!path.exists(), "socket removed on exit");
+}
+
+#[test]
+fn sigquit_drains_like_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("quit.sock");
+    let mut server = ServerProcess::start(&path, &[]);
+    let mut conn = twenty_in_flight_then(&server, Signal::SIGQUIT);
+    expect_twenty_replies(&mut conn, Signal::SIGQUIT);
+    conn.expect_eof();
+    let (status, log) = server.wait();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("drained=true"), "{log}");
+    assert!(!path.exists(), "socket removed on exit");
+}
+
+#[test]
+fn a_closed_stdout_does_not_stop_the_server() {
+    // As in `pixl-ipc-server | true`: the banner cannot be written.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nostdout.sock");
+    let mut child = Command::new(server_binary())
+        .arg("--socket")
+        .arg(&path)
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // Closed long before the server gets to its banner.
+    common::eventually("server listening", || {
+        std::os::unix::net::UnixStream::connect(&path).is_ok()
+    });
+    let mut conn = common::Conn::open(&path);
+    assert_eq!(
+        conn.call(r#"{"ipcReqID":"rq0","uri":"/ipcserver/test/echo","data":"alive"}"#),
+        r#"{"ipcReqID":"rq0","data":"alive"}"#
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = common::wait_with_timeout(&mut child, common::TIMEOUT).expect("exits");
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
+    assert!(status.success(), "{status}: {log}");
+    assert!(!log.contains("panicked"), "{log}");
+    assert!(!path.exists(), "socket removed on exit");
+}
+
 #[test]
 fn connections_spread_over_worker_threads_are_all_served_and_drained() {
     let dir = tempfile::tempdir().unwrap();
