@@ -48,7 +48,8 @@ fn report_error(message: std::fmt::Arguments<'_>) {
     let _ = writeln!(std::io::stderr(), "pixl-ipc-server: {message}");
 }
 
-/// What a signal asks of the server.
+/// What a signal asks of the server, with the signal's name for the log.
+#[derive(Clone, Copy)]
 enum Received {
     /// Drain and stop (a second one stops at once).
     Stop(&'static str),
@@ -58,33 +59,34 @@ enum Received {
 
 /// The signals a daemon commonly receives. Each is handled, so none of them kills the server
 /// with its default action (losing in-flight replies and leaving the socket behind).
-struct Signals(Vec<(Signal, fn(&'static str) -> Received, &'static str)>);
+struct Signals(Vec<(Signal, Received)>);
 
 impl Signals {
     fn install() -> anyhow::Result<Signals> {
-        let table: [(SignalKind, fn(&'static str) -> Received, &'static str); 6] = [
-            (SignalKind::terminate(), Received::Stop, "SIGTERM"),
-            (SignalKind::interrupt(), Received::Stop, "SIGINT"),
-            (SignalKind::quit(), Received::Stop, "SIGQUIT"),
+        let table = [
+            (SignalKind::terminate(), Received::Stop("SIGTERM")),
+            (SignalKind::interrupt(), Received::Stop("SIGINT")),
+            (SignalKind::quit(), Received::Stop("SIGQUIT")),
             // SIGHUP is the usual "reload"; until there is something to reload, ignore it.
-            (SignalKind::hangup(), Received::Ignore, "SIGHUP"),
-            (SignalKind::user_defined1(), Received::Ignore, "SIGUSR1"),
-            (SignalKind::user_defined2(), Received::Ignore, "SIGUSR2"),
+            (SignalKind::hangup(), Received::Ignore("SIGHUP")),
+            (SignalKind::user_defined1(), Received::Ignore("SIGUSR1")),
+            (SignalKind::user_defined2(), Received::Ignore("SIGUSR2")),
         ];
         let mut handlers = Vec::with_capacity(table.len());
-        for (kind, meaning, name) in table {
+        for (kind, meaning) in table {
+            let (Received::Stop(name) | Received::Ignore(name)) = meaning;
             let handler = signal(kind).with_context(|| format!("cannot handle {name}"))?;
-            handlers.push((handler, meaning, name));
+            handlers.push((handler, meaning));
         }
         Ok(Signals(handlers))
     }
 
     /// Waits for the next signal.
     async fn next(&mut self) -> Received {
-        let waiting = self.0.iter_mut().map(|(handler, meaning, name)| {
+        let waiting = self.0.iter_mut().map(|(handler, meaning)| {
             Box::pin(async move {
                 handler.recv().await;
-                meaning(name)
+                *meaning
             })
         });
         futures_util::future::select_all(waiting).await.0
