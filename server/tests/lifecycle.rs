@@ -107,6 +107,36 @@ fn of_five_concurrent_starts_on_one_path_exactly_one_wins_and_keeps_its_socket()
     }
 }
 
+#[test]
+fn a_server_holding_the_lock_keeps_its_socket_even_before_it_listens() {
+    // Deterministic form of the race above: this test plays a server that has taken the lock
+    // and bound its socket but does not accept yet (connecting is refused, as for a stale
+    // socket). A server starting now must refuse, and leave that socket file alone.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("starting.sock");
+    drop(std::os::unix::net::UnixListener::bind(&path).unwrap()); // bound, not accepting
+    let inode = std::fs::symlink_metadata(&path).unwrap().ino();
+    let lock = std::fs::File::create(lock_file_of(&path)).unwrap();
+    let _held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|(_, errno)| errno)
+        .unwrap();
+    let failure = ServerProcess::try_start(&path, &[])
+        .err()
+        .expect("the path is locked by another server");
+    assert_eq!(failure.status.code(), Some(1), "{}", failure.stderr);
+    assert!(
+        failure.stderr.contains("in use by a running server")
+            && failure.stderr.contains(path.to_str().unwrap()),
+        "{}",
+        failure.stderr
+    );
+    assert_eq!(
+        std::fs::symlink_metadata(&path).unwrap().ino(),
+        inode,
+        "the other server's socket was not unlinked"
+    );
+}
+
 fn lock_file_of(path: &Path) -> std::path::PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(".lock");
