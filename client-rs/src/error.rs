@@ -42,7 +42,9 @@ pub enum Error {
     ConnectionLost {
         /// The server's address.
         address: String,
-        /// Why the connection ended.
+        /// Why the connection ended. When the server's last line was an error naming no request
+        /// (`too_many_connections`, `peer_not_allowed`), it leads: "the server closed the
+        /// connection after reporting too_many_connections: ... (write failed: ...)".
         reason: String,
     },
     /// The reconnect policy's `max_retries` ran out.

@@ -14,7 +14,7 @@ use crate::client::{CloseReason, ConnectionState};
 use crate::error::Error;
 use crate::pending::{PendingRequests, ReplySender};
 use crate::reconnect::ReconnectPolicy;
-use crate::transport::{Connection, Dialer, Writer};
+use crate::transport::{Connection, Dialer, Reader, Writer};
 
 /// Past this many unsent bytes the task stops taking new requests until the server reads.
 const MAX_UNSENT_BYTES: usize = 1024 * 1024;
@@ -126,14 +126,14 @@ async fn serve(ctx: &mut TaskContext, connection: Connection) -> Ended {
     } = connection;
     let mut pending = PendingRequests::default();
     let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
+    let mut last_said = LastSaid::default();
 
     let ended = loop {
         tokio::select! {
             () = ctx.close.cancelled() => break Ended::ByCaller,
             incoming = reader.next() => match incoming {
-                Err(reason) => break Ended::Lost(reason),
-                Ok(Ok(message)) => deliver(ctx, &mut pending, message),
-                Ok(Err(bad_line)) => reject(&mut pending, &bad_line),
+                Err(reason) => break Ended::Lost(last_said.explain(reason)),
+                Ok(incoming) => handle(ctx, &mut pending, &mut last_said, incoming),
             },
             outgoing = ctx.requests.recv(), if writer.unsent() < MAX_UNSENT_BYTES => match outgoing {
                 None => break Ended::ByCaller,
@@ -141,7 +141,9 @@ async fn serve(ctx: &mut TaskContext, connection: Connection) -> Ended {
             },
             written = writer.write_some(), if writer.unsent() > 0 => {
                 if let Err(reason) = written {
-                    break Ended::Lost(reason);
+                    // The server may have answered, or said why it closed, before we noticed.
+                    read_what_is_left(ctx, &mut reader, &mut pending, &mut last_said).await;
+                    break Ended::Lost(last_said.explain(reason));
                 }
             }
             _ = sweep.tick() => {
@@ -162,6 +164,72 @@ async fn serve(ctx: &mut TaskContext, connection: Connection) -> Ended {
     }
     writer.shutdown().await;
     ended
+}
+
+/// How long a connection whose write failed is still read for lines the server sent before it
+/// closed: they are already in the socket's buffer, so this is only a bound.
+const READ_LEFTOVERS: Duration = Duration::from_millis(100);
+
+/// The server's error line without an `ipcReqID` (`too_many_connections`, `peer_not_allowed`),
+/// kept while it is the last thing the server said: if the connection ends next, it is why.
+#[derive(Default)]
+struct LastSaid(Option<String>);
+
+impl LastSaid {
+    /// `reason`, with the server's own reason in front when it gave one just before closing.
+    fn explain(&mut self, reason: String) -> String {
+        match self.0.take() {
+            Some(said) => {
+                format!("the server closed the connection after reporting {said} ({reason})")
+            }
+            None => reason,
+        }
+    }
+}
+
+/// Reads the lines a closed connection still holds, for at most [`READ_LEFTOVERS`].
+async fn read_what_is_left(
+    ctx: &TaskContext,
+    reader: &mut Reader,
+    pending: &mut PendingRequests,
+    last_said: &mut LastSaid,
+) {
+    let deadline = tokio::time::Instant::now() + READ_LEFTOVERS;
+    while let Ok(Ok(incoming)) = tokio::time::timeout_at(deadline, reader.next()).await {
+        handle(ctx, pending, last_said, incoming);
+    }
+}
+
+/// One line from the server: a message to deliver, or a line that could not be decoded.
+fn handle(
+    ctx: &TaskContext,
+    pending: &mut PendingRequests,
+    last_said: &mut LastSaid,
+    incoming: Result<ServerMessage, FrameError>,
+) {
+    match incoming {
+        Ok(message) => {
+            last_said.0 = unattributed_error(&message);
+            deliver(ctx, pending, message);
+        }
+        Err(bad_line) => reject(pending, &bad_line),
+    }
+}
+
+/// `"code: message"` for an error line that names no request.
+fn unattributed_error(message: &ServerMessage) -> Option<String> {
+    if message.ipc_req_id.is_some() {
+        return None;
+    }
+    let text = |value: &Option<Value>| match value {
+        Some(Value::String(text)) => text.clone(),
+        Some(other) => other.to_string(),
+        None => String::new(),
+    };
+    message
+        .code
+        .as_ref()
+        .map(|_| format!("{}: {}", text(&message.code), text(&message.message)))
 }
 
 /// Queues one request's bytes, batching with whatever else is waiting to be written.

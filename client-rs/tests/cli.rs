@@ -191,3 +191,38 @@ fn watch_prints_pushes_as_json_lines() {
         json!({"uri": "/events/a", "data": {"n": 1}})
     );
 }
+
+#[test]
+fn a_connection_the_server_refuses_reports_the_servers_reason() {
+    // At its connection limit the server writes one too_many_connections line and closes; the
+    // request written meanwhile fails with EPIPE or ECONNRESET, which used to be all we showed.
+    let dir = tempfile::tempdir().unwrap();
+    let full = ServerProcess::start(&dir.path().join("full.sock"), &["--max-connections", "1"]);
+    let mut holder = full.connect();
+    assert_eq!(
+        holder.call(r#"{"ipcReqID":"h","uri":"/ipcserver/test/echo","data":1}"#),
+        r#"{"ipcReqID":"h","data":1}"#
+    );
+    // The refused peer may lose the race either way (write fails, or read is reset): repeat.
+    for _ in 0..5 {
+        let output = cli(&full.path, &["call", "/ipcserver/test/echo", "1"]);
+        assert!(!output.status.success());
+        let message = stderr(&output);
+        assert!(
+            message.contains("too_many_connections") && message.contains("limit of 1 connections"),
+            "{message}"
+        );
+    }
+    // The same for a peer the uid/gid allow-list does not name.
+    // Our own uid is the owner of the directory we just created; allow some other uid only.
+    let ours = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(dir.path()).unwrap());
+    let uid = ours.wrapping_add(4242).to_string();
+    let strict = ServerProcess::start(&dir.path().join("strict.sock"), &["--allow-uid", &uid]);
+    let output = cli(&strict.path, &["call", "/ipcserver/test/echo", "1"]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("peer_not_allowed"),
+        "{}",
+        stderr(&output)
+    );
+}

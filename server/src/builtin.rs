@@ -3,10 +3,10 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use pixl_ipc_protocol::Request;
+use pixl_ipc_protocol::{ErrorCode, Request};
 use serde_json::{json, Value};
 
-use crate::handler::{HandlerResult, RequestContext};
+use crate::handler::{HandlerError, HandlerResult, RequestContext};
 use crate::router::Router;
 use crate::stats::Stats;
 
@@ -59,16 +59,35 @@ async fn echo(request: Request, _ctx: RequestContext) -> HandlerResult {
     Ok(request.data)
 }
 
-/// `/ipcserver/test/delay`: waits `data.delay` milliseconds when it is a positive number and
-/// answers `{"delay": <the value given>}`; otherwise answers `{"delay": 0}` at once.
+/// The longest `/ipcserver/test/delay` accepts: an hour. It is a test endpoint; a longer wait
+/// is a mistake (and `Duration::from_secs_f64` panics past about 5.8e11 years).
+pub(crate) const MAX_DELAY_MS: f64 = 3_600_000.0;
+
+/// `/ipcserver/test/delay`: waits `data.delay` milliseconds (a number from 0 to an hour) and
+/// answers `{"delay": <the value given>}`. Without `data.delay` (or `null`) it answers
+/// `{"delay": 0}` at once, as documented; any other value is an `invalid_request` error.
 async fn delay(request: Request, _ctx: RequestContext) -> HandlerResult {
     let given = request.data.get("delay").cloned().unwrap_or(Value::Null);
-    match given.as_f64().filter(|ms| *ms > 0.0 && ms.is_finite()) {
-        Some(ms) => {
-            tokio::time::sleep(Duration::from_secs_f64(ms / 1000.0)).await;
-            Ok(json!({ "delay": given }))
-        }
-        None => Ok(json!({ "delay": 0 })),
+    if given.is_null() {
+        return Ok(json!({ "delay": 0 }));
+    }
+    let ms = delay_ms(&given)?;
+    if ms > 0.0 {
+        tokio::time::sleep(Duration::from_secs_f64(ms / 1000.0)).await;
+    }
+    Ok(json!({ "delay": given }))
+}
+
+/// `given` as milliseconds, if it is a number in `0 ..= MAX_DELAY_MS`.
+fn delay_ms(given: &Value) -> Result<f64, HandlerError> {
+    match given.as_f64() {
+        Some(ms) if (0.0..=MAX_DELAY_MS).contains(&ms) => Ok(ms),
+        _ => Err(HandlerError::new(
+            ErrorCode::InvalidRequest.as_str(),
+            format!(
+                "data.delay must be a number of milliseconds from 0 to {MAX_DELAY_MS} (an hour), not {given}"
+            ),
+        )),
     }
 }
 

@@ -10,9 +10,19 @@ use pixl_ipc_server::{parse_socket_mode, ServerConfig, WebSocketConfig};
 use serde::Deserialize;
 use serde_json::Value;
 
+/// Signals, files and limits, printed after the flag list.
+const AFTER_HELP: &str = "\
+Signals: SIGTERM, SIGINT and SIGQUIT drain (answer what was read, within --exit-timeout-ms) and
+stop; a second one stops at once. SIGHUP, SIGUSR1 and SIGUSR2 are logged and ignored.
+Files: the socket, and <socket>.lock beside it, an flock held while the server runs so two
+servers never share a path. The lock file is never deleted (deleting it would let two servers
+lock two different files); the socket is removed at exit if it is still ours.
+Limits: a zero or out-of-range value is refused at start with the range allowed; durations are
+at most a year.";
+
 /// A pixl-ipc compatible RPC server on a UNIX domain socket.
 #[derive(Debug, Parser)]
-#[command(name = "pixl-ipc-server", version, about, long_about = None)]
+#[command(name = "pixl-ipc-server", version, about, long_about = None, after_help = AFTER_HELP)]
 pub(crate) struct Args {
     /// Socket path [default: $XDG_RUNTIME_DIR/pixl-ipc.sock, or /tmp/pixl-ipc.sock]
     #[arg(long, env = "PIXL_IPC_SOCKET")]

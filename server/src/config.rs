@@ -196,9 +196,10 @@ impl ServerConfig {
             .unwrap_or((self.max_connections / DEFAULT_UID_SHARE_DIVISOR).max(1))
     }
 
-    /// Sets the per-connection limit of requests running at once (default 1024).
+    /// Sets the per-connection limit of requests running at once (default 1024; 0 is refused
+    /// by [`validate`](Self::validate)).
     pub fn with_max_in_flight_per_connection(mut self, requests: usize) -> Self {
-        self.max_in_flight_per_connection = requests.max(1);
+        self.max_in_flight_per_connection = requests;
         self
     }
 

@@ -8,8 +8,9 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ServerError {
-    /// Another process is accepting connections on the path.
-    #[error("{path} is in use by a running server (a connection to it succeeded); stop that server or choose another --socket")]
+    /// Another process is accepting connections on the path, or another server holds the
+    /// path's lock file (`<path>.lock`: it is running or starting on the path).
+    #[error("{path} is in use by a running server (a connection to it succeeded, or another server holds {path}.lock); stop that server or choose another --socket")]
     SocketInUse {
         /// The socket path.
         path: PathBuf,
@@ -98,5 +99,18 @@ pub enum ServerError {
         path: PathBuf,
         /// What was wrong with it.
         reason: String,
+    },
+    /// A setting is outside the range the server can honour; nothing was created. See
+    /// [`ServerConfig::validate`](crate::ServerConfig::validate).
+    #[error("invalid setting {setting} ({flag}) = {value}: allowed {allowed}")]
+    InvalidSetting {
+        /// The [`ServerConfig`](crate::ServerConfig) field, e.g. `max_outbound_bytes_per_connection`.
+        setting: &'static str,
+        /// The `pixl-ipc-server` flag that sets it, e.g. `--max-outbound-bytes`.
+        flag: &'static str,
+        /// The value given.
+        value: String,
+        /// The range allowed, and why when it is not obvious.
+        allowed: String,
     },
 }

@@ -36,6 +36,7 @@ mod router;
 mod server;
 mod stats;
 mod transport;
+mod validate;
 mod workers;
 
 pub use config::{
@@ -56,3 +57,4 @@ pub use pixl_ipc_protocol::{Push, Request};
 pub use router::{Matched, RouteError, RouteInfo, Router, UriPattern};
 pub use server::{BroadcastReport, PushError, RunningServer, Server, ServerHandle, ShutdownReport};
 pub use stats::{IntervalStats, LatencySummary, StatsSnapshot, TotalStats};
+pub use validate::{MAX_TIMEOUT, MAX_WORKER_THREADS, MIN_STATS_INTERVAL, MIN_TIMER};

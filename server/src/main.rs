@@ -1,5 +1,5 @@
 //! The `pixl-ipc-server` binary: flags and config file in, a server on a UNIX socket out, with
-//! a graceful drain on SIGINT/SIGTERM.
+//! a graceful drain on SIGINT/SIGTERM/SIGQUIT; SIGHUP/SIGUSR1/SIGUSR2 are logged and ignored.
 
 mod cli;
 
@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use pixl_ipc_server::{Server, DEFAULT_SOCKET_MODE};
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -29,16 +29,76 @@ fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(err) => {
-            eprintln!("pixl-ipc-server: cannot start the async runtime: {err}");
+            report_error(format_args!("cannot start the async runtime: {err}"));
             return ExitCode::FAILURE;
         }
     };
     match runtime.block_on(run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("pixl-ipc-server: {err:#}");
+            report_error(format_args!("{err:#}"));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Writes the fatal error to stderr. `eprintln!` would panic if stderr is closed; there is
+/// nobody to tell then, and the exit status still says it failed.
+fn report_error(message: std::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stderr(), "pixl-ipc-server: {message}");
+}
+
+/// What a signal asks of the server, with the signal's name for the log.
+#[derive(Clone, Copy)]
+enum Received {
+    /// Drain and stop (a second one stops at once).
+    Stop(&'static str),
+    /// Logged and otherwise ignored: the server keeps serving.
+    Ignore(&'static str),
+}
+
+/// The signals a daemon commonly receives. Each is handled, so none of them kills the server
+/// with its default action (losing in-flight replies and leaving the socket behind).
+struct Signals(Vec<(Signal, Received)>);
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        let table = [
+            (SignalKind::terminate(), Received::Stop("SIGTERM")),
+            (SignalKind::interrupt(), Received::Stop("SIGINT")),
+            (SignalKind::quit(), Received::Stop("SIGQUIT")),
+            // SIGHUP is the usual "reload"; until there is something to reload, ignore it.
+            (SignalKind::hangup(), Received::Ignore("SIGHUP")),
+            (SignalKind::user_defined1(), Received::Ignore("SIGUSR1")),
+            (SignalKind::user_defined2(), Received::Ignore("SIGUSR2")),
+        ];
+        let mut handlers = Vec::with_capacity(table.len());
+        for (kind, meaning) in table {
+            let (Received::Stop(name) | Received::Ignore(name)) = meaning;
+            let handler = signal(kind).with_context(|| format!("cannot handle {name}"))?;
+            handlers.push((handler, meaning));
+        }
+        Ok(Signals(handlers))
+    }
+
+    /// Waits for the next signal.
+    async fn next(&mut self) -> Received {
+        let waiting = self.0.iter_mut().map(|(handler, meaning)| {
+            Box::pin(async move {
+                handler.recv().await;
+                *meaning
+            })
+        });
+        futures_util::future::select_all(waiting).await.0
+    }
+}
+
+/// Prints the banner the harnesses wait for. A closed stdout (`... | true`) must not stop the
+/// server: `println!` would panic there, so write and only log a failure.
+fn print_banner(banner: &str) {
+    let mut stdout = std::io::stdout().lock();
+    if let Err(err) = writeln!(stdout, "{banner}").and_then(|()| stdout.flush()) {
+        tracing::warn!(error = %err, "cannot print the banner to stdout; serving anyway");
     }
 }
 
@@ -46,8 +106,7 @@ async fn run(args: cli::Args) -> anyhow::Result<()> {
     let config = cli::resolve(&args)?;
     // Install the handlers before the socket exists, so a signal sent as soon as the server is
     // reachable drains it rather than killing it.
-    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut signals = Signals::install()?;
 
     let mode = config.socket_mode;
     let (uids, gids) = (config.allowed_uids.clone(), config.allowed_gids.clone());
@@ -80,28 +139,32 @@ async fn run(args: cli::Args) -> anyhow::Result<()> {
         .iter()
         .map(|listener| format!(" and {listener}"))
         .collect();
-    println!(
+    print_banner(&format!(
         "pixl-ipc-server listening on {} (mode {mode:04o}{hint}{allowed}){ws}",
         handle.socket_path().display()
-    );
-    let _ = std::io::stdout().flush();
+    ));
 
     let waiting = running.wait();
     tokio::pin!(waiting);
-    let mut signals = 0;
     let report = loop {
-        tokio::select! {
+        let name = tokio::select! {
             report = &mut waiting => break report,
-            _ = terminate.recv() => {}
-            _ = interrupt.recv() => {}
+            received = signals.next() => match received {
+                Received::Stop(name) => name,
+                Received::Ignore(name) => {
+                    tracing::info!(signal = name, "signal received and ignored; still serving");
+                    continue;
+                }
+            },
+        };
+        if handle.is_shutting_down() {
+            anyhow::bail!("second signal ({name}): stopped without waiting for in-flight requests");
         }
-        signals += 1;
-        if signals == 1 {
-            tracing::info!("signal received: draining (send it again to stop at once)");
-            handle.shutdown();
-        } else {
-            anyhow::bail!("second signal: stopped without waiting for in-flight requests");
-        }
+        tracing::info!(
+            signal = name,
+            "signal received: draining (send it again to stop at once)"
+        );
+        handle.shutdown();
     };
     if !report.drained {
         tracing::warn!("exit timeout reached before every in-flight request was answered");

@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use std::net::SocketAddr;
 
@@ -100,9 +99,12 @@ impl Server {
     /// background tasks. Must be called inside a Tokio runtime.
     ///
     /// # Errors
-    /// A [`ServerError`] naming the path when the socket cannot be created: in use by a live
-    /// server, not a socket, path too long, or an OS error.
+    /// [`ServerError::InvalidSetting`] for a setting out of range (see
+    /// [`ServerConfig::validate`]); otherwise a [`ServerError`] naming the path when the socket
+    /// cannot be created: in use by a live server, not a socket, path too long, or an OS error.
+    /// A failed start leaves no socket file behind.
     pub async fn start(mut self) -> Result<RunningServer, ServerError> {
+        self.config.validate()?;
         fit_connections_to_descriptors(&mut self.config)?;
         let config = &self.config;
         // Everything that can fail is prepared before the UNIX socket exists, so a bad TLS file
@@ -467,7 +469,8 @@ async fn run(
 
 /// Rolls the interval statistics and logs them, like the original's `log_stats_interval`.
 async fn log_stats(shared: Arc<Shared>) {
-    let period = shared.config.stats_interval.max(Duration::from_millis(10));
+    // At least MIN_STATS_INTERVAL: `ServerConfig::validate` saw to it.
+    let period = shared.config.stats_interval;
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     loop {
         ticker.tick().await;

@@ -219,6 +219,8 @@ fn a_websocket_peer_that_never_reads_is_dropped_after_the_close_grace() {
         "65536",
         "--ws-idle-timeout-ms",
         "300",
+        "--ws-ping-interval-ms",
+        "100",
     ]);
     let url = server.ws_url().unwrap();
     let fds = open_fds(&server);

@@ -69,6 +69,155 @@ fn a_stale_socket_left_by_kill_9_is_reclaimed() {
 }
 
 #[test]
+fn of_five_concurrent_starts_on_one_path_exactly_one_wins_and_keeps_its_socket() {
+    // Each round starts five servers at once on a path where the previous round's winner was
+    // killed with SIGKILL (a stale socket; none in the first round). Without the lock a server
+    // could judge the socket stale between another's bind and listen and unlink it.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("race.sock");
+    for round in 0..50 {
+        let attempts: Vec<_> = (0..5)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || ServerProcess::try_start(&path, &[]))
+            })
+            .collect();
+        let (mut winners, mut losers) = (Vec::new(), Vec::new());
+        for attempt in attempts {
+            match attempt.join().unwrap() {
+                Ok(server) => winners.push(server),
+                Err(failure) => losers.push(failure),
+            }
+        }
+        assert_eq!(winners.len(), 1, "round {round}: exactly one server runs");
+        for failure in &losers {
+            assert_ne!(failure.status.code(), Some(0), "round {round}");
+            assert!(
+                failure.stderr.contains(path.to_str().unwrap()),
+                "round {round}: names the path: {}",
+                failure.stderr
+            );
+        }
+        let winner = winners.pop().unwrap();
+        assert!(
+            echo_works(&winner),
+            "round {round}: the path still reaches the winner"
+        );
+        winner.kill9();
+    }
+}
+
+#[test]
+fn a_server_holding_the_lock_keeps_its_socket_even_before_it_listens() {
+    // Deterministic form of the race above: this test plays a server that has taken the lock
+    // and bound its socket but does not accept yet (connecting is refused, as for a stale
+    // socket). A server starting now must refuse, and leave that socket file alone.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("starting.sock");
+    drop(std::os::unix::net::UnixListener::bind(&path).unwrap()); // bound, not accepting
+    let inode = std::fs::symlink_metadata(&path).unwrap().ino();
+    let lock = std::fs::File::create(lock_file_of(&path)).unwrap();
+    let _held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|(_, errno)| errno)
+        .unwrap();
+    let failure = ServerProcess::try_start(&path, &[])
+        .err()
+        .expect("the path is locked by another server");
+    assert_eq!(failure.status.code(), Some(1), "{}", failure.stderr);
+    assert!(
+        failure.stderr.contains("in use by a running server")
+            && failure.stderr.contains(path.to_str().unwrap()),
+        "{}",
+        failure.stderr
+    );
+    assert_eq!(
+        std::fs::symlink_metadata(&path).unwrap().ino(),
+        inode,
+        "the other server's socket was not unlinked"
+    );
+}
+
+fn lock_file_of(path: &Path) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    name.into()
+}
+
+#[test]
+fn settings_out_of_range_are_refused_at_start_naming_the_flag_and_creating_nothing() {
+    let too_big = (isize::MAX as u64 + 1).to_string();
+    let max_ms = u64::MAX.to_string();
+    let cases: &[&[&str]] = &[
+        &["--max-outbound-bytes", "0"],
+        &["--max-message-bytes", "0"],
+        &["--max-message-bytes", &too_big],
+        &["--max-connections", "0"],
+        &["--max-in-flight", "0"],
+        &["--threads", "0"],
+        &["--exit-timeout-ms", &max_ms],
+        &["--handler-timeout-ms", "0"],
+        &["--partial-message-timeout-ms", &max_ms],
+        &["--slow-threshold-ms", &max_ms],
+        &["--stats-interval", "5"],
+        &["--ws", "127.0.0.1:0", "--ws-ping-interval-ms", "0"],
+        &["--ws", "127.0.0.1:0", "--ws-idle-timeout-ms", &max_ms],
+        &["--ws", "127.0.0.1:0", "--ws-backlog", "0"],
+    ];
+    for args in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("limits.sock");
+        let failure = ServerProcess::try_start(&path, args)
+            .err()
+            .unwrap_or_else(|| panic!("{args:?} must be refused"));
+        assert_eq!(
+            failure.status.code(),
+            Some(1),
+            "{args:?}: {}",
+            failure.stderr
+        );
+        let flag = args[args.len() - 2];
+        assert!(
+            failure.stderr.contains("invalid setting") && failure.stderr.contains(flag),
+            "{args:?}: names {flag}: {}",
+            failure.stderr
+        );
+        assert!(!failure.stderr.contains("panicked"), "{}", failure.stderr);
+        assert!(!path.exists(), "{args:?}: no socket created");
+    }
+}
+
+#[test]
+fn a_start_that_fails_at_chgrp_leaves_no_socket_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chgrp.sock");
+    let group = "4242"; // Not a group of ours: chown(2) refuses it to anyone but root.
+    let mut command = if nix::unistd::geteuid().is_root() {
+        // Root may chown to any group: run the server as nobody, in a directory nobody may use.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let mut command = Command::new("setpriv");
+        command.args(["--reuid=65534", "--regid=65534", "--clear-groups"]);
+        command.arg(server_binary());
+        command
+    } else {
+        Command::new(server_binary())
+    };
+    command.arg("--socket").arg(&path).args(["--group", group]);
+    let failure = ServerProcess::spawn(command, &path)
+        .err()
+        .expect("chgrp to a foreign group must fail");
+    assert_eq!(failure.status.code(), Some(1), "{}", failure.stderr);
+    assert!(
+        failure.stderr.contains("cannot set the group of"),
+        "{}",
+        failure.stderr
+    );
+    assert!(
+        !path.exists(),
+        "the socket file of a failed start is removed"
+    );
+}
+
+#[test]
 fn a_regular_file_at_the_path_is_refused_and_untouched() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("precious.txt");
@@ -291,6 +440,109 @@ fn sigterm_drains_in_flight_requests_then_removes_the_socket() {
     assert!(signalled.elapsed() < Duration::from_secs(2));
     assert!(!path.exists(), "socket removed on exit");
     assert!(log.contains("drained=true"), "{log}");
+    // Deleting the lock file would let two later servers lock two different files.
+    assert!(
+        lock_file_of(&path).exists(),
+        "the lock file is never deleted"
+    );
+}
+
+/// Sends 20 slow requests, then `signal`; returns the connection and the request ids.
+fn twenty_in_flight_then(server: &ServerProcess, signal: Signal) -> common::Conn {
+    let mut conn = server.connect();
+    for index in 0..20 {
+        conn.send(&format!(
+            r#"{{"ipcReqID":"rq{index}","uri":"/ipcserver/test/delay","data":{{"delay":300}}}}"#
+        ));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    server.signal(signal);
+    conn
+}
+
+fn expect_twenty_replies(conn: &mut common::Conn, signal: Signal) {
+    let mut ids: Vec<String> = (0..20)
+        .map(|_| conn.read_json()["ipcReqID"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    let mut expected: Vec<String> = (0..20).map(|index| format!("rq{index}")).collect();
+    expected.sort();
+    assert_eq!(
+        ids, expected,
+        "{signal}: every in-flight request answered once"
+    );
+}
+
+#[test]
+fn sighup_and_sigusr_are_logged_and_ignored_without_losing_a_reply() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hup.sock");
+    let mut server = ServerProcess::start(&path, &[]);
+    for signal in [Signal::SIGHUP, Signal::SIGUSR1, Signal::SIGUSR2] {
+        let mut conn = twenty_in_flight_then(&server, signal);
+        expect_twenty_replies(&mut conn, signal);
+        assert!(server.is_running(), "{signal} must not stop the server");
+        assert!(echo_works(&server), "still serving after {signal}");
+    }
+    let (status, log) = server.stop();
+    assert!(status.success(), "{log}");
+    for name in ["SIGHUP", "SIGUSR1", "SIGUSR2"] {
+        assert!(
+            log.contains(&format!("signal=\"{name}\"")) && log.contains("ignored"),
+            "logs {name}: {log}"
+        );
+    }
+    assert!(!path.exists(), "socket removed on exit");
+}
+
+#[test]
+fn sigquit_drains_like_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("quit.sock");
+    let mut server = ServerProcess::start(&path, &[]);
+    let mut conn = twenty_in_flight_then(&server, Signal::SIGQUIT);
+    expect_twenty_replies(&mut conn, Signal::SIGQUIT);
+    conn.expect_eof();
+    let (status, log) = server.wait();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("drained=true"), "{log}");
+    assert!(!path.exists(), "socket removed on exit");
+}
+
+#[test]
+fn a_closed_stdout_does_not_stop_the_server() {
+    // As in `pixl-ipc-server | true`: the banner cannot be written.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nostdout.sock");
+    let mut child = Command::new(server_binary())
+        .arg("--socket")
+        .arg(&path)
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // Closed long before the server gets to its banner.
+    common::eventually("server listening", || {
+        std::os::unix::net::UnixStream::connect(&path).is_ok()
+    });
+    let mut conn = common::Conn::open(&path);
+    assert_eq!(
+        conn.call(r#"{"ipcReqID":"rq0","uri":"/ipcserver/test/echo","data":"alive"}"#),
+        r#"{"ipcReqID":"rq0","data":"alive"}"#
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = common::wait_with_timeout(&mut child, common::TIMEOUT).expect("exits");
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
+    assert!(status.success(), "{status}: {log}");
+    assert!(!log.contains("panicked"), "{log}");
+    assert!(!path.exists(), "socket removed on exit");
 }
 
 #[test]

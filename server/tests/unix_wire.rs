@@ -283,3 +283,58 @@ fn a_client_that_never_reads_is_paused_and_others_are_served() {
     );
     drop(stalled);
 }
+
+#[test]
+fn bad_delays_get_invalid_request_never_a_panic() {
+    let (_dir, server) = start(&[]);
+    let mut conn = server.connect();
+    for (index, bad) in [
+        "1e308",
+        "-5",
+        "-1e308",
+        "\"100\"",
+        "\"NaN\"",
+        "18446744073709551615",
+        "3600001",
+        "true",
+        "[1]",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let reply: Value = serde_json::from_str(&conn.call(&format!(
+            r#"{{"ipcReqID":"d{index}","uri":"/ipcserver/test/delay","data":{{"delay":{bad}}}}}"#
+        )))
+        .unwrap();
+        assert_eq!(
+            reply["ipcReqID"],
+            json!(format!("d{index}")),
+            "{bad}: {reply}"
+        );
+        assert_eq!(
+            reply["data"]["code"],
+            json!("invalid_request"),
+            "{bad}: {reply}"
+        );
+        assert!(
+            reply["data"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("from 0 to 3600000"),
+            "{bad}: {reply}"
+        );
+    }
+    // Zero, fractions and a missing delay still work.
+    for (request, expected) in [
+        (r#"{"delay":0}"#, r#"{"delay":0}"#),
+        (r#"{"delay":1.5}"#, r#"{"delay":1.5}"#),
+        (r#"{}"#, r#"{"delay":0}"#),
+    ] {
+        assert_eq!(
+            conn.call(&format!(
+                r#"{{"ipcReqID":"ok","uri":"/ipcserver/test/delay","data":{request}}}"#
+            )),
+            format!(r#"{{"ipcReqID":"ok","data":{expected}}}"#)
+        );
+    }
+}

@@ -79,6 +79,23 @@ fn a_token_is_required_when_configured_by_header_or_query() {
         101
     );
     assert_eq!(raw_upgrade(&url, "/rpc?x=1&token=s3cret-token", &[]).0, 101);
+    // The scheme is case-insensitive (RFC 7235 section 2.1); the token is not.
+    for scheme in ["bearer", "BEARER", "bEaReR"] {
+        let header = format!("{scheme} s3cret-token");
+        assert_eq!(
+            raw_upgrade(&url, "/", &[("Authorization", &header)]).0,
+            101,
+            "{header}"
+        );
+    }
+    assert_eq!(
+        raw_upgrade(&url, "/", &[("Authorization", "bearer S3CRET-TOKEN")]).0,
+        401
+    );
+    assert_eq!(
+        raw_upgrade(&url, "/", &[("Authorization", "Basic s3cret-token")]).0,
+        401
+    );
     // And a real client with the token gets answers.
     let mut conn = WsConn::open_with(&url, &[("Authorization", "Bearer s3cret-token")]).unwrap();
     assert_eq!(

@@ -1,14 +1,17 @@
 //! The UNIX socket's lifecycle: probing what is at the path, binding without a permission
 //! window, and removing the socket at shutdown only if it is still ours.
 
-use std::fs;
+use std::ffi::OsString;
+use std::fs::{self, File};
 use std::io;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use std::sync::Arc;
 
 use futures_util::{SinkExt, StreamExt};
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
 use nix::sys::stat::{umask, Mode};
 use pixl_ipc_protocol::{unix_io, JsonLinesCodec, RawRequest};
 use tokio::net::{UnixListener, UnixStream};
@@ -37,6 +40,10 @@ pub(crate) struct SocketFile {
     pub(crate) path: PathBuf,
     /// Device and inode of the socket file we created: removal checks the path still has them.
     identity: (u64, u64),
+    /// The lock on `<path>.lock`, held for as long as this value lives: dropped (released) only
+    /// after the listener is closed and the socket file removed, so no other server starting on
+    /// the path can take the socket for stale while we still use it.
+    _lock: PathLock,
 }
 
 impl SocketFile {
@@ -58,31 +65,105 @@ impl SocketFile {
 /// there is no moment at which it is more open than configured.
 ///
 /// Must be called inside a Tokio runtime.
+///
+/// Before looking at the path it takes the advisory lock `<path>.lock` (see [`PathLock`]), so
+/// of several servers starting on one path exactly one gets past this point, and a socket is
+/// only ever judged stale by the one server allowed to replace it.
+///
+/// Once the socket file exists, any later failure removes it again (if it is still ours): a
+/// failed start leaves nothing behind but the lock file.
 pub(crate) fn bind(path: &Path, mode: u32, group: Option<u32>) -> Result<BoundSocket, ServerError> {
     check_length(path)?;
+    let lock = PathLock::acquire(path)?;
     clear_stale_socket(path)?;
 
     let listener = bind_with_owner_bits(path, mode)?;
-    let io_error = |action: &'static str| {
-        let path = path.to_path_buf();
-        move |source| ServerError::Io {
-            action,
-            path,
-            source,
-        }
+    let meta = fs::symlink_metadata(path).map_err(io_error(path, "stat"))?;
+    let file = SocketFile {
+        path: path.to_path_buf(),
+        identity: (meta.dev(), meta.ino()),
+        _lock: lock,
     };
-    if let Some(gid) = group {
-        std::os::unix::fs::chown(path, None, Some(gid)).map_err(io_error("set the group of"))?;
+    match set_owner_and_mode(path, mode, group) {
+        Ok(()) => Ok(BoundSocket { listener, file }),
+        Err(err) => {
+            file.remove_if_ours();
+            Err(err)
+        }
     }
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(io_error("chmod"))?;
-    let meta = fs::symlink_metadata(path).map_err(io_error("stat"))?;
-    Ok(BoundSocket {
-        listener,
-        file: SocketFile {
-            path: path.to_path_buf(),
-            identity: (meta.dev(), meta.ino()),
-        },
-    })
+}
+
+/// Gives the socket file its group, then opens it up to exactly `mode`.
+fn set_owner_and_mode(path: &Path, mode: u32, group: Option<u32>) -> Result<(), ServerError> {
+    if let Some(gid) = group {
+        std::os::unix::fs::chown(path, None, Some(gid))
+            .map_err(io_error(path, "set the group of"))?;
+    }
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(io_error(path, "chmod"))
+}
+
+fn io_error(path: &Path, action: &'static str) -> impl FnOnce(io::Error) -> ServerError {
+    let path = path.to_path_buf();
+    move |source| ServerError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// An exclusive `flock` on `<socket path>.lock`, held for the server's whole life.
+///
+/// Probing a socket (connect: refused means stale) and then unlinking it is a race on its own:
+/// a second server can probe between another's `bind` and `listen`, or pause between its probe
+/// and its unlink, and then delete a live server's socket. Taking this lock first makes the
+/// probe-unlink-bind sequence exclusive among our servers. The kernel releases the lock when
+/// the process exits, however it exits, so a crash never leaves the path locked.
+///
+/// The lock file is never deleted, not even at shutdown: a server that unlinked it would let
+/// the next server lock a fresh file at the same path while a third still held (or was about
+/// to take) the lock on the old, unlinked one, and both would believe they own the path.
+pub(crate) struct PathLock {
+    _file: Flock<File>,
+}
+
+impl PathLock {
+    /// Creates (0600, no symlink followed) and locks `<path>.lock` without waiting.
+    ///
+    /// # Errors
+    /// [`ServerError::SocketInUse`] when another process holds the lock (a server running, or
+    /// starting, on the path); [`ServerError::Io`] when the lock file cannot be opened.
+    fn acquire(path: &Path) -> Result<PathLock, ServerError> {
+        let lock_path = lock_path(path);
+        // O_CLOEXEC is std's default; O_NOFOLLOW so a planted symlink cannot point us at
+        // someone else's file.
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+            .open(&lock_path)
+            .map_err(io_error(&lock_path, "open the lock file"))?;
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(file) => Ok(PathLock { _file: file }),
+            Err((_, Errno::EWOULDBLOCK)) => Err(ServerError::SocketInUse {
+                path: path.to_path_buf(),
+            }),
+            Err((_, errno)) => Err(ServerError::Io {
+                action: "lock",
+                path: lock_path,
+                source: errno.into(),
+            }),
+        }
+    }
+}
+
+/// `<path>.lock`, beside the socket.
+pub(crate) fn lock_path(path: &Path) -> PathBuf {
+    let mut name = OsString::from(path.as_os_str());
+    name.push(".lock");
+    PathBuf::from(name)
 }
 
 fn check_length(path: &Path) -> Result<(), ServerError> {
@@ -157,11 +238,7 @@ fn bind_with_owner_bits(path: &Path, mode: u32) -> Result<UnixListener, ServerEr
         io::ErrorKind::AddrInUse => ServerError::SocketInUse {
             path: path.to_path_buf(),
         },
-        _ => ServerError::Io {
-            action: "bind",
-            path: path.to_path_buf(),
-            source,
-        },
+        _ => io_error(path, "bind")(source),
     })
 }
 

@@ -279,7 +279,14 @@ fn presented_tokens(upgrade: &Upgrade) -> impl Iterator<Item = &str> {
         .get_all("authorization")
         .iter()
         .filter_map(|value| value.to_str().ok())
-        .filter_map(|value| value.strip_prefix("Bearer "));
+        .filter_map(|value| {
+            // The scheme is case-insensitive (RFC 7235 section 2.1: `bearer` and `BEARER` are
+            // `Bearer`) and may be followed by more than one space; the token is compared as is.
+            let (scheme, token) = value.split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| token.trim_start_matches(' '))
+        });
     let query = upgrade
         .uri()
         .query()
