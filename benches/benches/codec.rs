@@ -5,8 +5,8 @@
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use pixl_ipc_benches::{sized_message, SIZES};
-use pixl_ipc_protocol::json::encode_response_line;
-use pixl_ipc_protocol::{encode_line, JsonLinesCodec, RawRequest, Request, Response};
+use pixl_ipc_protocol::json::{encode_raw_response_line, encode_response_line};
+use pixl_ipc_protocol::{encode_line, JsonLinesCodec, RawRequest, RawResponse, Request, Response};
 use serde::de::DeserializeOwned;
 use tokio_util::codec::Decoder;
 
@@ -97,5 +97,31 @@ fn encode(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decode, encode);
+/// The server's echo path end to end in memory: a request line decoded with its data kept as
+/// text, then the reply line written from that text and the request's id.
+fn echo(c: &mut Criterion) {
+    let mut group = c.benchmark_group("echo");
+    for size in SIZES {
+        let line = request_line(size);
+        group.throughput(Throughput::Bytes(line.len() as u64));
+        group.bench_with_input(
+            BenchmarkId::new("decode + encode_raw_response_line", format!("{size}K")),
+            &line,
+            |b, line| {
+                let mut codec = JsonLinesCodec::<RawRequest>::new();
+                b.iter(|| {
+                    let request = decode_one(&mut codec, line);
+                    let id = request.ipc_req_id.unwrap_or_default();
+                    encode_raw_response_line(&RawResponse {
+                        ipc_req_id: &id,
+                        data: request.data.as_deref(),
+                    })
+                });
+            },
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, decode, encode, echo);
 criterion_main!(benches);
