@@ -4,6 +4,7 @@ mod codec;
 mod error;
 pub mod json;
 mod message;
+pub mod quote;
 pub mod sink_queue;
 mod sniff;
 pub mod unix_io;
