@@ -1,8 +1,8 @@
 //! Why a line could not be decoded. None of these end the connection.
 
-use serde_json::Value;
+use serde_json::error::Category;
 
-use crate::message::ErrorCode;
+use crate::message::{ErrorCode, RawId};
 
 /// A line that was received but could not be turned into a message. The codec has already
 /// skipped past it, so the next line decodes normally.
@@ -14,7 +14,7 @@ pub enum FrameError {
         /// The configured maximum line length in bytes.
         limit: usize,
         /// The `ipcReqID` found at the start of the line, if any.
-        req_id: Option<Value>,
+        req_id: Option<RawId>,
     },
     /// The line starts with `{` but is not valid JSON.
     #[error("invalid JSON: {reason}")]
@@ -22,7 +22,7 @@ pub enum FrameError {
         /// The parser's explanation, with line and column.
         reason: String,
         /// The `ipcReqID` found at the start of the line, if any.
-        req_id: Option<Value>,
+        req_id: Option<RawId>,
     },
     /// A line was started and then nothing more arrived for too long; the connection is closed
     /// after this is reported.
@@ -38,7 +38,7 @@ pub enum FrameError {
         /// The parser's explanation.
         reason: String,
         /// The message's `ipcReqID`, if it had one.
-        req_id: Option<Value>,
+        req_id: Option<RawId>,
     },
 }
 
@@ -46,6 +46,18 @@ impl FrameError {
     /// A line that stayed incomplete for `waited_ms` (reported by the transport, not the codec).
     pub fn stalled(waited_ms: u64) -> FrameError {
         FrameError::Stalled { waited_ms }
+    }
+
+    /// The error for a line serde_json failed on: [`FrameError::InvalidMessage`] when the line
+    /// is JSON of the wrong shape, else [`FrameError::InvalidJson`].
+    pub fn from_serde(err: &serde_json::Error, req_id: Option<RawId>) -> FrameError {
+        let reason = err.to_string();
+        match err.classify() {
+            Category::Data => FrameError::InvalidMessage { reason, req_id },
+            Category::Syntax | Category::Eof | Category::Io => {
+                FrameError::InvalidJson { reason, req_id }
+            }
+        }
     }
 
     /// The wire error code that reports this failure to the peer.
@@ -58,8 +70,8 @@ impl FrameError {
         }
     }
 
-    /// The request id recovered from the failed line, if any.
-    pub fn req_id(&self) -> Option<&Value> {
+    /// The request id recovered from the failed line, as the peer wrote it, if any.
+    pub fn req_id(&self) -> Option<&RawId> {
         match self {
             FrameError::TooLong { req_id, .. }
             | FrameError::InvalidJson { req_id, .. }

@@ -12,7 +12,7 @@ pub mod unix_io;
 pub use codec::{decode_line, encode_line, frame_lines, JsonLinesCodec, DEFAULT_MAX_MESSAGE_BYTES};
 pub use error::FrameError;
 pub use message::{
-    ErrorCode, ErrorData, ErrorReply, Push, RawRequest, RawResponse, Request, Response,
+    ErrorCode, ErrorData, ErrorReply, Push, RawId, RawRequest, RawResponse, Request, Response,
     ServerMessage, REQ_ID_FIELD,
 };
 

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use futures_util::{FutureExt, Sink, Stream, StreamExt};
 use pixl_ipc_protocol::json::{encode_raw_response_line, encode_response_line};
 use pixl_ipc_protocol::{
-    encode_line, ErrorCode, ErrorReply, FrameError, RawRequest, RawResponse, Response,
+    encode_line, ErrorCode, ErrorReply, FrameError, RawId, RawRequest, RawResponse, Response,
 };
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -227,7 +227,7 @@ fn dispatch(
     tracing::trace!(conn = ctx.connection.id, uri, handler = %route.name, "request");
     let done = Completion {
         name: route.name.clone(),
-        req_id: request.ipc_req_id.clone().unwrap_or(Value::Null),
+        req_id: request.ipc_req_id.clone(),
         reply: !request.no_reply,
         binary,
         received,
@@ -241,10 +241,7 @@ fn dispatch(
     let request = match request.into_request() {
         Ok(request) => request,
         Err(err) => {
-            let error = FrameError::InvalidJson {
-                reason: err.to_string(),
-                req_id: request_id(&done.req_id),
-            };
+            let error = FrameError::from_serde(&err, done.req_id.clone());
             return reject_line(ctx.connection.id, env, outbound, &error, binary);
         }
     };
@@ -273,14 +270,11 @@ fn dispatch(
     }
 }
 
-fn request_id(id: &Value) -> Option<Value> {
-    (!id.is_null()).then(|| id.clone())
-}
-
 /// Where a request's outcome goes once its handler is done.
 struct Completion {
     name: Arc<str>,
-    req_id: Value,
+    /// The id as the client wrote it, for the reply to carry back byte for byte.
+    req_id: Option<RawId>,
     reply: bool,
     binary: bool,
     received: Instant,
@@ -309,12 +303,12 @@ impl Completion {
 
     /// Counts the response and, unless the request was one-way, queues the line `encode`
     /// makes for the request's id.
-    fn reply_with(self, encode: impl FnOnce(&Value) -> bytes::Bytes) {
+    fn reply_with(self, encode: impl FnOnce(Option<&RawId>) -> bytes::Bytes) {
         self.stats.response_sent(self.received.elapsed());
         if self.reply {
             // A closed queue means the peer is gone; its reply has nowhere to go.
             let _ = self.outbound.send(Line {
-                bytes: encode(&self.req_id),
+                bytes: encode(self.req_id.as_ref()),
                 binary: self.binary,
             });
         }
