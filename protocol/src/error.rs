@@ -19,7 +19,8 @@ pub enum FrameError {
     /// The line starts with `{` but is not valid JSON.
     #[error("invalid JSON: {reason}")]
     InvalidJson {
-        /// The parser's explanation, with line and column.
+        /// The parser's explanation, with line and column, any input it quotes cut short
+        /// ([`quote::serde_error`](crate::quote::serde_error)).
         reason: String,
         /// The `ipcReqID` found at the start of the line, if any.
         req_id: Option<RawId>,
@@ -35,7 +36,8 @@ pub enum FrameError {
     /// type, for example).
     #[error("invalid message: {reason}")]
     InvalidMessage {
-        /// The parser's explanation.
+        /// The parser's explanation, any input it quotes cut short
+        /// ([`quote::serde_error`](crate::quote::serde_error)).
         reason: String,
         /// The message's `ipcReqID`, if it had one.
         req_id: Option<RawId>,
@@ -49,9 +51,13 @@ impl FrameError {
     }
 
     /// The error for a line serde_json failed on: [`FrameError::InvalidMessage`] when the line
-    /// is JSON of the wrong shape, else [`FrameError::InvalidJson`].
+    /// is JSON of the wrong shape, else [`FrameError::InvalidJson`]. The reason quotes at most a
+    /// bounded part of the peer's input, and an id longer than
+    /// [`MAX_ERROR_REPLY_ID_BYTES`](crate::MAX_ERROR_REPLY_ID_BYTES) is dropped, so the error
+    /// reply stays small whatever the line held.
     pub fn from_serde(err: &serde_json::Error, req_id: Option<RawId>) -> FrameError {
-        let reason = err.to_string();
+        let reason = crate::quote::serde_error(err);
+        let req_id = req_id.and_then(RawId::for_error_reply);
         match err.classify() {
             Category::Data => FrameError::InvalidMessage { reason, req_id },
             Category::Syntax | Category::Eof | Category::Io => {

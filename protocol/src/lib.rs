@@ -13,7 +13,7 @@ pub use codec::{decode_line, encode_line, frame_lines, JsonLinesCodec, DEFAULT_M
 pub use error::FrameError;
 pub use message::{
     ErrorCode, ErrorData, ErrorReply, Push, RawId, RawRequest, RawResponse, Request, Response,
-    ServerMessage, REQ_ID_FIELD,
+    ServerMessage, MAX_ERROR_REPLY_ID_BYTES, REQ_ID_FIELD,
 };
 
 /// The socket path used when none is given: `$XDG_RUNTIME_DIR/pixl-ipc.sock` when that

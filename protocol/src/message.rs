@@ -7,6 +7,11 @@ use serde_json::Value;
 /// The wire name of the request id field, shared by requests and replies.
 pub const REQ_ID_FIELD: &str = "ipcReqID";
 
+/// The longest id, as JSON text, that an error reply for a line that failed copies back: a
+/// longer one is left out (`"ipcReqID": null`), so a peer cannot make a small error reply carry
+/// a large id. Requests that decode keep their id whatever its size.
+pub const MAX_ERROR_REPLY_ID_BYTES: usize = 1024;
+
 /// A request id exactly as the client wrote it: its JSON text, kept from the request to the
 /// reply byte for byte.
 ///
@@ -46,6 +51,12 @@ impl RawId {
         serde_json::from_slice::<Box<RawValue>>(text)
             .ok()
             .map(RawId)
+    }
+
+    /// The id for an error reply about a line that failed: `None` when its text is longer than
+    /// [`MAX_ERROR_REPLY_ID_BYTES`].
+    pub fn for_error_reply(self) -> Option<RawId> {
+        (self.json().len() <= MAX_ERROR_REPLY_ID_BYTES).then_some(self)
     }
 }
 
@@ -241,8 +252,8 @@ pub struct Response<'a> {
 /// that happens before a handler runs (see [`ErrorCode`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorReply {
-    /// The request's id as the client wrote it, when it could be recovered; `None` is written
-    /// as `null`.
+    /// The request's id as the client wrote it, when it could be recovered (and, for a line
+    /// that failed, is at most [`MAX_ERROR_REPLY_ID_BYTES`] long); `None` is written as `null`.
     #[serde(rename = "ipcReqID", default)]
     pub ipc_req_id: Option<RawId>,
     /// A stable machine-readable code.

@@ -1,7 +1,7 @@
 //! Recovering a request's `ipcReqID` from a line that could not be decoded, so that the error
 //! reply reaches the caller that is waiting for it instead of looking like a push.
 
-use crate::message::RawId;
+use crate::message::{RawId, MAX_ERROR_REPLY_ID_BYTES};
 
 /// How much of a line is scanned for the id. Clients put `ipcReqID` first (Node) or second
 /// (PHP, after `uri`), so a short prefix is enough.
@@ -9,7 +9,9 @@ pub(crate) const SNIFF_LIMIT: usize = 64 * 1024;
 
 /// Finds the top-level `"ipcReqID": <string or number>` member in the first [`SNIFF_LIMIT`]
 /// bytes of `line`, without parsing the rest, as the peer wrote it. Keys inside nested objects
-/// are skipped; any surprise makes it give up and return `None`.
+/// are skipped; any surprise makes it give up and return `None`, and so does an id longer than
+/// [`MAX_ERROR_REPLY_ID_BYTES`] (it would only go into an error reply, which does not carry one
+/// that long).
 pub(crate) fn sniff_req_id(line: &[u8]) -> Option<RawId> {
     let line = &line[..line.len().min(SNIFF_LIMIT)];
     let mut pos = skip_ws(line, 0);
@@ -89,6 +91,9 @@ fn value_after_colon(line: &[u8], key_end: usize) -> Option<RawId> {
         }
         _ => return None,
     };
+    if end - start > MAX_ERROR_REPLY_ID_BYTES {
+        return None;
+    }
     RawId::parse(&line[start..end])
 }
 
@@ -127,6 +132,16 @@ mod tests {
         assert_eq!(sniff(big), Some("18446744073709551617".to_owned()));
         let escaped = br#"{"ipcReqID":"a\"b\u00e9\/c","uri":"#;
         assert_eq!(sniff(escaped), Some(r#""a\"b\u00e9\/c""#.to_owned()));
+    }
+
+    #[test]
+    fn drops_ids_too_long_for_an_error_reply() {
+        let id = "x".repeat(super::MAX_ERROR_REPLY_ID_BYTES);
+        let line = format!(r#"{{"ipcReqID":"{id}","uri":"#);
+        assert_eq!(sniff(line.as_bytes()), None);
+        let fits = &id[2..];
+        let line = format!(r#"{{"ipcReqID":"{fits}","uri":"#);
+        assert_eq!(sniff(line.as_bytes()), Some(format!(r#""{fits}""#)));
     }
 
     #[test]

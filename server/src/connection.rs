@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{FutureExt, Sink, Stream, StreamExt};
 use pixl_ipc_protocol::json::{encode_raw_response_line, encode_response_line};
+use pixl_ipc_protocol::quote::bounded;
 use pixl_ipc_protocol::{
     encode_line, ErrorCode, ErrorReply, FrameError, RawId, RawRequest, RawResponse, Response,
 };
@@ -224,7 +225,7 @@ fn dispatch(
         return;
     };
     let route = env.router.route(uri);
-    tracing::trace!(conn = ctx.connection.id, uri, handler = %route.name, "request");
+    tracing::trace!(conn = ctx.connection.id, uri = %bounded(uri), handler = %route.name, "request");
     let done = Completion {
         name: route.name.clone(),
         req_id: request.ipc_req_id.clone(),
@@ -319,14 +320,15 @@ impl Completion {
         let data = match outcome {
             Ok(Ok(data)) => data,
             Ok(Err(err)) => {
-                tracing::debug!(handler = %self.name, code = %err.code, message = %err.message, "handler returned an error");
+                tracing::debug!(handler = %self.name, code = %bounded(&err.code), message = %bounded(&err.message), "handler returned an error");
                 json!({"code": err.code, "message": err.message})
             }
             Err(panic) => {
+                // A panic message may quote the request it choked on.
                 let message = format!(
                     "handler '{}' panicked: {}",
                     self.name,
-                    panic_message(&*panic)
+                    bounded(panic_message(&*panic))
                 );
                 tracing::error!(handler = %self.name, "{message}");
                 json!({"code": ErrorCode::HandlerPanic.as_str(), "message": message})

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, Stream, StreamExt};
+use pixl_ipc_protocol::quote::bounded;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -242,7 +243,9 @@ impl Transport for WsTransport {
                 .await
             {
                 Ok(Ok(tls)) => upgrade_and_serve(shared.clone(), id, tls, local, peer, true).await,
-                Ok(Err(err)) => tracing::info!(%peer, error = %err, "TLS handshake failed"),
+                Ok(Err(err)) => {
+                    tracing::info!(%peer, error = %bounded(&err.to_string()), "TLS handshake failed")
+                }
                 Err(_) => tracing::info!(%peer, "TLS handshake timed out"),
             },
         }
@@ -304,7 +307,8 @@ async fn upgrade_and_serve<S>(
     let ws = match tokio::time::timeout(HANDSHAKE_TIMEOUT, upgrade).await {
         Ok(Ok(ws)) => ws,
         Ok(Err(err)) => {
-            tracing::info!(%peer, error = %err, "WebSocket upgrade refused or failed");
+            // Its message may quote the peer's request (a header name, for one).
+            tracing::info!(%peer, error = %bounded(&err.to_string()), "WebSocket upgrade refused or failed");
             return;
         }
         Err(_) => {
