@@ -5,8 +5,10 @@
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use pixl_ipc_benches::{sized_message, SIZES};
-use pixl_ipc_protocol::json::encode_response_line;
-use pixl_ipc_protocol::{encode_line, JsonLinesCodec, RawRequest, Request, Response};
+use pixl_ipc_protocol::json::{encode_raw_response_line, encode_response_line};
+use pixl_ipc_protocol::{
+    encode_line, JsonLinesCodec, RawId, RawRequest, RawResponse, Request, Response,
+};
 use serde::de::DeserializeOwned;
 use tokio_util::codec::Decoder;
 
@@ -66,14 +68,14 @@ fn encode(c: &mut Criterion) {
     for size in SIZES {
         let data = sized_message(size);
         let reply = serde_json::json!({"ipcReqID": "rq0", "data": data});
-        let id = serde_json::json!("rq0");
+        let id = RawId::from(&serde_json::json!("rq0"));
         group.bench_with_input(
             BenchmarkId::new("encode_response_line (fast writer)", format!("{size}K")),
             &data,
             |b, data| {
                 b.iter(|| {
                     encode_response_line(&Response {
-                        ipc_req_id: &id,
+                        ipc_req_id: Some(&id),
                         data,
                     })
                 });
@@ -97,5 +99,30 @@ fn encode(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decode, encode);
+/// The server's echo path end to end in memory: a request line decoded with its data kept as
+/// text, then the reply line written from that text and the request's id.
+fn echo(c: &mut Criterion) {
+    let mut group = c.benchmark_group("echo");
+    for size in SIZES {
+        let line = request_line(size);
+        group.throughput(Throughput::Bytes(line.len() as u64));
+        group.bench_with_input(
+            BenchmarkId::new("decode + encode_raw_response_line", format!("{size}K")),
+            &line,
+            |b, line| {
+                let mut codec = JsonLinesCodec::<RawRequest>::new();
+                b.iter(|| {
+                    let request = decode_one(&mut codec, line);
+                    encode_raw_response_line(&RawResponse {
+                        ipc_req_id: request.ipc_req_id.as_ref(),
+                        data: request.data.as_deref(),
+                    })
+                });
+            },
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, decode, encode, echo);
 criterion_main!(benches);

@@ -278,9 +278,9 @@ fn reject(pending: &mut PendingRequests, bad_line: &FrameError) {
         )),
         other => Error::Protocol(other.to_string()),
     };
-    match bad_line.req_id() {
+    match bad_line.req_id().map(|id| id.to_value()) {
         Some(Value::String(id)) => {
-            pending.complete(id, Err(error));
+            pending.complete(&id, Err(error));
         }
         _ => tracing::warn!(error = %bad_line, "undecodable line from the server"),
     }

@@ -10,6 +10,7 @@ use serde_json::error::Category;
 use tokio_util::codec::{Decoder, Encoder};
 
 use crate::error::FrameError;
+use crate::message::RawId;
 use crate::sniff::sniff_req_id;
 
 /// The default maximum message size: 64 MiB. Large, because the original's own tests echo 1 MiB
@@ -184,20 +185,23 @@ pub fn decode_line<T: DeserializeOwned>(line: &[u8]) -> Option<Result<T, FrameEr
         return None;
     }
     Some(serde_json::from_slice(line).map_err(|err| {
-        match err.classify() {
-            Category::Data => FrameError::InvalidMessage {
-                reason: err.to_string(),
-                req_id: serde_json::from_slice::<serde_json::Value>(line)
-                    .ok()
-                    .and_then(|value| value.get(crate::REQ_ID_FIELD).cloned())
-                    .filter(|id| !id.is_null()),
-            },
-            Category::Syntax | Category::Eof | Category::Io => FrameError::InvalidJson {
-                reason: err.to_string(),
-                req_id: sniff_req_id(line),
-            },
-        }
+        let req_id = match err.classify() {
+            // Valid JSON of the wrong shape: its id is wherever it is in the object.
+            Category::Data => id_of_json_object(line),
+            Category::Syntax | Category::Eof | Category::Io => sniff_req_id(line),
+        };
+        FrameError::from_serde(&err, req_id)
     }))
+}
+
+/// The `ipcReqID` of a line that is a valid JSON object, as written; only that member is kept.
+fn id_of_json_object(line: &[u8]) -> Option<RawId> {
+    #[derive(serde::Deserialize)]
+    struct IdOnly {
+        #[serde(rename = "ipcReqID", default)]
+        id: Option<RawId>,
+    }
+    serde_json::from_slice::<IdOnly>(line).ok()?.id
 }
 
 /// Serializes `message` as one line of JSON, `\n` included.

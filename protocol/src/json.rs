@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use serde_json::value::RawValue;
 
-use crate::message::{RawResponse, Request, Response};
+use crate::message::{RawId, RawResponse, Request, Response};
 
 /// `value` as compact JSON text, exactly as `serde_json::to_string` writes it.
 pub fn to_json_string(value: &Value) -> String {
@@ -231,11 +231,11 @@ pub fn encode_request_ref(request: &RequestRef<'_>) -> Bytes {
 /// A reply as one line (`\n` included), the same bytes as [`encode_line`](crate::encode_line)
 /// gives for a [`Response`], with `data` written by the faster writer.
 pub fn encode_response_line(response: &Response<'_>) -> Bytes {
-    let mut out = String::with_capacity(
-        32 + estimated_len(response.ipc_req_id) + estimated_len(response.data),
-    );
+    let id = response.ipc_req_id.map_or("null", RawId::json);
+    let mut out = String::with_capacity(32 + id.len() + estimated_len(response.data));
     out.push_str("{\"ipcReqID\":");
-    write_value(&mut out, response.ipc_req_id);
+    // The id's own text, byte for byte: ids are opaque to the server.
+    out.push_str(id);
     out.push_str(",\"data\":");
     write_value(&mut out, response.data);
     out.push_str("}\n");
@@ -245,10 +245,11 @@ pub fn encode_response_line(response: &Response<'_>) -> Bytes {
 /// A reply whose data is JSON text used as is ([`RawResponse`]) as one line, `\n` included:
 /// the same bytes as [`encode_line`](crate::encode_line) gives, in one allocation.
 pub fn encode_raw_response_line(response: &RawResponse<'_>) -> Bytes {
+    let id = response.ipc_req_id.map_or("null", RawId::json);
     let data = response.data.map_or("null", RawValue::get);
-    let mut out = String::with_capacity(32 + estimated_len(response.ipc_req_id) + data.len());
+    let mut out = String::with_capacity(32 + id.len() + data.len());
     out.push_str("{\"ipcReqID\":");
-    write_value(&mut out, response.ipc_req_id);
+    out.push_str(id);
     out.push_str(",\"data\":");
     out.push_str(data);
     out.push_str("}\n");

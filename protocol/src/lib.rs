@@ -4,6 +4,7 @@ mod codec;
 mod error;
 pub mod json;
 mod message;
+pub mod quote;
 pub mod sink_queue;
 mod sniff;
 pub mod unix_io;
@@ -11,8 +12,8 @@ pub mod unix_io;
 pub use codec::{decode_line, encode_line, frame_lines, JsonLinesCodec, DEFAULT_MAX_MESSAGE_BYTES};
 pub use error::FrameError;
 pub use message::{
-    ErrorCode, ErrorData, ErrorReply, Push, RawRequest, RawResponse, Request, Response,
-    ServerMessage, REQ_ID_FIELD,
+    ErrorCode, ErrorData, ErrorReply, Push, RawId, RawRequest, RawResponse, Request, Response,
+    ServerMessage, MAX_ERROR_REPLY_ID_BYTES, REQ_ID_FIELD,
 };
 
 /// The socket path used when none is given: `$XDG_RUNTIME_DIR/pixl-ipc.sock` when that

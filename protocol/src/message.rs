@@ -7,6 +7,92 @@ use serde_json::Value;
 /// The wire name of the request id field, shared by requests and replies.
 pub const REQ_ID_FIELD: &str = "ipcReqID";
 
+/// The longest id, as JSON text, that an error reply for a line that failed copies back: a
+/// longer one is left out (`"ipcReqID": null`), so a peer cannot make a small error reply carry
+/// a large id. Requests that decode keep their id whatever its size.
+pub const MAX_ERROR_REPLY_ID_BYTES: usize = 1024;
+
+/// A request id exactly as the client wrote it: its JSON text, kept from the request to the
+/// reply byte for byte.
+///
+/// Ids are opaque to the server. Going through a [`Value`] would change some of them: an integer
+/// past 2^53 would come back as a float, `1e400` as `null`, `"\u00e9"` as `"é"`. Whitespace
+/// inside an object or array id is kept as sent (it is valid JSON; no newline can be in it,
+/// since a message is one line).
+#[derive(Clone)]
+pub struct RawId(Box<RawValue>);
+
+impl RawId {
+    /// The id's JSON text, as the client sent it.
+    pub fn json(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The id as a JSON value, as handlers see it. Lossy where serde_json is: a number too large
+    /// for `f64` becomes `null`.
+    pub fn to_value(&self) -> Value {
+        // Already checked to be JSON, so the only failure is a number serde_json cannot hold
+        // (which its own `Value` deserializer turns into `null` anyway).
+        serde_json::from_str(self.json()).unwrap_or(Value::Null)
+    }
+
+    /// The id with `value`'s compact JSON text.
+    pub fn from_value(value: &Value) -> RawId {
+        let text = crate::json::to_json_string(value);
+        // Compact JSON of a `Value` is always valid JSON; RawValue only checks that.
+        match RawValue::from_string(text) {
+            Ok(raw) => RawId(raw),
+            Err(_) => RawId(RawValue::NULL.to_owned()),
+        }
+    }
+
+    /// `text` if it is exactly one JSON value (surrounding whitespace is dropped).
+    pub fn parse(text: &[u8]) -> Option<RawId> {
+        serde_json::from_slice::<Box<RawValue>>(text)
+            .ok()
+            .map(RawId)
+    }
+
+    /// The id for an error reply about a line that failed: `None` when its text is longer than
+    /// [`MAX_ERROR_REPLY_ID_BYTES`].
+    pub fn for_error_reply(self) -> Option<RawId> {
+        (self.json().len() <= MAX_ERROR_REPLY_ID_BYTES).then_some(self)
+    }
+}
+
+impl PartialEq for RawId {
+    /// Equal when the text is byte for byte the same (`1.0` and `1` are different ids).
+    fn eq(&self, other: &Self) -> bool {
+        self.json() == other.json()
+    }
+}
+
+impl Eq for RawId {}
+
+impl std::fmt::Debug for RawId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RawId({})", self.json())
+    }
+}
+
+impl From<&Value> for RawId {
+    fn from(value: &Value) -> Self {
+        RawId::from_value(value)
+    }
+}
+
+impl Serialize for RawId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawId {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Box::<RawValue>::deserialize(deserializer).map(RawId)
+    }
+}
+
 /// A request from a client to the server.
 ///
 /// `{"ipcReqID":"rq0","uri":"/myapi/test","data":{..},"pid":1234,"userAgent":"Node/IPCClient/app"}`
@@ -80,9 +166,10 @@ impl Request {
 /// [`Value`], which is most of the cost of a large message.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct RawRequest {
-    /// As [`Request::ipc_req_id`].
-    #[serde(rename = "ipcReqID", default, deserialize_with = "non_null")]
-    pub ipc_req_id: Option<Value>,
+    /// As [`Request::ipc_req_id`], but as the JSON text the client sent, so the reply carries
+    /// it back byte for byte (`None` when absent or `null`).
+    #[serde(rename = "ipcReqID", default)]
+    pub ipc_req_id: Option<RawId>,
     /// As [`Request::uri`].
     #[serde(default)]
     pub uri: Option<String>,
@@ -120,7 +207,11 @@ impl RawRequest {
             None => Value::Null,
         };
         Ok(Request {
-            ipc_req_id: self.ipc_req_id,
+            // `1e400` is `null` to serde_json, so it is no id to a handler, as before.
+            ipc_req_id: self
+                .ipc_req_id
+                .map(|id| id.to_value())
+                .filter(|id| !id.is_null()),
             uri: self.uri,
             data,
             pid: self.pid,
@@ -134,9 +225,9 @@ impl RawRequest {
 /// A reply whose `data` is JSON text written out as it is: `{"ipcReqID":..,"data":<text>}`.
 #[derive(Debug, Clone, Serialize)]
 pub struct RawResponse<'a> {
-    /// The request's id, or `null` when it had none.
+    /// The request's id as the client wrote it; `None` is written as `null`.
     #[serde(rename = "ipcReqID")]
-    pub ipc_req_id: &'a Value,
+    pub ipc_req_id: Option<&'a RawId>,
     /// The payload's JSON text, or `null` for none.
     pub data: Option<&'a RawValue>,
 }
@@ -147,9 +238,9 @@ pub struct RawResponse<'a> {
 /// exactly like the original's `no_handler_found`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Response<'a> {
-    /// The request's id, or `null` when it had none.
+    /// The request's id as the client wrote it; `None` is written as `null`.
     #[serde(rename = "ipcReqID")]
-    pub ipc_req_id: &'a Value,
+    pub ipc_req_id: Option<&'a RawId>,
     /// What the handler returned.
     pub data: &'a Value,
 }
@@ -161,9 +252,10 @@ pub struct Response<'a> {
 /// that happens before a handler runs (see [`ErrorCode`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorReply {
-    /// The request's id when it could be recovered, else `null`.
-    #[serde(rename = "ipcReqID")]
-    pub ipc_req_id: Value,
+    /// The request's id as the client wrote it, when it could be recovered (and, for a line
+    /// that failed, is at most [`MAX_ERROR_REPLY_ID_BYTES`] long); `None` is written as `null`.
+    #[serde(rename = "ipcReqID", default)]
+    pub ipc_req_id: Option<RawId>,
     /// A stable machine-readable code.
     pub code: String,
     /// A human-readable explanation.
@@ -172,9 +264,9 @@ pub struct ErrorReply {
 
 impl ErrorReply {
     /// Builds an error reply for one of the protocol's own error codes.
-    pub fn new(ipc_req_id: Option<Value>, code: ErrorCode, message: impl Into<String>) -> Self {
+    pub fn new(ipc_req_id: Option<RawId>, code: ErrorCode, message: impl Into<String>) -> Self {
         ErrorReply {
-            ipc_req_id: ipc_req_id.unwrap_or(Value::Null),
+            ipc_req_id,
             code: code.as_str().to_owned(),
             message: message.into(),
         }

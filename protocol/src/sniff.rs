@@ -1,16 +1,18 @@
 //! Recovering a request's `ipcReqID` from a line that could not be decoded, so that the error
 //! reply reaches the caller that is waiting for it instead of looking like a push.
 
-use serde_json::Value;
+use crate::message::{RawId, MAX_ERROR_REPLY_ID_BYTES};
 
 /// How much of a line is scanned for the id. Clients put `ipcReqID` first (Node) or second
 /// (PHP, after `uri`), so a short prefix is enough.
 pub(crate) const SNIFF_LIMIT: usize = 64 * 1024;
 
 /// Finds the top-level `"ipcReqID": <string or number>` member in the first [`SNIFF_LIMIT`]
-/// bytes of `line`, without parsing the rest. Keys inside nested objects are skipped; any
-/// surprise makes it give up and return `None`.
-pub(crate) fn sniff_req_id(line: &[u8]) -> Option<Value> {
+/// bytes of `line`, without parsing the rest, as the peer wrote it. Keys inside nested objects
+/// are skipped; any surprise makes it give up and return `None`, and so does an id longer than
+/// [`MAX_ERROR_REPLY_ID_BYTES`] (it would only go into an error reply, which does not carry one
+/// that long).
+pub(crate) fn sniff_req_id(line: &[u8]) -> Option<RawId> {
     let line = &line[..line.len().min(SNIFF_LIMIT)];
     let mut pos = skip_ws(line, 0);
     if line.get(pos) != Some(&b'{') {
@@ -72,7 +74,7 @@ fn skip_ws(line: &[u8], mut pos: usize) -> usize {
     pos
 }
 
-fn value_after_colon(line: &[u8], key_end: usize) -> Option<Value> {
+fn value_after_colon(line: &[u8], key_end: usize) -> Option<RawId> {
     let colon = skip_ws(line, key_end);
     if line.get(colon) != Some(&b':') {
         return None;
@@ -89,39 +91,64 @@ fn value_after_colon(line: &[u8], key_end: usize) -> Option<Value> {
         }
         _ => return None,
     };
-    serde_json::from_slice(&line[start..end]).ok()
+    if end - start > MAX_ERROR_REPLY_ID_BYTES {
+        return None;
+    }
+    RawId::parse(&line[start..end])
 }
 
 #[cfg(test)]
 mod tests {
     use super::sniff_req_id;
-    use serde_json::json;
+
+    /// The sniffed id's JSON text.
+    fn sniff(line: &[u8]) -> Option<String> {
+        sniff_req_id(line).map(|id| id.json().to_owned())
+    }
 
     #[test]
     fn finds_the_id_where_the_original_clients_put_it() {
         let node = br#"{"ipcReqID":"rq7","uri":"/x","data":{"a":"#;
-        assert_eq!(sniff_req_id(node), Some(json!("rq7")));
+        assert_eq!(sniff(node), Some(r#""rq7""#.to_owned()));
         let php = br#"{"uri":"\/x","ipcReqID":"rq12","data":[1,"#;
-        assert_eq!(sniff_req_id(php), Some(json!("rq12")));
+        assert_eq!(sniff(php), Some(r#""rq12""#.to_owned()));
         let spaced = b"  { \"uri\" : \"/x\" ,\r\n \"ipcReqID\" :  42 , ";
-        assert_eq!(sniff_req_id(spaced), Some(json!(42)));
+        assert_eq!(sniff(spaced), Some("42".to_owned()));
     }
 
     #[test]
     fn ignores_nested_and_quoted_lookalikes() {
         let nested = br#"{"data":{"ipcReqID":"inner"},"ipcReqID":"outer"}"#;
-        assert_eq!(sniff_req_id(nested), Some(json!("outer")));
+        assert_eq!(sniff(nested), Some(r#""outer""#.to_owned()));
         let quoted = br#"{"data":"say \"ipcReqID\":\"no\"","x":1"#;
-        assert_eq!(sniff_req_id(quoted), None);
+        assert_eq!(sniff(quoted), None);
         let value_not_key = br#"{"uri":"ipcReqID","ipcReqID":"rq1"}"#;
-        assert_eq!(sniff_req_id(value_not_key), Some(json!("rq1")));
+        assert_eq!(sniff(value_not_key), Some(r#""rq1""#.to_owned()));
+    }
+
+    #[test]
+    fn keeps_the_ids_text_as_written() {
+        let big = br#"{"ipcReqID":18446744073709551617,"uri":"#;
+        assert_eq!(sniff(big), Some("18446744073709551617".to_owned()));
+        let escaped = br#"{"ipcReqID":"a\"b\u00e9\/c","uri":"#;
+        assert_eq!(sniff(escaped), Some(r#""a\"b\u00e9\/c""#.to_owned()));
+    }
+
+    #[test]
+    fn drops_ids_too_long_for_an_error_reply() {
+        let id = "x".repeat(super::MAX_ERROR_REPLY_ID_BYTES);
+        let line = format!(r#"{{"ipcReqID":"{id}","uri":"#);
+        assert_eq!(sniff(line.as_bytes()), None);
+        let fits = &id[2..];
+        let line = format!(r#"{{"ipcReqID":"{fits}","uri":"#);
+        assert_eq!(sniff(line.as_bytes()), Some(format!(r#""{fits}""#)));
     }
 
     #[test]
     fn gives_up_on_non_objects_and_odd_ids() {
-        assert_eq!(sniff_req_id(b"[1,2]"), None);
-        assert_eq!(sniff_req_id(br#"{"ipcReqID":{"a":1}}"#), None);
-        assert_eq!(sniff_req_id(br#"{"ipcReqID":"unterminated"#), None);
-        assert_eq!(sniff_req_id(b""), None);
+        assert_eq!(sniff(b"[1,2]"), None);
+        assert_eq!(sniff(br#"{"ipcReqID":{"a":1}}"#), None);
+        assert_eq!(sniff(br#"{"ipcReqID":"unterminated"#), None);
+        assert_eq!(sniff(b""), None);
     }
 }

@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 use bytes::BytesMut;
-use pixl_ipc_protocol::{FrameError, JsonLinesCodec, Request};
+use pixl_ipc_protocol::{FrameError, JsonLinesCodec, RawId, Request};
 use serde_json::{json, Value};
 use tokio_util::codec::{Decoder, Encoder};
 
@@ -131,7 +131,7 @@ fn over_long_line_gives_one_error_then_recovers() {
         out[0],
         Err(FrameError::TooLong {
             limit: 32,
-            req_id: Some(json!("rq9"))
+            req_id: Some(RawId::from(&json!("rq9")))
         })
     );
     assert_eq!(out[1], Ok(json!({"a":1})));
@@ -191,7 +191,7 @@ fn invalid_json_is_reported_with_the_recovered_id_and_the_next_line_decodes() {
     );
     match &out[0] {
         Err(FrameError::InvalidJson { req_id, reason }) => {
-            assert_eq!(req_id, &Some(json!("rq3")));
+            assert_eq!(req_id, &Some(RawId::from(&json!("rq3"))));
             assert!(reason.contains("line 1"), "{reason}");
         }
         other => panic!("expected InvalidJson, got {other:?}"),
@@ -205,7 +205,7 @@ fn wrong_field_types_are_invalid_messages_with_their_id() {
     let mut buf = BytesMut::from(&b"{\"ipcReqID\":\"rq5\",\"uri\":42}\n"[..]);
     match codec.decode(&mut buf).unwrap() {
         Some(Err(FrameError::InvalidMessage { req_id, .. })) => {
-            assert_eq!(req_id, Some(json!("rq5")))
+            assert_eq!(req_id, Some(RawId::from(&json!("rq5"))))
         }
         other => panic!("expected InvalidMessage, got {other:?}"),
     }

@@ -4,7 +4,7 @@
 use pixl_ipc_protocol::json::{
     encode_raw_response_line, encode_request_line, encode_response_line, to_json_string,
 };
-use pixl_ipc_protocol::{encode_line, RawResponse, Request, Response};
+use pixl_ipc_protocol::{encode_line, RawId, RawResponse, Request, Response};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
@@ -75,16 +75,45 @@ proptest! {
 
     #[test]
     fn response_lines_match_the_serde_encoding(data in any_value(), id in any_value()) {
-        let response = Response { ipc_req_id: &id, data: &data };
+        let id = RawId::from(&id);
+        let response = Response { ipc_req_id: Some(&id), data: &data };
         prop_assert_eq!(encode_response_line(&response), encode_line(&response).unwrap());
     }
 
     #[test]
     fn raw_response_lines_match_the_serde_encoding(data in prop::option::of(any_value()), id in any_value()) {
         let raw = data.map(|data| serde_json::value::to_raw_value(&data).unwrap());
-        let response = RawResponse { ipc_req_id: &id, data: raw.as_deref() };
+        let id = RawId::from(&id);
+        let response = RawResponse { ipc_req_id: Some(&id), data: raw.as_deref() };
         prop_assert_eq!(encode_raw_response_line(&response), encode_line(&response).unwrap());
     }
+}
+
+#[test]
+fn ids_are_written_as_their_text_and_none_as_null() {
+    let id: RawId = serde_json::from_str(r#"{ "big": 18446744073709551617 }"#).unwrap();
+    let data = json!(1);
+    let line = encode_response_line(&Response {
+        ipc_req_id: Some(&id),
+        data: &data,
+    });
+    assert_eq!(
+        &line[..],
+        b"{\"ipcReqID\":{ \"big\": 18446744073709551617 },\"data\":1}\n"
+    );
+    assert_eq!(
+        line,
+        encode_line(&Response {
+            ipc_req_id: Some(&id),
+            data: &data
+        })
+        .unwrap()
+    );
+    let line = encode_raw_response_line(&RawResponse {
+        ipc_req_id: None,
+        data: None,
+    });
+    assert_eq!(&line[..], b"{\"ipcReqID\":null,\"data\":null}\n");
 }
 
 #[test]

@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 
 use futures_util::{FutureExt, Stream, StreamExt};
 use pixl_ipc_protocol::json::{encode_raw_response_line, encode_response_line};
+use pixl_ipc_protocol::quote::bounded;
 use pixl_ipc_protocol::{
-    encode_line, ErrorCode, ErrorReply, FrameError, RawRequest, RawResponse, Response,
+    encode_line, ErrorCode, ErrorReply, FrameError, RawId, RawRequest, RawResponse, Response,
 };
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
@@ -315,10 +316,10 @@ fn dispatch(
         return;
     };
     let route = env.router.route(uri);
-    tracing::trace!(conn = ctx.connection.id, uri, handler = %route.name, "request");
+    tracing::trace!(conn = ctx.connection.id, uri = %bounded(uri), handler = %route.name, "request");
     let done = Completion {
         name: route.name.clone(),
-        req_id: request.ipc_req_id.clone().unwrap_or(Value::Null),
+        req_id: request.ipc_req_id.clone(),
         reply: !request.no_reply,
         binary,
         received,
@@ -332,10 +333,7 @@ fn dispatch(
     let request = match request.into_request() {
         Ok(request) => request,
         Err(err) => {
-            let error = FrameError::InvalidJson {
-                reason: err.to_string(),
-                req_id: request_id(&done.req_id),
-            };
+            let error = FrameError::from_serde(&err, done.req_id.clone());
             return reject_line(ctx.connection.id, env, outbound, &error, binary);
         }
     };
@@ -364,14 +362,11 @@ fn dispatch(
     }
 }
 
-fn request_id(id: &Value) -> Option<Value> {
-    (!id.is_null()).then(|| id.clone())
-}
-
 /// Where a request's outcome goes once its handler is done.
 struct Completion {
     name: Arc<str>,
-    req_id: Value,
+    /// The id as the client wrote it, for the reply to carry back byte for byte.
+    req_id: Option<RawId>,
     reply: bool,
     binary: bool,
     received: Instant,
@@ -400,12 +395,12 @@ impl Completion {
 
     /// Counts the response and, unless the request was one-way, queues the line `encode`
     /// makes for the request's id.
-    fn reply_with(self, encode: impl FnOnce(&Value) -> bytes::Bytes) {
+    fn reply_with(self, encode: impl FnOnce(Option<&RawId>) -> bytes::Bytes) {
         self.stats.response_sent(self.received.elapsed());
         if self.reply {
             // A closed queue means the peer is gone; its reply has nowhere to go.
             let _ = self.outbound.send(Line {
-                bytes: encode(&self.req_id),
+                bytes: encode(self.req_id.as_ref()),
                 binary: self.binary,
             });
         }
@@ -416,14 +411,15 @@ impl Completion {
         let data = match outcome {
             Ok(Ok(data)) => data,
             Ok(Err(err)) => {
-                tracing::debug!(handler = %self.name, code = %err.code, message = %err.message, "handler returned an error");
+                tracing::debug!(handler = %self.name, code = %bounded(&err.code), message = %bounded(&err.message), "handler returned an error");
                 json!({"code": err.code, "message": err.message})
             }
             Err(panic) => {
+                // A panic message may quote the request it choked on.
                 let message = format!(
                     "handler '{}' panicked: {}",
                     self.name,
-                    panic_message(&*panic)
+                    bounded(panic_message(&*panic))
                 );
                 tracing::error!(handler = %self.name, "{message}");
                 json!({"code": ErrorCode::HandlerPanic.as_str(), "message": message})

@@ -2,6 +2,7 @@
 
 use std::sync::{Arc, RwLock};
 
+use pixl_ipc_protocol::quote::bounded;
 use pixl_ipc_protocol::ErrorCode;
 use regex::Regex;
 use serde_json::json;
@@ -232,7 +233,9 @@ async fn no_handler_found(request: Request, _ctx: RequestContext) -> HandlerResu
     let uri = request.uri.unwrap_or_default();
     Ok(json!({
         "code": ErrorCode::NoHandlerFound.as_str(),
-        "message": format!("No handler found for {uri}"),
+        // The uri is the peer's text: quoted bounded, so an unknown 1 MiB uri does not make a
+        // 1 MiB reply.
+        "message": format!("No handler found for {}", bounded(&uri)),
     }))
 }
 

@@ -229,3 +229,72 @@ fn a_peer_that_vanishes_mid_request_does_not_disturb_others() {
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(server.handle.stats().total.client_close, 20);
 }
+
+#[test]
+fn handler_errors_and_panics_carry_the_id_byte_for_byte_and_handlers_still_see_a_value() {
+    let server = LibServer::start(
+        |config| config,
+        |server| {
+            server
+                .add_uri_handler(
+                    "/panic-now",
+                    "under-test",
+                    |_: Request, _: RequestContext| async {
+                        if true {
+                            panic!("{}", "p".repeat(1 << 20));
+                        }
+                        HandlerResult::Ok(Value::Null)
+                    },
+                )
+                .unwrap();
+            server
+                .add_uri_handler(
+                    "/panic-later",
+                    "under-test",
+                    |_: Request, _: RequestContext| async {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                        if true {
+                            panic!("later");
+                        }
+                        HandlerResult::Ok(Value::Null)
+                    },
+                )
+                .unwrap();
+            server
+                .add_uri_handler(
+                    "/fail",
+                    "under-test",
+                    |_: Request, _: RequestContext| async {
+                        Err(HandlerError::new("nope", "refused"))
+                    },
+                )
+                .unwrap();
+            server
+                .add_uri_handler(
+                    "/id",
+                    "under-test",
+                    |req: Request, _: RequestContext| async move {
+                        HandlerResult::Ok(json!({ "id": req.ipc_req_id }))
+                    },
+                )
+                .unwrap();
+        },
+    );
+    let mut conn = server.connect();
+    for id in ["18446744073709551617", r#""r\u00e9\/q""#] {
+        for uri in ["/panic-now", "/panic-later", "/fail", "/id"] {
+            let reply = conn.call(&format!(r#"{{"ipcReqID":{id},"uri":"{uri}"}}"#));
+            assert!(
+                reply.starts_with(&format!(r#"{{"ipcReqID":{id},"#)),
+                "{uri}: id {id} came back as {}",
+                &reply[..200.min(reply.len())]
+            );
+            // A 1 MiB panic message is quoted bounded.
+            assert!(reply.len() < 512, "{uri}: reply of {} bytes", reply.len());
+        }
+    }
+    // The handler's view is a Value, as before.
+    let reply: Value =
+        serde_json::from_str(&conn.call(r#"{"ipcReqID":"r\u00e9","uri":"/id"}"#)).unwrap();
+    assert_eq!(reply["data"]["id"], json!("ré"));
+}

@@ -76,9 +76,12 @@ impl ServerProcess {
     }
 
     /// Starts the binary with exactly `args` (no `--socket`), expecting it to listen on `path`.
+    /// Logs at `info` unless `command` sets `RUST_LOG` itself.
     pub fn spawn(mut command: Command, path: &Path) -> Result<ServerProcess, StartFailure> {
+        if !command.get_envs().any(|(key, _)| key == "RUST_LOG") {
+            command.env("RUST_LOG", "info");
+        }
         command
-            .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{Sink, SinkExt, StreamExt};
+use pixl_ipc_protocol::quote::bounded;
 use pixl_ipc_protocol::sink_queue::poll_drain;
 use pixl_ipc_protocol::{decode_line, ErrorCode, ErrorReply, RawRequest};
 use tokio::io::unix::AsyncFd;
@@ -217,7 +218,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                                 stop_reading = true;
                             }
                             Some(Err(WsError::Protocol(err))) => {
-                                tracing::info!(conn = id, error = %err, "WebSocket protocol error; closing with 1002");
+                                tracing::info!(conn = id, error = %bounded(&err.to_string()), "WebSocket protocol error; closing with 1002");
                                 close_with(
                                     &mut unsent,
                                     CloseCode::Protocol,
@@ -240,7 +241,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                                 stop_reading = true;
                             }
                             Some(Err(err)) => {
-                                tracing::debug!(conn = id, error = %err, "WebSocket read ended");
+                                tracing::debug!(conn = id, error = %bounded(&err.to_string()), "WebSocket read ended");
                                 break Err(io::ErrorKind::ConnectionReset.into());
                             }
                         }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
+use pixl_ipc_protocol::quote::bounded;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -377,7 +378,9 @@ impl Transport for WsTransport {
             None => upgrade_and_serve(shared.clone(), id, tcp, false, handshake).await,
             Some(acceptor) => match tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => upgrade_and_serve(shared.clone(), id, tls, true, handshake).await,
-                Ok(Err(err)) => tracing::info!(%peer, error = %err, "TLS handshake failed"),
+                Ok(Err(err)) => {
+                    tracing::info!(%peer, error = %bounded(&err.to_string()), "TLS handshake failed")
+                }
                 Err(_) => tracing::info!(%peer, "TLS handshake timed out"),
             },
         }
@@ -489,7 +492,8 @@ where
     let ws = match tokio::time::timeout_at(deadline, upgrade).await {
         Ok(Ok(ws)) => ws,
         Ok(Err(err)) => {
-            tracing::info!(%peer, error = %err, "WebSocket upgrade refused or failed");
+            // Its message may quote the peer's request (a header name, for one).
+            tracing::info!(%peer, error = %bounded(&err.to_string()), "WebSocket upgrade refused or failed");
             return;
         }
         Err(_) => {
