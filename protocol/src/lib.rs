@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod codec;
+pub mod cost;
 mod error;
 pub mod json;
 mod message;

@@ -36,7 +36,7 @@ pub(crate) struct Args {
     /// How long shutdown waits for in-flight requests [default: 2000]
     #[arg(long, value_name = "MS")]
     pub(crate) exit_timeout_ms: Option<u64>,
-    /// Longest accepted message in bytes [default: 67108864 (64 MiB)]
+    /// Longest accepted message in bytes [default: 16777216 (16 MiB)]
     #[arg(long, value_name = "BYTES")]
     pub(crate) max_message_bytes: Option<usize>,
     /// Most connections at once [default: 10000]
@@ -52,6 +52,13 @@ pub(crate) struct Args {
     /// Unread reply bytes per connection before its reading pauses [default: 16777216]
     #[arg(long, value_name = "BYTES")]
     pub(crate) max_outbound_bytes: Option<usize>,
+    /// Bytes one connection may make the server hold (unread replies, requests being handled,
+    /// their data parsed for handlers) before its reading pauses [default: 33554432 (32 MiB)]
+    #[arg(long, value_name = "BYTES")]
+    pub(crate) max_held_bytes: Option<usize>,
+    /// Bytes all connections together may make the server hold [default: 536870912 (512 MiB)]
+    #[arg(long, value_name = "BYTES")]
+    pub(crate) max_held_bytes_total: Option<usize>,
     /// Statistics interval: "second", "minute", "hour", or milliseconds [default: minute]
     #[arg(long, value_name = "INTERVAL")]
     pub(crate) stats_interval: Option<String>,
@@ -120,6 +127,8 @@ struct FileConfig {
     max_connections_per_uid: Option<usize>,
     max_in_flight: Option<usize>,
     max_outbound_bytes: Option<usize>,
+    max_held_bytes: Option<usize>,
+    max_held_bytes_total: Option<usize>,
     log_stats_interval: Option<Value>,
     slow_threshold_ms: Option<u64>,
 }
@@ -134,6 +143,8 @@ const FILE_KEYS: &[&str] = &[
     "max_connections_per_uid",
     "max_in_flight",
     "max_outbound_bytes",
+    "max_held_bytes",
+    "max_held_bytes_total",
     "log_stats_interval",
     "slow_threshold_ms",
 ];
@@ -191,6 +202,13 @@ pub(crate) fn resolve(args: &Args) -> anyhow::Result<ServerConfig> {
     }
     if let Some(bytes) = args.max_outbound_bytes.or(file.max_outbound_bytes) {
         config = config.with_max_outbound_bytes_per_connection(bytes);
+    }
+    let held = args.max_held_bytes.or(file.max_held_bytes);
+    let held_total = args.max_held_bytes_total.or(file.max_held_bytes_total);
+    if held.is_some() || held_total.is_some() {
+        let per_connection = held.unwrap_or(config.max_held_bytes_per_connection);
+        let total = held_total.unwrap_or(config.max_held_bytes_total);
+        config = config.with_max_held_bytes(per_connection, total);
     }
     let interval = match (&args.stats_interval, file.log_stats_interval) {
         (Some(flag), _) => Some(Value::String(flag.clone())),

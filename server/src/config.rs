@@ -4,7 +4,19 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use pixl_ipc_protocol::DEFAULT_MAX_MESSAGE_BYTES;
+/// Default longest request the server accepts: 16 MiB (the original has no limit; jsonrpsee
+/// defaults to 10 MB, sd-varlink caps a connection's buffer at 16 MiB). Lower than the
+/// clients' 64 MiB limit for replies, because this bounds what a peer can make the server
+/// buffer, and with [`DEFAULT_MAX_HELD_BYTES_PER_CONNECTION`] keeps one connection under 128 MiB.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+/// Default bytes one connection may make the server hold before it reads no more requests:
+/// unread replies, plus a charge for each request being handled (its text, and the `Value`
+/// tree a handler's data is parsed into, estimated before parsing). A request whose charge
+/// alone is larger is refused with `message_too_large` without being parsed.
+pub const DEFAULT_MAX_HELD_BYTES_PER_CONNECTION: usize = 32 * 1024 * 1024;
+/// Default bytes all connections together may make the server hold (as above); past it, a
+/// connection that holds anything takes no new request until it is done with what it holds.
+pub const DEFAULT_MAX_HELD_BYTES_TOTAL: usize = 512 * 1024 * 1024;
 
 /// Default `exit_timeout`: how long shutdown waits for in-flight requests (the original's 2000 ms).
 pub const DEFAULT_EXIT_TIMEOUT: Duration = Duration::from_millis(2000);
@@ -53,7 +65,7 @@ pub struct ServerConfig {
     /// How long shutdown waits for in-flight requests (default [`DEFAULT_EXIT_TIMEOUT`]).
     pub exit_timeout: Duration,
     /// Longest accepted message in bytes, without its newline (default
-    /// [`DEFAULT_MAX_MESSAGE_BYTES`], 64 MiB).
+    /// [`DEFAULT_MAX_MESSAGE_BYTES`], 16 MiB).
     pub max_message_bytes: usize,
     /// Most connections at once (default [`DEFAULT_MAX_CONNECTIONS`]); the next one gets a
     /// `too_many_connections` error line and is closed.
@@ -67,6 +79,12 @@ pub struct ServerConfig {
     /// Most unread reply bytes queued for one connection before the server stops reading it
     /// (default [`DEFAULT_MAX_OUTBOUND_BYTES`]).
     pub max_outbound_bytes_per_connection: usize,
+    /// Most bytes one connection may make the server hold (unread replies and requests being
+    /// handled) before it stops reading it (default [`DEFAULT_MAX_HELD_BYTES_PER_CONNECTION`]).
+    pub max_held_bytes_per_connection: usize,
+    /// Most bytes all connections together may make the server hold (default
+    /// [`DEFAULT_MAX_HELD_BYTES_TOTAL`]).
+    pub max_held_bytes_total: usize,
     /// How often the interval statistics roll over and are logged (default
     /// [`DEFAULT_STATS_INTERVAL`]).
     pub stats_interval: Duration,
@@ -115,6 +133,8 @@ impl ServerConfig {
             max_connections_per_uid: None,
             max_in_flight_per_connection: DEFAULT_MAX_IN_FLIGHT,
             max_outbound_bytes_per_connection: DEFAULT_MAX_OUTBOUND_BYTES,
+            max_held_bytes_per_connection: DEFAULT_MAX_HELD_BYTES_PER_CONNECTION,
+            max_held_bytes_total: DEFAULT_MAX_HELD_BYTES_TOTAL,
             stats_interval: DEFAULT_STATS_INTERVAL,
             slow_threshold: DEFAULT_SLOW_THRESHOLD,
             websocket: WebSocketConfig::default(),
@@ -172,7 +192,15 @@ impl ServerConfig {
         self
     }
 
-    /// Sets the longest accepted message (default 64 MiB).
+    /// Sets what one connection, and all together, may make the server hold (defaults 32 MiB
+    /// and 512 MiB).
+    pub fn with_max_held_bytes(mut self, per_connection: usize, total: usize) -> Self {
+        self.max_held_bytes_per_connection = per_connection;
+        self.max_held_bytes_total = total;
+        self
+    }
+
+    /// Sets the longest accepted message (default 16 MiB).
     pub fn with_max_message_bytes(mut self, bytes: usize) -> Self {
         self.max_message_bytes = bytes;
         self

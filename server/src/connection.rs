@@ -11,6 +11,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures_util::{FutureExt, Stream, StreamExt};
+use pixl_ipc_protocol::cost::value_bytes;
 use pixl_ipc_protocol::json::{encode_raw_response_line, encode_response_line};
 use pixl_ipc_protocol::quote::bounded;
 use pixl_ipc_protocol::{
@@ -21,7 +22,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::handler::{ConnectionInfo, HandlerResult, RequestContext};
-use crate::outbound::{Line, Outbound};
+use crate::outbound::{Charge, Line, Outbound};
 use crate::router::Router;
 use crate::stats::Stats;
 
@@ -219,15 +220,19 @@ where
     let shutdown = env.shutdown.cancelled();
     tokio::pin!(shutdown);
     loop {
-        let behind = outbound.is_full();
-        if behind && !paused {
+        let unread = outbound.is_full();
+        if unread && !paused {
             env.stats.backpressure();
             tracing::debug!(
                 conn = info.id,
                 "peer is not reading replies; pausing its requests"
             );
         }
-        paused = behind;
+        paused = unread;
+        // Past its budget (unread replies and requests being handled), or holding anything
+        // while the server's budget is spent, a connection takes no new request until what it
+        // holds shrinks; its own progress wakes it.
+        let behind = unread || outbound.over_budget();
         let can_read = !behind && handlers.len() < env.max_in_flight;
         tokio::select! {
             biased;
@@ -317,7 +322,8 @@ fn dispatch(
     };
     let route = env.router.route(uri);
     tracing::trace!(conn = ctx.connection.id, uri = %bounded(uri), handler = %route.name, "request");
-    let done = Completion {
+    let mut done = Completion {
+        charge: None,
         name: route.name.clone(),
         req_id: request.ipc_req_id.clone(),
         reply: !request.no_reply,
@@ -330,6 +336,27 @@ fn dispatch(
         done.echo(request.data.as_deref());
         return;
     }
+    // A handler takes its data as a `Value` tree, many times its text for dense data: charge
+    // that (estimated before parsing) and the text for as long as the handler runs, and refuse
+    // data whose tree alone could never fit the connection's budget, without parsing it.
+    let cost = request.data.as_deref().map_or(0, |data| {
+        data.get().len().saturating_add(value_bytes(data.get()))
+    });
+    if cost > outbound.max_charge() {
+        env.stats.protocol_error();
+        let limit = outbound.max_charge();
+        tracing::warn!(conn = ctx.connection.id, cost, limit, handler = %route.name, "request refused: handling its data would take more than the connection's budget");
+        if done.reply {
+            let reply = ErrorReply::new(
+                done.req_id.clone(),
+                ErrorCode::MessageTooLarge,
+                format!("the request's data would take about {cost} bytes to handle as a JSON tree, more than the {limit} bytes one connection may hold (--max-held-bytes)"),
+            );
+            queue(outbound, &reply, binary);
+        }
+        return;
+    }
+    done.charge = Some(outbound.charge(cost));
     let request = match request.into_request() {
         Ok(request) => request,
         Err(err) => {
@@ -364,6 +391,8 @@ fn dispatch(
 
 /// Where a request's outcome goes once its handler is done.
 struct Completion {
+    /// What the request is charged against its connection's budget, until it is answered.
+    charge: Option<Charge>,
     name: Arc<str>,
     /// The id as the client wrote it, for the reply to carry back byte for byte.
     req_id: Option<RawId>,

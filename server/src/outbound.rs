@@ -1,5 +1,8 @@
-//! A connection's outbound queue: encoded lines waiting for the writer, with a byte gauge so the
-//! reader can stop taking requests from a peer that does not read its replies.
+//! A connection's outbound queue: encoded lines waiting for the writer, and the byte gauge the
+//! reader consults before taking another request. The gauge counts what the connection makes
+//! the server hold: unread replies, and a charge for each request still being handled (its
+//! text, and for a handler that takes a `Value`, the tree parsed from it). Each byte is also
+//! counted in the server-wide [`Budget`].
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -24,9 +27,86 @@ pub(crate) struct Outbound {
 }
 
 struct Gauge {
+    /// Reply bytes queued and not yet written to the socket.
     queued: AtomicUsize,
-    limit: usize,
+    /// Bytes charged for requests still being handled.
+    charged: AtomicUsize,
+    limits: OutboundLimits,
     drained: Notify,
+}
+
+impl Gauge {
+    fn grow(&self, counter: &AtomicUsize, bytes: usize) {
+        counter.fetch_add(bytes, Ordering::AcqRel);
+        self.limits.server.held.fetch_add(bytes, Ordering::AcqRel);
+    }
+
+    fn shrink(&self, counter: &AtomicUsize, bytes: usize) {
+        counter.fetch_sub(bytes, Ordering::AcqRel);
+        self.limits.server.held.fetch_sub(bytes, Ordering::AcqRel);
+    }
+}
+
+impl Drop for Gauge {
+    /// Whatever the connection still held when it ended (replies never written to a peer that
+    /// left) is freed with it, so it leaves the server-wide count too.
+    fn drop(&mut self) {
+        let left = *self.queued.get_mut() + *self.charged.get_mut();
+        self.limits.server.held.fetch_sub(left, Ordering::AcqRel);
+    }
+}
+
+/// The bytes every connection together makes the server hold (unread replies and charged
+/// requests), against one limit: past it, a connection that holds anything takes no new
+/// request until what it holds is done; one that holds nothing may always take one, so every
+/// peer keeps making progress while the total stays bounded.
+#[derive(Debug)]
+pub(crate) struct Budget {
+    held: AtomicUsize,
+    limit: usize,
+}
+
+impl Budget {
+    pub(crate) fn new(limit: usize) -> Arc<Budget> {
+        Arc::new(Budget {
+            held: AtomicUsize::new(0),
+            limit,
+        })
+    }
+
+    /// Bytes held now, over every connection.
+    pub(crate) fn held(&self) -> usize {
+        self.held.load(Ordering::Acquire)
+    }
+
+    fn is_spent(&self) -> bool {
+        self.held() >= self.limit
+    }
+}
+
+/// The limits a connection's gauge applies.
+#[derive(Debug, Clone)]
+pub(crate) struct OutboundLimits {
+    /// Unread reply bytes past which reading pauses (`streamBackpressure`).
+    pub(crate) replies: usize,
+    /// Bytes held (replies and charged requests) past which reading pauses.
+    pub(crate) held: usize,
+    /// The server-wide budget.
+    pub(crate) server: Arc<Budget>,
+}
+
+/// A request's charge against its connection's gauge, given back when dropped (when its
+/// handler has finished and its reply is queued).
+pub(crate) struct Charge {
+    gauge: Arc<Gauge>,
+    bytes: usize,
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        self.gauge.shrink(&self.gauge.charged, self.bytes);
+        self.gauge.drained.notify_one();
+    }
 }
 
 /// Why a line was not queued.
@@ -39,12 +119,13 @@ pub(crate) enum QueueError {
 }
 
 impl Outbound {
-    /// A queue whose gauge reports full past `limit` unread bytes, and its receiving end.
-    pub(crate) fn new(limit: usize) -> (Outbound, OutboundReceiver) {
+    /// A queue whose gauge applies `limits`, and its receiving end.
+    pub(crate) fn new(limits: &OutboundLimits) -> (Outbound, OutboundReceiver) {
         let (tx, rx) = mpsc::unbounded_channel();
         let gauge = Arc::new(Gauge {
             queued: AtomicUsize::new(0),
-            limit,
+            charged: AtomicUsize::new(0),
+            limits: limits.clone(),
             drained: Notify::new(),
         });
         (
@@ -60,11 +141,37 @@ impl Outbound {
     /// accepted, so its answer is owed; the reader's pause bounds how many can pile up.
     pub(crate) fn send(&self, line: Line) -> Result<(), QueueError> {
         let length = line.bytes.len();
-        self.gauge.queued.fetch_add(length, Ordering::AcqRel);
+        self.gauge.grow(&self.gauge.queued, length);
         self.tx.send(line).map_err(|_| {
-            self.gauge.queued.fetch_sub(length, Ordering::AcqRel);
+            self.gauge.shrink(&self.gauge.queued, length);
             QueueError::Closed
         })
+    }
+
+    /// Charges `bytes` for a request until the returned [`Charge`] is dropped.
+    pub(crate) fn charge(&self, bytes: usize) -> Charge {
+        self.gauge.grow(&self.gauge.charged, bytes);
+        Charge {
+            gauge: self.gauge.clone(),
+            bytes,
+        }
+    }
+
+    /// Bytes this connection holds: unread replies and charged requests.
+    fn held(&self) -> usize {
+        self.gauge.queued.load(Ordering::Acquire) + self.gauge.charged.load(Ordering::Acquire)
+    }
+
+    /// True when the connection may not take another request yet: it holds its limit, or it
+    /// holds anything while the server-wide budget is spent.
+    pub(crate) fn over_budget(&self) -> bool {
+        let held = self.held();
+        held >= self.gauge.limits.held || (held > 0 && self.gauge.limits.server.is_spent())
+    }
+
+    /// The most one request may be charged: more could never fit the connection's budget.
+    pub(crate) fn max_charge(&self) -> usize {
+        self.gauge.limits.held
     }
 
     /// Queues a push, refusing it when the peer is already behind.
@@ -77,7 +184,7 @@ impl Outbound {
 
     /// True when the peer has at least the limit of unread bytes queued.
     pub(crate) fn is_full(&self) -> bool {
-        self.gauge.queued.load(Ordering::Acquire) >= self.gauge.limit
+        self.gauge.queued.load(Ordering::Acquire) >= self.gauge.limits.replies
     }
 
     /// Resolves after the writer next makes progress (may resolve spuriously: re-check).
@@ -134,7 +241,7 @@ impl OutboundReceiver {
     /// much, and a reader paused on it re-checks.
     pub(crate) fn written(&self, bytes: usize) {
         if bytes > 0 {
-            self.gauge.queued.fetch_sub(bytes, Ordering::AcqRel);
+            self.gauge.shrink(&self.gauge.queued, bytes);
             self.gauge.drained.notify_one();
         }
     }

@@ -20,7 +20,7 @@ use crate::connection::ConnectionEnv;
 use crate::error::ServerError;
 use crate::fd_limit;
 use crate::handler::{ConnectionInfo, Handler};
-use crate::outbound::{Line, Outbound, QueueError, WeakOutbound};
+use crate::outbound::{Budget, Line, Outbound, OutboundLimits, QueueError, WeakOutbound};
 use crate::router::{RouteError, Router, UriPattern};
 use crate::stats::{Stats, StatsSnapshot};
 use crate::transport::unix::{self, BoundSocket};
@@ -148,6 +148,11 @@ impl Server {
             next_connection_id: AtomicU64::new(1),
             connections: TaskTracker::new(),
             workers,
+            outbound_limits: OutboundLimits {
+                replies: self.config.max_outbound_bytes_per_connection,
+                held: self.config.max_held_bytes_per_connection,
+                server: Budget::new(self.config.max_held_bytes_total),
+            },
             admission: Admission::new(
                 self.config.max_connections,
                 self.config.uid_connection_cap(),
@@ -272,6 +277,8 @@ pub(crate) struct Shared {
     next_connection_id: AtomicU64,
     /// Every connection task of every transport, so shutdown can wait for all of them.
     pub(crate) connections: TaskTracker,
+    /// What each connection's outbound gauge enforces, with the server-wide budget.
+    pub(crate) outbound_limits: OutboundLimits,
     /// Connection slots, per-uid shares and the WebSocket handshake pool.
     pub(crate) admission: Admission,
     /// Where connections run.

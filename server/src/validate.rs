@@ -78,6 +78,18 @@ impl ServerConfig {
             self.max_outbound_bytes_per_connection,
             usize::MAX,
         )?;
+        count(
+            "max_held_bytes_per_connection",
+            "--max-held-bytes",
+            self.max_held_bytes_per_connection,
+            usize::MAX,
+        )?;
+        count(
+            "max_held_bytes_total",
+            "--max-held-bytes-total",
+            self.max_held_bytes_total,
+            usize::MAX,
+        )?;
         duration(
             "stats_interval",
             "--stats-interval",

@@ -9,7 +9,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use common::{Conn, ServerProcess, Wire, WsConn};
+use common::{Conn, RssSampler, ServerProcess, Wire, WsConn};
 use serde_json::{json, Value};
 
 fn start(args: &[&str]) -> (tempfile::TempDir, ServerProcess) {
@@ -241,35 +241,12 @@ fn a_websocket_frame_of_many_tiny_messages_is_decoded_as_the_server_takes_them()
     const COUNT: usize = 200_000;
     let mut frame = "{\"ipcNoReply\":true}\n".repeat(COUNT);
     frame.push_str(r#"{"ipcReqID":"last","uri":"/ipcserver/test/echo","data":1}"#);
-    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let sampler = {
-        let (peak, sampling) = (peak.clone(), sampling.clone());
-        let status = format!("/proc/{}/status", server.pid());
-        std::thread::spawn(move || {
-            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
-                let rss = std::fs::read_to_string(&status)
-                    .ok()
-                    .and_then(|text| {
-                        text.lines()
-                            .find_map(|line| line.strip_prefix("VmRSS:"))
-                            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-                    })
-                    .unwrap_or(0);
-                peak.fetch_max(rss, std::sync::atomic::Ordering::Relaxed);
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        })
-    };
+    let sampler = RssSampler::start(server.pid());
     ws.send(&frame);
     let reply = ws.read_json();
-    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
-    sampler.join().unwrap();
+    let peak = sampler.peak_kib();
     assert_eq!(reply, json!({"ipcReqID": "last", "data": 1}));
-    let growth_mib = peak
-        .load(std::sync::atomic::Ordering::Relaxed)
-        .saturating_sub(rss_before)
-        / 1024;
+    let growth_mib = peak.saturating_sub(rss_before) / 1024;
     eprintln!("RSS growth {growth_mib} MiB");
     // The frame (4 MiB, held twice while it is assembled and handed over); decoding every
     // message of it at once took several times that.

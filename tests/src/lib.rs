@@ -153,13 +153,7 @@ impl ServerProcess {
 
     /// Resident memory of the server process in KiB.
     pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .expect("read /proc status");
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS line")
+        read_rss_kib(&format!("/proc/{}/status", self.child.id())).expect("VmRSS of the server")
     }
 
     /// The first `ws://` or `wss://` URL the banner names (servers started with `--ws`).
@@ -188,6 +182,58 @@ impl Drop for ServerProcess {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Samples a process's resident memory every few milliseconds on a thread of its own, to catch
+/// the peak of a short spike that two readings before and after would miss.
+pub struct RssSampler {
+    peak: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    running: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RssSampler {
+    /// Starts sampling the process `pid`.
+    pub fn start(pid: Pid) -> RssSampler {
+        use std::sync::atomic::Ordering;
+        let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let thread = {
+            let (peak, running) = (peak.clone(), running.clone());
+            let status = format!("/proc/{pid}/status");
+            std::thread::spawn(move || {
+                while running.load(Ordering::Relaxed) {
+                    if let Some(rss) = read_rss_kib(&status) {
+                        peak.fetch_max(rss, Ordering::Relaxed);
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            })
+        };
+        RssSampler {
+            peak,
+            running,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops sampling; the highest RSS seen, in KiB.
+    pub fn peak_kib(mut self) -> u64 {
+        self.running
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        self.peak.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+fn read_rss_kib(status_path: &str) -> Option<u64> {
+    std::fs::read_to_string(status_path)
+        .ok()?
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 /// Waits for `child` to exit, giving up (returning `None`) after `timeout`.

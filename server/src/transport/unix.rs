@@ -334,7 +334,7 @@ impl Transport for UnixTransport {
         framed.set_backpressure_boundary(WRITE_BATCH);
         let sink =
             framed.with(|line: Line| futures_util::future::ready(Ok::<_, io::Error>(line.bytes)));
-        let (outbound, queue) = Outbound::new(shared.config.max_outbound_bytes_per_connection);
+        let (outbound, queue) = Outbound::new(&shared.outbound_limits);
         let writer = tokio::spawn(async move {
             let mut sink = Box::pin(sink);
             let result = queue.write_all(&mut sink).await;

@@ -517,7 +517,7 @@ where
     tracing::debug!(conn = id, %peer, "WebSocket connection opened");
 
     let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_DEPTH);
-    let (outbound, queue) = Outbound::new(shared.config.max_outbound_bytes_per_connection);
+    let (outbound, queue) = Outbound::new(&shared.outbound_limits);
     let driver = Driver {
         fd: ws.get_ref().as_raw_fd(),
         ws,

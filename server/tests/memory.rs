@@ -1,0 +1,108 @@
+//! What one connection, and sixteen together, can make the server hold, measured as the
+//! server's peak RSS (sampled every 5 ms) against the real binary with default limits.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+mod common;
+
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+use common::{RssSampler, ServerProcess};
+use serde_json::{json, Value};
+
+const MIB: u64 = 1024;
+
+fn start(args: &[&str]) -> (tempfile::TempDir, ServerProcess) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&dir.path().join("memory.sock"), args);
+    (dir, server)
+}
+
+/// A delay request (a handler that parses its data into a `Value`) carrying `pad`.
+fn delay_line(id: usize, delay_ms: u64, pad: &str) -> String {
+    format!(
+        "{{\"ipcReqID\":{id},\"uri\":\"/ipcserver/test/delay\",\"data\":{{\"delay\":{delay_ms},\"pad\":{pad}}}}}\n"
+    )
+}
+
+#[test]
+fn data_that_would_parse_into_gigabytes_is_refused_without_parsing() {
+    let (_dir, server) = start(&[]);
+    let before = server.rss_kib();
+    let sampler = RssSampler::start(server.pid());
+    let mut conn = server.connect();
+    // 12 MiB of `[0,0,...]`: about 1 GiB as a Value tree.
+    let dense = format!("[{}0]", "0,".repeat(6 * 1024 * 1024));
+    conn.send_raw(delay_line(1, 0, &dense).as_bytes());
+    let reply: Value = conn.read_json();
+    let growth = sampler.peak_kib().saturating_sub(before) / MIB;
+    assert_eq!(reply["ipcReqID"], json!(1));
+    assert_eq!(reply["code"], json!("message_too_large"), "{reply}");
+    assert!(growth < 128, "RSS grew by {growth} MiB");
+    // The connection carries on.
+    assert_eq!(
+        conn.call(r#"{"ipcReqID":2,"uri":"/ipcserver/test/delay","data":{"delay":1}}"#),
+        r#"{"ipcReqID":2,"data":{"delay":1}}"#
+    );
+}
+
+/// Sends `count` requests of `pad_mib` MiB each to a handler that takes a minute, until all
+/// are sent or the server stops taking them (a write blocks for 3 s); returns the
+/// still-open connection and how many were sent whole.
+fn send_until_paused(path: &Path, count: usize, pad_mib: usize) -> (UnixStream, usize) {
+    let pad = format!("\"{}\"", "p".repeat(pad_mib * 1024 * 1024));
+    let mut stream = UnixStream::connect(path).unwrap();
+    stream
+        .set_write_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let sent = (0..count)
+        .take_while(|id| {
+            stream
+                .write_all(delay_line(*id, 60_000, &pad).as_bytes())
+                .is_ok()
+        })
+        .count();
+    (stream, sent)
+}
+
+#[test]
+fn slow_requests_on_one_connection_hold_at_most_its_budget() {
+    let (_dir, server) = start(&[]);
+    let before = server.rss_kib();
+    let sampler = RssSampler::start(server.pid());
+    // 24 requests of 8 MiB (192 MiB) to a handler that takes a minute: each would hold its
+    // text and its Value while it runs.
+    let (stream, sent) = send_until_paused(&server.path, 24, 8);
+    std::thread::sleep(Duration::from_millis(200));
+    let growth = sampler.peak_kib().saturating_sub(before) / MIB;
+    eprintln!("one connection: {sent} requests sent whole, RSS grew by {growth} MiB");
+    assert!(sent < 24, "the server never stopped reading");
+    assert!(growth < 128, "RSS grew by {growth} MiB");
+    drop(stream);
+}
+
+#[test]
+fn sixteen_connections_together_stay_under_a_gigabyte() {
+    let (_dir, server) = start(&[]);
+    let before = server.rss_kib();
+    let sampler = RssSampler::start(server.pid());
+    // 16 connections x 8 requests of 8 MiB: 1 GiB sent, to a handler that takes a minute.
+    let senders: Vec<_> = (0..16)
+        .map(|_| {
+            let path = server.path.clone();
+            std::thread::spawn(move || send_until_paused(&path, 8, 8))
+        })
+        .collect();
+    let connections: Vec<(UnixStream, usize)> = senders
+        .into_iter()
+        .map(|sender| sender.join().unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let growth = sampler.peak_kib().saturating_sub(before) / MIB;
+    let sent: usize = connections.iter().map(|(_, sent)| sent).sum();
+    eprintln!("sixteen connections: {sent} requests sent whole, RSS grew by {growth} MiB");
+    assert!(growth < 1024, "RSS grew by {growth} MiB");
+    drop(connections);
+}
