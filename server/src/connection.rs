@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::handler::{ConnectionInfo, HandlerResult, RequestContext};
 use crate::outbound::{Charge, Line, Outbound};
-use crate::router::Router;
+use crate::router::{Matched, Router};
 use crate::stats::Stats;
 
 /// What a connection needs from the server.
@@ -216,6 +216,7 @@ where
         connection: info.clone(),
     };
     let mut paused = false;
+    let mut deferred: Option<Routed> = None;
     // One future for the whole loop: it registers for the wake-up once, instead of per request.
     let shutdown = env.shutdown.cancelled();
     tokio::pin!(shutdown);
@@ -232,7 +233,17 @@ where
         // Past its budget (unread replies and requests being handled), or holding anything
         // while the server's budget is spent, a connection takes no new request until what it
         // holds shrinks; its own progress wakes it.
-        let behind = unread || outbound.over_budget();
+        // A request read but not yet affordable waits here, and nothing more is read.
+        if let Some(waiting) = deferred.take() {
+            if outbound.admits(waiting.cost) {
+                if dispatch(waiting, &ctx, env, outbound, handlers) {
+                    return ReadEnd::CloseRequested;
+                }
+            } else {
+                deferred = Some(waiting);
+            }
+        }
+        let behind = unread || outbound.over_budget() || deferred.is_some();
         let can_read = !behind && handlers.len() < env.max_in_flight;
         tokio::select! {
             biased;
@@ -251,9 +262,10 @@ where
                     reject_line(info.id, env, outbound, &frame_error, binary);
                 }
                 Some(Ok(Received { message: Ok(request), binary })) => {
-                    let close = request.close_after_reply;
-                    dispatch(request, binary, &ctx, env, outbound, handlers);
-                    if close {
+                    let routed = Routed::new(request, binary, env);
+                    if !outbound.admits(routed.cost) {
+                        deferred = Some(routed);
+                    } else if dispatch(routed, &ctx, env, outbound, handlers) {
                         return ReadEnd::CloseRequested;
                     }
                 }
@@ -294,20 +306,59 @@ fn reject_line(
     queue(outbound, &reply, binary);
 }
 
-/// Starts one request: protocol errors are answered at once, the built-in echo is answered
-/// from the data's text, and anything else runs its handler (in a task of its own if it waits)
-/// so a slow handler does not hold up the others.
-fn dispatch(
+/// A decoded request with its route and what it will be charged against its connection's
+/// budget while it is handled.
+struct Routed {
     request: RawRequest,
     binary: bool,
+    /// `None` for a request without a usable uri (answered `no_uri`).
+    route: Option<Matched>,
+    cost: usize,
+    received: Instant,
+}
+
+impl Routed {
+    /// Routes `request` and prices it: the echo holds its data's text (its reply); a handler
+    /// also holds the `Value` tree its data is parsed into, estimated before parsing.
+    fn new(request: RawRequest, binary: bool, env: &ConnectionEnv) -> Routed {
+        let received = Instant::now();
+        env.stats.request_received();
+        let route = request.routable_uri().map(|uri| env.router.route(uri));
+        let text = request.data.as_deref().map_or("", |data| data.get());
+        let cost = match &route {
+            Some(route) if !route.echoes_data => text.len().saturating_add(value_bytes(text)),
+            _ => text.len(),
+        };
+        Routed {
+            request,
+            binary,
+            route,
+            cost,
+            received,
+        }
+    }
+}
+
+/// Starts one request: protocol errors are answered at once, the built-in echo is answered
+/// from the data's text, and anything else runs its handler (in a task of its own if it waits)
+/// so a slow handler does not hold up the others. True when the request asked the server to
+/// close the connection after it.
+fn dispatch(
+    routed: Routed,
     ctx: &RequestContext,
     env: &ConnectionEnv,
     outbound: &Outbound,
     handlers: &mut JoinSet<()>,
-) {
-    let received = Instant::now();
-    env.stats.request_received();
-    let Some(uri) = request.routable_uri() else {
+) -> bool {
+    let Routed {
+        request,
+        binary,
+        route,
+        cost,
+        received,
+    } = routed;
+    let close = request.close_after_reply;
+    let Some(route) = route else {
         env.stats.protocol_error();
         tracing::warn!(conn = ctx.connection.id, "request without a uri");
         if !request.no_reply {
@@ -318,10 +369,11 @@ fn dispatch(
             );
             queue(outbound, &reply, binary);
         }
-        return;
+        return close;
     };
-    let route = env.router.route(uri);
-    tracing::trace!(conn = ctx.connection.id, uri = %bounded(uri), handler = %route.name, "request");
+    if let Some(uri) = request.uri.as_deref() {
+        tracing::trace!(conn = ctx.connection.id, uri = %bounded(uri), handler = %route.name, "request");
+    }
     let mut done = Completion {
         charge: None,
         name: route.name.clone(),
@@ -332,17 +384,8 @@ fn dispatch(
         stats: env.stats.clone(),
         outbound: outbound.clone(),
     };
-    if route.echoes_data {
-        done.echo(request.data.as_deref());
-        return;
-    }
-    // A handler takes its data as a `Value` tree, many times its text for dense data: charge
-    // that (estimated before parsing) and the text for as long as the handler runs, and refuse
-    // data whose tree alone could never fit the connection's budget, without parsing it.
-    let cost = request.data.as_deref().map_or(0, |data| {
-        data.get().len().saturating_add(value_bytes(data.get()))
-    });
     if cost > outbound.max_charge() {
+        // Data whose tree alone could never fit the connection's budget: refused unparsed.
         env.stats.protocol_error();
         let limit = outbound.max_charge();
         tracing::warn!(conn = ctx.connection.id, cost, limit, handler = %route.name, "request refused: handling its data would take more than the connection's budget");
@@ -350,18 +393,23 @@ fn dispatch(
             let reply = ErrorReply::new(
                 done.req_id.clone(),
                 ErrorCode::MessageTooLarge,
-                format!("the request's data would take about {cost} bytes to handle as a JSON tree, more than the {limit} bytes one connection may hold (--max-held-bytes)"),
+                format!("the request's data would take about {cost} bytes to handle, more than the {limit} bytes one connection may hold (--max-held-bytes)"),
             );
             queue(outbound, &reply, binary);
         }
-        return;
+        return close;
+    }
+    if route.echoes_data {
+        done.echo(request.data.as_deref());
+        return close;
     }
     done.charge = Some(outbound.charge(cost));
     let request = match request.into_request() {
         Ok(request) => request,
         Err(err) => {
             let error = FrameError::from_serde(&err, done.req_id.clone());
-            return reject_line(ctx.connection.id, env, outbound, &error, binary);
+            reject_line(ctx.connection.id, env, outbound, &error, binary);
+            return close;
         }
     };
     let mut future = (route.handler)(request, ctx.clone());
@@ -387,6 +435,7 @@ fn dispatch(
             });
         }
     }
+    close
 }
 
 /// Where a request's outcome goes once its handler is done.

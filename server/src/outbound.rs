@@ -169,6 +169,17 @@ impl Outbound {
         held >= self.gauge.limits.held || (held > 0 && self.gauge.limits.server.is_spent())
     }
 
+    /// True when a request charged `cost` may start now: it fits beside what the connection
+    /// holds while the server's budget is not spent, or the connection holds nothing (so every
+    /// connection keeps making progress, one request at a time). With `cost` never above
+    /// [`max_charge`](Self::max_charge), a connection never holds more than its limit.
+    pub(crate) fn admits(&self, cost: usize) -> bool {
+        let held = self.held();
+        held == 0
+            || (held.saturating_add(cost) <= self.gauge.limits.held
+                && !self.gauge.limits.server.is_spent())
+    }
+
     /// The most one request may be charged: more could never fit the connection's budget.
     pub(crate) fn max_charge(&self) -> usize {
         self.gauge.limits.held
