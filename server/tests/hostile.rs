@@ -451,3 +451,33 @@ fn one_uid_gets_a_quarter_of_the_slots_by_default_and_refusals_hold_nothing() {
     let stats = first.read_json_after(r#"{"ipcReqID":"s","uri":"/ipcserver/stats"}"#);
     assert_eq!(stats["data"]["total"]["refusedConnections"], json!(200));
 }
+
+#[test]
+fn a_websocket_peer_that_never_reads_holds_no_more_than_its_reply_budget() {
+    // Default limits: 16 MiB of unread replies, 32 MiB held per connection.
+    let (_dir, server) = start(&["--ws", "127.0.0.1:0"]);
+    let url = server.ws_url().unwrap();
+    let before = server.rss_kib();
+    let sampler = RssSampler::start(server.pid());
+    let mut ws = WsConn::open(&url);
+    ws.tcp()
+        .set_write_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let data = "x".repeat(1024 * 1024);
+    let mut sent = 0;
+    for i in 0..400 {
+        let line = format!(r#"{{"ipcReqID":{i},"uri":"/ipcserver/test/echo","data":"{data}"}}"#);
+        if !ws.try_send_binary(line.as_bytes()) {
+            break;
+        }
+        sent += 1;
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let growth = sampler.peak_kib().saturating_sub(before) / 1024;
+    eprintln!(
+        "{sent} x 1 MiB echoes sent before the server stopped reading; RSS grew by {growth} MiB"
+    );
+    assert!(sent < 400, "the server never stopped reading");
+    // 16 MiB of unread replies, the frame being read, and socket buffers; ~400 MiB before.
+    assert!(growth < 64, "RSS grew by {growth} MiB");
+}
