@@ -292,4 +292,5 @@ pub fn progress(message: &str) {
 
 pub mod chart;
 pub mod report;
+pub mod hostile;
 pub mod soak;
