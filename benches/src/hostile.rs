@@ -64,6 +64,8 @@ pub struct AttackTally {
     pub info: Mutex<String>,
     /// WebSocket upgrades the server refused with 503 (handshake pool full).
     pub refused: AtomicU64,
+    /// Iterations that found the handshake pool full for 2 s and did nothing.
+    pub gave_up: AtomicU64,
 }
 
 impl AttackTally {
@@ -179,6 +181,9 @@ fn fd_count(pid: u32) -> usize {
         .unwrap_or(0)
 }
 
+/// One iteration of an attack: where to connect, its tally, and the flag that ends the run.
+type Attack = fn(&Target, &AttackTally, &AtomicBool) -> anyhow::Result<()>;
+
 /// Where the attacks connect.
 #[derive(Clone)]
 struct Target {
@@ -258,7 +263,7 @@ pub async fn run(binary: &Path, duration: Duration) -> anyhow::Result<HostileRep
         .iter()
         .map(|_| Arc::new(AttackTally::default()))
         .collect();
-    let attack_fns: [fn(&Target, &AttackTally, &AtomicBool) -> anyhow::Result<()>; 8] = [
+    let attack_fns: [Attack; 8] = [
         unix_never_reads,
         ws_never_reads,
         unix_slow_partial_line,
@@ -383,12 +388,14 @@ pub async fn run(binary: &Path, duration: Duration) -> anyhow::Result<HostileRep
                 {
                     let mut info = tally.info.lock().map(|i| i.clone()).unwrap_or_default();
                     let refused = tally.refused.load(Ordering::Relaxed);
+                    let gave_up = tally.gave_up.load(Ordering::Relaxed);
                     if refused > 0 {
                         if !info.is_empty() {
                             info.push_str("; ");
                         }
                         info.push_str(&format!(
-                            "{refused} upgrades refused with 503, handshake pool full"
+                            "{refused} upgrades refused with 503, handshake pool full; \
+                             {gave_up} iterations found it full for 2 s"
                         ));
                     }
                     info
@@ -435,10 +442,29 @@ fn tcp(target: &Target) -> anyhow::Result<TcpStream> {
     Ok(stream)
 }
 
-/// A WebSocket after the upgrade, or `None` when the server refused the upgrade with 503: its
-/// pool of handshakes in progress is full (attack 5 fills it), which is its defence working,
-/// so the caller counts it and moves on.
+/// A WebSocket after the upgrade, or `None` when the server kept refusing the upgrade with
+/// 503 for 2 s: its pool of handshakes in progress is full (attack 5 fills it), which is its
+/// defence working, so the refusals are counted and the attack retries every 50 ms, to get in
+/// between attack 5's rounds.
 fn websocket(
+    target: &Target,
+    tally: &AttackTally,
+    stop: &AtomicBool,
+) -> anyhow::Result<Option<tungstenite::WebSocket<TcpStream>>> {
+    for _ in 0..40 {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        if let Some(socket) = upgrade(target, tally)? {
+            return Ok(Some(socket));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    tally.gave_up.fetch_add(1, Ordering::Relaxed);
+    Ok(None)
+}
+
+fn upgrade(
     target: &Target,
     tally: &AttackTally,
 ) -> anyhow::Result<Option<tungstenite::WebSocket<TcpStream>>> {
@@ -493,7 +519,7 @@ fn parse_range(info: &str) -> Option<(usize, usize)> {
     Some((low.parse().ok()?, high.parse().ok()?))
 }
 
-/// 1. Writes 64 KiB echoes and reads nothing until a write blocks for 200 ms, then closes.
+/// Attack 1: writes 64 KiB echoes and reads nothing until a write blocks for 200 ms, then closes.
 fn unix_never_reads(target: &Target, tally: &AttackTally, stop: &AtomicBool) -> anyhow::Result<()> {
     let mut stream = unix(target)?;
     stream.set_write_timeout(Some(Duration::from_millis(200)))?;
@@ -529,9 +555,9 @@ fn unix_never_reads(target: &Target, tally: &AttackTally, stop: &AtomicBool) -> 
     Ok(())
 }
 
-/// 2. The same over WebSocket, in binary frames.
+/// Attack 2: the same over WebSocket, in binary frames.
 fn ws_never_reads(target: &Target, tally: &AttackTally, stop: &AtomicBool) -> anyhow::Result<()> {
-    let Some(mut socket) = websocket(target, tally)? else {
+    let Some(mut socket) = websocket(target, tally, stop)? else {
         return Ok(());
     };
     socket
@@ -564,8 +590,8 @@ fn ws_never_reads(target: &Target, tally: &AttackTally, stop: &AtomicBool) -> an
     Ok(())
 }
 
-/// 3. 3 MiB of spaces with no newline, then one space every 5 ms for a second (slow progress,
-/// which the partial-message timeout must not cut), then leaves without finishing the line.
+/// Attack 3: 3 MiB of spaces with no newline, then one space every 5 ms for a second (slow
+/// progress, which the partial-message timeout must not cut), then leaves mid-line.
 fn unix_slow_partial_line(
     target: &Target,
     _tally: &AttackTally,
@@ -594,7 +620,7 @@ fn unix_slow_partial_line(
     }
 }
 
-/// 4. Malformed input on one connection; every error reply is checked, then a good echo.
+/// Attack 4: malformed input on one connection; every error reply is checked, then a good echo.
 fn malformed_input(target: &Target, tally: &AttackTally, _stop: &AtomicBool) -> anyhow::Result<()> {
     let mut stream = unix(target)?;
     let mut lines: Vec<Vec<u8>> = vec![
@@ -653,12 +679,14 @@ fn malformed_input(target: &Target, tally: &AttackTally, _stop: &AtomicBool) -> 
         tally.note("the good echo after the bad lines was not answered".into());
     }
     if longest > 4096 {
-        tally.note(format!("an error reply of {longest} bytes (quotes are bounded)"));
+        tally.note(format!(
+            "an error reply of {longest} bytes (quotes are bounded)"
+        ));
     }
     Ok(())
 }
 
-/// 5. 100 TCP connects to the WebSocket port that send nothing, held a second, closed. The
+/// Attack 5: 100 TCP connects to the WebSocket port that send nothing, held a second, closed. The
 /// server may refuse those beyond its handshake pool; that is counted, not an error.
 fn silent_tcp_connects(
     target: &Target,
@@ -691,17 +719,15 @@ fn silent_tcp_connects(
     Ok(())
 }
 
-/// 6. As many 60-second delays as one connection may have running, then the peer leaves.
+/// Attack 6: as many 60-second delays as one connection may have running, then the peer leaves.
 fn stuck_delays(target: &Target, _tally: &AttackTally, _stop: &AtomicBool) -> anyhow::Result<()> {
     let mut stream = unix(target)?;
     let mut batch = Vec::new();
     for id in 0..MAX_IN_FLIGHT {
-        batch.extend_from_slice(
-            format!(
-                "{{\"ipcReqID\":{id},\"uri\":\"/ipcserver/test/delay\",\"data\":{{\"delay\":60000}}}}\n"
-            )
-            .as_bytes(),
-        );
+        let request =
+            json!({"ipcReqID": id, "uri": "/ipcserver/test/delay", "data": {"delay": 60000}});
+        batch.extend_from_slice(&serde_json::to_vec(&request)?);
+        batch.push(b'\n');
     }
     stream.write_all(&batch).context("write")?;
     std::thread::sleep(Duration::from_millis(200));
@@ -718,10 +744,10 @@ fn stuck_delays(target: &Target, _tally: &AttackTally, _stop: &AtomicBool) -> an
     }
 }
 
-/// 7. A masked text frame (zero mask key) whose payload is not UTF-8; the server must close
+/// Attack 7: a masked text frame (zero mask key) whose payload is not UTF-8; the server must close
 /// with 1007.
-fn ws_invalid_utf8(target: &Target, tally: &AttackTally, _stop: &AtomicBool) -> anyhow::Result<()> {
-    let Some(mut socket) = websocket(target, tally)? else {
+fn ws_invalid_utf8(target: &Target, tally: &AttackTally, stop: &AtomicBool) -> anyhow::Result<()> {
+    let Some(mut socket) = websocket(target, tally, stop)? else {
         return Ok(());
     };
     // FIN + text, masked, 4-byte payload, mask key 0 0 0 0, payload not UTF-8.
@@ -747,7 +773,7 @@ fn ws_invalid_utf8(target: &Target, tally: &AttackTally, _stop: &AtomicBool) -> 
     anyhow::bail!("no close frame within {READ_TIMEOUT:?}")
 }
 
-/// 8. 200 UNIX connects, each closed at once.
+/// Attack 8: 200 UNIX connects, each closed at once.
 fn unix_churn(target: &Target, _tally: &AttackTally, stop: &AtomicBool) -> anyhow::Result<()> {
     for _ in 0..200 {
         if stop.load(Ordering::Relaxed) {

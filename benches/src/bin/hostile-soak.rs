@@ -35,7 +35,8 @@ fn main() -> anyhow::Result<()> {
     progress("");
     eprintln!();
     println!(
-        "Command: `cargo run --release -p pixl-ipc-benches --bin hostile-soak -- --seconds {seconds}`\n\nServer flags: `{}`\n",
+        "Command: `cargo run --release -p pixl-ipc-benches --bin hostile-soak -- --seconds \
+         {seconds}`\n\nServer flags: `{}`\n",
         hostile::SERVER_ARGS.join(" ")
     );
     println!("{}", result.markdown());
