@@ -108,6 +108,8 @@ pub struct HostileReport {
     pub p99_ms: f64,
     /// Slowest, ms.
     pub max_ms: f64,
+    /// Well-behaved calls slower than 100 ms (to tell one stall from many).
+    pub over_100ms: usize,
     /// Server RSS, smallest and largest sample (every 100 ms), KiB.
     pub rss_min_kib: u64,
     /// Largest RSS sample, KiB.
@@ -134,6 +136,7 @@ impl HostileReport {
              | well-behaved replies checked (2 UNIX + 2 WebSocket clients) | {} |\n\
              | well-behaved errors | {} |\n\
              | well-behaved latency p50 / p99 / max | {:.2} / {:.2} / {:.1} ms |\n\
+             | well-behaved calls over 100 ms | {} |\n\
              | server RSS min / max (100 ms samples) | {:.1} / {:.1} MiB |\n\
              | server descriptors before / after (2 s after the attacks) | {} / {} |\n\n\
              | attack | iterations | unexpected |\n| --- | ---: | --- |\n",
@@ -143,6 +146,7 @@ impl HostileReport {
             self.p50_ms,
             self.p99_ms,
             self.max_ms,
+            self.over_100ms,
             self.rss_min_kib as f64 / 1024.0,
             self.rss_max_kib as f64 / 1024.0,
             self.fds_before,
@@ -192,8 +196,13 @@ struct Target {
     ws_addr: String,
 }
 
-/// Runs the well-behaved clients and every attack for `duration` against the server `binary`.
-pub async fn run(binary: &Path, duration: Duration) -> anyhow::Result<HostileReport> {
+/// Runs the well-behaved clients and the attacks numbered in `attacks` (1-based, as in
+/// [`ATTACKS`]) for `duration` against the server `binary`.
+pub async fn run(
+    binary: &Path,
+    duration: Duration,
+    attacks: &[usize],
+) -> anyhow::Result<HostileReport> {
     let server = ServerUnderTest::start(binary, &SERVER_ARGS)?;
     let pid = server.pid();
     let ws_addr = server
@@ -274,7 +283,13 @@ pub async fn run(binary: &Path, duration: Duration) -> anyhow::Result<HostileRep
         unix_churn,
     ];
     let mut attackers = Vec::new();
-    for (attack, tally) in attack_fns.into_iter().zip(&tallies) {
+    for (index, (attack, tally)) in attack_fns.into_iter().zip(&tallies).enumerate() {
+        if !attacks.contains(&(index + 1)) {
+            if let Ok(mut info) = tally.info.lock() {
+                *info = "not run (--attacks)".into();
+            }
+            continue;
+        }
         let (target, tally, stop) = (target.clone(), tally.clone(), stop.clone());
         attackers.push(std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
@@ -412,6 +427,7 @@ pub async fn run(binary: &Path, duration: Duration) -> anyhow::Result<HostileRep
         p50_ms: at(0.5),
         p99_ms: at(0.99),
         max_ms: all.last().copied().unwrap_or(0.0),
+        over_100ms: all.iter().filter(|ms| **ms > 100.0).count(),
         rss_min_kib,
         rss_max_kib,
         fds_before,

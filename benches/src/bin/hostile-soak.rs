@@ -1,7 +1,9 @@
 //! The hostile-peer soak: well-behaved clients checking every reply while other connections
 //! attack the server (see `pixl_ipc_benches::hostile`). Not part of the test command.
 //!
-//! `cargo run --release -p pixl-ipc-benches --bin hostile-soak [-- --seconds N]` (default 60)
+//! `cargo run --release -p pixl-ipc-benches --bin hostile-soak [-- --seconds N]` (default 60;
+//! `--attacks 1,4` runs only those attacks, numbered as in the report, `--attacks none` none:
+//! to find which attack a figure comes from)
 //!
 //! Prints a markdown table on stdout (progress on stderr) and exits non-zero if a well-behaved
 //! client saw an error or the server's descriptors did not come back after the attacks.
@@ -19,6 +21,15 @@ fn main() -> anyhow::Result<()> {
         .transpose()
         .context("--seconds takes a number")?
         .unwrap_or(60.0);
+    let attacks: Vec<usize> = match std::env::args().skip_while(|arg| arg != "--attacks").nth(1) {
+        None => (1..=hostile::ATTACKS.len()).collect(),
+        Some(list) if list == "none" => Vec::new(),
+        Some(list) => list
+            .split(',')
+            .map(|n| n.trim().parse())
+            .collect::<Result<_, _>>()
+            .context("--attacks takes a list of attack numbers such as 1,4, or none")?,
+    };
     if !(seconds > 0.0 && seconds <= 86_400.0) {
         anyhow::bail!("--seconds must be between 0 and 86400");
     }
@@ -31,12 +42,18 @@ fn main() -> anyhow::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let result = runtime.block_on(hostile::run(&binary, Duration::from_secs_f64(seconds)))?;
+    let result = runtime.block_on(hostile::run(
+        &binary,
+        Duration::from_secs_f64(seconds),
+        &attacks,
+    ))?;
     progress("");
     eprintln!();
+    let given: Vec<String> = std::env::args().skip(1).collect();
     println!(
-        "Command: `cargo run --release -p pixl-ipc-benches --bin hostile-soak -- --seconds \
-         {seconds}`\n\nServer flags: `{}`\n",
+        "Command: `cargo run --release -p pixl-ipc-benches --bin hostile-soak -- {}`\n\n\
+         Server flags: `{}`\n",
+        given.join(" "),
         hostile::SERVER_ARGS.join(" ")
     );
     println!("{}", result.markdown());
