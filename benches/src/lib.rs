@@ -291,5 +291,6 @@ pub fn progress(message: &str) {
 }
 
 pub mod chart;
+pub mod hostile;
 pub mod report;
 pub mod soak;
