@@ -1,14 +1,17 @@
 //! Who is given a connection slot: the server-wide connection limit, the per-uid cap on the UNIX
 //! socket, and the small pool of WebSocket handshakes in progress (which take no connection slot
 //! until they are through). Every decision is taken at once, without waiting on the peer, so a
-//! refused peer costs nothing that lasts.
+//! refused peer costs nothing that lasts. A full handshake pool makes room by dropping its
+//! oldest handshake rather than refusing the newcomer: a real client finishes its handshake in
+//! milliseconds, so peers that connect and stay silent cannot keep new clients out.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
 use pixl_ipc_protocol::{encode_line, ErrorCode, ErrorReply};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
 
 use crate::stats::Stats;
 
@@ -18,8 +21,14 @@ pub(crate) struct Admission {
     max_connections: usize,
     per_uid: Arc<Mutex<HashMap<u32, usize>>>,
     uid_cap: usize,
-    handshakes: Arc<Semaphore>,
-    max_handshakes: usize,
+    handshakes: Arc<Mutex<Handshakes>>,
+}
+
+/// The handshakes in progress, oldest first.
+struct Handshakes {
+    pending: VecDeque<(u64, CancellationToken)>,
+    next_id: u64,
+    limit: usize,
 }
 
 /// Why a connection was not taken on.
@@ -29,8 +38,6 @@ pub(crate) enum Refusal {
     ServerFull { limit: usize },
     /// This uid has its share of the slots already.
     UidFull { uid: u32, limit: usize },
-    /// Too many WebSocket handshakes are in progress.
-    HandshakesFull { limit: usize },
     /// The peer's uid and gid are not on the allow-list.
     PeerNotAllowed { uid: u32, gid: u32 },
 }
@@ -50,9 +57,6 @@ impl Refusal {
             }
             Refusal::UidFull { uid, limit } => {
                 format!("uid {uid} has its limit of {limit} connections open")
-            }
-            Refusal::HandshakesFull { limit } => {
-                format!("server is at its limit of {limit} WebSocket handshakes in progress")
             }
             Refusal::PeerNotAllowed { uid, gid } => {
                 format!("uid {uid} / gid {gid} may not use this server")
@@ -110,9 +114,28 @@ impl Drop for UidShare {
     }
 }
 
-/// A WebSocket handshake's place in the handshake pool.
+/// A WebSocket handshake's place in the handshake pool; dropping it (once the upgrade is
+/// through, or the handshake failed) gives the place back.
 pub(crate) struct Handshake {
-    _permit: OwnedSemaphorePermit,
+    id: u64,
+    evicted: CancellationToken,
+    pool: Arc<Mutex<Handshakes>>,
+}
+
+impl Handshake {
+    /// Cancelled if the pool drops this handshake to make room for a newer one.
+    pub(crate) fn evicted(&self) -> CancellationToken {
+        self.evicted.clone()
+    }
+}
+
+impl Drop for Handshake {
+    fn drop(&mut self) {
+        let mut pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(at) = pool.pending.iter().position(|(id, _)| *id == self.id) {
+            pool.pending.remove(at);
+        }
+    }
 }
 
 fn lock(counts: &Mutex<HashMap<u32, usize>>) -> MutexGuard<'_, HashMap<u32, usize>> {
@@ -128,8 +151,11 @@ impl Admission {
             max_connections,
             per_uid: Arc::default(),
             uid_cap,
-            handshakes: Arc::new(Semaphore::new(max_handshakes)),
-            max_handshakes,
+            handshakes: Arc::new(Mutex::new(Handshakes {
+                pending: VecDeque::new(),
+                next_id: 0,
+                limit: max_handshakes,
+            })),
         }
     }
 
@@ -167,15 +193,33 @@ impl Admission {
         })
     }
 
-    /// A place in the WebSocket handshake pool.
-    pub(crate) fn handshake(&self) -> Result<Handshake, Refusal> {
-        self.handshakes
-            .clone()
-            .try_acquire_owned()
-            .map(|permit| Handshake { _permit: permit })
-            .map_err(|_| Refusal::HandshakesFull {
-                limit: self.max_handshakes,
-            })
+    /// A place in the WebSocket handshake pool. When the pool is full its oldest handshake is
+    /// cancelled to make room (and `true` says so, for the caller to count).
+    pub(crate) fn handshake(&self) -> (Handshake, bool) {
+        let mut pool = self
+            .handshakes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut evicted_one = false;
+        while pool.pending.len() >= pool.limit.max(1) {
+            if let Some((_, oldest)) = pool.pending.pop_front() {
+                oldest.cancel();
+                evicted_one = true;
+            }
+        }
+        let id = pool.next_id;
+        pool.next_id += 1;
+        let evicted = CancellationToken::new();
+        pool.pending.push_back((id, evicted.clone()));
+        drop(pool);
+        (
+            Handshake {
+                id,
+                evicted,
+                pool: self.handshakes.clone(),
+            },
+            evicted_one,
+        )
     }
 
     /// Connections a uid has open now.
@@ -218,10 +262,18 @@ mod tests {
     }
 
     #[test]
-    fn the_handshake_pool_is_separate_from_the_slots() {
-        let admission = Admission::new(1, 1, 1);
-        let _handshake = admission.handshake().expect("handshake");
-        assert!(admission.handshake().is_err());
+    fn a_full_handshake_pool_drops_its_oldest_and_takes_no_slot() {
+        let admission = Admission::new(1, 1, 2);
+        let (first, evicted) = admission.handshake();
+        assert!(!evicted);
+        let (second, _) = admission.handshake();
+        let (_third, evicted) = admission.handshake();
+        assert!(evicted && first.evicted().is_cancelled());
+        assert!(!second.evicted().is_cancelled());
+        // A handshake that finished leaves the pool: the next one evicts nobody.
+        drop(second);
+        let (_fourth, evicted) = admission.handshake();
+        assert!(!evicted);
         assert!(admission.connection(None).is_ok());
     }
 }

@@ -335,7 +335,14 @@ impl Transport for WsTransport {
     }
 
     fn admit(shared: &Shared, _io: &Self::Io) -> Result<Handshake, Refusal> {
-        shared.admission.handshake()
+        let (handshake, evicted_one) = shared.admission.handshake();
+        if evicted_one {
+            tracing::info!(
+                "WebSocket handshake pool full: dropped the oldest handshake in progress"
+            );
+            shared.env.stats.connection_refused();
+        }
+        Ok(handshake)
     }
 
     fn refuse(shared: &Shared, (tcp, _peer): Self::Io, refusal: &Refusal) {
@@ -346,44 +353,63 @@ impl Transport for WsTransport {
         }
     }
 
-    async fn serve(shared: Arc<Shared>, id: u64, (tcp, peer): Self::Io, handshake: Handshake) {
-        let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
-        // The listener's runtime registered the socket; register it with this connection's
-        // own (worker) runtime instead, or every event would hop threads to reach it.
-        let tcp = match tcp.into_std().and_then(TcpStream::from_std) {
-            Ok(tcp) => tcp,
-            Err(err) => {
-                tracing::warn!(conn = id, %peer, error = %err, "cannot set up the connection");
-                return;
+    async fn serve(shared: Arc<Shared>, id: u64, io: Self::Io, handshake: Handshake) {
+        // A handshake the pool drops to make room ends here; once upgraded it has left the
+        // pool and can no longer be dropped.
+        let evicted = handshake.evicted();
+        let peer = io.1;
+        tokio::select! {
+            () = evicted.cancelled() => {
+                tracing::debug!(conn = id, %peer, "handshake dropped to make room for a newer one");
             }
-        };
-        let local = tcp.local_addr().unwrap_or(peer);
-        // The allow-list comes before TLS and the upgrade: a refused peer reaches no handler.
-        let credentials = match shared.ws.check_peer(peer, local).await {
-            Ok(credentials) => credentials,
-            Err(reason) => {
-                let _ = tokio::time::timeout_at(deadline, refuse_peer(&shared, tcp, peer, &reason))
-                    .await;
-                return;
-            }
-        };
-        let handshake = Pending {
-            deadline,
-            _handshake: handshake,
-            local,
-            peer,
-            credentials,
-        };
-        match &shared.ws.tls {
-            None => upgrade_and_serve(shared.clone(), id, tcp, false, handshake).await,
-            Some(acceptor) => match tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => upgrade_and_serve(shared.clone(), id, tls, true, handshake).await,
-                Ok(Err(err)) => {
-                    tracing::info!(%peer, error = %bounded(&err.to_string()), "TLS handshake failed")
-                }
-                Err(_) => tracing::info!(%peer, "TLS handshake timed out"),
-            },
+            () = handshake_and_serve(shared, id, io, handshake) => {}
         }
+    }
+}
+
+/// Runs one WebSocket connection: the allow-list, TLS, the upgrade, then the connection.
+async fn handshake_and_serve(
+    shared: Arc<Shared>,
+    id: u64,
+    (tcp, peer): (TcpStream, SocketAddr),
+    handshake: Handshake,
+) {
+    let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
+    // The listener's runtime registered the socket; register it with this connection's
+    // own (worker) runtime instead, or every event would hop threads to reach it.
+    let tcp = match tcp.into_std().and_then(TcpStream::from_std) {
+        Ok(tcp) => tcp,
+        Err(err) => {
+            tracing::warn!(conn = id, %peer, error = %err, "cannot set up the connection");
+            return;
+        }
+    };
+    let local = tcp.local_addr().unwrap_or(peer);
+    // The allow-list comes before TLS and the upgrade: a refused peer reaches no handler.
+    let credentials = match shared.ws.check_peer(peer, local).await {
+        Ok(credentials) => credentials,
+        Err(reason) => {
+            let _ =
+                tokio::time::timeout_at(deadline, refuse_peer(&shared, tcp, peer, &reason)).await;
+            return;
+        }
+    };
+    let handshake = Pending {
+        deadline,
+        _handshake: handshake,
+        local,
+        peer,
+        credentials,
+    };
+    match &shared.ws.tls {
+        None => upgrade_and_serve(shared.clone(), id, tcp, false, handshake).await,
+        Some(acceptor) => match tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
+            Ok(Ok(tls)) => upgrade_and_serve(shared.clone(), id, tls, true, handshake).await,
+            Ok(Err(err)) => {
+                tracing::info!(%peer, error = %bounded(&err.to_string()), "TLS handshake failed")
+            }
+            Err(_) => tracing::info!(%peer, "TLS handshake timed out"),
+        },
     }
 }
 
