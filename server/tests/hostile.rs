@@ -347,7 +347,10 @@ fn silent_websocket_connects_take_no_served_slots_and_cannot_keep_clients_out() 
     let mut clients: Vec<Conn> = (0..4).map(|_| server.connect()).collect();
     for (i, client) in clients.iter_mut().enumerate() {
         let line = format!(r#"{{"ipcReqID":{i},"uri":"/ipcserver/test/echo","data":{i}}}"#);
-        assert_eq!(client.call(&line), format!(r#"{{"ipcReqID":{i},"data":{i}}}"#));
+        assert_eq!(
+            client.call(&line),
+            format!(r#"{{"ipcReqID":{i},"data":{i}}}"#)
+        );
     }
     // A real WebSocket client still gets in: the full pool drops its oldest handshake.
     let mut ws = WsConn::open(&url);
@@ -482,4 +485,70 @@ fn a_websocket_peer_that_never_reads_holds_no_more_than_its_reply_budget() {
     assert!(sent < 400, "the server never stopped reading");
     // 16 MiB of unread replies, the frame being read, and socket buffers; ~400 MiB before.
     assert!(growth < 64, "RSS grew by {growth} MiB");
+}
+
+/// The next frame the server sends, read raw: its first byte and its payload.
+fn read_raw_frame(mut tcp: &std::net::TcpStream) -> (u8, Vec<u8>) {
+    let mut header = [0u8; 2];
+    tcp.read_exact(&mut header).unwrap();
+    let length = match header[1] & 0x7f {
+        126 => {
+            let mut extended = [0u8; 2];
+            tcp.read_exact(&mut extended).unwrap();
+            usize::from(u16::from_be_bytes(extended))
+        }
+        short => usize::from(short),
+    };
+    let mut payload = vec![0u8; length];
+    tcp.read_exact(&mut payload).unwrap();
+    (header[0], payload)
+}
+
+#[test]
+fn a_websocket_message_whose_last_fragment_never_comes_times_out_despite_pings() {
+    let (_dir, server) = start(&[
+        "--ws",
+        "127.0.0.1:0",
+        "--partial-message-timeout-ms",
+        "500",
+        "--ws-ping-interval-ms",
+        "100",
+        "--ws-idle-timeout-ms",
+        "5000",
+    ]);
+    let ws = WsConn::open(&server.ws_url().unwrap());
+    let tcp = ws.tcp().try_clone().unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    // The first fragment of a text message, then only pings, as a peer holding the message
+    // open while looking alive would.
+    ws.tcp()
+        .write_all(&raw_client_frame(0x01, br#"{"ipcReqID":1,"uri":"#))
+        .unwrap();
+    let pinger = {
+        let mut tcp = tcp.try_clone().unwrap();
+        std::thread::spawn(move || {
+            for _ in 0..30 {
+                if tcp.write_all(&raw_client_frame(0x89, b"hi")).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    let started = Instant::now();
+    let mut error = None;
+    let code = loop {
+        match read_raw_frame(&tcp) {
+            (0x81, text) => error = Some(String::from_utf8(text).unwrap()),
+            (0x88, payload) => break u16::from_be_bytes([payload[0], payload[1]]),
+            _ => {} // pings and pongs
+        }
+    };
+    let waited = started.elapsed();
+    let error: Value = serde_json::from_str(&error.expect("an error before the close")).unwrap();
+    assert_eq!(error["code"], json!("partial_message_timeout"), "{error}");
+    assert_eq!(code, 1008);
+    assert!(waited < Duration::from_secs(2), "closed after {waited:?}");
+    drop(ws);
+    pinger.join().unwrap();
 }

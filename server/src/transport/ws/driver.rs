@@ -6,13 +6,14 @@ use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{Sink, SinkExt, StreamExt};
 use pixl_ipc_protocol::quote::bounded;
 use pixl_ipc_protocol::sink_queue::poll_drain;
-use pixl_ipc_protocol::{decode_line, ErrorCode, ErrorReply, RawRequest};
+use pixl_ipc_protocol::{decode_line, ErrorCode, ErrorReply, FrameError, RawRequest};
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, Interest};
 use tokio::sync::mpsc;
@@ -21,6 +22,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
+use super::frames::{with_tracker, FrameTracker};
 use crate::connection::{Inbound, Received};
 use crate::outbound::{Line, OutboundReceiver};
 
@@ -43,6 +45,10 @@ pub(super) struct Driver<S> {
     pub(super) replies: OutboundReceiver,
     pub(super) ping_interval: Duration,
     pub(super) idle_timeout: Duration,
+    /// What the peer's frames say: whether a data message is left incomplete.
+    pub(super) frames: Arc<Mutex<FrameTracker>>,
+    /// How long a data message may stay incomplete without progress while frames are read.
+    pub(super) partial_timeout: Duration,
     pub(super) max_message_bytes: usize,
     pub(super) going_away: tokio_util::sync::CancellationToken,
 }
@@ -91,6 +97,7 @@ enum Event<'a> {
     PeerFinished,
     Ping,
     Idle,
+    PartialTimeout,
     CloseGraceOver,
 }
 
@@ -114,6 +121,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             mut replies,
             ping_interval,
             idle_timeout,
+            frames: tracker,
+            partial_timeout,
             max_message_bytes,
             going_away,
         } = self;
@@ -131,6 +140,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         tokio::pin!(idle);
         let close_grace = tokio::time::sleep(Duration::MAX);
         tokio::pin!(close_grace);
+        // Armed while frames are read and a data message is incomplete; any data-frame byte
+        // restarts it, control frames (pings, pongs) do not.
+        let partial = tokio::time::sleep(Duration::MAX);
+        tokio::pin!(partial);
+        let mut partial_armed = false;
+        let mut partial_mark = 0u64;
 
         let outcome = loop {
             if let Some(how) = closing {
@@ -150,6 +165,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             } else if reading_frames {
                 watch = None;
             }
+            let (incomplete, progress) = with_tracker(&tracker, |frames| {
+                (frames.partial(), frames.data_progress())
+            });
+            if reading_frames && incomplete {
+                if !partial_armed || progress != partial_mark {
+                    partial
+                        .as_mut()
+                        .reset(tokio::time::Instant::now() + partial_timeout);
+                    partial_armed = true;
+                    partial_mark = progress;
+                }
+            } else {
+                partial_armed = false;
+            }
             let mut stop_reading = false;
             // In its own block, so the event (which may borrow `inbound`) is gone before
             // `inbound` is dropped below.
@@ -164,6 +193,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                     _ = ping.tick(), if closing.is_none() => Event::Ping,
                     () = &mut idle, if closing.is_none() => Event::Idle,
                     () = &mut close_grace, if closing.is_some() => Event::CloseGraceOver,
+                    () = &mut partial, if partial_armed && closing.is_none() => Event::PartialTimeout,
                 };
                 let mut close_with =
                     |unsent: &mut Outgoing, code: CloseCode, reason: &str, how: Closing| {
@@ -290,6 +320,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                         );
                         stop_reading = true;
                     }
+                    Event::PartialTimeout => {
+                        // Bytes may have arrived inside the frame poll since the last check.
+                        let progress = with_tracker(&tracker, FrameTracker::data_progress);
+                        if progress == partial_mark {
+                            tracing::info!(
+                                conn = id,
+                                waited_ms = partial_timeout.as_millis() as u64,
+                                "WebSocket message left incomplete; closing with 1008"
+                            );
+                            let waited =
+                                u64::try_from(partial_timeout.as_millis()).unwrap_or(u64::MAX);
+                            unsent.push(stalled_reply(waited), 0);
+                            close_with(
+                                &mut unsent,
+                                CloseCode::Policy,
+                                "incomplete message timed out",
+                                Closing::Dropped,
+                            );
+                            stop_reading = true;
+                        }
+                        partial_armed = false;
+                    }
                     Event::CloseGraceOver => {
                         tracing::debug!(
                             conn = id,
@@ -377,6 +429,13 @@ fn too_large_reply(limit: usize) -> Message {
         ErrorCode::MessageTooLarge,
         format!("message exceeds the maximum of {limit} bytes"),
     );
+    Message::Text(serde_json::to_string(&reply).unwrap_or_default().into())
+}
+
+/// The `partial_message_timeout` error, as on the byte stream.
+fn stalled_reply(waited_ms: u64) -> Message {
+    let error = FrameError::stalled(waited_ms);
+    let reply = ErrorReply::new(None, error.code(), error.to_string());
     Message::Text(serde_json::to_string(&reply).unwrap_or_default().into())
 }
 

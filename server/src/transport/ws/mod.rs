@@ -24,6 +24,7 @@ use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig as WireConfig;
 
 mod driver;
+mod frames;
 mod origin;
 mod tcp_owner;
 
@@ -513,6 +514,8 @@ where
             }
         }
     };
+    // The frames the peer sends are watched below tungstenite, for a message left incomplete.
+    let (stream, frames) = frames::Tracked::new(stream);
     let upgrade =
         tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(setup.wire));
     let ws = match tokio::time::timeout_at(deadline, upgrade).await {
@@ -551,6 +554,8 @@ where
         replies: queue,
         ping_interval: shared.ws.ping_interval,
         idle_timeout: shared.ws.idle_timeout,
+        frames,
+        partial_timeout: shared.config.partial_message_timeout,
         max_message_bytes: shared.ws.max_message_bytes,
         going_away: shared.env.shutdown.clone(),
     };
