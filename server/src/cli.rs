@@ -36,7 +36,7 @@ pub(crate) struct Args {
     /// How long shutdown waits for in-flight requests [default: 2000]
     #[arg(long, value_name = "MS")]
     pub(crate) exit_timeout_ms: Option<u64>,
-    /// Longest accepted message in bytes [default: 16777216 (16 MiB)]
+    /// Longest accepted message in bytes [default: 8388608 (8 MiB)]
     #[arg(long, value_name = "BYTES")]
     pub(crate) max_message_bytes: Option<usize>,
     /// Most connections at once [default: 10000]

@@ -4,11 +4,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Default longest request the server accepts: 16 MiB (the original has no limit; jsonrpsee
+/// Default longest request the server accepts: 8 MiB (the original has no limit; jsonrpsee
 /// defaults to 10 MB, sd-varlink caps a connection's buffer at 16 MiB). Lower than the
 /// clients' 64 MiB limit for replies, because this bounds what a peer can make the server
-/// buffer, and with [`DEFAULT_MAX_HELD_BYTES_PER_CONNECTION`] keeps one connection under 128 MiB.
-pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+/// buffer before it knows anything about the message: with
+/// [`DEFAULT_MAX_HELD_BYTES_PER_CONNECTION`] it keeps one connection under 56 MiB and 16 of
+/// them under 1 GiB (docs/RELIABILITY.md, Bounds).
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
 /// Default bytes one connection may make the server hold before it reads no more requests:
 /// unread replies, plus a charge for each request being handled (its text, and the `Value`
 /// tree a handler's data is parsed into, estimated before parsing). A request whose charge
@@ -65,7 +67,7 @@ pub struct ServerConfig {
     /// How long shutdown waits for in-flight requests (default [`DEFAULT_EXIT_TIMEOUT`]).
     pub exit_timeout: Duration,
     /// Longest accepted message in bytes, without its newline (default
-    /// [`DEFAULT_MAX_MESSAGE_BYTES`], 16 MiB).
+    /// [`DEFAULT_MAX_MESSAGE_BYTES`], 8 MiB).
     pub max_message_bytes: usize,
     /// Most connections at once (default [`DEFAULT_MAX_CONNECTIONS`]); the next one gets a
     /// `too_many_connections` error line and is closed.
@@ -200,7 +202,7 @@ impl ServerConfig {
         self
     }
 
-    /// Sets the longest accepted message (default 16 MiB).
+    /// Sets the longest accepted message (default 8 MiB).
     pub fn with_max_message_bytes(mut self, bytes: usize) -> Self {
         self.max_message_bytes = bytes;
         self

@@ -9,7 +9,7 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{RssSampler, ServerProcess};
+use common::{RssSampler, ServerProcess, WsConn};
 use serde_json::{json, Value};
 
 const MIB: u64 = 1024;
@@ -33,8 +33,8 @@ fn data_that_would_parse_into_gigabytes_is_refused_without_parsing() {
     let before = server.rss_kib();
     let sampler = RssSampler::start(server.pid());
     let mut conn = server.connect();
-    // 12 MiB of `[0,0,...]`: about 1 GiB as a Value tree.
-    let dense = format!("[{}0]", "0,".repeat(6 * 1024 * 1024));
+    // 6 MiB of `[0,0,...]`: about half a GiB as a Value tree.
+    let dense = format!("[{}0]", "0,".repeat(3 * 1024 * 1024));
     conn.send_raw(delay_line(1, 0, &dense).as_bytes());
     let reply: Value = conn.read_json();
     let growth = sampler.peak_kib().saturating_sub(before) / MIB;
@@ -72,13 +72,13 @@ fn slow_requests_on_one_connection_hold_at_most_its_budget() {
     let (_dir, server) = start(&[]);
     let before = server.rss_kib();
     let sampler = RssSampler::start(server.pid());
-    // 24 requests of 8 MiB (192 MiB) to a handler that takes a minute: each would hold its
+    // 32 requests of 4 MiB (128 MiB) to a handler that takes a minute: each would hold its
     // text and its Value while it runs.
-    let (stream, sent) = send_until_paused(&server.path, 24, 8);
+    let (stream, sent) = send_until_paused(&server.path, 32, 4);
     std::thread::sleep(Duration::from_millis(200));
     let growth = sampler.peak_kib().saturating_sub(before) / MIB;
     eprintln!("one connection: {sent} requests sent whole, RSS grew by {growth} MiB");
-    assert!(sent < 24, "the server never stopped reading");
+    assert!(sent < 32, "the server never stopped reading");
     assert!(growth < 128, "RSS grew by {growth} MiB");
     drop(stream);
 }
@@ -88,11 +88,11 @@ fn sixteen_connections_together_stay_under_a_gigabyte() {
     let (_dir, server) = start(&[]);
     let before = server.rss_kib();
     let sampler = RssSampler::start(server.pid());
-    // 16 connections x 8 requests of 8 MiB: 1 GiB sent, to a handler that takes a minute.
+    // 16 connections x 20 requests of 4 MiB: 1.25 GiB sent, to a handler that takes a minute.
     let senders: Vec<_> = (0..16)
         .map(|_| {
             let path = server.path.clone();
-            std::thread::spawn(move || send_until_paused(&path, 8, 8))
+            std::thread::spawn(move || send_until_paused(&path, 20, 4))
         })
         .collect();
     let connections: Vec<(UnixStream, usize)> = senders
@@ -103,6 +103,46 @@ fn sixteen_connections_together_stay_under_a_gigabyte() {
     let growth = sampler.peak_kib().saturating_sub(before) / MIB;
     let sent: usize = connections.iter().map(|(_, sent)| sent).sum();
     eprintln!("sixteen connections: {sent} requests sent whole, RSS grew by {growth} MiB");
+    assert!(growth < 1024, "RSS grew by {growth} MiB");
+    drop(connections);
+}
+
+/// Like [`send_until_paused`], over a WebSocket (binary frames).
+fn ws_send_until_paused(url: &str, count: usize, pad_mib: usize) -> (WsConn, usize) {
+    let pad = format!("\"{}\"", "p".repeat(pad_mib * 1024 * 1024));
+    let mut ws = WsConn::open(url);
+    ws.tcp()
+        .set_write_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let sent = (0..count)
+        .take_while(|id| ws.try_send_binary(delay_line(*id, 60_000, &pad).trim_end().as_bytes()))
+        .count();
+    (ws, sent)
+}
+
+#[test]
+fn sixteen_websocket_connections_together_stay_under_a_gigabyte() {
+    let (_dir, server) = start(&["--ws", "127.0.0.1:0"]);
+    let url = server.ws_url().unwrap();
+    let before = server.rss_kib();
+    let sampler = RssSampler::start(server.pid());
+    // 16 connections x 20 requests of 4 MiB: 1.25 GiB sent, to a handler that takes a minute.
+    let senders: Vec<_> = (0..16)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || ws_send_until_paused(&url, 20, 4))
+        })
+        .collect();
+    let connections: Vec<(WsConn, usize)> = senders
+        .into_iter()
+        .map(|sender| sender.join().unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let growth = sampler.peak_kib().saturating_sub(before) / MIB;
+    let sent: usize = connections.iter().map(|(_, sent)| sent).sum();
+    eprintln!(
+        "sixteen WebSocket connections: {sent} requests sent whole, RSS grew by {growth} MiB"
+    );
     assert!(growth < 1024, "RSS grew by {growth} MiB");
     drop(connections);
 }
