@@ -384,14 +384,82 @@ fn non_null<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Value>,
     Ok((!value.is_null()).then_some(value))
 }
 
+// The lenient fields keep what they can use and skip anything else without building it: a
+// peer's 15 MiB array in `pid` must cost a scan, not a `Value` tree of 35x its size.
+
+/// `pid`: an integer that fits a `u32`, else `None`.
 fn lenient_u32<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
-    let value = Value::deserialize(deserializer)?;
-    Ok(value.as_u64().and_then(|pid| u32::try_from(pid).ok()))
+    deserializer.deserialize_any(Lenient(|value: Scalar<'_>| match value {
+        Scalar::Unsigned(number) => u32::try_from(number).ok(),
+        Scalar::Signed(number) => u32::try_from(number).ok(),
+        _ => None,
+    }))
 }
 
+/// `userAgent`: a string, else `None`.
 fn lenient_string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
-    Ok(match Value::deserialize(deserializer)? {
-        Value::String(text) => Some(text),
+    deserializer.deserialize_any(Lenient(|value: Scalar<'_>| match value {
+        Scalar::Text(text) => Some(text.to_owned()),
         _ => None,
-    })
+    }))
+}
+
+/// A JSON scalar as a lenient field sees it; arrays and objects are skipped unseen.
+enum Scalar<'a> {
+    Unsigned(u64),
+    Signed(i64),
+    Text(&'a str),
+    Other,
+}
+
+/// Turns a scalar into the field's value with its function; skips containers.
+struct Lenient<F>(F);
+
+impl<'de, T, F: FnOnce(Scalar<'_>) -> Option<T>> serde::de::Visitor<'de> for Lenient<F> {
+    type Value = Option<T>;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("any JSON value")
+    }
+
+    fn visit_u64<E>(self, number: u64) -> Result<Option<T>, E> {
+        Ok((self.0)(Scalar::Unsigned(number)))
+    }
+
+    fn visit_i64<E>(self, number: i64) -> Result<Option<T>, E> {
+        Ok((self.0)(Scalar::Signed(number)))
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Option<T>, E> {
+        Ok((self.0)(Scalar::Other))
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Option<T>, E> {
+        Ok((self.0)(Scalar::Other))
+    }
+
+    fn visit_str<E>(self, text: &str) -> Result<Option<T>, E> {
+        Ok((self.0)(Scalar::Text(text)))
+    }
+
+    fn visit_unit<E>(self) -> Result<Option<T>, E> {
+        Ok(None)
+    }
+
+    fn visit_none<E>(self) -> Result<Option<T>, E> {
+        Ok(None)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Option<T>, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Option<T>, A::Error> {
+        while map
+            .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+            .is_some()
+        {}
+        Ok(None)
+    }
 }

@@ -85,7 +85,7 @@ fn delay_ms(given: &Value) -> Result<f64, HandlerError> {
         _ => Err(HandlerError::new(
             ErrorCode::InvalidRequest.as_str(),
             format!(
-                "data.delay must be a number of milliseconds from 0 to {MAX_DELAY_MS} (an hour), not {given}"
+                "data.delay must be a number of milliseconds from 0 to {MAX_DELAY_MS} (an hour), not {}", pixl_ipc_protocol::quote::bounded(&given.to_string())
             ),
         )),
     }

@@ -14,6 +14,7 @@ use futures_util::{FutureExt, Stream, StreamExt};
 use pixl_ipc_protocol::cost::value_bytes;
 use pixl_ipc_protocol::json::{encode_raw_response_line, encode_response_line};
 use pixl_ipc_protocol::quote::bounded;
+use pixl_ipc_protocol::MAX_ERROR_REPLY_ID_BYTES;
 use pixl_ipc_protocol::{
     encode_line, ErrorCode, ErrorReply, FrameError, RawId, RawRequest, RawResponse, Response,
 };
@@ -318,16 +319,28 @@ struct Routed {
 }
 
 impl Routed {
-    /// Routes `request` and prices it: the echo holds its data's text (its reply); a handler
-    /// also holds the `Value` tree its data is parsed into, estimated before parsing.
+    /// Routes `request` and prices it: every field it holds while it is handled (id, uri, user
+    /// agent, data; the echo's reply is its data again), and for a handler the `Value` trees its
+    /// data and id are parsed into, estimated before parsing.
     fn new(request: RawRequest, binary: bool, env: &ConnectionEnv) -> Routed {
         let received = Instant::now();
         env.stats.request_received();
         let route = request.routable_uri().map(|uri| env.router.route(uri));
-        let text = request.data.as_deref().map_or("", |data| data.get());
+        let data = request.data.as_deref().map_or("", |data| data.get());
+        let id = request.ipc_req_id.as_ref().map_or("", |id| id.json());
+        let held = [
+            data.len(),
+            id.len(),
+            request.uri.as_ref().map_or(0, String::len),
+            request.user_agent.as_ref().map_or(0, String::len),
+        ]
+        .iter()
+        .fold(0usize, |sum, len| sum.saturating_add(*len));
         let cost = match &route {
-            Some(route) if !route.echoes_data => text.len().saturating_add(value_bytes(text)),
-            _ => text.len(),
+            Some(route) if !route.echoes_data => held
+                .saturating_add(value_bytes(data))
+                .saturating_add(value_bytes(id)),
+            _ => held,
         };
         Routed {
             request,
@@ -390,10 +403,15 @@ fn dispatch(
         let limit = outbound.max_charge();
         tracing::warn!(conn = ctx.connection.id, cost, limit, handler = %route.name, "request refused: handling its data would take more than the connection's budget");
         if done.reply {
+            // As for any line refused for its size, a long id is not copied back.
+            let id = done
+                .req_id
+                .clone()
+                .filter(|id| id.json().len() <= MAX_ERROR_REPLY_ID_BYTES);
             let reply = ErrorReply::new(
-                done.req_id.clone(),
+                id,
                 ErrorCode::MessageTooLarge,
-                format!("the request's data would take about {cost} bytes to handle, more than the {limit} bytes one connection may hold (--max-held-bytes)"),
+                format!("the request would take about {cost} bytes to handle (its fields, and its data and id as JSON trees), more than the {limit} bytes one connection may hold (--max-held-bytes)"),
             );
             queue(outbound, &reply, binary);
         }

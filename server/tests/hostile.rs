@@ -504,9 +504,40 @@ fn read_raw_frame(mut tcp: &std::net::TcpStream) -> (u8, Vec<u8>) {
     (header[0], payload)
 }
 
-#[test]
-fn a_websocket_message_whose_last_fragment_never_comes_times_out_despite_pings() {
-    let (_dir, server) = start(&[
+/// Sends the first fragment of a text message on `tcp` (upgraded), then only pings; returns
+/// the error text the server sent before closing, the close code and how long it took.
+fn hold_a_fragment_open(tcp: &std::net::TcpStream) -> (Value, u16, Duration) {
+    tcp.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut writer = tcp.try_clone().unwrap();
+    writer
+        .write_all(&raw_client_frame(0x01, br#"{"ipcReqID":1,"uri":"#))
+        .unwrap();
+    let pinger = std::thread::spawn(move || {
+        for _ in 0..30 {
+            if writer.write_all(&raw_client_frame(0x89, b"hi")).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    let started = Instant::now();
+    let mut error = None;
+    let code = loop {
+        match read_raw_frame(tcp) {
+            (0x81, text) => error = Some(String::from_utf8(text).unwrap()),
+            (0x88, payload) => break u16::from_be_bytes([payload[0], payload[1]]),
+            _ => {} // pings and pongs
+        }
+    };
+    let waited = started.elapsed();
+    let _ = tcp.shutdown(std::net::Shutdown::Both);
+    pinger.join().unwrap();
+    let error = serde_json::from_str(&error.expect("an error before the close")).unwrap();
+    (error, code, waited)
+}
+
+fn fragment_server() -> (tempfile::TempDir, ServerProcess) {
+    start(&[
         "--ws",
         "127.0.0.1:0",
         "--partial-message-timeout-ms",
@@ -515,40 +546,59 @@ fn a_websocket_message_whose_last_fragment_never_comes_times_out_despite_pings()
         "100",
         "--ws-idle-timeout-ms",
         "5000",
-    ]);
+    ])
+}
+
+#[test]
+fn a_websocket_message_whose_last_fragment_never_comes_times_out_despite_pings() {
+    let (_dir, server) = fragment_server();
     let ws = WsConn::open(&server.ws_url().unwrap());
-    let tcp = ws.tcp().try_clone().unwrap();
-    tcp.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-    // The first fragment of a text message, then only pings, as a peer holding the message
-    // open while looking alive would.
-    ws.tcp()
-        .write_all(&raw_client_frame(0x01, br#"{"ipcReqID":1,"uri":"#))
-        .unwrap();
-    let pinger = {
-        let mut tcp = tcp.try_clone().unwrap();
-        std::thread::spawn(move || {
-            for _ in 0..30 {
-                if tcp.write_all(&raw_client_frame(0x89, b"hi")).is_err() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        })
-    };
-    let started = Instant::now();
-    let mut error = None;
-    let code = loop {
-        match read_raw_frame(&tcp) {
-            (0x81, text) => error = Some(String::from_utf8(text).unwrap()),
-            (0x88, payload) => break u16::from_be_bytes([payload[0], payload[1]]),
-            _ => {} // pings and pongs
-        }
-    };
-    let waited = started.elapsed();
-    let error: Value = serde_json::from_str(&error.expect("an error before the close")).unwrap();
+    let (error, code, waited) = hold_a_fragment_open(ws.tcp());
     assert_eq!(error["code"], json!("partial_message_timeout"), "{error}");
     assert_eq!(code, 1008);
     assert!(waited < Duration::from_secs(2), "closed after {waited:?}");
-    drop(ws);
-    pinger.join().unwrap();
+}
+
+#[test]
+fn the_fragment_timeout_holds_after_an_upgrade_request_with_bare_newlines() {
+    let (_dir, server) = fragment_server();
+    let address = server
+        .ws_url()
+        .unwrap()
+        .trim_start_matches("ws://")
+        .trim_end_matches('/')
+        .to_owned();
+    let mut tcp = std::net::TcpStream::connect(&address).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let request = format!(
+        "GET / HTTP/1.1\nHost: {address}\nUpgrade: websocket\nConnection: Upgrade\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\nSec-WebSocket-Version: 13\n\n"
+    );
+    tcp.write_all(request.as_bytes()).unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        tcp.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    let (error, code, waited) = hold_a_fragment_open(&tcp);
+    assert_eq!(error["code"], json!("partial_message_timeout"), "{error}");
+    assert_eq!(code, 1008);
+    assert!(waited < Duration::from_secs(2), "closed after {waited:?}");
+}
+
+#[test]
+fn a_bad_delay_of_megabytes_is_quoted_short_in_its_error() {
+    let (_dir, server) = start(&[]);
+    let mut conn = server.connect();
+    let big = "A".repeat(4 * 1024 * 1024);
+    let reply = conn.call(&format!(
+        r#"{{"ipcReqID":1,"uri":"/ipcserver/test/delay","data":{{"delay":"{big}"}}}}"#
+    ));
+    assert!(reply.len() < 512, "{} bytes", reply.len());
+    assert!(reply.contains("invalid_request"), "{reply}");
 }

@@ -146,3 +146,60 @@ fn sixteen_websocket_connections_together_stay_under_a_gigabyte() {
     assert!(growth < 1024, "RSS grew by {growth} MiB");
     drop(connections);
 }
+
+#[test]
+fn every_field_of_a_request_is_charged_not_only_its_data() {
+    let (_dir, server) = start(&[]);
+    let before = server.rss_kib();
+    let sampler = RssSampler::start(server.pid());
+    let mut stream = UnixStream::connect(&server.path).unwrap();
+    stream
+        .set_write_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    // 1 MiB each of id, uri (the delay route matches by prefix) and user agent, tiny data.
+    let big = "x".repeat(1024 * 1024);
+    let sent = (0..60)
+        .take_while(|i| {
+            let line = format!(
+                "{{\"ipcReqID\":\"{i}{big}\",\"uri\":\"/ipcserver/test/delay{big}\",\"userAgent\":\"{big}\",\"data\":{{\"delay\":60000}}}}\n"
+            );
+            stream.write_all(line.as_bytes()).is_ok()
+        })
+        .count();
+    std::thread::sleep(Duration::from_millis(200));
+    let growth = sampler.peak_kib().saturating_sub(before) / MIB;
+    eprintln!("{sent} requests of 3 MiB of fields sent whole; RSS grew by {growth} MiB");
+    assert!(sent < 60, "the server never stopped reading");
+    assert!(growth < 64, "RSS grew by {growth} MiB");
+
+    // An id that would parse into a large tree is priced like data: refused unparsed.
+    let mut conn = common::Conn::open(&server.path);
+    let dense_id = format!("[{}0]", "0,".repeat(512 * 1024));
+    conn.send_raw(
+        format!("{{\"ipcReqID\":{dense_id},\"uri\":\"/ipcserver/test/delay\",\"data\":{{\"delay\":1}}}}\n")
+            .as_bytes(),
+    );
+    let reply = conn.read_json();
+    assert_eq!(reply["code"], json!("message_too_large"), "{reply}");
+    drop(stream);
+}
+
+#[test]
+fn a_huge_pid_or_user_agent_of_the_wrong_type_is_skipped_without_building_it() {
+    let (_dir, server) = start(&[]);
+    let before = server.rss_kib();
+    let sampler = RssSampler::start(server.pid());
+    let mut conn = common::Conn::open(&server.path);
+    let dense = format!("[{}0]", "0,".repeat(3 * 1024 * 1024));
+    for field in ["pid", "userAgent"] {
+        conn.send_raw(
+            format!("{{\"ipcReqID\":1,\"uri\":\"/ipcserver/test/echo\",\"{field}\":{dense},\"data\":1}}\n")
+                .as_bytes(),
+        );
+        let reply = conn.read_json();
+        assert_eq!(reply, json!({"ipcReqID": 1, "data": 1}));
+    }
+    let growth = sampler.peak_kib().saturating_sub(before) / MIB;
+    // The 6 MiB line is buffered and scanned; as a Value tree it took ~35 times that.
+    assert!(growth < 48, "RSS grew by {growth} MiB");
+}

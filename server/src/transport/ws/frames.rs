@@ -18,9 +18,10 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// first: frames start after that request's blank line.
 #[derive(Debug, Default)]
 pub(super) struct FrameTracker {
-    /// How much of the `\r\n\r\n` that ends the upgrade request has been seen (4: all of
-    /// it, frames follow).
-    head_end: usize,
+    /// The upgrade request has ended (an empty line), and frames follow.
+    head_done: bool,
+    /// Inside the upgrade request: the last line ended and no byte of the next one came yet.
+    line_start: bool,
     header: [u8; 14],
     header_len: usize,
     payload_left: u64,
@@ -45,17 +46,19 @@ impl FrameTracker {
 
     /// Takes the next bytes the peer sent.
     fn feed(&mut self, mut bytes: &[u8]) {
-        while self.head_end < 4 {
+        // The upgrade request ends with an empty line; like the HTTP parser tungstenite uses,
+        // a line may end with `\r\n` or a bare `\n`.
+        while !self.head_done {
             let Some((&byte, rest)) = bytes.split_first() else {
                 return;
             };
             bytes = rest;
-            let expected = b"\r\n\r\n"[self.head_end];
-            self.head_end = match (byte == expected, byte == b'\r') {
-                (true, _) => self.head_end + 1,
-                (false, true) => 1,
-                (false, false) => 0,
-            };
+            match byte {
+                b'\n' if self.line_start => self.head_done = true,
+                b'\n' => self.line_start = true,
+                b'\r' => {}
+                _ => self.line_start = false,
+            }
         }
         while !bytes.is_empty() {
             if self.payload_left > 0 {
@@ -267,6 +270,14 @@ mod tests {
         tracker.feed(&frame(0x80, b"1}"));
         assert!(!tracker.partial());
         assert!(tracker.data_progress() > progress);
+    }
+
+    #[test]
+    fn an_upgrade_request_with_bare_newlines_ends_at_its_empty_line() {
+        let mut tracker = FrameTracker::default();
+        tracker.feed(b"GET / HTTP/1.1\nHost: x\n\n");
+        tracker.feed(&frame(0x01, b"{"));
+        assert!(tracker.partial());
     }
 
     #[test]
