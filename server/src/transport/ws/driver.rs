@@ -156,6 +156,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                     };
                 }
             }
+            // Hand the pending frame's messages over while the core has room, without a trip
+            // through the select (and without setting up the watch below for a wait that is
+            // not happening).
+            while let (Some(frame), Some(sender)) = (pending.as_mut(), inbound.as_ref()) {
+                match sender.try_reserve() {
+                    Ok(slot) => {
+                        if let Some(message) = frame.next_message() {
+                            slot.send(Ok(message));
+                        }
+                        if frame.is_done() {
+                            pending = None;
+                        }
+                    }
+                    Err(mpsc::error::TrySendError::Full(())) => break,
+                    Err(mpsc::error::TrySendError::Closed(())) => pending = None,
+                }
+            }
             let reading = inbound.is_some() && closing.is_none();
             let reading_frames = reading && pending.is_none();
             if reading && !reading_frames && watch.is_none() {
