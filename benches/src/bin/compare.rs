@@ -11,6 +11,12 @@
 //! run the whole thing on one CPU (`taskset -c 1 target/release/compare ...`): the servers
 //! inherit the client's affinity.
 //!
+//! Check the harness before reading a ratio: run it with the same binary as `--old` and `--new`,
+//! and with the two swapped. Unpinned on the 2-core VM it was written on, the server measured
+//! second in each cell came out about 2.8x slower at 1K in 4 of 5 same-binary runs (not at
+//! 100K), and with two different binaries the slower one was whichever was second; pinned to
+//! one CPU, the same comparisons stayed within a few percent of each other.
+//!
 //! Prints a markdown table: ms per message, median (min-max) of the repetitions for each binary,
 //! the ratio of the medians (new/old), and the median (min-max) of the per-repetition ratios.
 
