@@ -49,8 +49,18 @@ pub fn repo_root() -> PathBuf {
         .unwrap_or_default()
 }
 
-/// Builds the release server binary and returns its path.
+/// Builds the release server binary and returns its path; or, when `PIXL_BENCH_SERVER_BIN`
+/// names a binary, returns that path without building (to measure another build, such as an
+/// older commit's, with this client code).
 pub fn build_release_server() -> anyhow::Result<PathBuf> {
+    if let Some(binary) = std::env::var_os("PIXL_BENCH_SERVER_BIN").filter(|path| !path.is_empty())
+    {
+        let binary = PathBuf::from(binary);
+        if !binary.is_file() {
+            bail!("PIXL_BENCH_SERVER_BIN: no file at {}", binary.display());
+        }
+        return Ok(binary);
+    }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .args([
@@ -238,6 +248,38 @@ fn round_trips(
         reader.read_until(b'\n', &mut back)?;
     }
     Ok(started.elapsed())
+}
+
+/// One Rust-client cell: `count` echo requests of `message` to `address` (a socket path or a
+/// `ws://` URL) on a fresh connection, one at a time or all in flight at once; returns the time
+/// from the first send to the last reply (connecting and closing not included).
+pub async fn rust_client_echoes(
+    address: &str,
+    message: &Value,
+    count: usize,
+    all_in_flight: bool,
+) -> anyhow::Result<Duration> {
+    use pixl_ipc_client::{Client, ReconnectPolicy};
+
+    let client = Client::builder()
+        .reconnect(ReconnectPolicy::Off)
+        .request_timeout(Duration::from_secs(60))
+        .connect(address)
+        .await?;
+    let started = Instant::now();
+    if all_in_flight {
+        let calls = (0..count).map(|_| client.send("/ipcserver/test/echo", message));
+        for reply in futures_util::future::join_all(calls).await {
+            reply?;
+        }
+    } else {
+        for _ in 0..count {
+            client.send("/ipcserver/test/echo", message).await?;
+        }
+    }
+    let elapsed = started.elapsed();
+    client.close().await;
+    Ok(elapsed)
 }
 
 /// Median, minimum and maximum of samples.

@@ -13,10 +13,9 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use pixl_ipc_benches::{
     build_release_server, chart, echo_request_line, floor_round_trips, floor_round_trips_tcp,
-    progress, repo_root, report, reps_arg, sized_message, FloorServer, ServerUnderTest, Spread,
-    MESSAGES, SIZES,
+    progress, repo_root, report, reps_arg, rust_client_echoes, sized_message, FloorServer,
+    ServerUnderTest, Spread, MESSAGES, SIZES,
 };
-use pixl_ipc_client::{Client, ReconnectPolicy};
 
 /// The columns, in table order.
 const COLUMNS: [&str; 8] = [
@@ -98,32 +97,19 @@ fn measure(
             &echo_request_line(message)?,
             MESSAGES,
         )?)),
-        1..=3 => runtime.block_on(async {
+        1..=3 => {
             let address = if column == 2 {
                 server.ws_url.clone()
             } else {
                 server.socket.display().to_string()
             };
-            let client = Client::builder()
-                .reconnect(ReconnectPolicy::Off)
-                .request_timeout(std::time::Duration::from_secs(60))
-                .connect(address.as_str())
-                .await?;
-            let started = Instant::now();
-            if column == 3 {
-                let calls = (0..MESSAGES).map(|_| client.send("/ipcserver/test/echo", message));
-                for reply in futures_util::future::join_all(calls).await {
-                    reply?;
-                }
-            } else {
-                for _ in 0..MESSAGES {
-                    client.send("/ipcserver/test/echo", message).await?;
-                }
-            }
-            let elapsed = started.elapsed();
-            client.close().await;
-            anyhow::Ok(per_message(elapsed))
-        }),
+            Ok(per_message(runtime.block_on(rust_client_echoes(
+                &address,
+                message,
+                MESSAGES,
+                column == 3,
+            ))?))
+        }
         4 | 5 => {
             let mode = if column == 5 { "burst" } else { "seq" };
             run_script(
