@@ -18,12 +18,6 @@ fn start(args: &[&str]) -> (tempfile::TempDir, ServerProcess) {
     (dir, server)
 }
 
-fn open_fds(server: &ServerProcess) -> usize {
-    std::fs::read_dir(format!("/proc/{}/fd", server.pid()))
-        .unwrap()
-        .count()
-}
-
 #[test]
 fn a_handler_that_does_not_finish_is_cancelled_with_handler_timeout() {
     let (_dir, server) = start(&["--handler-timeout-ms", "200"]);
@@ -155,7 +149,7 @@ fn ten_thousand_connections_opened_and_closed_leak_no_descriptors() {
     let (_dir, server) = start(&[]);
     let mut warm = server.connect();
     warm.call(r#"{"ipcReqID":"w","uri":"/ipcserver/test/echo"}"#);
-    let fds_before = open_fds(&server);
+    let fds_before = server.open_fds();
     let rss_before = server.rss_kib();
     for i in 0..10_000 {
         let mut conn = Conn::open(&server.path);
@@ -172,7 +166,7 @@ fn ten_thousand_connections_opened_and_closed_leak_no_descriptors() {
             && stats["data"]["connections"] == json!(1)
     });
     common::eventually("file descriptors back to where they were", || {
-        open_fds(&server) == fds_before
+        server.open_fds() == fds_before
     });
     let grown = server.rss_kib().saturating_sub(rss_before);
     assert!(

@@ -18,12 +18,6 @@ fn start(args: &[&str]) -> (tempfile::TempDir, ServerProcess) {
     (dir, server)
 }
 
-fn open_fds(server: &ServerProcess) -> usize {
-    std::fs::read_dir(format!("/proc/{}/fd", server.pid()))
-        .unwrap()
-        .count()
-}
-
 /// User plus system CPU time the server has used so far.
 fn cpu_time(server: &ServerProcess) -> Duration {
     let stat = std::fs::read_to_string(format!("/proc/{}/stat", server.pid())).unwrap();
@@ -54,7 +48,7 @@ fn released_within(server: &ServerProcess, fds: usize, limit: Duration) -> Durat
     let started = Instant::now();
     loop {
         // Measure the descriptors before connecting for the stats probe.
-        let now_fds = open_fds(server);
+        let now_fds = server.open_fds();
         if now_fds == fds && connections(server) == 0 {
             return started.elapsed();
         }
@@ -102,7 +96,7 @@ fn peers_that_stop_reading_and_leave_give_back_their_slots_and_descriptors() {
         "--max-outbound-bytes",
         "65536",
     ]);
-    let fds = open_fds(&server);
+    let fds = server.open_fds();
     for round in 0..2 {
         let floods: Vec<UnixStream> = (0..3)
             .map(|_| flood_without_reading(&server.path))
@@ -125,7 +119,7 @@ fn peers_that_stop_reading_and_leave_give_back_their_slots_and_descriptors() {
 #[test]
 fn a_peer_that_leaves_while_its_handlers_run_and_reading_is_paused_is_released() {
     let (_dir, server) = start(&["--max-in-flight", "2"]);
-    let fds = open_fds(&server);
+    let fds = server.open_fds();
     let mut conn = server.connect();
     // Two long handlers fill the in-flight limit, so the third request is not read.
     for i in 0..3 {
@@ -185,7 +179,7 @@ fn websocket_peers_that_stop_reading_and_leave_are_released_and_their_replies_fr
         "65536",
     ]);
     let url = server.ws_url().unwrap();
-    let fds = open_fds(&server);
+    let fds = server.open_fds();
     let rss_before = server.rss_kib();
     let mut peak_rss = 0;
     for _round in 0..2 {
@@ -223,7 +217,7 @@ fn a_websocket_peer_that_never_reads_is_dropped_after_the_close_grace() {
         "100",
     ]);
     let url = server.ws_url().unwrap();
-    let fds = open_fds(&server);
+    let fds = server.open_fds();
     let stuck = ws_flood_without_reading(&url);
     // Idle timeout 0.3 s, then at most a second to get the close frame out.
     std::thread::sleep(Duration::from_millis(300));
@@ -394,7 +388,7 @@ fn at_a_low_descriptor_limit_the_server_fits_its_limits_and_keeps_serving_its_so
     // 400 peers that connect and say nothing: the server must not run out of descriptors.
     let silent = silent_tcp_peers(&url, 400);
     std::thread::sleep(Duration::from_millis(300));
-    let fds = open_fds(&server);
+    let fds = server.open_fds();
     assert!(fds < 200, "{fds} descriptors open");
     let mut conn = server.connect();
     assert_eq!(
@@ -427,7 +421,7 @@ fn at_a_low_descriptor_limit_the_server_fits_its_limits_and_keeps_serving_its_so
 #[test]
 fn one_uid_gets_a_quarter_of_the_slots_by_default_and_refusals_hold_nothing() {
     let (_dir, server) = start(&["--max-connections", "8"]);
-    let fds = open_fds(&server);
+    let fds = server.open_fds();
     let mut first = server.connect();
     let mut second = server.connect();
     assert_eq!(
@@ -450,7 +444,7 @@ fn one_uid_gets_a_quarter_of_the_slots_by_default_and_refusals_hold_nothing() {
         third.expect_eof();
     }
     assert_eq!(
-        open_fds(&server),
+        server.open_fds(),
         fds + 2,
         "refusals left descriptors behind"
     );

@@ -83,28 +83,41 @@ fn slow_requests_on_one_connection_hold_at_most_its_budget() {
     drop(stream);
 }
 
-#[test]
-fn sixteen_connections_together_stay_under_a_gigabyte() {
-    let (_dir, server) = start(&[]);
+/// Runs `connections` senders at once, each `send` returning its still-open connection and how
+/// many requests it sent whole; returns how many were sent in all and the server's peak RSS
+/// growth meanwhile, in MiB. The connections close only after the peak is taken.
+fn sixteen_at_once<C: Send + 'static>(
+    server: &ServerProcess,
+    send: impl Fn() -> (C, usize) + Send + Sync + 'static,
+) -> (usize, u64) {
     let before = server.rss_kib();
     let sampler = RssSampler::start(server.pid());
-    // 16 connections x 20 requests of 4 MiB: 1.25 GiB sent, to a handler that takes a minute.
+    let send = std::sync::Arc::new(send);
     let senders: Vec<_> = (0..16)
         .map(|_| {
-            let path = server.path.clone();
-            std::thread::spawn(move || send_until_paused(&path, 20, 4))
+            let send = send.clone();
+            std::thread::spawn(move || send())
         })
         .collect();
-    let connections: Vec<(UnixStream, usize)> = senders
+    let connections: Vec<(C, usize)> = senders
         .into_iter()
         .map(|sender| sender.join().unwrap())
         .collect();
     std::thread::sleep(Duration::from_millis(200));
     let growth = sampler.peak_kib().saturating_sub(before) / MIB;
-    let sent: usize = connections.iter().map(|(_, sent)| sent).sum();
+    let sent = connections.iter().map(|(_, sent)| sent).sum();
+    drop(connections);
+    (sent, growth)
+}
+
+#[test]
+fn sixteen_connections_together_stay_under_a_gigabyte() {
+    let (_dir, server) = start(&[]);
+    // 16 connections x 20 requests of 4 MiB: 1.25 GiB sent, to a handler that takes a minute.
+    let path = server.path.clone();
+    let (sent, growth) = sixteen_at_once(&server, move || send_until_paused(&path, 20, 4));
     eprintln!("sixteen connections: {sent} requests sent whole, RSS grew by {growth} MiB");
     assert!(growth < 1024, "RSS grew by {growth} MiB");
-    drop(connections);
 }
 
 /// Like [`send_until_paused`], over a WebSocket (binary frames).
@@ -123,28 +136,13 @@ fn ws_send_until_paused(url: &str, count: usize, pad_mib: usize) -> (WsConn, usi
 #[test]
 fn sixteen_websocket_connections_together_stay_under_a_gigabyte() {
     let (_dir, server) = start(&["--ws", "127.0.0.1:0"]);
-    let url = server.ws_url().unwrap();
-    let before = server.rss_kib();
-    let sampler = RssSampler::start(server.pid());
     // 16 connections x 20 requests of 4 MiB: 1.25 GiB sent, to a handler that takes a minute.
-    let senders: Vec<_> = (0..16)
-        .map(|_| {
-            let url = url.clone();
-            std::thread::spawn(move || ws_send_until_paused(&url, 20, 4))
-        })
-        .collect();
-    let connections: Vec<(WsConn, usize)> = senders
-        .into_iter()
-        .map(|sender| sender.join().unwrap())
-        .collect();
-    std::thread::sleep(Duration::from_millis(200));
-    let growth = sampler.peak_kib().saturating_sub(before) / MIB;
-    let sent: usize = connections.iter().map(|(_, sent)| sent).sum();
+    let url = server.ws_url().unwrap();
+    let (sent, growth) = sixteen_at_once(&server, move || ws_send_until_paused(&url, 20, 4));
     eprintln!(
         "sixteen WebSocket connections: {sent} requests sent whole, RSS grew by {growth} MiB"
     );
     assert!(growth < 1024, "RSS grew by {growth} MiB");
-    drop(connections);
 }
 
 #[test]

@@ -156,6 +156,13 @@ impl ServerProcess {
         read_rss_kib(&format!("/proc/{}/status", self.child.id())).expect("VmRSS of the server")
     }
 
+    /// Descriptors the process has open now.
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .expect("read /proc fd")
+            .count()
+    }
+
     /// The first `ws://` or `wss://` URL the banner names (servers started with `--ws`).
     pub fn ws_url(&self) -> Option<String> {
         self.banner
