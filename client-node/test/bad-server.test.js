@@ -113,7 +113,8 @@ test('requests that timed out before being written are dropped; the write queue 
   serverSocket.resume(); // the server reads again
   await sleep(1000);
   const growth = (peak.heap - before.heap) / MiB;
-  t.diagnostic(`server got ${received} of 400 requests after resuming; peak heap+external growth ${growth.toFixed(1)} MiB, rss growth ${((peak.rss - before.rss) / MiB).toFixed(1)} MiB`);
+  const refused = outcomes.filter(([err]) => err === 'write_queue_full').length;
+  t.diagnostic(`${refused} refused at once (write_queue_full), ${outcomes.length - refused} timed out; server got ${received} of 400 requests after resuming; peak heap+external growth ${growth.toFixed(1)} MiB, rss growth ${((peak.rss - before.rss) / MiB).toFixed(1)} MiB`);
   assert.ok(received <= 20, `${received} requests written although their callers had given up (bound: what the socket held, <= 20)`);
   assert.ok(growth < 160, `peak growth ${growth.toFixed(1)} MiB (bound: 2 x 64 MiB queue + slack)`);
   const full = outcomes.filter(([err]) => err === 'write_queue_full');
