@@ -43,6 +43,29 @@ test('close() settles within closeTimeout when the WebSocket server ignores the 
   assert.ok(took < 1500, `close() took ${took} ms (bound: closeTimeout 1000 ms + 500)`);
 });
 
+test('a process that closed its client exits by itself although the server never closes', async (t) => {
+  const server = await unixServer(() => {});
+  t.after(() => server.close());
+  const { execFile } = require('node:child_process');
+  const child = `
+const IPCClient = require(${JSON.stringify(require('node:path').join(__dirname, '..'))});
+const client = new IPCClient(process.argv[1]);
+client.connect().then(() => client.close()).then(() => console.log('closed'));
+`;
+  const started = Date.now();
+  const stdout = await within(
+    8000,
+    new Promise((resolve, reject) =>
+      execFile(process.execPath, ['-e', child, server.path], { timeout: 7000 }, (err, out) => (err ? reject(err) : resolve(out)))
+    ),
+    'the child process'
+  );
+  const took = Date.now() - started;
+  t.diagnostic(`child process exited ${took} ms after start (close() against a wedged server)`);
+  assert.strictEqual(stdout.trim(), 'closed');
+  assert.ok(took < 3000, `exited after ${took} ms (bound: node start-up + closeTimeout 1000 ms)`);
+});
+
 // ---- 2. WebSocket connect attempts always end ------------------------------------------------
 
 test('connect() fails after connectTimeout when the server never answers the upgrade', async (t) => {
