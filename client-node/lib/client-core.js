@@ -57,7 +57,7 @@
       checkNumber('autoReconnect', options.autoReconnect);
     }
     if (options.logStatsInterval != null) {
-      checkNumber('logStatsInterval', options.logStatsInterval, { minExclusive: true });
+      checkNumber('logStatsInterval', options.logStatsInterval); // 0, like null, is off
     }
     if (given('connectTimeout')) checkNumber('connectTimeout', options.connectTimeout, { minExclusive: true });
     if (given('closeTimeout')) checkNumber('closeTimeout', options.closeTimeout);

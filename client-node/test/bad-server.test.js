@@ -322,7 +322,7 @@ test('every option is validated at construction with a TypeError or RangeError',
     assert.throws(() => new IPCClient('/x', null, options), kind, JSON.stringify(options) + ' ' + String(Object.values(options)[0]));
   }
   // The original's values still work.
-  for (const options of [{}, { requestTimeout: 0 }, { autoReconnect: 0 }, { autoReconnect: false }, { logStatsInterval: null }]) {
+  for (const options of [{}, { requestTimeout: 0 }, { autoReconnect: 0 }, { autoReconnect: false }, { logStatsInterval: null }, { logStatsInterval: 0 }, { expireRequest: 0 }]) {
     new IPCClient('/x', null, options);
   }
 });
