@@ -10,7 +10,12 @@ declare namespace IPCClient {
     | 'request_timeout'
     | 'connection_closed'
     | 'message_too_large'
-    | 'client_closed';
+    | 'client_closed'
+    | 'reply_too_large'
+    | 'bad_reply'
+    | 'write_queue_full';
+
+  type State = 'disconnected' | 'connecting' | 'connected' | 'reconnecting' | 'closed';
 
   /** Exponential reconnect backoff; replaces `autoReconnect` when given. */
   interface ReconnectOptions {
@@ -36,22 +41,30 @@ declare namespace IPCClient {
   }
 
   interface Options {
-    /** ms a request waits for its reply (default 10000). */
+    /** ms a request waits for its reply (default 10000; 0: the default; Infinity: no timeout; above 2^31-1: clamped). */
     requestTimeout?: number;
     /** ms a timed-out request's id is remembered so its late reply is ignored quietly (default 10000). */
     expireRequest?: number;
     /** Sent with every request (default "Node/IPCClient" + process.cwd()). */
     userAgent?: string;
     /** ms between reconnect attempts, 0 disables (default 1000). */
-    autoReconnect?: number;
+    autoReconnect?: number | false;
     /** Treat a top-level `code`, or `data.code`, as the error (default false). */
     codeToErr?: boolean;
     /** Returns [err, data] for each reply; overrides codeToErr (default null). */
     messageTransform?: ((msg: Message) => [unknown, unknown]) | null;
     /** ms between stats log lines through logger.debug (default null: off). */
     logStatsInterval?: number | null;
-    /** Longest request sent or reply line accepted, bytes (default 64 MiB). */
+    /** Longest request sent, and largest WebSocket frame, bytes (default 64 MiB). */
     maxMessageBytes?: number;
+    /** Longest reply line parsed, bytes (default 8 MiB; never above maxMessageBytes); longer: 'reply_too_large'. */
+    maxReplyBytes?: number;
+    /** Bytes of requests waiting to be written before a send fails at once with 'write_queue_full' (default 64 MiB). */
+    maxWriteQueueBytes?: number;
+    /** ms each connect or reconnect attempt may take (default 10000). */
+    connectTimeout?: number;
+    /** ms close() lets the server close its side before the connection is cut (default 1000). */
+    closeTimeout?: number;
     /** Backoff reconnect policy (default null: use autoReconnect). */
     reconnect?: ReconnectOptions | null;
     /** Errors as IPCError objects with a `code` instead of strings (default false). */
@@ -84,6 +97,10 @@ declare class IPCClient extends EventEmitter {
   constructor(path: string, logger?: IPCClient.Logger | null, options?: IPCClient.Options);
   readonly path: string;
   readonly requestCount: number;
+  /** Where the connection is; never 'connected' without an open connection. */
+  readonly state: IPCClient.State;
+  /** Bytes of requests not yet flushed to the connection. */
+  readonly queuedBytes: number;
   connect(): Promise<void>;
   connect(callback: (err: IPCClient.ErrorValue | IPCError | null) => void): void;
   send<T = any>(uri: string, data: unknown): Promise<T>;
@@ -100,8 +117,8 @@ declare class IPCClient extends EventEmitter {
 
   static readonly IPCClient: typeof IPCClient;
   static readonly IPCError: typeof IPCError;
-  static readonly ERRORS: Readonly<Record<'SOCKET' | 'NO_STREAM' | 'TIMEOUT' | 'CONNECTION_CLOSED' | 'MESSAGE_TOO_LARGE' | 'CLOSED', IPCClient.ErrorValue>>;
-  static readonly DEFAULTS: Readonly<Required<Pick<IPCClient.Options, 'requestTimeout' | 'expireRequest' | 'autoReconnect' | 'maxMessageBytes'>>> & Readonly<IPCClient.Options>;
+  static readonly ERRORS: Readonly<Record<'SOCKET' | 'NO_STREAM' | 'TIMEOUT' | 'CONNECTION_CLOSED' | 'MESSAGE_TOO_LARGE' | 'CLOSED' | 'REPLY_TOO_LARGE' | 'BAD_REPLY' | 'WRITE_QUEUE_FULL' | 'CONNECT_TIMEOUT', string>>;
+  static readonly DEFAULTS: Readonly<Required<Pick<IPCClient.Options, 'requestTimeout' | 'expireRequest' | 'autoReconnect' | 'maxMessageBytes' | 'maxReplyBytes' | 'maxWriteQueueBytes' | 'connectTimeout' | 'closeTimeout'>>> & Readonly<IPCClient.Options>;
 }
 
 export = IPCClient;

@@ -8,7 +8,15 @@
     codeToErr: false,
     messageTransform: null,
     logStatsInterval: null,
-    maxMessageBytes: 64 * 1024 * 1024, // the server's default limit
+    maxMessageBytes: 64 * 1024 * 1024, // the server's default limit: longest request sent, largest WebSocket frame
+    // Longest reply line parsed. JSON.parse of tiny objects costs ~12x the line's size in heap
+    // (a 24 MiB line of `{}`s: 283 MiB), so this bounds what one reply can make the client hold.
+    maxReplyBytes: 8 * 1024 * 1024,
+    // Bytes of requests waiting to be written (queued, or handed to the socket and not yet
+    // flushed). A send over it fails at once with 'write_queue_full'.
+    maxWriteQueueBytes: 64 * 1024 * 1024,
+    connectTimeout: 10 * 1000, // ms each connect attempt (also each reconnect) may take
+    closeTimeout: 1000, // ms close() waits for the server to close its side before cutting the connection
     reconnect: null, // {intervalMs, growthRate, maxRetries, maxDelayMs, jitter} replaces autoReconnect
     errorObjects: false, // true: errors are IPCError objects with a .code instead of the original's strings
     token: null, // WebSockets: sent as Authorization: Bearer (Node) or ?token= (browser)
@@ -24,9 +32,16 @@
     CONNECTION_CLOSED: 'connection_closed', // the connection ended with the request in flight (new)
     MESSAGE_TOO_LARGE: 'message_too_large', // request or reply over maxMessageBytes (new)
     CLOSED: 'client_closed', // close() was called with the request in flight (new)
+    REPLY_TOO_LARGE: 'reply_too_large', // the reply line exceeds maxReplyBytes (new)
+    BAD_REPLY: 'bad_reply', // the reply to this request is not valid JSON (new)
+    WRITE_QUEUE_FULL: 'write_queue_full', // maxWriteQueueBytes of requests already wait to be written (new)
+    CONNECT_TIMEOUT: 'connect_timeout', // detail of ipc_socket_err: no connection within connectTimeout (new)
   });
 
-  const api = { DEFAULTS, ERRORS };
+  // setTimeout fires after 1 ms for any delay above this (2^31-1 ms, 24.8 days).
+  const MAX_TIMER_MS = 2147483647;
+
+  const api = { DEFAULTS, ERRORS, MAX_TIMER_MS };
   if (typeof module === 'object' && module.exports) {
     module.exports = api;
   } else {

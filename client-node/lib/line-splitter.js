@@ -2,11 +2,16 @@
 // Framing, written once: a byte stream cut into lines with a maximum length (UNIX sockets), and
 // a frame cut into its newline-separated messages (WebSockets).
 (function (root) {
+  // How much of the start and of the end of a discarded line is kept, to find its ipcReqID.
+  const EDGE_BYTES = 4096;
+
   /**
    * Splits a byte stream into lines. Partial lines wait for their "\n" (also when a multi-byte
    * UTF-8 character is split between chunks, since lines are decoded whole). A line longer than
-   * maxBytes is reported once through onTooLong and discarded up to its newline; the next line
-   * is delivered normally.
+   * maxBytes is discarded up to its newline (never more than maxBytes of it is held) and reported
+   * once, when it ends, through onTooLong(bytes, head, tail): its length and its first and last
+   * few KiB (strings), so the caller can find whose reply it was. The next line is delivered
+   * normally.
    */
   class LineSplitter {
     constructor(maxBytes, onTooLong) {
@@ -15,6 +20,9 @@
       this.chunks = [];
       this.pendingBytes = 0;
       this.discarding = false;
+      this.discardedBytes = 0;
+      this.head = null;
+      this.tail = null;
     }
 
     /** Feeds a Buffer; returns the complete lines it finished, as strings. */
@@ -28,9 +36,11 @@
         }
         const piece = chunk.subarray(start, end);
         if (this.discarding) {
-          this.discarding = false;
+          this.keepTail(piece);
+          this.finishDiscard(piece.length);
         } else if (this.pendingBytes + piece.length > this.maxBytes) {
-          this.onTooLong(this.pendingBytes + piece.length);
+          this.startDiscard(piece);
+          this.finishDiscard(0);
         } else {
           this.chunks.push(piece);
           lines.push(Buffer.concat(this.chunks).toString('utf8'));
@@ -40,18 +50,49 @@
         start = end + 1;
       }
       const rest = chunk.subarray(start);
-      if (rest.length > 0 && !this.discarding) {
-        if (this.pendingBytes + rest.length > this.maxBytes) {
-          this.onTooLong(this.pendingBytes + rest.length);
+      if (rest.length > 0) {
+        if (this.discarding) {
+          this.keepTail(rest);
+          this.discardedBytes += rest.length;
+        } else if (this.pendingBytes + rest.length > this.maxBytes) {
+          this.startDiscard(rest);
           this.chunks = [];
           this.pendingBytes = 0;
-          this.discarding = true;
         } else {
           this.chunks.push(rest);
           this.pendingBytes += rest.length;
         }
       }
       return lines;
+    }
+
+    /** The line in `chunks` plus `piece` is too long: keep its edges, drop the rest. */
+    startDiscard(piece) {
+      const all = Buffer.concat(this.chunks.concat([piece]));
+      this.head = all.subarray(0, EDGE_BYTES).toString('utf8');
+      this.tail = Buffer.from(all.subarray(Math.max(0, all.length - EDGE_BYTES)));
+      this.discardedBytes = all.length;
+      this.discarding = true;
+    }
+
+    keepTail(piece) {
+      if (piece.length >= EDGE_BYTES) {
+        this.tail = Buffer.from(piece.subarray(piece.length - EDGE_BYTES));
+      } else {
+        const joined = Buffer.concat([this.tail, piece]);
+        this.tail = Buffer.from(joined.subarray(Math.max(0, joined.length - EDGE_BYTES)));
+      }
+    }
+
+    finishDiscard(lastBytes) {
+      const bytes = this.discardedBytes + lastBytes;
+      const head = this.head;
+      const tail = this.tail.toString('utf8');
+      this.discarding = false;
+      this.discardedBytes = 0;
+      this.head = null;
+      this.tail = null;
+      this.onTooLong(bytes, head, tail);
     }
   }
 
@@ -60,7 +101,17 @@
     return text.split('\n').filter((line) => line.trim().length > 0);
   }
 
-  const api = { LineSplitter, splitFrame };
+  /**
+   * The top-level-looking `"ipcReqID":"..."` in the first or last few KiB of a line that could
+   * not be parsed, or null. Only used to fail a request that is waiting for exactly that id.
+   */
+  function findRequestID(head, tail) {
+    const pattern = /"ipcReqID"\s*:\s*"([^"\\]{1,256})"/;
+    const found = pattern.exec(head.slice(0, EDGE_BYTES)) || (tail ? pattern.exec(tail.slice(-EDGE_BYTES)) : null);
+    return found ? found[1] : null;
+  }
+
+  const api = { LineSplitter, splitFrame, findRequestID, EDGE_BYTES };
   if (typeof module === 'object' && module.exports) {
     module.exports = api;
   } else {

@@ -16,18 +16,29 @@
       return this.waiting.size;
     }
 
-    /** Registers `id`; `onTimeout` runs if nothing settles it within `timeoutMs`. */
+    /**
+     * Registers `id`; `onTimeout` runs if nothing settles it within `timeoutMs` (Infinity: no
+     * timeout; above 2^31-1 ms, which setTimeout would turn into 1 ms, it is clamped).
+     */
     add(id, callback, timeoutMs, onTimeout) {
-      const timer = setTimeout(() => {
-        if (this.waiting.delete(id)) {
-          this.rememberExpired(id);
-          onTimeout(callback);
+      let timer = null;
+      if (timeoutMs !== Infinity) {
+        timer = setTimeout(() => {
+          if (this.waiting.delete(id)) {
+            this.rememberExpired(id);
+            onTimeout(callback);
+          }
+        }, Math.min(timeoutMs, 2147483647));
+        if (timer.unref) {
+          timer.unref();
         }
-      }, timeoutMs);
-      if (timer.unref) {
-        timer.unref();
       }
       this.waiting.set(id, { callback, timer });
+    }
+
+    /** Whether `id` still waits for its reply. */
+    has(id) {
+      return this.waiting.has(id);
     }
 
     /** Removes and returns the callback for `id`; 'expired' for a timed-out id; null if unknown. */
@@ -53,7 +64,7 @@
     }
 
     rememberExpired(id) {
-      const timer = setTimeout(() => this.expired.delete(id), this.expireRequest);
+      const timer = setTimeout(() => this.expired.delete(id), Math.min(this.expireRequest, 2147483647));
       if (timer.unref) {
         timer.unref();
       }

@@ -27,17 +27,51 @@
       closedReason = err.message;
       handlers.onError(err);
     };
-    ws.onclose = (event) => handlers.onClose(`${closedReason} (${event.code})`);
+    let reported = false;
+    const report = (reason) => {
+      if (!reported) {
+        reported = true;
+        handlers.onClose(reason);
+      }
+    };
+    ws.onclose = (event) => report(`${closedReason} (${event.code})`);
     return {
-      write: (line) => ws.send(line.endsWith('\n') ? line.slice(0, -1) : line),
-      end: (callback) => {
+      // The browser gives no flush signal: the line counts as handed over at once.
+      write: (line, flushed) => {
+        ws.send(line.endsWith('\n') ? line.slice(0, -1) : line);
+        if (flushed) {
+          queueMicrotask(flushed);
+        }
+      },
+      end: (callback, graceMs) => {
         closedReason = 'closed by the caller';
         if (ws.readyState === root.WebSocket.CLOSED) {
           callback();
           return;
         }
-        ws.addEventListener('close', () => callback(), { once: true });
+        // A browser cannot cut a WebSocket: after graceMs the close is reported as done anyway.
+        let done = false;
+        const finish = () => {
+          if (!done) {
+            done = true;
+            clearTimeout(timer);
+            callback();
+          }
+        };
+        const timer = setTimeout(() => {
+          report(closedReason);
+          finish();
+        }, graceMs);
+        ws.addEventListener('close', finish, { once: true });
         ws.close(1000, 'client closing');
+      },
+      destroy: () => {
+        closedReason = 'closed by the caller';
+        try {
+          ws.close();
+        } finally {
+          report(closedReason);
+        }
       },
     };
   }

@@ -2,12 +2,12 @@
 // Node transports: a UNIX socket (newline-delimited JSON) or a WebSocket (the `ws` package).
 const net = require('node:net');
 const WebSocket = require('ws');
-const { LineSplitter, splitFrame } = require('./line-splitter');
+const { LineSplitter, splitFrame, EDGE_BYTES } = require('./line-splitter');
 
 /**
  * Opens a connection to `address` and reports through `handlers`:
- * onOpen(), onLine(text), onTooLong(bytes), onError(err), onClose(reason).
- * Returns {write(line), end(callback)}.
+ * onOpen(), onLine(text), onTooLong(bytes, head, tail), onError(err), onClose(reason) (once).
+ * Returns {write(line, flushed), end(callback, graceMs), destroy()}.
  */
 function openTransport(address, options, handlers) {
   if (/^wss?:\/\//.test(address)) {
@@ -18,7 +18,7 @@ function openTransport(address, options, handlers) {
 
 function openUnix(path, options, handlers) {
   const socket = net.createConnection(path);
-  const splitter = new LineSplitter(options.maxMessageBytes, handlers.onTooLong);
+  const splitter = new LineSplitter(options.maxReplyBytes, handlers.onTooLong);
   let closedReason = 'the server closed the connection';
   socket.on('connect', () => handlers.onOpen());
   socket.on('data', (chunk) => {
@@ -32,15 +32,25 @@ function openUnix(path, options, handlers) {
   });
   socket.on('close', () => handlers.onClose(closedReason));
   return {
-    write: (line) => socket.write(line),
-    end: (callback) => {
+    // `flushed` runs once the line has left Node's buffer (or the write failed).
+    write: (line, flushed) => socket.write(line, flushed ? () => flushed() : undefined),
+    end: (callback, graceMs) => {
       closedReason = 'closed by the caller';
       if (socket.destroyed) {
         callback();
         return;
       }
-      socket.once('close', () => callback());
+      // The server gets graceMs to close its side; then the socket is cut.
+      const timer = setTimeout(() => socket.destroy(), graceMs);
+      socket.once('close', () => {
+        clearTimeout(timer);
+        callback();
+      });
       socket.end();
+    },
+    destroy: () => {
+      closedReason = 'closed by the caller';
+      socket.destroy();
     },
   };
 }
@@ -54,13 +64,45 @@ function openWebSocket(url, options, handlers) {
     headers,
     ca: options.ca || undefined,
     servername: options.servername || undefined,
-    maxPayload: options.maxMessageBytes,
+    maxPayload: Math.max(options.maxMessageBytes, options.maxReplyBytes),
+    handshakeTimeout: options.connectTimeout,
+    // After a close frame (either side's), the TCP close is awaited this long, then cut.
+    closeTimeout: options.closeTimeout,
   });
   let closedReason = 'the server closed the connection';
+  let byCaller = false;
+  let reported = false;
+  const report = (reason) => {
+    if (!reported) {
+      reported = true;
+      handlers.onClose(reason);
+    }
+  };
+  // `ws` answers a server's close frame, or a protocol violation, by calling close() itself, and
+  // emits 'close' only once TCP is closed (up to closeTimeout later). The connection is over
+  // from that moment: report it then, so calls in flight fail at once with the real reason.
+  const originalClose = ws.close;
+  ws.close = function (code, reason) {
+    if (!byCaller && ws.readyState === WebSocket.OPEN) {
+      process.nextTick(() => {
+        const why = reason && reason.length ? `${code === undefined ? 1005 : code} ${reason}` : String(code === undefined ? 1005 : code);
+        report(closedReason === 'the server closed the connection' ? `${closedReason} (${why})` : closedReason);
+      });
+    }
+    return originalClose.call(ws, code, reason);
+  };
   ws.on('open', () => handlers.onOpen());
   ws.on('message', (payload) => {
-    for (const line of splitFrame(payload.toString('utf8'))) {
-      handlers.onLine(line);
+    const text = payload.toString('utf8');
+    const lines = splitFrame(text);
+    for (const line of lines) {
+      // Cheap check first: a frame within the limit has no line over it.
+      const bytes = payload.length <= options.maxReplyBytes ? 0 : Buffer.byteLength(line, 'utf8');
+      if (bytes > options.maxReplyBytes) {
+        handlers.onTooLong(bytes, line.slice(0, EDGE_BYTES), line.slice(-EDGE_BYTES));
+      } else {
+        handlers.onLine(line);
+      }
     }
   });
   ws.on('unexpected-response', (request, response) => {
@@ -76,19 +118,29 @@ function openWebSocket(url, options, handlers) {
   });
   ws.on('close', (code, reason) => {
     const why = reason && reason.length ? `${code} ${reason}` : String(code);
-    handlers.onClose(closedReason === 'the server closed the connection' ? `${closedReason} (${why})` : closedReason);
+    report(closedReason === 'the server closed the connection' ? `${closedReason} (${why})` : closedReason);
   });
   return {
-    // A message per frame, without the line's newline.
-    write: (line) => ws.send(line.endsWith('\n') ? line.slice(0, -1) : line),
-    end: (callback) => {
+    // A message per frame, without the line's newline. `flushed` runs once it left Node.
+    write: (line, flushed) => ws.send(line.endsWith('\n') ? line.slice(0, -1) : line, flushed ? () => flushed() : undefined),
+    end: (callback, graceMs) => {
       closedReason = 'closed by the caller';
+      byCaller = true;
       if (ws.readyState === WebSocket.CLOSED) {
         callback();
         return;
       }
-      ws.once('close', () => callback());
+      const timer = setTimeout(() => ws.terminate(), graceMs);
+      ws.once('close', () => {
+        clearTimeout(timer);
+        callback();
+      });
       ws.close(1000, 'client closing');
+    },
+    destroy: () => {
+      closedReason = 'closed by the caller';
+      byCaller = true;
+      ws.terminate();
     },
   };
 }
