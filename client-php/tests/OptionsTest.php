@@ -5,7 +5,6 @@ declare(strict_types=1);
 namespace PixlIPC\Tests;
 
 use InvalidArgumentException;
-use PHPUnit\Framework\Attributes\DataProvider;
 use PHPUnit\Framework\TestCase;
 use PixlIPC\Client;
 use PixlIPCClient;
@@ -36,7 +35,7 @@ final class OptionsTest extends TestCase
         ];
     }
 
-    #[DataProvider('badOptions')]
+    /** @dataProvider badOptions */
     public function testAnOutOfRangeOptionThrowsAtConstructionNamingIt(string $name, mixed $value): void
     {
         $this->expectException(InvalidArgumentException::class);
