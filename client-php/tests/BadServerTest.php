@@ -78,17 +78,18 @@ final class BadServerTest extends TestCase
 
     public function testAReplyWhoseDecodingEndsPastTheDeadlineIsNotDelivered(): void
     {
-        // 2 MiB of tiny objects whose last bytes land 20 ms before the 300 ms deadline: decoding
-        // (~100 MiB, well over 20 ms) ends past it, so the call times out instead of delivering late.
-        $server = new BadServer('late-bomb', '2', '280');
-        $client = new Client($server->socketPath, ['requestTimeout' => 300, 'maxReplyMemory' => 1 << 30]);
+        // 4 MiB of tiny objects completed 100 ms before the 600 ms deadline: decoding (~230 MiB,
+        // 0.3-0.9 s here) ends past it, so the call times out instead of delivering late.
+        $server = new BadServer('late-bomb', '4', '500');
+        $client = new Client($server->socketPath, ['requestTimeout' => 600, 'maxReplyMemory' => 1 << 30]);
         $request = [];
         $started = hrtime(true);
         $result = $client->send('/x', $request);
         $elapsed = self::seconds($started);
-        self::figure('2 MiB reply of tiny objects completed 20 ms before a 300 ms deadline: settled after', $elapsed, 's');
+        self::figure('4 MiB reply of tiny objects completed 100 ms before a 600 ms deadline: settled after', $elapsed, 's');
         $this->assertFalse($result, 'a reply decoded after the deadline is a timeout');
-        $this->assertLessThan(0.3 + 1.0, $elapsed);
+        $this->assertGreaterThan(0.6, $elapsed, 'the reply was decoded, not cut by the read deadline');
+        $this->assertLessThan(0.6 + 1.5, $elapsed);
     }
 
     public function testUnderMemoryLimit128MA4MiBReplyThrowsInsteadOfAFatalError(): void

@@ -6,7 +6,7 @@
 //   flood ARG_MB     on connect, writes ARG_MB MiB of small pushes, then never replies
 //   flood-then-reply ARG_MB   the same, then the reply to the first request
 //   bomb ARG_MB      replies to each request with a reply of ARG_MB MiB of tiny objects
-//   late-bomb ARG_MB the same, but holds back the final "}\n" for ARG2 ms (to land at a deadline)
+//   late-bomb ARG_MB the same, but holds back the final "}\n" until ARG2 ms after the request
 
 declare(strict_types=1);
 
@@ -59,10 +59,11 @@ while ($conn = @stream_socket_accept($server, -1)) {
         case 'late-bomb':
             $body = tinyObjects($arg);
             while (($id = readRequestId($conn)) !== null) {
+                $received = hrtime(true);
                 $line = "{\"ipcReqID\":\"$id\",\"data\":$body}\n";
                 if ($mode === 'late-bomb') {
                     @fwrite($conn, substr($line, 0, -2));
-                    usleep($arg2 * 1000);
+                    usleep(max(0, (int) ($arg2 * 1000 - (hrtime(true) - $received) / 1000)));
                     @fwrite($conn, "}\n");
                 } else {
                     @fwrite($conn, $line);
