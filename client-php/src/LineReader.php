@@ -11,12 +11,23 @@ use PixlIPC\Exception\ServerClosedException;
  * Buffered line reads from a socket with one deadline for the whole line, so a large reply that
  * arrives in many pieces is neither cut nor mistaken for a timeout (the original applied its
  * timeout to each fgets). Bytes after the line stay buffered for the next read.
+ *
+ * Work is linear in the bytes received: lines are taken from an offset into the buffer (the
+ * consumed part is dropped only once it is at least half of the buffer), a partial line is never
+ * searched twice, and each fill reads at most FILL_LIMIT bytes, so a server that floods cannot
+ * keep one call inside fill() or make it copy its backlog once per line. The deadline is checked
+ * on every call, also when a complete line is already buffered.
  */
 final class LineReader
 {
     private const CHUNK = 65536;
+    private const FILL_LIMIT = 1 << 20;
 
     private string $buffer = '';
+    /** Start of the unread part of $buffer. */
+    private int $pos = 0;
+    /** Where to resume looking for "\n" (everything from $pos up to here has none). */
+    private int $scanned = 0;
 
     /**
      * @param resource $stream A connected stream; it is switched to non-blocking mode.
@@ -27,8 +38,8 @@ final class LineReader
     }
 
     /**
-     * The next line without its "\n" (and "\r"), or null when $deadline (microtime(true)) passes
-     * first.
+     * The next line without its "\n" (and "\r"), or null when $deadline (microtime(true)) has
+     * passed, even if a complete line is already buffered.
      *
      * @throws ServerClosedException when the peer closed the connection.
      * @throws BadResponseException when a line exceeds maxLineBytes.
@@ -36,19 +47,30 @@ final class LineReader
     public function readLine(float $deadline): ?string
     {
         while (true) {
-            $end = strpos($this->buffer, "\n");
-            if ($end !== false) {
-                $line = substr($this->buffer, 0, $end);
-                $this->buffer = (string) substr($this->buffer, $end + 1);
-                return rtrim($line, "\r");
-            }
-            if (strlen($this->buffer) > $this->maxLineBytes) {
-                $this->buffer = '';
-                throw new BadResponseException("Reply exceeds maxMessageBytes ({$this->maxLineBytes} bytes)");
-            }
             $left = $deadline - microtime(true);
             if ($left <= 0) {
                 return null;
+            }
+            $end = strpos($this->buffer, "\n", max($this->pos, $this->scanned));
+            if ($end !== false) {
+                $line = substr($this->buffer, $this->pos, $end - $this->pos);
+                $this->pos = $end + 1;
+                $this->scanned = $this->pos;
+                if ($this->pos >= strlen($this->buffer)) {
+                    $this->buffer = '';
+                    $this->pos = $this->scanned = 0;
+                } elseif ($this->pos > self::CHUNK && $this->pos * 2 >= strlen($this->buffer)) {
+                    // Drop the consumed part; amortised linear since it is at least half.
+                    $this->buffer = substr($this->buffer, $this->pos);
+                    $this->pos = $this->scanned = 0;
+                }
+                return rtrim($line, "\r");
+            }
+            $this->scanned = strlen($this->buffer);
+            if ($this->scanned - $this->pos > $this->maxLineBytes) {
+                $this->buffer = '';
+                $this->pos = $this->scanned = 0;
+                throw new BadResponseException("Reply exceeds maxMessageBytes ({$this->maxLineBytes} bytes)");
             }
             if (!$this->waitReadable($left)) {
                 continue;
@@ -68,19 +90,19 @@ final class LineReader
         return $ready !== false && $ready > 0;
     }
 
-    /** Reads everything available now. */
+    /** Reads what is available now, up to FILL_LIMIT bytes. */
     private function fill(): void
     {
-        $got = false;
-        while (true) {
+        $got = 0;
+        while ($got < self::FILL_LIMIT) {
             $chunk = fread($this->stream, self::CHUNK);
             if ($chunk === false || $chunk === '') {
                 break;
             }
-            $got = true;
+            $got += strlen($chunk);
             $this->buffer .= $chunk;
         }
-        if (!$got && feof($this->stream)) {
+        if ($got === 0 && feof($this->stream)) {
             throw new ServerClosedException('Server closed the connection (readMessage)');
         }
     }

@@ -8,6 +8,7 @@ use PHPUnit\Framework\TestCase;
 use PixlIPC\Client;
 use PixlIPC\Exception\BadRequestTypeException;
 use PixlIPC\Exception\BadResponseException;
+use PixlIPC\Exception\ReplyTooLargeException;
 use PixlIPC\Exception\TimeoutException;
 
 /** The client's reply handling on a socket pair, with this test playing the server. */
@@ -83,14 +84,74 @@ final class ClientStreamTest extends TestCase
         $client->send('/x', $request);
     }
 
-    public function testGarbageJsonIsABadResponse(): void
+    public function testABrokenLineWithThisCallsIdIsABadResponseNamingTheId(): void
     {
         [$client, $peer] = $this->clientAndPeer();
-        fwrite($peer, "{not json}\n");
+        fwrite($peer, "{\"ipcReqID\":\"rq0\",not json}\n");
+        $request = [];
+        try {
+            $client->send('/x', $request);
+            $this->fail('a broken reply to this call must fail it');
+        } catch (BadResponseException $e) {
+            $this->assertSame(5004, $e->getCode());
+            $this->assertMatchesRegularExpression('/^Could not json_decode response, details:4 \(reply to rq0: Syntax error\)$/', $e->getMessage());
+        }
+        // The broken line was consumed whole: the next call reads its own reply, not leftovers.
+        fwrite($peer, "{\"ipcReqID\":\"rq1\",\"data\":\"mine\"}\n");
+        $this->assertSame('mine', $client->send('/x', $request));
+    }
+
+    public function testAReplyNestedPast512WithThisCallsIdFailsItWithTheReason(): void
+    {
+        [$client, $peer] = $this->clientAndPeer();
+        fwrite($peer, '{"ipcReqID":"rq0","data":' . str_repeat('[', 600) . str_repeat(']', 600) . "}\n");
         $request = [];
         $this->expectException(BadResponseException::class);
         $this->expectExceptionCode(5004);
-        $this->expectExceptionMessageMatches('/^Could not json_decode response/');
+        $this->expectExceptionMessage('(reply to rq0: Maximum stack depth exceeded)');
         $client->send('/x', $request);
+    }
+
+    public function testUndecodableLinesThatAreNotThisCallsReplyNeverFailIt(): void
+    {
+        [$client, $peer] = $this->clientAndPeer();
+        $deep = str_repeat('[', 600) . str_repeat(']', 600);
+        $request = [];
+        foreach (['rq0', 'rq1', 'rq2'] as $i => $id) {
+            fwrite($peer, "{not json}\n");                                        // no id at all
+            fwrite($peer, "{\"uri\":\"/events\",\"data\":$deep}\n");       // a push nested past 512
+            fwrite($peer, "{\"ipcReqID\":\"rq9$i\",\"data\":$deep}\n");     // another call's reply, too deep
+            fwrite($peer, "{\"ipcReqID\":\"rq7$i\",broken\n");               // another call's reply, broken
+            fwrite($peer, "{\"data\":1,\"ipcReqID\":\"rq8$i\",broken\n");   // id not first, not ours
+            fwrite($peer, "{\"ipcReqID\":\"$id\",\"data\":\"reply $i\"}\n");
+            $this->assertSame("reply $i", $client->send('/x', $request), "call $i reads its own reply");
+        }
+    }
+
+    public function testAReplyWhoseIdIsNotTheFirstKeyIsStillFound(): void
+    {
+        [$client, $peer] = $this->clientAndPeer();
+        fwrite($peer, "{\"data\":{\"ipcReqID\":\"rq0\"},\"ipcReqID\":\"rq5\"}\n");
+        fwrite($peer, "{\"data\":\"mine\", \"ipcReqID\" : \"rq0\"}\n");
+        $request = [];
+        $this->assertSame('mine', $client->send('/x', $request));
+    }
+
+    public function testAReplyTooLargeForMaxReplyMemoryIsRefusedWithCode5007AndTheConnectionKept(): void
+    {
+        [$client, $peer] = $this->clientAndPeer(['maxReplyMemory' => 1 << 20]);
+        fwrite($peer, '{"ipcReqID":"rq0","data":[' . implode(',', array_fill(0, 10000, '{"":0}')) . "]}\n");
+        $request = [];
+        try {
+            $client->send('/x', $request);
+            $this->fail('must be refused');
+        } catch (ReplyTooLargeException $e) {
+            $this->assertSame(Client::E_REPLY_TOO_LARGE, $e->getCode());
+            $this->assertSame(5007, $e->getCode());
+        }
+        // The same size as text is cheap to decode: accepted.
+        $text = str_repeat("a", 50000);
+        fwrite($peer, "{\"ipcReqID\":\"rq1\",\"data\":\"$text\"}\n");
+        $this->assertSame($text, $client->send('/x', $request));
     }
 }

@@ -7,7 +7,7 @@ namespace PixlIPC\Exception;
 /**
  * Base of every exception the client throws. It extends \Exception, so code written for the
  * original (`catch (Exception $e)` and `$e->getCode()`) keeps working; the codes are the
- * original's 5001-5006.
+ * original's 5001-5006, plus 5007 (a reply too large to decode safely).
  */
 abstract class IPCException extends \Exception
 {
@@ -17,4 +17,6 @@ abstract class IPCException extends \Exception
     public const E_BAD_RESPONSE = 5004;
     public const E_SERVER_CLOSE = 5005;
     public const E_TIMEOUT = 5006;
+    /** New in this client: a reply refused before decoding (see ReplyTooLargeException). */
+    public const E_REPLY_TOO_LARGE = 5007;
 }
