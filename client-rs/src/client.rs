@@ -1,7 +1,7 @@
 //! The `Client` handle: cheap to clone, usable from many tasks, one connection underneath.
 
 use std::borrow::Borrow;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,10 +23,11 @@ use crate::transport::Dialer;
 
 /// How many requests may wait for the connection task before callers wait too.
 const QUEUE_DEPTH: usize = 1024;
-/// Replies up to this size are decoded right where the caller awaits them; longer ones on a
-/// blocking thread, so the caller's deadline holds while they decode (a decode cannot be
-/// interrupted, but its caller need not wait for it).
-const INLINE_DECODE_BYTES: usize = 64 * 1024;
+/// Replies up to this size are decoded right where the caller awaits them (a few ms at most, in
+/// a release build); longer ones on a blocking thread, so the caller's deadline holds while they
+/// decode. A decode cannot be interrupted, but its caller need not wait for it; what it can cost
+/// is bounded by `max_reply_bytes`.
+const INLINE_DECODE_BYTES: usize = 1024 * 1024;
 
 /// The connection's state, as [`Client::state`] and [`Client::state_changes`] report it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -295,7 +296,7 @@ impl Client {
         uri: &str,
         data: &Value,
         timeout: Duration,
-        decode: fn(&[u8], Option<&AtomicBool>) -> Result<T, Error>,
+        decode: fn(&[u8]) -> Result<T, Error>,
     ) -> Result<T, Error> {
         let (id, line) = self.encode(uri, data, false)?;
         let (reply_tx, reply_rx) = oneshot::channel();
@@ -313,14 +314,10 @@ impl Client {
                 .await
                 .unwrap_or_else(|_| Err(self.closed_error()))?;
             if line.len() <= INLINE_DECODE_BYTES {
-                return decode(&line, None);
+                return decode(&line);
             }
-            // Off this task, so the timeout below still fires while a large reply decodes; and
-            // stopped within 64 KiB of input once the caller stops waiting, so an abandoned
-            // decode does not go on holding a CPU and memory.
-            let abandoned = Arc::new(AtomicBool::new(false));
-            let _abandon_on_drop = AbandonOnDrop(Arc::clone(&abandoned));
-            tokio::task::spawn_blocking(move || decode(&line, Some(&abandoned)))
+            // Off this task, so the timeout below still fires while a large reply decodes.
+            tokio::task::spawn_blocking(move || decode(&line))
                 .await
                 .unwrap_or_else(|err| {
                     Err(Error::Protocol(format!("decoding the reply failed: {err}")))
@@ -460,63 +457,16 @@ impl Subscription {
     }
 }
 
-/// Tells a decode on a blocking thread that its caller stopped waiting.
-struct AbandonOnDrop(Arc<AtomicBool>);
-
-impl Drop for AbandonOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-}
-
-/// Bytes of a reply handed to the decoder at a time when it can be abandoned.
-const DECODE_CHUNK: usize = 64 * 1024;
-
-/// A reply's bytes that stop with an error once `abandoned` is set.
-struct Abandonable<'a> {
-    rest: &'a [u8],
-    abandoned: &'a AtomicBool,
-}
-
-impl std::io::Read for Abandonable<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self.abandoned.load(Ordering::Relaxed) {
-            return Err(std::io::Error::other("the caller stopped waiting"));
-        }
-        std::io::Read::read(&mut self.rest, buf)
-    }
-}
-
-/// `bytes` decoded as `T`: straight from the slice, or in chunks that stop once `abandoned`.
-fn decode_json<T: DeserializeOwned>(
-    bytes: &[u8],
-    abandoned: Option<&AtomicBool>,
-) -> Result<T, serde_json::Error> {
-    match abandoned {
-        None => serde_json::from_slice(bytes),
-        Some(abandoned) => serde_json::from_reader(std::io::BufReader::with_capacity(
-            DECODE_CHUNK,
-            Abandonable {
-                rest: bytes,
-                abandoned,
-            },
-        )),
-    }
-}
-
 /// A reply line decoded as `T`, with the errors the connection task used to report.
-fn decode_reply<T: DeserializeOwned>(
-    line: &[u8],
-    abandoned: Option<&AtomicBool>,
-) -> Result<T, Error> {
-    decode_json(line, abandoned).map_err(|err| {
+fn decode_reply<T: DeserializeOwned>(line: &[u8]) -> Result<T, Error> {
+    serde_json::from_slice(line).map_err(|err| {
         Error::Protocol(pixl_ipc_protocol::FrameError::from_serde(&err, None).to_string())
     })
 }
 
 /// A reply line for [`Client::send`]: its `data`, or a top-level `code` as an error.
-fn decode_value(line: &[u8], abandoned: Option<&AtomicBool>) -> Result<Value, Error> {
-    let reply = decode_reply::<ServerMessage>(line, abandoned)?;
+fn decode_value(line: &[u8]) -> Result<Value, Error> {
+    let reply = decode_reply::<ServerMessage>(line)?;
     match reply.code {
         Some(code) if is_set(&code) => Err(Error::Server {
             code: text_of(&code),
@@ -548,11 +498,8 @@ struct DataCode {
 }
 
 /// A reply line for [`Client::call`]: `data` decoded straight into `T`, no [`Value`] tree.
-fn decode_typed<T: DeserializeOwned>(
-    line: &[u8],
-    abandoned: Option<&AtomicBool>,
-) -> Result<T, Error> {
-    let reply = decode_reply::<Envelope>(line, abandoned)?;
+fn decode_typed<T: DeserializeOwned>(line: &[u8]) -> Result<T, Error> {
+    let reply = decode_reply::<Envelope>(line)?;
     if let Some(code) = reply.code.filter(is_set) {
         return Err(Error::Server {
             code: text_of(&code),
@@ -576,7 +523,7 @@ fn decode_typed<T: DeserializeOwned>(
             }
         }
     }
-    decode_json(data.as_bytes(), abandoned).map_err(|err| Error::Decode(err.into()))
+    serde_json::from_str(data).map_err(|err| Error::Decode(err.into()))
 }
 
 /// The original's truthiness for `code`: absent, `null`, `false`, `0` and `""` mean no error.

@@ -180,6 +180,14 @@ pub(crate) fn route(line: &[u8]) -> Route {
 
 /// `None` for a `null` id (the same as none).
 fn route_by_id(id: &[u8]) -> Option<Route> {
+    // The usual id (`"rq12"`): a string without escapes, taken as it is.
+    if let [b'"', inner @ .., b'"'] = id {
+        if !inner.contains(&b'\\') {
+            if let Ok(text) = std::str::from_utf8(inner) {
+                return Some(Route::Reply(text.to_owned()));
+            }
+        }
+    }
     match serde_json::from_slice::<Value>(id).ok()? {
         Value::Null => None,
         Value::String(id) => Some(Route::Reply(id)),
@@ -303,6 +311,10 @@ mod tests {
         assert_eq!(
             route(br#"{"data":{"ipcReqID":"inner"},"ipcReqID":"rq2"}"#),
             Route::Reply("rq2".into())
+        );
+        assert_eq!(
+            route(br#"{"ipcReqID":"r\u0071\"1","data":1}"#),
+            Route::Reply("rq\"1".into())
         );
         assert_eq!(
             route(br#"{"ipcReqID":7,"data":1}"#),
