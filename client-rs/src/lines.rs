@@ -215,6 +215,9 @@ impl LineCodec {
     }
 }
 
+/// Lines up to this size are copied out of the read buffer (see [`LineCodec`]'s decode).
+const COPY_LINES_UP_TO: usize = 1024 * 1024;
+
 /// The least free space offered to each read, so a typical message arrives in one read.
 const MIN_READ_SPACE: usize = 32 * 1024;
 
@@ -242,12 +245,25 @@ impl Decoder for LineCodec {
                 }
                 (false, Some(end)) => {
                     self.next_index = 0;
-                    let mut line = buf.split_to(end + 1);
-                    line.truncate(end);
-                    if line.iter().all(u8::is_ascii_whitespace) {
+                    if buf[..end].iter().all(u8::is_ascii_whitespace) {
+                        buf.advance(end + 1);
                         continue;
                     }
-                    return Ok(Some(Ok(line.freeze())));
+                    // A line handed out shares the buffer's memory until its caller drops it,
+                    // and the buffer cannot reuse that memory for the next read meanwhile (it
+                    // reallocates, with page faults, as a large reply arrives). Up to
+                    // COPY_LINES_UP_TO the line is copied out instead, so the buffer stays its
+                    // own; past it, a copy would cost more than the reallocation.
+                    let line = if end <= COPY_LINES_UP_TO {
+                        let line = Bytes::copy_from_slice(&buf[..end]);
+                        buf.advance(end + 1);
+                        line
+                    } else {
+                        let mut line = buf.split_to(end + 1);
+                        line.truncate(end);
+                        line.freeze()
+                    };
+                    return Ok(Some(Ok(line)));
                 }
                 (false, None) if buf.len() > self.max_length => {
                     let req_id = match sniff_id(buf) {
