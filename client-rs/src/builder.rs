@@ -14,6 +14,15 @@ use crate::transport::WsOptions;
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default time to wait for a connection to open.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default largest reply a call decodes: 8 MiB. Decoding JSON made of many tiny values into a
+/// [`serde_json::Value`] tree costs up to ~64 times its size (a 24 MiB reply of `{}`s: 1.5 GiB),
+/// so 8 MiB bounds that at about 0.5 GiB, while leaving 8 times the largest message the
+/// original's own tests use (1 MiB echoes). Raise it for larger replies.
+pub const DEFAULT_MAX_REPLY_BYTES: usize = 8 * 1024 * 1024;
+/// Default bytes of pushes buffered per subscriber that has not taken them yet: 8 MiB.
+pub const DEFAULT_MAX_PUSH_BUFFER_BYTES: usize = 8 * 1024 * 1024;
+/// Pushes buffered per subscriber that has not taken them yet, whatever their size.
+pub const MAX_PUSH_BUFFER_PUSHES: usize = 1024;
 
 /// Builds a [`Client`].
 ///
@@ -23,6 +32,8 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// | [`connect_timeout`](Self::connect_timeout) | 5 s ([`DEFAULT_CONNECT_TIMEOUT`]) |
 /// | [`user_agent`](Self::user_agent) | `"Rust/pixl-ipc-client"` + the current directory |
 /// | [`max_message_bytes`](Self::max_message_bytes) | 64 MiB, the server's default |
+/// | [`max_reply_bytes`](Self::max_reply_bytes) | 8 MiB ([`DEFAULT_MAX_REPLY_BYTES`]) |
+/// | [`max_push_buffer_bytes`](Self::max_push_buffer_bytes) | 8 MiB per subscriber ([`DEFAULT_MAX_PUSH_BUFFER_BYTES`]) |
 /// | [`reconnect`](Self::reconnect) | every 1000 ms, forever ([`ReconnectPolicy::original`]) |
 /// | [`tls_ca_file`](Self::tls_ca_file) | the system's root certificates (`wss://` only) |
 /// | [`tls_domain`](Self::tls_domain) | the URL's host (`wss://` only) |
@@ -55,6 +66,8 @@ pub struct ClientBuilder {
     pub(crate) connect_timeout: Duration,
     pub(crate) user_agent: String,
     pub(crate) max_message_bytes: usize,
+    pub(crate) max_reply_bytes: usize,
+    pub(crate) max_push_buffer_bytes: usize,
     pub(crate) reconnect: ReconnectPolicy,
     pub(crate) ws: WsOptions,
 }
@@ -69,6 +82,8 @@ impl Default for ClientBuilder {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             user_agent: format!("Rust/pixl-ipc-client{cwd}"),
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            max_reply_bytes: DEFAULT_MAX_REPLY_BYTES,
+            max_push_buffer_bytes: DEFAULT_MAX_PUSH_BUFFER_BYTES,
             reconnect: ReconnectPolicy::original(),
             ws: WsOptions::default(),
         }
@@ -98,6 +113,23 @@ impl ClientBuilder {
     /// [`Error::MessageTooLarge`] without being sent.
     pub fn max_message_bytes(mut self, bytes: usize) -> Self {
         self.max_message_bytes = bytes;
+        self
+    }
+
+    /// Largest reply a call takes, in bytes (default 8 MiB, [`DEFAULT_MAX_REPLY_BYTES`]). A
+    /// longer reply fails its call with [`Error::ReplyTooLarge`] at once, without being
+    /// decoded. Replies are also bounded by [`max_message_bytes`](Self::max_message_bytes).
+    pub fn max_reply_bytes(mut self, bytes: usize) -> Self {
+        self.max_reply_bytes = bytes;
+        self
+    }
+
+    /// Bytes of pushes each [`Subscription`](crate::Subscription) may hold before it has taken
+    /// them (default 8 MiB; at most 1024 pushes either way). A subscriber that falls further
+    /// behind misses the oldest pushes and is told how many; the newest push is always kept,
+    /// so a subscriber holds at most this plus one push.
+    pub fn max_push_buffer_bytes(mut self, bytes: usize) -> Self {
+        self.max_push_buffer_bytes = bytes;
         self
     }
 
@@ -132,8 +164,37 @@ impl ClientBuilder {
     /// # Errors
     /// [`Error::Connect`] with the path and the OS reason if the first connection fails (the
     /// reconnect policy applies only to connections lost later);
-    /// [`Error::UnsupportedAddress`] for an address this client cannot use.
+    /// [`Error::UnsupportedAddress`] for an address this client cannot use;
+    /// [`Error::InvalidOption`] for a setting out of range (a zero timeout or size, a
+    /// [`Backoff`](crate::Backoff) with a NaN or out-of-range `jitter` or `growth_rate`).
     pub async fn connect(self, address: impl ToAddress) -> Result<Client, Error> {
+        self.validate()?;
         Client::start(self, address.to_address()?).await
+    }
+
+    /// Every setting in range, checked before anything starts.
+    fn validate(&self) -> Result<(), Error> {
+        let invalid = |option, reason: &str| {
+            Err(Error::InvalidOption {
+                option,
+                reason: reason.to_owned(),
+            })
+        };
+        if self.request_timeout.is_zero() {
+            return invalid("request_timeout", "zero would fail every call at once");
+        }
+        if self.connect_timeout.is_zero() {
+            return invalid(
+                "connect_timeout",
+                "zero would fail every connection attempt",
+            );
+        }
+        if self.max_message_bytes == 0 {
+            return invalid("max_message_bytes", "zero would refuse every message");
+        }
+        if self.max_reply_bytes == 0 {
+            return invalid("max_reply_bytes", "zero would refuse every reply");
+        }
+        self.reconnect.validate()
     }
 }

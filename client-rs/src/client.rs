@@ -6,23 +6,28 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pixl_ipc_protocol::json::{encode_request_ref, RequestRef};
-use pixl_ipc_protocol::{Push, ServerMessage};
+use pixl_ipc_protocol::{decode_line, Push, ServerMessage};
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::address::Address;
-use crate::builder::ClientBuilder;
+use crate::builder::{ClientBuilder, MAX_PUSH_BUFFER_PUSHES};
 use crate::error::Error;
+use crate::pushes::{Next, PushHub, PushLimits, Queue};
 use crate::task::{self, Outgoing, TaskContext};
 use crate::transport::Dialer;
 
 /// How many requests may wait for the connection task before callers wait too.
 const QUEUE_DEPTH: usize = 1024;
-/// How many pushes a slow subscriber may fall behind before it misses some (and is told so).
-const PUSH_BUFFER: usize = 1024;
+/// Replies up to this size are decoded right where the caller awaits them (a few ms at most, in
+/// a release build); longer ones on a blocking thread, so the caller's deadline holds while they
+/// decode. A decode cannot be interrupted, but its caller need not wait for it; what it can cost
+/// is bounded by `max_reply_bytes`.
+const INLINE_DECODE_BYTES: usize = 1024 * 1024;
 
 /// The connection's state, as [`Client::state`] and [`Client::state_changes`] report it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,7 +113,7 @@ struct Shared {
     settings: ClientBuilder,
     requests: mpsc::Sender<Outgoing>,
     state: watch::Receiver<ConnectionState>,
-    pushes: broadcast::Sender<Push>,
+    pushes: Arc<PushHub>,
     close: CancellationToken,
     next_id: AtomicU64,
     pid: u32,
@@ -145,15 +150,19 @@ impl Client {
         let connection = dialer.connect().await?;
         let (requests_tx, requests_rx) = mpsc::channel(QUEUE_DEPTH);
         let (state_tx, state_rx) = watch::channel(ConnectionState::Connected);
-        let (pushes, _) = broadcast::channel(PUSH_BUFFER);
+        let pushes = Arc::new(PushHub::new(PushLimits {
+            max_pushes: MAX_PUSH_BUFFER_PUSHES,
+            max_bytes: settings.max_push_buffer_bytes,
+        }));
         let close = CancellationToken::new();
         let context = TaskContext {
             dialer,
             requests: requests_rx,
             state: state_tx,
-            pushes: pushes.clone(),
+            pushes: Arc::clone(&pushes),
             close: close.clone(),
             policy: settings.reconnect.clone(),
+            max_reply_bytes: settings.max_reply_bytes,
         };
         tokio::spawn(task::run(context, connection));
         Ok(Client {
@@ -211,15 +220,8 @@ impl Client {
         data: impl Borrow<Value>,
         timeout: Duration,
     ) -> Result<Value, Error> {
-        let reply = self.request(uri, data.borrow(), timeout).await?;
-        match reply.code {
-            Some(code) if is_set(&code) => Err(Error::Server {
-                code: text_of(&code),
-                message: reply.message.as_ref().map(text_of).unwrap_or_default(),
-                data: None,
-            }),
-            _ => Ok(reply.data),
-        }
+        self.request(uri, data.borrow(), timeout, decode_value)
+            .await
     }
 
     /// Sends `request` (any `Serialize`) to `uri` and decodes the reply's `data` as `Resp`.
@@ -252,21 +254,17 @@ impl Client {
     /// # Errors
     /// As [`send`](Self::send), plus `Server` for handler-level errors and [`Error::Decode`]
     /// when `data` does not fit `Resp`.
+    ///
+    /// The reply's `data` is decoded straight into `Resp`, without a [`Value`] tree in between.
     pub async fn call<Req, Resp>(&self, uri: &str, request: &Req) -> Result<Resp, Error>
     where
         Req: Serialize + ?Sized,
-        Resp: DeserializeOwned,
+        Resp: DeserializeOwned + Send + 'static,
     {
         let data = serde_json::to_value(request).map_err(|err| Error::Encode(err.into()))?;
-        let reply = self.send(uri, data).await?;
-        if let Some(code) = reply.get("code").filter(|code| is_set(code)) {
-            return Err(Error::Server {
-                code: text_of(code),
-                message: reply.get("message").map(text_of).unwrap_or_default(),
-                data: Some(reply),
-            });
-        }
-        serde_json::from_value(reply).map_err(|err| Error::Decode(err.into()))
+        let timeout = self.shared.settings.request_timeout;
+        self.request(uri, &data, timeout, decode_typed::<Resp>)
+            .await
     }
 
     /// Sends a one-way message (`ipcNoReply`): the server runs the handler and answers nothing.
@@ -292,13 +290,14 @@ impl Client {
         }
     }
 
-    /// The raw reply line for a request, after transport errors only.
-    async fn request(
+    /// Sends a request and decodes its reply line with `decode`, all within `timeout`.
+    async fn request<T: Send + 'static>(
         &self,
         uri: &str,
         data: &Value,
         timeout: Duration,
-    ) -> Result<ServerMessage, Error> {
+        decode: fn(&[u8]) -> Result<T, Error>,
+    ) -> Result<T, Error> {
         let (id, line) = self.encode(uri, data, false)?;
         let (reply_tx, reply_rx) = oneshot::channel();
         let outgoing = Outgoing {
@@ -311,7 +310,18 @@ impl Client {
             if self.shared.requests.send(outgoing).await.is_err() {
                 return Err(self.closed_error());
             }
-            reply_rx.await.unwrap_or_else(|_| Err(self.closed_error()))
+            let line = reply_rx
+                .await
+                .unwrap_or_else(|_| Err(self.closed_error()))?;
+            if line.len() <= INLINE_DECODE_BYTES {
+                return decode(&line);
+            }
+            // Off this task, so the timeout below still fires while a large reply decodes.
+            tokio::task::spawn_blocking(move || decode(&line))
+                .await
+                .unwrap_or_else(|err| {
+                    Err(Error::Protocol(format!("decoding the reply failed: {err}")))
+                })
         };
         match tokio::time::timeout(timeout, exchange).await {
             Ok(outcome) => outcome,
@@ -376,9 +386,13 @@ impl Client {
     /// }
     /// # }
     /// ```
+    ///
+    /// Each subscription buffers at most 1024 pushes and
+    /// [`max_push_buffer_bytes`](ClientBuilder::max_push_buffer_bytes) bytes it has not taken
+    /// yet; past that it misses the oldest (and [`Subscription::recv`] says how many).
     pub fn subscribe(&self) -> Subscription {
         Subscription {
-            receiver: self.shared.pushes.subscribe(),
+            queue: self.shared.pushes.subscribe(),
         }
     }
 
@@ -400,7 +414,7 @@ impl Client {
 
 /// A stream of server pushes, from [`Client::subscribe`].
 pub struct Subscription {
-    receiver: broadcast::Receiver<Push>,
+    queue: Arc<Queue>,
 }
 
 /// Why [`Subscription::recv`] returned no push.
@@ -422,11 +436,94 @@ impl Subscription {
     /// [`SubscriptionError::Lagged`] when pushes were missed (it says how many; nothing is lost
     /// silently), [`SubscriptionError::Closed`] when the client is gone.
     pub async fn recv(&mut self) -> Result<Push, SubscriptionError> {
-        self.receiver.recv().await.map_err(|err| match err {
-            broadcast::error::RecvError::Lagged(missed) => SubscriptionError::Lagged(missed),
-            broadcast::error::RecvError::Closed => SubscriptionError::Closed,
-        })
+        loop {
+            match self.queue.next().await {
+                Next::Missed(missed) => return Err(SubscriptionError::Lagged(missed)),
+                Next::Closed => return Err(SubscriptionError::Closed),
+                // The connection task only checked it routes as a push; it is decoded here, by
+                // the subscriber that takes it. One that does not decode is skipped.
+                Next::Line(line) => match decode_line::<ServerMessage>(&line) {
+                    Some(Ok(message)) => {
+                        return Ok(Push {
+                            uri: message.uri,
+                            data: message.data,
+                        })
+                    }
+                    Some(Err(err)) => tracing::warn!(error = %err, "undecodable push"),
+                    None => {}
+                },
+            }
+        }
     }
+}
+
+/// A reply line decoded as `T`, with the errors the connection task used to report.
+fn decode_reply<T: DeserializeOwned>(line: &[u8]) -> Result<T, Error> {
+    serde_json::from_slice(line).map_err(|err| {
+        Error::Protocol(pixl_ipc_protocol::FrameError::from_serde(&err, None).to_string())
+    })
+}
+
+/// A reply line for [`Client::send`]: its `data`, or a top-level `code` as an error.
+fn decode_value(line: &[u8]) -> Result<Value, Error> {
+    let reply = decode_reply::<ServerMessage>(line)?;
+    match reply.code {
+        Some(code) if is_set(&code) => Err(Error::Server {
+            code: text_of(&code),
+            message: reply.message.as_ref().map(text_of).unwrap_or_default(),
+            data: None,
+        }),
+        _ => Ok(reply.data),
+    }
+}
+
+/// A reply's top level with `data` kept as text, for typed decoding.
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(default)]
+    data: Option<Box<RawValue>>,
+    #[serde(default)]
+    code: Option<Value>,
+    #[serde(default)]
+    message: Option<Value>,
+}
+
+/// The members of `data` the `codeToErr` rule looks at; the rest is skipped, not built.
+#[derive(Deserialize)]
+struct DataCode {
+    #[serde(default)]
+    code: Option<Value>,
+    #[serde(default)]
+    message: Option<Value>,
+}
+
+/// A reply line for [`Client::call`]: `data` decoded straight into `T`, no [`Value`] tree.
+fn decode_typed<T: DeserializeOwned>(line: &[u8]) -> Result<T, Error> {
+    let reply = decode_reply::<Envelope>(line)?;
+    if let Some(code) = reply.code.filter(is_set) {
+        return Err(Error::Server {
+            code: text_of(&code),
+            message: reply.message.as_ref().map(text_of).unwrap_or_default(),
+            data: None,
+        });
+    }
+    let data = reply.data.as_deref().map_or("null", RawValue::get);
+    if data.starts_with('{') {
+        if let Ok(DataCode {
+            code: Some(code),
+            message,
+        }) = serde_json::from_str::<DataCode>(data)
+        {
+            if is_set(&code) {
+                return Err(Error::Server {
+                    code: text_of(&code),
+                    message: message.as_ref().map(text_of).unwrap_or_default(),
+                    data: serde_json::from_str(data).ok(),
+                });
+            }
+        }
+    }
+    serde_json::from_str(data).map_err(|err| Error::Decode(err.into()))
 }
 
 /// The original's truthiness for `code`: absent, `null`, `false`, `0` and `""` mean no error.

@@ -10,7 +10,10 @@ use serde_json::Value;
 ///
 /// Which method reports what:
 /// - every method: transport failures (`Connect`, `NotConnected`, `ConnectionLost`,
-///   `ReconnectFailed`, `Closed`, `Timeout`, `MessageTooLarge`, `Protocol`, `Encode`);
+///   `ReconnectFailed`, `Closed`, `Timeout`, `MessageTooLarge`, `ReplyTooLarge`, `Protocol`,
+///   `Encode`);
+/// - [`ClientBuilder::connect`](crate::ClientBuilder::connect): `InvalidOption` for a setting
+///   out of range;
 /// - [`Client::send`](crate::Client::send) and [`Client::call`](crate::Client::call):
 ///   `Server` for a reply with a top-level `code` (request-level errors such as `no_uri`);
 /// - [`Client::call`](crate::Client::call) only: also `Server` when the reply's `data` is an
@@ -75,6 +78,24 @@ pub enum Error {
         size: usize,
         /// The configured maximum.
         limit: usize,
+    },
+    /// The reply is longer than [`max_reply_bytes`](crate::ClientBuilder::max_reply_bytes): it
+    /// was dropped without being decoded, because decoding a large reply of many small values
+    /// can cost dozens of times its size in memory.
+    #[error("reply of {size} bytes exceeds max_reply_bytes ({limit} bytes); it was not decoded")]
+    ReplyTooLarge {
+        /// The reply line's size.
+        size: usize,
+        /// The configured maximum.
+        limit: usize,
+    },
+    /// A [`ClientBuilder`](crate::ClientBuilder) setting is out of range; nothing was started.
+    #[error("invalid option {option}: {reason}")]
+    InvalidOption {
+        /// The setting's name (`reconnect.jitter`, `request_timeout`, ...).
+        option: &'static str,
+        /// What is wrong with its value.
+        reason: String,
     },
     /// The server answered with an error code.
     #[error("server error {code}: {message}")]

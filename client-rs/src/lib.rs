@@ -30,13 +30,18 @@ mod address;
 mod builder;
 mod client;
 mod error;
+mod lines;
 mod pending;
+mod pushes;
 mod reconnect;
 mod task;
 mod transport;
 
 pub use address::{Address, ToAddress};
-pub use builder::{ClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT};
+pub use builder::{
+    ClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_PUSH_BUFFER_BYTES, DEFAULT_MAX_REPLY_BYTES,
+    DEFAULT_REQUEST_TIMEOUT, MAX_PUSH_BUFFER_PUSHES,
+};
 pub use client::{Client, CloseReason, ConnectionState, Subscription, SubscriptionError};
 pub use error::Error;
 pub use pixl_ipc_protocol::Push;

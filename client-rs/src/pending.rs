@@ -2,13 +2,14 @@
 
 use std::collections::HashMap;
 
-use pixl_ipc_protocol::ServerMessage;
+use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use crate::error::Error;
 
-/// Where a request's outcome goes.
-pub(crate) type ReplySender = oneshot::Sender<Result<ServerMessage, Error>>;
+/// Where a request's outcome goes: its reply line, not yet decoded (the caller decodes it,
+/// under its own deadline), or why there is none.
+pub(crate) type ReplySender = oneshot::Sender<Result<Bytes, Error>>;
 
 /// Requests written to the connection and not yet answered. Owned by the connection task; every
 /// entry is settled exactly once: by its reply, by a connection failure, or dropped because the
@@ -25,7 +26,7 @@ impl PendingRequests {
 
     /// Hands `outcome` to the request `id`. False when nobody waits for it any more (a late
     /// reply after a timeout, or an id this client never sent); the entry is gone either way.
-    pub(crate) fn complete(&mut self, id: &str, outcome: Result<ServerMessage, Error>) -> bool {
+    pub(crate) fn complete(&mut self, id: &str, outcome: Result<Bytes, Error>) -> bool {
         match self.waiting.remove(id) {
             Some(reply) => reply.send(outcome).is_ok(),
             None => false,
@@ -58,13 +59,9 @@ impl PendingRequests {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
-    fn message(data: serde_json::Value) -> ServerMessage {
-        ServerMessage {
-            data,
-            ..ServerMessage::default()
-        }
+    fn message(data: u8) -> Bytes {
+        Bytes::from(vec![data])
     }
 
     #[tokio::test]
@@ -72,10 +69,10 @@ mod tests {
         let mut table = PendingRequests::default();
         let (tx, rx) = oneshot::channel();
         table.insert("rq0".into(), tx);
-        assert!(table.complete("rq0", Ok(message(json!(1)))));
-        assert_eq!(rx.await.unwrap().unwrap().data, json!(1));
+        assert!(table.complete("rq0", Ok(message(1))));
+        assert_eq!(rx.await.unwrap().unwrap(), message(1));
         assert!(
-            !table.complete("rq0", Ok(message(json!(2)))),
+            !table.complete("rq0", Ok(message(2))),
             "a second reply finds nobody"
         );
         assert_eq!(table.len(), 0);
@@ -87,7 +84,7 @@ mod tests {
         let (tx, rx) = oneshot::channel();
         table.insert("rq0".into(), tx);
         drop(rx);
-        assert!(!table.complete("rq0", Ok(message(json!(1)))));
+        assert!(!table.complete("rq0", Ok(message(1))));
         assert_eq!(table.len(), 0);
     }
 

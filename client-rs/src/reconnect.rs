@@ -53,6 +53,31 @@ impl Default for Backoff {
 }
 
 impl ReconnectPolicy {
+    /// Checks every setting; [`ClientBuilder::connect`](crate::ClientBuilder::connect) calls it.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`](crate::Error::InvalidOption) for a `growth_rate` that is not a
+    /// finite number of at least 1, or a `jitter` outside `0.0..=1.0` (NaN included).
+    pub(crate) fn validate(&self) -> Result<(), crate::Error> {
+        let ReconnectPolicy::Backoff(backoff) = self else {
+            return Ok(());
+        };
+        let invalid = |option, reason: String| Err(crate::Error::InvalidOption { option, reason });
+        if !(backoff.growth_rate.is_finite() && backoff.growth_rate >= 1.0) {
+            return invalid(
+                "reconnect.growth_rate",
+                format!("{} is not a finite number >= 1", backoff.growth_rate),
+            );
+        }
+        if !(0.0..=1.0).contains(&backoff.jitter) {
+            return invalid(
+                "reconnect.jitter",
+                format!("{} is not within 0.0..=1.0", backoff.jitter),
+            );
+        }
+        Ok(())
+    }
+
     /// The original's `autoReconnect: 1000`: every second, forever.
     pub fn original() -> Self {
         ReconnectPolicy::Fixed {
@@ -87,7 +112,12 @@ impl ReconnectPolicy {
                 .min(max);
                 let jitter = backoff.jitter.clamp(0.0, 1.0);
                 let spread = base * (1.0 + jitter * (2.0 * random - 1.0));
-                Some(Duration::from_secs_f64(spread.clamp(0.0, max)))
+                // Never panics: a NaN (validated away at construction anyway) or a wait past
+                // what a `Duration` holds becomes the ceiling.
+                Some(
+                    Duration::try_from_secs_f64(spread.clamp(0.0, max))
+                        .unwrap_or(backoff.max_delay),
+                )
             }
         }
     }
@@ -148,6 +178,31 @@ mod tests {
             Duration::from_secs(10),
             "capped at max_delay even with jitter"
         );
+    }
+
+    #[test]
+    fn out_of_range_settings_are_refused_and_never_panic() {
+        let nan = Backoff {
+            jitter: f64::NAN,
+            ..Backoff::default()
+        };
+        assert!(ReconnectPolicy::Backoff(nan.clone()).validate().is_err());
+        assert!(ReconnectPolicy::Backoff(nan.clone()).delay(1).is_some());
+        let growth = Backoff {
+            growth_rate: f64::INFINITY,
+            ..Backoff::default()
+        };
+        assert!(ReconnectPolicy::Backoff(growth).validate().is_err());
+        let forever = ReconnectPolicy::Backoff(Backoff {
+            interval: Duration::MAX,
+            max_delay: Duration::MAX,
+            ..Backoff::default()
+        });
+        assert!(forever.validate().is_ok());
+        assert_eq!(forever.delay(1), Some(Duration::MAX));
+        assert!(ReconnectPolicy::Backoff(Backoff::default())
+            .validate()
+            .is_ok());
     }
 
     #[test]

@@ -1,18 +1,21 @@
 //! The background task that owns the socket: it writes requests, matches replies to callers,
 //! fans out pushes, and reconnects according to the policy.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use pixl_ipc_protocol::{FrameError, Push, ServerMessage};
+use pixl_ipc_protocol::FrameError;
 use serde_json::Value;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::address::Address;
 use crate::client::{CloseReason, ConnectionState};
 use crate::error::Error;
+use crate::lines::{self, Route};
 use crate::pending::{PendingRequests, ReplySender};
+use crate::pushes::PushHub;
 use crate::reconnect::ReconnectPolicy;
 use crate::transport::{Connection, Dialer, Reader, Writer};
 
@@ -33,9 +36,11 @@ pub(crate) struct TaskContext {
     pub(crate) dialer: Dialer,
     pub(crate) requests: mpsc::Receiver<Outgoing>,
     pub(crate) state: watch::Sender<ConnectionState>,
-    pub(crate) pushes: broadcast::Sender<Push>,
+    pub(crate) pushes: Arc<PushHub>,
     pub(crate) close: CancellationToken,
     pub(crate) policy: ReconnectPolicy,
+    /// Replies longer than this fail their call with [`Error::ReplyTooLarge`] undecoded.
+    pub(crate) max_reply_bytes: usize,
 }
 
 impl TaskContext {
@@ -52,17 +57,37 @@ enum Ended {
     Lost(String),
 }
 
+/// Makes sure the state never says `Connected` after the task is gone, however it ended (a
+/// panic included): callers read the state to explain why their calls fail.
+struct Guard(TaskContext);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let ctx = &mut self.0;
+        if !matches!(*ctx.state.borrow(), ConnectionState::Closed(_)) {
+            finish(
+                ctx,
+                CloseReason::ConnectionLost(
+                    "the client's connection task stopped unexpectedly".into(),
+                ),
+            );
+        }
+    }
+}
+
 /// Runs until the client is closed or the policy gives up.
-pub(crate) async fn run(mut ctx: TaskContext, mut connection: Connection) {
+pub(crate) async fn run(ctx: TaskContext, mut connection: Connection) {
+    let mut guard = Guard(ctx);
+    let ctx = &mut guard.0;
     loop {
-        let reason = match serve(&mut ctx, connection).await {
-            Ended::ByCaller => return finish(&mut ctx, CloseReason::ByCaller),
+        let reason = match serve(ctx, connection).await {
+            Ended::ByCaller => return finish(ctx, CloseReason::ByCaller),
             Ended::Lost(reason) => reason,
         };
         tracing::debug!(address = %ctx.address(), %reason, "connection lost");
-        match reconnect(&mut ctx, &reason).await {
+        match reconnect(ctx, &reason).await {
             Ok(next) => connection = next,
-            Err(close) => return finish(&mut ctx, close),
+            Err(close) => return finish(ctx, close),
         }
     }
 }
@@ -72,6 +97,7 @@ pub(crate) async fn run(mut ctx: TaskContext, mut connection: Connection) {
 fn finish(ctx: &mut TaskContext, reason: CloseReason) {
     let error = reason.to_error(ctx.address());
     ctx.state.send_replace(ConnectionState::Closed(reason));
+    ctx.pushes.close();
     ctx.requests.close();
     while let Ok(outgoing) = ctx.requests.try_recv() {
         if let Some(reply) = outgoing.reply {
@@ -200,36 +226,17 @@ async fn read_what_is_left(
     }
 }
 
-/// One line from the server: a message to deliver, or a line that could not be decoded.
+/// One line from the server, or a line too long to take.
 fn handle(
     ctx: &TaskContext,
     pending: &mut PendingRequests,
     last_said: &mut LastSaid,
-    incoming: Result<ServerMessage, FrameError>,
+    incoming: Result<Bytes, FrameError>,
 ) {
     match incoming {
-        Ok(message) => {
-            last_said.0 = unattributed_error(&message);
-            deliver(ctx, pending, message);
-        }
+        Ok(line) => deliver(ctx, pending, last_said, line),
         Err(bad_line) => reject(pending, &bad_line),
     }
-}
-
-/// `"code: message"` for an error line that names no request.
-fn unattributed_error(message: &ServerMessage) -> Option<String> {
-    if message.ipc_req_id.is_some() {
-        return None;
-    }
-    let text = |value: &Option<Value>| match value {
-        Some(Value::String(text)) => text.clone(),
-        Some(other) => other.to_string(),
-        None => String::new(),
-    };
-    message
-        .code
-        .as_ref()
-        .map(|_| format!("{}: {}", text(&message.code), text(&message.message)))
 }
 
 /// Queues one request's bytes, batching with whatever else is waiting to be written.
@@ -243,30 +250,51 @@ fn accept(outgoing: Outgoing, pending: &mut PendingRequests, writer: &mut Writer
     writer.queue(&outgoing.line);
 }
 
-/// Routes one decoded line: a reply to its caller, a push to subscribers.
-fn deliver(ctx: &TaskContext, pending: &mut PendingRequests, message: ServerMessage) {
-    match &message.ipc_req_id {
-        Some(Value::String(id)) => {
-            let id = id.clone();
-            if !pending.complete(&id, Ok(message)) {
+/// Routes one line, without decoding it: a reply to its caller (who decodes it under its own
+/// deadline), a push to subscribers (who decode it when they take it).
+fn deliver(
+    ctx: &TaskContext,
+    pending: &mut PendingRequests,
+    last_said: &mut LastSaid,
+    line: Bytes,
+) {
+    let route = lines::route(&line);
+    match route {
+        Route::Reply(id) => {
+            last_said.0 = None;
+            let outcome = if line.len() > ctx.max_reply_bytes {
+                Err(Error::ReplyTooLarge {
+                    size: line.len(),
+                    limit: ctx.max_reply_bytes,
+                })
+            } else {
+                Ok(line)
+            };
+            if !pending.complete(&id, outcome) {
                 tracing::debug!(
                     id,
                     "dropped a reply nobody waits for (late, after a timeout)"
                 );
             }
         }
-        Some(other) => tracing::warn!(id = %other, "reply with an id this client never uses"),
-        None if message.code.is_some() => {
-            tracing::warn!(code = ?message.code, message = ?message.message, "server reported an error for an unknown request");
+        Route::ForeignId(id) => {
+            last_said.0 = None;
+            tracing::warn!(%id, "reply with an id this client never uses");
         }
-        None => {
-            let push = Push {
-                uri: message.uri,
-                data: message.data,
-            };
-            // No subscriber is fine: pushes are offered, not queued for later.
-            let _ = ctx.pushes.send(push);
+        Route::UnattributedError(said) => {
+            tracing::warn!(error = %said, "server reported an error for an unknown request");
+            last_said.0 = Some(said);
         }
+        Route::Push => {
+            last_said.0 = None;
+            // No subscriber is fine: pushes are offered, not queued for later. A copy, so a
+            // buffered push never keeps a whole read buffer or frame alive.
+            if ctx.pushes.has_subscribers() {
+                ctx.pushes.publish(&Bytes::copy_from_slice(&line));
+            }
+        }
+        Route::Skip(None) => {}
+        Route::Skip(Some(error)) => tracing::warn!(%error, "undecodable line from the server"),
     }
 }
 

@@ -14,7 +14,7 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use pixl_ipc_protocol::sink_queue::poll_drain;
 use pixl_ipc_protocol::unix_io::{self, UnixReader, UnixWriter, WriteQueue};
-use pixl_ipc_protocol::{decode_line, frame_lines, FrameError, JsonLinesCodec, ServerMessage};
+use pixl_ipc_protocol::FrameError;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -29,6 +29,7 @@ use tokio_util::codec::FramedRead;
 
 use crate::address::Address;
 use crate::error::Error;
+use crate::lines::LineCodec;
 
 /// Bytes tungstenite offers each socket read. It zeroes that much before every read, so its
 /// 128 KiB default costs more than the rest of a small reply's handling.
@@ -57,8 +58,58 @@ pub(crate) struct Connection {
     pub(crate) writer: Writer,
 }
 
-/// A decoded line, a line that could not be decoded, or (`Err`) the reason the connection ended.
-pub(crate) type Incoming = Result<Result<ServerMessage, FrameError>, String>;
+/// One line (not decoded), a line too long to take, or (`Err`) the reason the connection ended.
+pub(crate) type Incoming = Result<Result<Bytes, FrameError>, String>;
+
+/// Pings the server may send while it does not read our pongs before the connection is cut:
+/// each unsent pong is held in memory, so a server that floods pings without reading could
+/// otherwise grow it without bound. The `ws` package cuts such a peer after a few dozen too.
+pub(crate) const MAX_UNANSWERED_PINGS: u32 = 32;
+
+/// What the WebSocket's byte stream saw: bytes written (so the reader can tell whether pongs
+/// still leave), and the last bytes read (so a close frame tungstenite replaced can be named).
+#[derive(Debug, Default)]
+pub(crate) struct IoStats {
+    written: std::sync::atomic::AtomicU64,
+    tail: std::sync::Mutex<Vec<u8>>,
+}
+
+/// Longest WebSocket close frame from a server: 2 header bytes and up to 125 payload bytes.
+const CLOSE_FRAME_MAX: usize = 127;
+
+impl IoStats {
+    fn written(&self) -> u64 {
+        self.written.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn record_read(&self, bytes: &[u8]) {
+        let mut tail = self
+            .tail
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let bytes = &bytes[bytes.len().saturating_sub(CLOSE_FRAME_MAX)..];
+        let keep = CLOSE_FRAME_MAX - bytes.len();
+        let drop = tail.len().saturating_sub(keep);
+        tail.drain(..drop);
+        tail.extend_from_slice(bytes);
+    }
+
+    /// The close code of the server's last frame, if the last bytes read are a close frame.
+    /// tungstenite replaces an invalid code with 1002 (the code it answers with) before the
+    /// client sees it; this recovers what the server actually sent.
+    fn sent_close_code(&self) -> Option<u16> {
+        let tail = self
+            .tail
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        (2..=125usize).rev().find_map(|len| {
+            let start = tail.len().checked_sub(2 + len)?;
+            // FIN + close opcode, unmasked (a server's frames are never masked), this length.
+            (tail[start] == 0x88 && usize::from(tail[start + 1]) == len)
+                .then(|| u16::from_be_bytes([tail[start + 2], tail[start + 3]]))
+        })
+    }
+}
 
 impl Dialer {
     /// Opens a connection within the timeout.
@@ -90,7 +141,7 @@ impl Dialer {
                 Ok(Connection {
                     reader: Reader::Unix(FramedRead::new(
                         read,
-                        JsonLinesCodec::with_max_length(self.max_message_bytes),
+                        LineCodec::new(self.max_message_bytes),
                     )),
                     writer: Writer::Unix {
                         half: write,
@@ -108,10 +159,15 @@ impl Dialer {
                     .await
                     .map_err(|err| self.connect_error(err))?;
                 let _ = tcp.set_nodelay(true);
-                let io = if *tls {
-                    WsIo::Tls(Box::new(self.tls_handshake(tcp, host).await?))
+                let stream = if *tls {
+                    WsStream::Tls(Box::new(self.tls_handshake(tcp, host).await?))
                 } else {
-                    WsIo::Plain(tcp)
+                    WsStream::Plain(tcp)
+                };
+                let stats = Arc::new(IoStats::default());
+                let io = WsIo {
+                    stream,
+                    stats: Arc::clone(&stats),
                 };
                 let mut request = url
                     .as_str()
@@ -137,7 +193,10 @@ impl Dialer {
                 Ok(Connection {
                     reader: Reader::WebSocket {
                         frames,
-                        decoded: VecDeque::new(),
+                        rest: None,
+                        stats,
+                        unanswered_pings: 0,
+                        written_at_last_ping: 0,
                     },
                     writer: Writer::WebSocket {
                         sink,
@@ -210,9 +269,15 @@ impl Dialer {
 }
 
 /// The byte stream under a WebSocket: plain TCP or TLS.
-pub(crate) enum WsIo {
+pub(crate) enum WsStream {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
+}
+
+/// The byte stream under a WebSocket, counting what it writes and keeping what it last read.
+pub(crate) struct WsIo {
+    stream: WsStream,
+    stats: Arc<IoStats>,
 }
 
 impl AsyncRead for WsIo {
@@ -221,10 +286,16 @@ impl AsyncRead for WsIo {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            WsIo::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
-            WsIo::Tls(stream) => Pin::new(stream.as_mut()).poll_read(cx, buf),
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = match &mut this.stream {
+            WsStream::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
+            WsStream::Tls(stream) => Pin::new(stream.as_mut()).poll_read(cx, buf),
+        };
+        if let Poll::Ready(Ok(())) = polled {
+            this.stats.record_read(&buf.filled()[before..]);
         }
+        polled
     }
 }
 
@@ -234,39 +305,51 @@ impl AsyncWrite for WsIo {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            WsIo::Plain(stream) => Pin::new(stream).poll_write(cx, buf),
-            WsIo::Tls(stream) => Pin::new(stream.as_mut()).poll_write(cx, buf),
+        let this = self.get_mut();
+        let polled = match &mut this.stream {
+            WsStream::Plain(stream) => Pin::new(stream).poll_write(cx, buf),
+            WsStream::Tls(stream) => Pin::new(stream.as_mut()).poll_write(cx, buf),
+        };
+        if let Poll::Ready(Ok(written)) = polled {
+            this.stats
+                .written
+                .fetch_add(written as u64, std::sync::atomic::Ordering::Relaxed);
         }
+        polled
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            WsIo::Plain(stream) => Pin::new(stream).poll_flush(cx),
-            WsIo::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(cx),
+        match &mut self.get_mut().stream {
+            WsStream::Plain(stream) => Pin::new(stream).poll_flush(cx),
+            WsStream::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            WsIo::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
-            WsIo::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(cx),
+        match &mut self.get_mut().stream {
+            WsStream::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
+            WsStream::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(cx),
         }
     }
 }
 
 /// The receiving half.
 pub(crate) enum Reader {
-    Unix(FramedRead<UnixReader, JsonLinesCodec<ServerMessage>>),
+    Unix(FramedRead<UnixReader, LineCodec>),
     WebSocket {
         frames: SplitStream<WebSocketStream<WsIo>>,
-        /// Messages of a frame that carried several lines, not yet handed out.
-        decoded: VecDeque<Result<ServerMessage, FrameError>>,
+        /// What is left of the current frame: its lines are handed out one at a time, as the
+        /// task asks for them, never all decoded up front.
+        rest: Option<Bytes>,
+        stats: Arc<IoStats>,
+        /// Pings received in a row while nothing we wrote left (pongs pile up unsent).
+        unanswered_pings: u32,
+        written_at_last_ping: u64,
     },
 }
 
 impl Reader {
-    /// The next message, or why the connection ended. Cancel-safe.
+    /// The next line, or why the connection ended. Cancel-safe.
     pub(crate) async fn next(&mut self) -> Incoming {
         match self {
             Reader::Unix(lines) => match lines.next().await {
@@ -274,31 +357,83 @@ impl Reader {
                 Some(Err(err)) => Err(err.to_string()),
                 None => Err("the server closed the connection".into()),
             },
-            Reader::WebSocket { frames, decoded } => loop {
-                if let Some(item) = decoded.pop_front() {
-                    return Ok(item);
+            Reader::WebSocket {
+                frames,
+                rest,
+                stats,
+                unanswered_pings,
+                written_at_last_ping,
+            } => loop {
+                if let Some(line) = next_frame_line(rest) {
+                    if line.iter().all(u8::is_ascii_whitespace) {
+                        continue;
+                    }
+                    return Ok(Ok(line));
                 }
                 let payload = match frames.next().await {
                     Some(Ok(Message::Text(text))) => Bytes::from(text),
                     Some(Ok(Message::Binary(bytes))) => bytes,
                     Some(Ok(Message::Close(frame))) => {
-                        return Err(match frame {
-                            Some(frame) => format!(
-                                "the server closed the connection ({} {})",
-                                u16::from(frame.code),
-                                frame.reason
-                            ),
-                            None => "the server closed the connection".into(),
-                        })
+                        return Err(close_reason(frame.as_ref(), stats));
+                    }
+                    Some(Ok(Message::Ping(_))) => {
+                        let written = stats.written();
+                        if written == *written_at_last_ping {
+                            *unanswered_pings += 1;
+                            if *unanswered_pings > MAX_UNANSWERED_PINGS {
+                                return Err(format!(
+                                    "the server sent more than {MAX_UNANSWERED_PINGS} pings \
+                                     while not reading our pongs"
+                                ));
+                            }
+                        } else {
+                            *unanswered_pings = 0;
+                            *written_at_last_ping = written;
+                        }
+                        continue;
                     }
                     Some(Ok(_)) => continue,
                     Some(Err(err)) => return Err(err.to_string()),
                     None => return Err("the server closed the connection".into()),
                 };
-                decoded.extend(frame_lines(&payload).filter_map(decode_line::<ServerMessage>));
+                *rest = Some(payload);
             },
         }
     }
+}
+
+/// The next newline-separated line of a frame (tremor's `separate`); a frame without a newline
+/// is one line.
+fn next_frame_line(rest: &mut Option<Bytes>) -> Option<Bytes> {
+    let remaining = rest.as_mut()?;
+    match memchr::memchr(b'\n', remaining) {
+        Some(end) => {
+            let line = remaining.split_to(end + 1);
+            Some(line.slice(..end))
+        }
+        None => rest.take(),
+    }
+}
+
+/// Why the server's close frame ended the connection, with the code the server sent.
+fn close_reason(
+    frame: Option<&tokio_tungstenite::tungstenite::protocol::CloseFrame>,
+    stats: &IoStats,
+) -> String {
+    let Some(frame) = frame else {
+        return "the server closed the connection".into();
+    };
+    let code = u16::from(frame.code);
+    if code == 1002 {
+        // tungstenite answers an invalid close code with 1002 and reports its own answer.
+        if let Some(sent) = stats.sent_close_code().filter(|sent| *sent != 1002) {
+            return format!(
+                "the server closed the connection with close code {sent}, which is not a valid \
+                 close code (the client answered 1002 protocol error)"
+            );
+        }
+    }
+    format!("the server closed the connection ({code} {})", frame.reason)
 }
 
 /// The sending half, with what has been queued but not yet written.

@@ -35,6 +35,9 @@ struct Cli {
     /// How long to wait for each reply, e.g. 500ms, 2s
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, global = true)]
     timeout: Duration,
+    /// Largest reply to decode, in bytes; a longer one fails at once (exit 1)
+    #[arg(long, value_name = "BYTES", default_value_t = pixl_ipc_client::DEFAULT_MAX_REPLY_BYTES, global = true)]
+    max_reply_bytes: usize,
     #[command(subcommand)]
     command: Command,
 }
@@ -81,6 +84,7 @@ fn main() -> ExitCode {
                     Error::Connect { .. }
                     | Error::NotConnected { .. }
                     | Error::UnsupportedAddress { .. } => 3,
+                    Error::InvalidOption { .. } => 2,
                     Error::Timeout { .. } => 4,
                     Error::Server { .. } => 5,
                     _ => 1,
@@ -116,6 +120,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let mut builder = Client::builder()
         .request_timeout(cli.timeout)
         .connect_timeout(cli.timeout)
+        .max_reply_bytes(cli.max_reply_bytes)
         .user_agent(format!("pixl-ipc-cli/{}", env!("CARGO_PKG_VERSION")))
         .reconnect(reconnect);
     if let Some(ca_file) = &cli.ca_file {

@@ -1,0 +1,373 @@
+//! Splitting the server's bytes into lines and finding which request a line answers, without
+//! decoding it: the connection task only routes, and each caller decodes its own reply under its
+//! own deadline, so one huge reply neither overruns its caller's timeout nor stalls the others.
+
+use std::io;
+
+use bytes::{Buf, Bytes, BytesMut};
+use pixl_ipc_protocol::{FrameError, RawId};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::Value;
+use tokio_util::codec::Decoder;
+
+/// How much of a line's start is scanned for its `ipcReqID`. Servers write it first (this
+/// server, the original's `JSON.stringify` of `{ipcReqID, ...}`), so a short prefix is enough;
+/// a line that hides it further in is parsed, without building values, to find it.
+const SNIFF_LIMIT: usize = 64 * 1024;
+
+/// What the start of a line says about its `ipcReqID`.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Sniffed<'a> {
+    /// The id's JSON text, as written.
+    Id(&'a [u8]),
+    /// The whole line was scanned: its top-level object has no `ipcReqID`.
+    Absent,
+    /// The scan gave up (the id is past the prefix, or the line is not plain JSON).
+    Unknown,
+}
+
+/// Finds the top-level `"ipcReqID"` member in the first [`SNIFF_LIMIT`] bytes of `line`.
+/// Keys in nested objects and look-alikes in strings are skipped.
+pub(crate) fn sniff_id(line: &[u8]) -> Sniffed<'_> {
+    let line = &line[..line.len().min(SNIFF_LIMIT)];
+    let mut pos = skip_ws(line, 0);
+    if line.get(pos) != Some(&b'{') {
+        return Sniffed::Unknown;
+    }
+    let mut depth = 0usize;
+    let mut expecting_key = false;
+    while pos < line.len() {
+        match line[pos] {
+            b'{' => {
+                depth += 1;
+                expecting_key = depth == 1;
+                pos += 1;
+            }
+            b'[' => {
+                depth += 1;
+                expecting_key = false;
+                pos += 1;
+            }
+            b'}' | b']' => {
+                let Some(outer) = depth.checked_sub(1) else {
+                    return Sniffed::Unknown;
+                };
+                depth = outer;
+                pos += 1;
+                if depth == 0 {
+                    return Sniffed::Absent;
+                }
+            }
+            b',' => {
+                expecting_key = depth == 1;
+                pos += 1;
+            }
+            b'"' => {
+                let Some(end) = string_end(line, pos) else {
+                    return Sniffed::Unknown;
+                };
+                if expecting_key && &line[pos..end] == b"\"ipcReqID\"" {
+                    return value_after_colon(line, end).map_or(Sniffed::Unknown, Sniffed::Id);
+                }
+                expecting_key = false;
+                pos = end;
+            }
+            _ => pos += 1,
+        }
+    }
+    Sniffed::Unknown
+}
+
+fn string_end(line: &[u8], start: usize) -> Option<usize> {
+    let mut pos = start + 1;
+    while pos < line.len() {
+        match line[pos] {
+            b'\\' => pos += 2,
+            b'"' => return Some(pos + 1),
+            _ => pos += 1,
+        }
+    }
+    None
+}
+
+fn skip_ws(line: &[u8], mut pos: usize) -> usize {
+    while pos < line.len() && line[pos].is_ascii_whitespace() {
+        pos += 1;
+    }
+    pos
+}
+
+/// The value's text after `"ipcReqID"`: a string, a number, or `null`.
+fn value_after_colon(line: &[u8], key_end: usize) -> Option<&[u8]> {
+    let colon = skip_ws(line, key_end);
+    if line.get(colon) != Some(&b':') {
+        return None;
+    }
+    let start = skip_ws(line, colon + 1);
+    let end = match line.get(start)? {
+        b'"' => string_end(line, start)?,
+        b'-' | b'0'..=b'9' | b'n' => {
+            start
+                + line[start..]
+                    .iter()
+                    .position(|b| matches!(b, b',' | b'}' | b' ' | b'\t' | b'\r' | b'\n'))?
+        }
+        _ => return None,
+    };
+    Some(&line[start..end])
+}
+
+/// Who a line is for, as the connection task needs to know it.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Route {
+    /// A reply to the request with this id.
+    Reply(String),
+    /// A reply whose id is not a string: this client never sends one.
+    ForeignId(String),
+    /// An error naming no request (`too_many_connections`): `"code: message"`.
+    UnattributedError(String),
+    /// A push: no `ipcReqID`.
+    Push,
+    /// A line that is not a JSON object (skipped, as the original does), or not valid JSON and
+    /// without a readable id.
+    Skip(Option<String>),
+}
+
+/// The top-level members routing needs; everything else (`data` above all) is skipped by the
+/// parser without building any value.
+#[derive(Deserialize)]
+struct Head<'a> {
+    #[serde(rename = "ipcReqID", default, borrow)]
+    id: Option<&'a RawValue>,
+    #[serde(default)]
+    code: Option<Value>,
+    #[serde(default)]
+    message: Option<Value>,
+}
+
+/// Routes one line by its id, read from the line's start when it is there (the usual case: no
+/// parsing at all), else by a parse that skips the values.
+pub(crate) fn route(line: &[u8]) -> Route {
+    match line.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => {}
+        _ => return Route::Skip(None),
+    }
+    if let Sniffed::Id(id) = sniff_id(line) {
+        if let Some(route) = route_by_id(id) {
+            return route;
+        }
+    }
+    let head = match serde_json::from_slice::<Head<'_>>(line) {
+        Ok(head) => head,
+        Err(err) => return Route::Skip(Some(err.to_string())),
+    };
+    if let Some(route) = head.id.and_then(|id| route_by_id(id.get().as_bytes())) {
+        return route;
+    }
+    match head.code {
+        Some(code) => {
+            let text = |value: Option<Value>| match value {
+                Some(Value::String(text)) => text,
+                Some(other) => other.to_string(),
+                None => String::new(),
+            };
+            Route::UnattributedError(format!("{}: {}", text(Some(code)), text(head.message)))
+        }
+        None => Route::Push,
+    }
+}
+
+/// `None` for a `null` id (the same as none).
+fn route_by_id(id: &[u8]) -> Option<Route> {
+    // The usual id (`"rq12"`): a string without escapes, taken as it is.
+    if let [b'"', inner @ .., b'"'] = id {
+        if !inner.contains(&b'\\') {
+            if let Ok(text) = std::str::from_utf8(inner) {
+                return Some(Route::Reply(text.to_owned()));
+            }
+        }
+    }
+    match serde_json::from_slice::<Value>(id).ok()? {
+        Value::Null => None,
+        Value::String(id) => Some(Route::Reply(id)),
+        other => Some(Route::ForeignId(other.to_string())),
+    }
+}
+
+/// Splits a byte stream into lines (without `\n`), at most `max_length` bytes each; a longer
+/// line yields one [`FrameError::TooLong`] naming its id when its start shows it, and the rest
+/// of it is discarded as it arrives. Nothing is decoded here.
+#[derive(Debug)]
+pub(crate) struct LineCodec {
+    max_length: usize,
+    next_index: usize,
+    discarding: bool,
+}
+
+impl LineCodec {
+    pub(crate) fn new(max_length: usize) -> Self {
+        LineCodec {
+            max_length,
+            next_index: 0,
+            discarding: false,
+        }
+    }
+}
+
+/// Lines up to this size are copied out of the read buffer (see [`LineCodec`]'s decode).
+const COPY_LINES_UP_TO: usize = 1024 * 1024;
+
+/// The least free space offered to each read, so a typical message arrives in one read.
+const MIN_READ_SPACE: usize = 32 * 1024;
+
+impl Decoder for LineCodec {
+    type Item = Result<Bytes, FrameError>;
+    type Error = io::Error;
+
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Self::Item>, io::Error> {
+        loop {
+            let read_to = buf.len().min(self.max_length.saturating_add(1));
+            let newline = memchr_newline(&buf[self.next_index..read_to])
+                .map(|offset| self.next_index + offset);
+            match (self.discarding, newline) {
+                (true, Some(end)) => {
+                    buf.advance(end + 1);
+                    self.next_index = 0;
+                    self.discarding = false;
+                }
+                (true, None) => {
+                    buf.advance(read_to);
+                    self.next_index = 0;
+                    if buf.is_empty() {
+                        return Ok(None);
+                    }
+                }
+                (false, Some(end)) => {
+                    self.next_index = 0;
+                    if buf[..end].iter().all(u8::is_ascii_whitespace) {
+                        buf.advance(end + 1);
+                        continue;
+                    }
+                    // A line handed out shares the buffer's memory until its caller drops it,
+                    // and the buffer cannot reuse that memory for the next read meanwhile (it
+                    // reallocates, with page faults, as a large reply arrives). Up to
+                    // COPY_LINES_UP_TO the line is copied out instead, so the buffer stays its
+                    // own; past it, a copy would cost more than the reallocation.
+                    let line = if end <= COPY_LINES_UP_TO {
+                        let line = Bytes::copy_from_slice(&buf[..end]);
+                        buf.advance(end + 1);
+                        line
+                    } else {
+                        let mut line = buf.split_to(end + 1);
+                        line.truncate(end);
+                        line.freeze()
+                    };
+                    return Ok(Some(Ok(line)));
+                }
+                (false, None) if buf.len() > self.max_length => {
+                    let req_id = match sniff_id(buf) {
+                        Sniffed::Id(id) => RawId::parse(id),
+                        _ => None,
+                    };
+                    self.discarding = true;
+                    self.next_index = 0;
+                    return Ok(Some(Err(FrameError::TooLong {
+                        limit: self.max_length,
+                        req_id,
+                    })));
+                }
+                (false, None) => {
+                    self.next_index = read_to;
+                    let still_allowed = self.max_length.saturating_add(1).saturating_sub(buf.len());
+                    let wanted = buf.len().max(MIN_READ_SPACE).min(still_allowed.max(1));
+                    if buf.capacity() - buf.len() < wanted {
+                        buf.reserve(wanted);
+                    }
+                    return Ok(None);
+                }
+            }
+        }
+    }
+
+    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Self::Item>, io::Error> {
+        if let Some(item) = self.decode(buf)? {
+            return Ok(Some(item));
+        }
+        let leftover = std::mem::take(buf);
+        self.next_index = 0;
+        if self.discarding || leftover.iter().all(u8::is_ascii_whitespace) {
+            self.discarding = false;
+            return Ok(None);
+        }
+        Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!(
+                "connection closed in the middle of a message ({} bytes without a newline)",
+                leftover.len()
+            ),
+        ))
+    }
+}
+
+fn memchr_newline(bytes: &[u8]) -> Option<usize> {
+    memchr::memchr(b'\n', bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_from_the_lines_start_or_by_a_skipping_parse() {
+        assert_eq!(
+            route(br#"{"ipcReqID":"rq1","data":[{},{}]}"#),
+            Route::Reply("rq1".into())
+        );
+        assert_eq!(
+            route(br#"{"data":{"ipcReqID":"inner"},"ipcReqID":"rq2"}"#),
+            Route::Reply("rq2".into())
+        );
+        assert_eq!(
+            route(br#"{"ipcReqID":"r\u0071\"1","data":1}"#),
+            Route::Reply("rq\"1".into())
+        );
+        assert_eq!(
+            route(br#"{"ipcReqID":7,"data":1}"#),
+            Route::ForeignId("7".into())
+        );
+        assert_eq!(route(br#"{"uri":"/x","data":{"a":1}}"#), Route::Push);
+        assert_eq!(route(br#"{"ipcReqID":null,"data":1}"#), Route::Push);
+        assert_eq!(
+            route(br#"{"code":"too_many_connections","message":"full"}"#),
+            Route::UnattributedError("too_many_connections: full".into())
+        );
+        assert_eq!(route(b"hello"), Route::Skip(None));
+        assert!(matches!(route(b"{nope"), Route::Skip(Some(_))));
+        // The id after a long data member: found by the parse, not the sniff.
+        let long = format!(
+            r#"{{"data":"{}","ipcReqID":"rq3"}}"#,
+            "x".repeat(SNIFF_LIMIT * 2)
+        );
+        assert_eq!(sniff_id(long.as_bytes()), Sniffed::Unknown);
+        assert_eq!(route(long.as_bytes()), Route::Reply("rq3".into()));
+    }
+
+    #[test]
+    fn splits_lines_and_reports_an_over_long_one_with_its_id() {
+        let mut codec = LineCodec::new(16);
+        let mut buf = BytesMut::from(
+            &b"{\"a\":1}\r\n\n{\"ipcReqID\":\"rq9\",\"data\":\"xxxxxxxxxxxx\"}\n{}\n"[..],
+        );
+        let first = codec.decode(&mut buf).unwrap().unwrap().unwrap();
+        assert_eq!(&first[..], b"{\"a\":1}\r");
+        match codec.decode(&mut buf).unwrap().unwrap() {
+            Err(FrameError::TooLong { limit: 16, req_id }) => {
+                assert_eq!(req_id.unwrap().json(), "\"rq9\"");
+            }
+            other => panic!("expected TooLong, got {other:?}"),
+        }
+        let last = codec.decode(&mut buf).unwrap().unwrap().unwrap();
+        assert_eq!(&last[..], b"{}");
+    }
+}
