@@ -102,12 +102,14 @@
   }
 
   /**
-   * The top-level-looking `"ipcReqID":"..."` in the first or last few KiB of a line that could
-   * not be parsed, or null. Only used to fail a request that is waiting for exactly that id.
+   * The `"ipcReqID":"..."` a line that could not be parsed starts with (its first key, where
+   * every pixl-ipc server puts it), or null. Only used to fail a request that is waiting for
+   * exactly that id; an id found anywhere else (a push quoting a request, say) could be nested,
+   * so it never blames a call. `tail` is accepted for the callers' sake and not searched.
    */
+  // eslint-disable-next-line no-unused-vars
   function findRequestID(head, tail) {
-    const pattern = /"ipcReqID"\s*:\s*"([^"\\]{1,256})"/;
-    const found = pattern.exec(head.slice(0, EDGE_BYTES)) || (tail ? pattern.exec(tail.slice(-EDGE_BYTES)) : null);
+    const found = /^\s*\{\s*"ipcReqID"\s*:\s*"([^"\\]{1,256})"/.exec(head.slice(0, EDGE_BYTES));
     return found ? found[1] : null;
   }
 

@@ -188,6 +188,23 @@ test('UNIX: a reply that is not JSON but carries the id fails its call at once w
   await client.close();
 });
 
+test('UNIX: a broken or too-long push that merely quotes a request id never fails that call', async (t) => {
+  const server = await unixServer((socket, lines) =>
+    lines((line) => {
+      const { ipcReqID, data } = JSON.parse(line);
+      // Pushes that mention the id inside their data, then the real reply.
+      socket.write(`{"type":"push","data":{"about":{"ipcReqID":"${ipcReqID}"}},,}\n`);
+      socket.write(`{"type":"push","data":{"about":{"ipcReqID":"${ipcReqID}"},"blob":"${'a'.repeat(9 * MiB)}"}}\n`);
+      socket.write(JSON.stringify({ ipcReqID, data }) + '\n');
+    })
+  );
+  t.after(() => server.close());
+  const client = new IPCClient(server.path, null, { requestTimeout: 3000 });
+  await client.connect();
+  assert.deepStrictEqual(await call(client, '/x', 'mine'), [null, 'mine']);
+  await client.close();
+});
+
 test('UNIX: a reply over maxReplyBytes fails its call at once; the connection survives', async (t) => {
   const server = await unixServer((socket, lines) =>
     lines((line) => {

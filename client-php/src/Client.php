@@ -294,8 +294,10 @@ class Client
                 if (!str_contains($line, $quotedID)) {
                     continue; // cannot be this call's reply: no need to decode it
                 }
-                // Only a failure is attributed by this looser test; success is checked on the decoded reply.
-                $mine = preg_match('/"ipcReqID"\s*:\s*' . preg_quote($quotedID, '/') . '/', $line) === 1;
+                // The id may be anywhere in it, even nested (a push quoting a request): such a
+                // line is this call's reply only if it decodes to one, and its failures are
+                // never this call's.
+                $mine = false;
             }
             $refusal = $this->refusal($line);
             if ($refusal !== null) {

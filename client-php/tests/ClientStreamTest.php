@@ -128,6 +128,20 @@ final class ClientStreamTest extends TestCase
         }
     }
 
+    public function testAPushThatQuotesThisCallsIdNeverFailsIt(): void
+    {
+        [$client, $peer] = $this->clientAndPeer(['maxReplyMemory' => 1 << 20]);
+        $deep = str_repeat('[', 600) . str_repeat(']', 600);
+        $tiny = implode(',', array_fill(0, 50000, '{}'));
+        // Pushes that mention rq0 inside their data: nested too deep, too costly, broken.
+        fwrite($peer, "{\"type\":\"push\",\"data\":{\"log\":{\"ipcReqID\":\"rq0\"},\"deep\":$deep}}\n");
+        fwrite($peer, "{\"type\":\"push\",\"data\":{\"log\":{\"ipcReqID\":\"rq0\"},\"blob\":[$tiny]}}\n");
+        fwrite($peer, "{\"type\":\"push\",\"data\":{\"about\":{\"ipcReqID\":\"rq0\"}},,}\n");
+        fwrite($peer, "{\"ipcReqID\":\"rq0\",\"data\":\"mine\"}\n");
+        $request = [];
+        $this->assertSame('mine', $client->send('/x', $request));
+    }
+
     public function testAReplyWhoseIdIsNotTheFirstKeyIsStillFound(): void
     {
         [$client, $peer] = $this->clientAndPeer();

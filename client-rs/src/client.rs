@@ -323,9 +323,12 @@ impl Client {
                     Err(Error::Protocol(format!("decoding the reply failed: {err}")))
                 })
         };
+        let started = tokio::time::Instant::now();
         match tokio::time::timeout(timeout, exchange).await {
-            Ok(outcome) => outcome,
-            Err(_) => Err(Error::Timeout {
+            // The timer is looked at only after the reply: one that was ready only after the
+            // deadline (a long decode, a busy thread) is still a timeout.
+            Ok(outcome) if started.elapsed() <= timeout => outcome,
+            _ => Err(Error::Timeout {
                 uri: uri.to_owned(),
                 timeout,
             }),

@@ -147,8 +147,10 @@ struct Head<'a> {
 }
 
 /// Routes one line by its id, read from the line's start when it is there (the usual case: no
-/// parsing at all), else by a parse that skips the values.
-pub(crate) fn route(line: &[u8]) -> Route {
+/// parsing at all), else by a parse that skips the values; a line longer than `max_scan`
+/// without a leading id is dropped unread, so no push (or reply with its id last) can stall
+/// the connection for longer than scanning `max_scan` bytes.
+pub(crate) fn route(line: &[u8], max_scan: usize) -> Route {
     match line.iter().find(|b| !b.is_ascii_whitespace()) {
         Some(b'{') => {}
         _ => return Route::Skip(None),
@@ -157,6 +159,12 @@ pub(crate) fn route(line: &[u8]) -> Route {
         if let Some(route) = route_by_id(id) {
             return route;
         }
+    }
+    if line.len() > max_scan {
+        return Route::Skip(Some(format!(
+            "a line of {} bytes without a leading ipcReqID, over the {max_scan}-byte limit for replies; dropped unread",
+            line.len()
+        )));
     }
     let head = match serde_json::from_slice::<Head<'_>>(line) {
         Ok(head) => head,
@@ -316,41 +324,52 @@ fn memchr_newline(bytes: &[u8]) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
+    fn route_any(line: &[u8]) -> Route {
+        route(line, usize::MAX)
+    }
+
+    #[test]
+    fn a_long_line_without_a_leading_id_is_dropped_unread() {
+        let push = format!("{{\"type\":\"push\",\"data\":[{}0]}}", "0,".repeat(100));
+        assert!(matches!(route(push.as_bytes(), 64), Route::Skip(Some(_))));
+        assert_eq!(route(push.as_bytes(), 1 << 20), Route::Push);
+    }
+
     use super::*;
 
     #[test]
     fn routes_from_the_lines_start_or_by_a_skipping_parse() {
         assert_eq!(
-            route(br#"{"ipcReqID":"rq1","data":[{},{}]}"#),
+            route_any(br#"{"ipcReqID":"rq1","data":[{},{}]}"#),
             Route::Reply("rq1".into())
         );
         assert_eq!(
-            route(br#"{"data":{"ipcReqID":"inner"},"ipcReqID":"rq2"}"#),
+            route_any(br#"{"data":{"ipcReqID":"inner"},"ipcReqID":"rq2"}"#),
             Route::Reply("rq2".into())
         );
         assert_eq!(
-            route(br#"{"ipcReqID":"r\u0071\"1","data":1}"#),
+            route_any(br#"{"ipcReqID":"r\u0071\"1","data":1}"#),
             Route::Reply("rq\"1".into())
         );
         assert_eq!(
-            route(br#"{"ipcReqID":7,"data":1}"#),
+            route_any(br#"{"ipcReqID":7,"data":1}"#),
             Route::ForeignId("7".into())
         );
-        assert_eq!(route(br#"{"uri":"/x","data":{"a":1}}"#), Route::Push);
-        assert_eq!(route(br#"{"ipcReqID":null,"data":1}"#), Route::Push);
+        assert_eq!(route_any(br#"{"uri":"/x","data":{"a":1}}"#), Route::Push);
+        assert_eq!(route_any(br#"{"ipcReqID":null,"data":1}"#), Route::Push);
         assert_eq!(
-            route(br#"{"code":"too_many_connections","message":"full"}"#),
+            route_any(br#"{"code":"too_many_connections","message":"full"}"#),
             Route::UnattributedError("too_many_connections: full".into())
         );
-        assert_eq!(route(b"hello"), Route::Skip(None));
-        assert!(matches!(route(b"{nope"), Route::Skip(Some(_))));
+        assert_eq!(route_any(b"hello"), Route::Skip(None));
+        assert!(matches!(route_any(b"{nope"), Route::Skip(Some(_))));
         // The id after a long data member: found by the parse, not the sniff.
         let long = format!(
             r#"{{"data":"{}","ipcReqID":"rq3"}}"#,
             "x".repeat(SNIFF_LIMIT * 2)
         );
         assert_eq!(sniff_id(long.as_bytes()), Sniffed::Unknown);
-        assert_eq!(route(long.as_bytes()), Route::Reply("rq3".into()));
+        assert_eq!(route_any(long.as_bytes()), Route::Reply("rq3".into()));
     }
 
     #[test]

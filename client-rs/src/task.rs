@@ -258,7 +258,7 @@ fn deliver(
     last_said: &mut LastSaid,
     line: Bytes,
 ) {
-    let route = lines::route(&line);
+    let route = lines::route(&line, ctx.max_reply_bytes);
     match route {
         Route::Reply(id) => {
             last_said.0 = None;

@@ -75,7 +75,11 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(err) => return fail(1, &format!("cannot start the async runtime: {err}")),
     };
-    match runtime.block_on(run(cli)) {
+    let outcome = runtime.block_on(run(cli));
+    // Do not wait for a decode the command already gave up on (a large reply that came too
+    // late keeps decoding on a blocking thread): the answer has been printed.
+    runtime.shutdown_background();
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => match err.downcast_ref::<Error>() {
             // The client's errors already carry their cause in one line.
