@@ -30,7 +30,7 @@
   // Requests handed to the transport but not yet flushed, at most (then they wait in our queue).
   const TRANSPORT_HIGH_WATER = 1024 * 1024;
 
-  function checkNumber(name, value, { min = 0, minExclusive = false, integer = false, infinite = false } = {}) {
+  function checkNumber(name, value, { min = 0, minExclusive = false, integer = false, infinite = false, max = Infinity } = {}) {
     if (typeof value !== 'number') {
       throw new TypeError(`options.${name} must be a number, got ${typeof value}`);
     }
@@ -43,6 +43,9 @@
     if (integer && Number.isFinite(value) && !Number.isInteger(value)) {
       throw new RangeError(`options.${name} must be an integer, got ${value}`);
     }
+    if (value > max) {
+      throw new RangeError(`options.${name} must be at most ${max}, got ${value}`);
+    }
   }
 
   function validateOptions(options) {
@@ -53,16 +56,28 @@
     // requestTimeout 0 keeps the original's meaning (the default); Infinity: no timeout.
     if (given('requestTimeout')) checkNumber('requestTimeout', options.requestTimeout, { infinite: true });
     if (given('expireRequest')) checkNumber('expireRequest', options.expireRequest);
+    // A period under 1 ms (1e-300, say) would run its timer every millisecond: refused; 0 is off.
     if (given('autoReconnect') && options.autoReconnect !== false && options.autoReconnect !== null) {
       checkNumber('autoReconnect', options.autoReconnect);
+      if (options.autoReconnect !== 0) checkNumber('autoReconnect', options.autoReconnect, { min: 1 });
     }
     if (options.logStatsInterval != null) {
       checkNumber('logStatsInterval', options.logStatsInterval); // 0, like null, is off
+      if (options.logStatsInterval !== 0) checkNumber('logStatsInterval', options.logStatsInterval, { min: 1 });
+    }
+    for (const name of ['errorObjects', 'codeToErr']) {
+      if (options[name] != null && typeof options[name] !== 'boolean') {
+        throw new TypeError(`options.${name} must be a boolean`);
+      }
+    }
+    if (options.ca != null && typeof options.ca !== 'string' && !Array.isArray(options.ca) &&
+        !(typeof Buffer !== 'undefined' && Buffer.isBuffer(options.ca))) {
+      throw new TypeError('options.ca must be a string, a Buffer or an array of them');
     }
     if (given('connectTimeout')) checkNumber('connectTimeout', options.connectTimeout, { minExclusive: true });
     if (given('closeTimeout')) checkNumber('closeTimeout', options.closeTimeout);
     for (const name of ['maxMessageBytes', 'maxReplyBytes', 'maxWriteQueueBytes']) {
-      if (given(name)) checkNumber(name, options[name], { min: 1, integer: true });
+      if (given(name)) checkNumber(name, options[name], { min: 1, integer: true, max: Number.MAX_SAFE_INTEGER });
     }
     for (const name of ['messageTransform']) {
       if (options[name] != null && typeof options[name] !== 'function') {
@@ -82,7 +97,7 @@
       if (typeof intervalMs !== 'number' || intervalMs <= 0) {
         throw new TypeError('options.reconnect.intervalMs must be a positive number');
       }
-      checkNumber('reconnect.intervalMs', intervalMs, { minExclusive: true });
+      checkNumber('reconnect.intervalMs', intervalMs, { min: 1 });
       if (growthRate !== undefined && (typeof growthRate !== 'number' || growthRate < 1)) {
         throw new TypeError('options.reconnect.growthRate must be a number >= 1');
       }

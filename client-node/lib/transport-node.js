@@ -65,9 +65,10 @@ function openWebSocket(url, options, handlers) {
     ca: options.ca || undefined,
     servername: options.servername || undefined,
     maxPayload: Math.max(options.maxMessageBytes, options.maxReplyBytes),
-    handshakeTimeout: options.connectTimeout,
+    // Timers turn delays past 2^31-1 ms into 1 ms: clamp, as the client does for its own.
+    handshakeTimeout: Math.min(options.connectTimeout, 2147483647),
     // After a close frame (either side's), the TCP close is awaited this long, then cut.
-    closeTimeout: options.closeTimeout,
+    closeTimeout: Math.min(options.closeTimeout, 2147483647),
   });
   let closedReason = 'the server closed the connection';
   let byCaller = false;

@@ -335,6 +335,13 @@ test('every option is validated at construction with a TypeError or RangeError',
     [{ reconnect: { intervalMs: 10, growthRate: Infinity } }, RangeError],
     [{ reconnect: { intervalMs: 10, maxRetries: -1 } }, RangeError],
     [{ userAgent: 5 }, TypeError],
+    [{ autoReconnect: 1e-300 }, RangeError],
+    [{ logStatsInterval: 1e-9 }, RangeError],
+    [{ reconnect: { intervalMs: 1e-300 } }, RangeError],
+    [{ maxMessageBytes: 1e300 }, RangeError],
+    [{ errorObjects: 'no' }, TypeError],
+    [{ codeToErr: 'yes' }, TypeError],
+    [{ ca: 5 }, TypeError],
   ];
   for (const [options, kind] of bad) {
     assert.throws(() => new IPCClient('/x', null, options), kind, JSON.stringify(options) + ' ' + String(Object.values(options)[0]));
