@@ -49,6 +49,14 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 
+step "cargo package --list: every library crate ships its LICENSE and README"
+for crate in pixl-ipc-protocol pixl-ipc-server pixl-ipc-client; do
+  listed=$(cargo package -p "$crate" --allow-dirty --list --quiet)
+  for file in LICENSE README.md; do
+    grep -qx "$file" <<<"$listed" || { echo "$crate: $file missing from the package" >&2; exit 1; }
+  done
+done
+
 step "cargo test"
 cargo test --workspace --locked
 
