@@ -219,9 +219,10 @@ fn a_websocket_peer_that_never_reads_is_dropped_after_the_close_grace() {
     let url = server.ws_url().unwrap();
     let fds = server.open_fds();
     let stuck = ws_flood_without_reading(&url);
-    // Idle timeout 0.3 s, then at most a second to get the close frame out.
+    // Idle timeout 0.3 s, then at most a second to get the close frame out (and room for a
+    // loaded machine).
     std::thread::sleep(Duration::from_millis(300));
-    released_within(&server, fds, Duration::from_millis(1700));
+    released_within(&server, fds, Duration::from_secs(3));
     drop(stuck);
 }
 
@@ -249,7 +250,8 @@ fn a_websocket_frame_of_many_tiny_messages_is_decoded_as_the_server_takes_them()
 
 #[test]
 fn whitespace_without_a_newline_costs_little_cpu_and_times_out_like_any_partial_line() {
-    let (_dir, server) = start(&["--partial-message-timeout-ms", "1500"]);
+    // The timeout is well above the trickle's gaps, even when the test suite loads both cores.
+    let (_dir, server) = start(&["--partial-message-timeout-ms", "4000"]);
     let mut conn = server.connect();
     let cpu_before = cpu_time(&server);
     conn.send_raw(&vec![b' '; 4 * 1024 * 1024]);
@@ -351,20 +353,28 @@ fn silent_websocket_connects_take_no_served_slots_and_cannot_keep_clients_out() 
     let mut ws = WsConn::open(&url);
     ws.send(r#"{"ipcReqID":"w","uri":"/ipcserver/test/echo","data":"in"}"#);
     assert_eq!(ws.read_json(), json!({"ipcReqID": "w", "data": "in"}));
-    // The oldest silent peers were closed at once (6 to make room for the others, 1 for the
-    // client), not held for seconds.
+    // The oldest silent peers were closed (6 to make room for the others, 1 for the client),
+    // not held for seconds; the evicted handshakes end on their own tasks, so allow a moment.
     let started = Instant::now();
-    let closed = silent
-        .iter()
-        .filter(|tcp| {
-            tcp.set_read_timeout(Some(Duration::from_millis(50)))
-                .unwrap();
-            let mut answer = Vec::new();
-            (&**tcp).read_to_end(&mut answer).is_ok()
-        })
-        .count();
-    assert_eq!(closed, 7, "silent peers closed at once, out of 70");
-    assert!(started.elapsed() < Duration::from_secs(5));
+    let mut closed = vec![false; silent.len()];
+    while closed.iter().filter(|done| **done).count() < 7
+        && started.elapsed() < Duration::from_secs(3)
+    {
+        for (tcp, done) in silent
+            .iter()
+            .zip(closed.iter_mut())
+            .filter(|(_, done)| !**done)
+        {
+            tcp.set_nonblocking(true).unwrap();
+            let mut byte = [0u8; 1];
+            // EOF (or a reset): closed by the server; would-block: still open.
+            *done =
+                !matches!((&*tcp).read(&mut byte), Err(err) if err.kind() == ErrorKind::WouldBlock);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let closed = closed.iter().filter(|done| **done).count();
+    assert_eq!(closed, 7, "silent peers closed, out of 70");
     let mut stats_conn = clients.pop().unwrap();
     let stats = stats_conn.read_json_after(r#"{"ipcReqID":"s","uri":"/ipcserver/stats"}"#);
     assert_eq!(stats["data"]["total"]["refusedConnections"], json!(7));
