@@ -5,118 +5,12 @@
 use std::io;
 
 use bytes::{Buf, Bytes, BytesMut};
+use pixl_ipc_protocol::sniff::{sniff_id, Sniffed};
 use pixl_ipc_protocol::{FrameError, RawId};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 use tokio_util::codec::Decoder;
-
-/// How much of a line's start is scanned for its `ipcReqID`. Servers write it first (this
-/// server, the original's `JSON.stringify` of `{ipcReqID, ...}`), so a short prefix is enough;
-/// a line that hides it further in is parsed, without building values, to find it.
-const SNIFF_LIMIT: usize = 64 * 1024;
-
-/// What the start of a line says about its `ipcReqID`.
-#[derive(Debug, PartialEq)]
-pub(crate) enum Sniffed<'a> {
-    /// The id's JSON text, as written.
-    Id(&'a [u8]),
-    /// The whole line was scanned: its top-level object has no `ipcReqID`.
-    Absent,
-    /// The scan gave up (the id is past the prefix, or the line is not plain JSON).
-    Unknown,
-}
-
-/// Finds the top-level `"ipcReqID"` member in the first [`SNIFF_LIMIT`] bytes of `line`.
-/// Keys in nested objects and look-alikes in strings are skipped.
-pub(crate) fn sniff_id(line: &[u8]) -> Sniffed<'_> {
-    let line = &line[..line.len().min(SNIFF_LIMIT)];
-    let mut pos = skip_ws(line, 0);
-    if line.get(pos) != Some(&b'{') {
-        return Sniffed::Unknown;
-    }
-    let mut depth = 0usize;
-    let mut expecting_key = false;
-    while pos < line.len() {
-        match line[pos] {
-            b'{' => {
-                depth += 1;
-                expecting_key = depth == 1;
-                pos += 1;
-            }
-            b'[' => {
-                depth += 1;
-                expecting_key = false;
-                pos += 1;
-            }
-            b'}' | b']' => {
-                let Some(outer) = depth.checked_sub(1) else {
-                    return Sniffed::Unknown;
-                };
-                depth = outer;
-                pos += 1;
-                if depth == 0 {
-                    return Sniffed::Absent;
-                }
-            }
-            b',' => {
-                expecting_key = depth == 1;
-                pos += 1;
-            }
-            b'"' => {
-                let Some(end) = string_end(line, pos) else {
-                    return Sniffed::Unknown;
-                };
-                if expecting_key && &line[pos..end] == b"\"ipcReqID\"" {
-                    return value_after_colon(line, end).map_or(Sniffed::Unknown, Sniffed::Id);
-                }
-                expecting_key = false;
-                pos = end;
-            }
-            _ => pos += 1,
-        }
-    }
-    Sniffed::Unknown
-}
-
-fn string_end(line: &[u8], start: usize) -> Option<usize> {
-    let mut pos = start + 1;
-    while pos < line.len() {
-        match line[pos] {
-            b'\\' => pos += 2,
-            b'"' => return Some(pos + 1),
-            _ => pos += 1,
-        }
-    }
-    None
-}
-
-fn skip_ws(line: &[u8], mut pos: usize) -> usize {
-    while pos < line.len() && line[pos].is_ascii_whitespace() {
-        pos += 1;
-    }
-    pos
-}
-
-/// The value's text after `"ipcReqID"`: a string, a number, or `null`.
-fn value_after_colon(line: &[u8], key_end: usize) -> Option<&[u8]> {
-    let colon = skip_ws(line, key_end);
-    if line.get(colon) != Some(&b':') {
-        return None;
-    }
-    let start = skip_ws(line, colon + 1);
-    let end = match line.get(start)? {
-        b'"' => string_end(line, start)?,
-        b'-' | b'0'..=b'9' | b'n' => {
-            start
-                + line[start..]
-                    .iter()
-                    .position(|b| matches!(b, b',' | b'}' | b' ' | b'\t' | b'\r' | b'\n'))?
-        }
-        _ => return None,
-    };
-    Some(&line[start..end])
-}
 
 /// Who a line is for, as the connection task needs to know it.
 #[derive(Debug, PartialEq)]
@@ -366,7 +260,7 @@ mod tests {
         // The id after a long data member: found by the parse, not the sniff.
         let long = format!(
             r#"{{"data":"{}","ipcReqID":"rq3"}}"#,
-            "x".repeat(SNIFF_LIMIT * 2)
+            "x".repeat(pixl_ipc_protocol::sniff::SNIFF_LIMIT * 2)
         );
         assert_eq!(sniff_id(long.as_bytes()), Sniffed::Unknown);
         assert_eq!(route_any(long.as_bytes()), Route::Reply("rq3".into()));

@@ -7,7 +7,7 @@ pub mod json;
 mod message;
 pub mod quote;
 pub mod sink_queue;
-mod sniff;
+pub mod sniff;
 pub mod unix_io;
 
 pub use codec::{decode_line, encode_line, frame_lines, JsonLinesCodec, DEFAULT_MAX_MESSAGE_BYTES};

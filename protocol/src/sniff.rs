@@ -1,22 +1,34 @@
-//! Recovering a request's `ipcReqID` from a line that could not be decoded, so that the error
-//! reply reaches the caller that is waiting for it instead of looking like a push.
+//! Finding a line's top-level `ipcReqID` without decoding the line: the server recovers the id
+//! of a line it could not decode (so the error reply reaches the caller waiting for it), and a
+//! client routes a reply to its caller without parsing it.
 
 use crate::message::{RawId, MAX_ERROR_REPLY_ID_BYTES};
 
 /// How much of a line is scanned for the id. Clients put `ipcReqID` first (Node) or second
-/// (PHP, after `uri`), so a short prefix is enough.
-pub(crate) const SNIFF_LIMIT: usize = 64 * 1024;
+/// (PHP, after `uri`), and servers first, so a short prefix is enough.
+pub const SNIFF_LIMIT: usize = 64 * 1024;
 
-/// Finds the top-level `"ipcReqID": <string or number>` member in the first [`SNIFF_LIMIT`]
-/// bytes of `line`, without parsing the rest, as the peer wrote it. Keys inside nested objects
-/// are skipped; any surprise makes it give up and return `None`, and so does an id longer than
-/// [`MAX_ERROR_REPLY_ID_BYTES`] (it would only go into an error reply, which does not carry one
-/// that long).
-pub(crate) fn sniff_req_id(line: &[u8]) -> Option<RawId> {
+/// What the start of a line says about its top-level `ipcReqID`.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Sniffed<'a> {
+    /// The id's JSON text as written: a string, a number, or `null`.
+    Id(&'a [u8]),
+    /// The whole object was scanned: it has no top-level `ipcReqID`.
+    Absent,
+    /// The scan gave up: the id is past the first [`SNIFF_LIMIT`] bytes, or the line is not
+    /// plain JSON there.
+    Unknown,
+}
+
+/// Finds the top-level `"ipcReqID"` member in the first [`SNIFF_LIMIT`] bytes of `line`
+/// without parsing the rest. Keys inside nested objects and look-alikes inside strings are
+/// skipped; any surprise makes it give up ([`Sniffed::Unknown`]). The server uses it to recover
+/// the id of a line it could not decode; a client, to route a reply without decoding it.
+pub fn sniff_id(line: &[u8]) -> Sniffed<'_> {
     let line = &line[..line.len().min(SNIFF_LIMIT)];
     let mut pos = skip_ws(line, 0);
     if line.get(pos) != Some(&b'{') {
-        return None;
+        return Sniffed::Unknown;
     }
     let mut depth = 0usize;
     let mut expecting_key = false;
@@ -33,17 +45,25 @@ pub(crate) fn sniff_req_id(line: &[u8]) -> Option<RawId> {
                 pos += 1;
             }
             b'}' | b']' => {
-                depth = depth.checked_sub(1)?;
+                let Some(outer) = depth.checked_sub(1) else {
+                    return Sniffed::Unknown;
+                };
+                depth = outer;
                 pos += 1;
+                if depth == 0 {
+                    return Sniffed::Absent;
+                }
             }
             b',' => {
                 expecting_key = depth == 1;
                 pos += 1;
             }
             b'"' => {
-                let end = string_end(line, pos)?;
+                let Some(end) = string_end(line, pos) else {
+                    return Sniffed::Unknown;
+                };
                 if expecting_key && &line[pos..end] == b"\"ipcReqID\"" {
-                    return value_after_colon(line, end);
+                    return value_after_colon(line, end).map_or(Sniffed::Unknown, Sniffed::Id);
                 }
                 expecting_key = false;
                 pos = end;
@@ -51,7 +71,19 @@ pub(crate) fn sniff_req_id(line: &[u8]) -> Option<RawId> {
             _ => pos += 1,
         }
     }
-    None
+    Sniffed::Unknown
+}
+
+/// The id of a line that failed, as the peer wrote it, for its error reply: a string or a
+/// number found by [`sniff_id`], not `null`, and no longer than [`MAX_ERROR_REPLY_ID_BYTES`]
+/// (an error reply does not carry one that long).
+pub(crate) fn sniff_req_id(line: &[u8]) -> Option<RawId> {
+    match sniff_id(line) {
+        Sniffed::Id(id) if id != b"null" && id.len() <= MAX_ERROR_REPLY_ID_BYTES => {
+            RawId::parse(id)
+        }
+        _ => None,
+    }
 }
 
 /// The index just past the closing quote of the string starting at `start`.
@@ -74,7 +106,9 @@ fn skip_ws(line: &[u8], mut pos: usize) -> usize {
     pos
 }
 
-fn value_after_colon(line: &[u8], key_end: usize) -> Option<RawId> {
+/// The value's text after `"ipcReqID"`: a string, a number (up to the first byte that cannot
+/// be part of one), or `null`.
+fn value_after_colon(line: &[u8], key_end: usize) -> Option<&[u8]> {
     let colon = skip_ws(line, key_end);
     if line.get(colon) != Some(&b':') {
         return None;
@@ -89,12 +123,10 @@ fn value_after_colon(line: &[u8], key_end: usize) -> Option<RawId> {
                 .unwrap_or(line.len() - start);
             start + digits
         }
+        b'n' if line[start..].starts_with(b"null") => start + 4,
         _ => return None,
     };
-    if end - start > MAX_ERROR_REPLY_ID_BYTES {
-        return None;
-    }
-    RawId::parse(&line[start..end])
+    Some(&line[start..end])
 }
 
 #[cfg(test)]
@@ -124,6 +156,22 @@ mod tests {
         assert_eq!(sniff(quoted), None);
         let value_not_key = br#"{"uri":"ipcReqID","ipcReqID":"rq1"}"#;
         assert_eq!(sniff(value_not_key), Some(r#""rq1""#.to_owned()));
+    }
+
+    #[test]
+    fn tells_an_absent_id_from_one_it_could_not_find() {
+        use super::{sniff_id, Sniffed};
+        assert_eq!(
+            sniff_id(br#"{"uri":"/x","data":{"ipcReqID":1}}"#),
+            Sniffed::Absent
+        );
+        assert_eq!(
+            sniff_id(br#"{"ipcReqID":null,"data":1}"#),
+            Sniffed::Id(b"null")
+        );
+        assert_eq!(sniff_id(b"hello"), Sniffed::Unknown);
+        // `null` is no id to recover for an error reply.
+        assert_eq!(sniff(br#"{"ipcReqID":null,"uri":"#), None);
     }
 
     #[test]
