@@ -346,13 +346,9 @@ impl Transport for WsTransport {
         Ok(handshake)
     }
 
-    fn refuse(shared: &Shared, (tcp, _peer): Self::Io, refusal: &Refusal) {
-        // Without waiting: a plain listener gets a 503 if the socket takes it at once; TLS
-        // would need a handshake first, so a TLS peer is just closed.
-        if shared.ws.tls.is_none() {
-            let _ = tcp.try_write(&http_response("503 Service Unavailable", &refusal.line()));
-        }
-    }
+    /// Never called: `admit` always finds a handshake place (a full pool drops its oldest),
+    /// and the connection limit is checked at the upgrade, where a 503 can be answered.
+    fn refuse(_shared: &Shared, _io: Self::Io, _refusal: &Refusal) {}
 
     async fn serve(shared: Arc<Shared>, id: u64, io: Self::Io, handshake: Handshake) {
         // A handshake the pool drops to make room ends here; once upgraded it has left the
