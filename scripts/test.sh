@@ -50,7 +50,7 @@ step "cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 
 step "cargo package --list: every library crate ships its LICENSE and README"
-for crate in pixl-ipc-protocol pixl-ipc-server pixl-ipc-client; do
+for crate in pixl-ipc-protocol pixl-ipc-io pixl-ipc-server pixl-ipc-client; do
   listed=$(cargo package -p "$crate" --allow-dirty --list --quiet)
   for file in LICENSE README.md; do
     grep -qx "$file" <<<"$listed" || { echo "$crate: $file missing from the package" >&2; exit 1; }
@@ -59,6 +59,21 @@ done
 
 step "cargo test"
 cargo test --workspace --locked
+
+# A user who wants only UNIX sockets turns the default features off: that build must not pull
+# the CLI, WebSocket or TLS stacks, and must work on its own (its own feature set, not the
+# workspace's union of features).
+step "--no-default-features: dependency tree, clippy, tests"
+forbidden='^(clap|anyhow|humantime|tracing-subscriber|rustls|ring|rustls-native-certs|tungstenite|tokio-tungstenite|tokio-rustls)$'
+for crate in pixl-ipc-protocol pixl-ipc-io pixl-ipc-client; do
+  pulled=$(cargo tree -e normal --no-default-features -p "$crate" --prefix none --locked \
+    | sed 's/ v[0-9].*//' | sort -u | grep -E "$forbidden" || true)
+  [ -z "$pulled" ] || { echo "$crate without default features still pulls: $pulled" >&2; exit 1; }
+done
+cargo clippy -p pixl-ipc-protocol -p pixl-ipc-io -p pixl-ipc-client --no-default-features \
+  --all-targets --locked -- -D warnings
+cargo test -p pixl-ipc-protocol -p pixl-ipc-io --locked
+cargo test -p pixl-ipc-client --no-default-features --locked --lib --test bad_server
 
 # The Node and PHP clients' suites start the server binary the Rust tests just built.
 export PIXL_IPC_SERVER_BIN="$PWD/target/debug/pixl-ipc-server"

@@ -13,7 +13,7 @@ use futures_util::{SinkExt, StreamExt};
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 use nix::sys::stat::{umask, Mode};
-use pixl_ipc_protocol::{unix_io, JsonLinesCodec, RawRequest};
+use pixl_ipc_protocol::{JsonLinesCodec, RawRequest};
 use tokio::net::{UnixListener, UnixStream};
 use tokio_util::codec::{BytesCodec, FramedRead, FramedWrite};
 
@@ -313,7 +313,7 @@ impl Transport for UnixTransport {
         });
         tracing::debug!(conn = id, ?peer, "connection opened");
 
-        let (read, write) = match unix_io::split_tokio(stream) {
+        let (read, write) = match pixl_ipc_io::unix::split_tokio(stream) {
             Ok(halves) => halves,
             Err(err) => {
                 tracing::warn!(conn = id, error = %err, "cannot set up the connection");
