@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The one test command. On a fresh Debian machine with Rust and Node it first installs what is
-# missing (php-cli, phpunit and chromium with apt-get when root; npm packages from lock files),
+# missing (php-cli, phpunit, composer and chromium with apt-get when root; npm packages from lock files),
 # then runs every check: rustfmt, clippy, rustdoc, the Rust tests (unit, codec, raw-wire, WebSocket,
 # lifecycle, client and cross-language tests against the real binaries), and the Node and PHP
 # suites of the packages that have them.
@@ -13,6 +13,7 @@ install_debian_packages() {
   local missing=()
   command -v php >/dev/null 2>&1 || missing+=(php-cli)
   command -v phpunit >/dev/null 2>&1 || missing+=(phpunit)
+  command -v composer >/dev/null 2>&1 || missing+=(composer)
   # Headless browser for the Node client's browser-entry test (driven by playwright-core).
   [ -x /usr/bin/chromium ] || missing+=(chromium)
   [ ${#missing[@]} -eq 0 ] && return 0
@@ -83,5 +84,10 @@ step "node tests: client-node (node --test, incl. headless Chromium)"
 
 step "php tests: client-php (phpunit)"
 phpunit -c client-php/phpunit.xml
+
+step "composer: client-php validates, ships the root LICENSE, installs offline into a consumer"
+(cd client-php && composer validate --strict)
+cmp LICENSE client-php/LICENSE || { echo "client-php/LICENSE differs from LICENSE: copy it again" >&2; exit 1; }
+client-php/tests/composer-consumer.sh
 
 step "all checks passed"
