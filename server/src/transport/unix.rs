@@ -1,5 +1,7 @@
-//! The UNIX socket's lifecycle: probing what is at the path, binding without a permission
-//! window, and removing the socket at shutdown only if it is still ours.
+//! The UNIX socket transport: the socket's lifecycle (probing what is at the path, binding
+//! without a permission window, removing the socket at shutdown only if it is still ours), and
+//! its connections: newline-delimited JSON read through the partial-message guard, replies
+//! written by one writer per connection from the outbound queue.
 
 use std::ffi::OsString;
 use std::fs::{self, File};
@@ -18,13 +20,14 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio_util::codec::{BytesCodec, FramedRead, FramedWrite};
 
 use super::stall::StallGuard;
-use super::Transport;
+use super::Listener;
 use crate::admission::{Refusal, Slot};
+use crate::config::{peer_allowed, ServerConfig};
 use crate::connection::{self, PeerWatch, Received};
+use crate::context::ConnectionContext;
 use crate::error::ServerError;
-use crate::handler::{ConnectionInfo, PeerCredentials};
+use crate::handler::{ConnectionInfo, PeerCredentials, Transport};
 use crate::outbound::{Line, Outbound};
-use crate::server::Shared;
 
 /// The longest path a `sockaddr_un` holds, without its terminating NUL (Linux and most BSDs).
 pub(crate) const MAX_SOCKET_PATH_BYTES: usize = 107;
@@ -263,52 +266,76 @@ const IDLE_BUFFER: usize = 1024;
 /// Replies collected before the writer flushes them in one write.
 const WRITE_BATCH: usize = 64 * 1024;
 
-/// The UNIX socket transport: newline-delimited JSON on the byte stream.
-pub(crate) struct UnixTransport(pub(crate) UnixListener);
+/// The listening UNIX socket and what serving its connections needs: the path connections
+/// report, and the uid/gid allow-list.
+pub(crate) struct SocketListener {
+    listener: UnixListener,
+    path: PathBuf,
+    allowed_uids: Vec<u32>,
+    allowed_gids: Vec<u32>,
+}
 
-/// A UNIX connection's place under the limits, and its peer's kernel-verified credentials.
+impl SocketListener {
+    /// Serves connections accepted on `listener`, bound at `path`, under `config`'s allow-list.
+    pub(crate) fn new(listener: UnixListener, path: PathBuf, config: &ServerConfig) -> Self {
+        SocketListener {
+            listener,
+            path,
+            allowed_uids: config.allowed_uids.clone(),
+            allowed_gids: config.allowed_gids.clone(),
+        }
+    }
+}
+
+/// A UNIX connection's place under the limits, its peer's kernel-verified credentials, and the
+/// socket path it reports.
 pub(crate) struct UnixTicket {
     _slot: Slot,
     peer: Option<PeerCredentials>,
+    path: PathBuf,
 }
 
-impl Transport for UnixTransport {
+impl Listener for SocketListener {
     type Io = UnixStream;
     type Ticket = UnixTicket;
 
     async fn accept(&mut self) -> io::Result<UnixStream> {
-        self.0.accept().await.map(|(stream, _)| stream)
+        self.listener.accept().await.map(|(stream, _)| stream)
     }
 
-    fn admit(shared: &Shared, stream: &UnixStream) -> Result<UnixTicket, Refusal> {
+    fn admit(&self, ctx: &ConnectionContext, stream: &UnixStream) -> Result<UnixTicket, Refusal> {
         let peer = stream.peer_cred().ok().map(|cred| PeerCredentials {
             uid: cred.uid(),
             gid: cred.gid(),
             pid: cred.pid(),
         });
-        if let Some(peer) = peer.filter(|peer| !shared.config.allows_peer(peer.uid, peer.gid)) {
+        if let Some(peer) = peer.filter(|peer| {
+            !peer_allowed(&self.allowed_uids, &self.allowed_gids, peer.uid, peer.gid)
+        }) {
             return Err(Refusal::PeerNotAllowed {
                 uid: peer.uid,
                 gid: peer.gid,
             });
         }
-        let slot = shared.admission.connection(peer.map(|peer| peer.uid))?;
-        Ok(UnixTicket { _slot: slot, peer })
+        let slot = ctx.admission.connection(peer.map(|peer| peer.uid))?;
+        Ok(UnixTicket {
+            _slot: slot,
+            peer,
+            path: self.path.clone(),
+        })
     }
 
-    fn refuse(_shared: &Shared, stream: UnixStream, refusal: &Refusal) {
+    fn refuse(&self, stream: UnixStream, refusal: &Refusal) {
         // A new socket's send buffer is empty, so the line goes out without waiting; if it does
         // not, the peer is told nothing rather than holding anything here.
         let _ = stream.try_write(&refusal.line());
     }
 
-    async fn serve(shared: Arc<Shared>, id: u64, stream: UnixStream, ticket: UnixTicket) {
-        let peer = ticket.peer;
+    async fn serve(ctx: Arc<ConnectionContext>, id: u64, stream: UnixStream, ticket: UnixTicket) {
+        let UnixTicket { _slot, peer, path } = ticket;
         let info = Arc::new(ConnectionInfo {
             id,
-            transport: crate::handler::Transport::Unix {
-                path: shared.socket_path.clone(),
-            },
+            transport: Transport::Unix { path },
             peer,
         });
         tracing::debug!(conn = id, ?peer, "connection opened");
@@ -321,10 +348,10 @@ impl Transport for UnixTransport {
             }
         };
         let hangup = read.hangup();
-        let codec = JsonLinesCodec::<RawRequest>::with_max_length(shared.config.max_message_bytes);
+        let codec = JsonLinesCodec::<RawRequest>::with_max_length(ctx.max_message_bytes);
         // Small initial buffers: an idle connection should cost little (buffers grow on demand).
         let lines = FramedRead::with_capacity(read, codec, IDLE_BUFFER);
-        let requests = StallGuard::new(lines, shared.config.partial_message_timeout).map(|item| {
+        let requests = StallGuard::new(lines, ctx.partial_message_timeout).map(|item| {
             item.map(|message| Received {
                 message,
                 binary: false,
@@ -334,7 +361,7 @@ impl Transport for UnixTransport {
         framed.set_backpressure_boundary(WRITE_BATCH);
         let sink =
             framed.with(|line: Line| futures_util::future::ready(Ok::<_, io::Error>(line.bytes)));
-        let (outbound, queue) = Outbound::new(&shared.outbound_limits);
+        let (outbound, queue) = Outbound::new(&ctx.outbound_limits);
         let writer = tokio::spawn(async move {
             let mut sink = Box::pin(sink);
             let result = queue.write_all(&mut sink).await;
@@ -345,9 +372,7 @@ impl Transport for UnixTransport {
             result
         });
         let watch = PeerWatch::new(writer, async move { hangup.wait().await });
-        shared.register(&info, &outbound);
-        connection::serve(info, &shared.env, requests, outbound, watch).await;
-        shared.unregister(id);
+        connection::serve(info, &ctx, requests, outbound, watch).await;
         tracing::debug!(conn = id, "connection closed");
     }
 }
