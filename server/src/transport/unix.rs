@@ -1,23 +1,25 @@
 //! The UNIX socket transport: the socket's lifecycle (probing what is at the path, binding
 //! without a permission window, removing the socket at shutdown only if it is still ours), and
 //! its connections: newline-delimited JSON read through the partial-message guard, replies
-//! written by one writer per connection from the outbound queue.
+//! written by one writer per connection straight from the outbound queue.
 
 use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-
+use std::pin::Pin;
 use std::sync::Arc;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 use nix::sys::stat::{umask, Mode};
-use pixl_ipc_protocol::{unix_io, JsonLinesCodec, RawRequest};
+use pixl_ipc_protocol::unix_io::{self, UnixWriter, WriteQueue};
+use pixl_ipc_protocol::{JsonLinesCodec, RawRequest};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{UnixListener, UnixStream};
-use tokio_util::codec::{BytesCodec, FramedRead, FramedWrite};
+use tokio_util::codec::FramedRead;
 
 use super::stall::StallGuard;
 use super::Listener;
@@ -27,7 +29,7 @@ use crate::connection::{self, PeerWatch, Received};
 use crate::context::ConnectionContext;
 use crate::error::ServerError;
 use crate::handler::{ConnectionInfo, PeerCredentials, Transport};
-use crate::outbound::{Line, Outbound};
+use crate::outbound::{Outbound, OutboundReceiver};
 
 /// The longest path a `sockaddr_un` holds, without its terminating NUL (Linux and most BSDs).
 pub(crate) const MAX_SOCKET_PATH_BYTES: usize = 107;
@@ -263,7 +265,7 @@ fn describe(file_type: &fs::FileType) -> &'static str {
 
 /// Initial read buffer of a connection; it grows with the messages that arrive.
 const IDLE_BUFFER: usize = 1024;
-/// Replies collected before the writer flushes them in one write.
+/// Reply bytes the writer takes from the queue before writing them in one vectored write.
 const WRITE_BATCH: usize = 64 * 1024;
 
 /// The listening UNIX socket and what serving its connections needs: the path connections
@@ -357,22 +359,39 @@ impl Listener for SocketListener {
                 binary: false,
             })
         });
-        let mut framed = FramedWrite::with_capacity(write, BytesCodec::new(), 0);
-        framed.set_backpressure_boundary(WRITE_BATCH);
-        let sink =
-            framed.with(|line: Line| futures_util::future::ready(Ok::<_, io::Error>(line.bytes)));
-        let (outbound, queue) = Outbound::new(&ctx.outbound_limits);
-        let writer = tokio::spawn(async move {
-            let mut sink = Box::pin(sink);
-            let result = queue.write_all(&mut sink).await;
-            if result.is_ok() {
-                // Flush and end our side so the peer sees EOF after the last reply.
-                let _ = sink.close().await;
-            }
-            result
-        });
+        let (outbound, replies) = Outbound::new(&ctx.outbound_limits);
+        let writer = tokio::spawn(write_replies(replies, write));
         let watch = PeerWatch::new(writer, async move { hangup.wait().await });
         connection::serve(info, &ctx, requests, outbound, watch).await;
         tracing::debug!(conn = id, "connection closed");
     }
+}
+
+/// The connection's one writer: replies go from the outbound queue to the socket as the
+/// `Bytes` they were encoded into (vectored writes, never copied together), up to
+/// [`WRITE_BATCH`] at a time. Each byte stays counted by the connection's gauge until the kernel
+/// has taken it. Once every sender is gone and the last reply is written it ends our side, so
+/// the peer sees end-of-file after the last reply; an error means the peer stopped taking data.
+async fn write_replies(mut replies: OutboundReceiver, mut socket: UnixWriter) -> io::Result<()> {
+    let mut unsent = WriteQueue::default();
+    loop {
+        if unsent.is_empty() {
+            match replies.recv().await {
+                Some(line) => unsent.push(line.bytes),
+                None => break,
+            }
+        }
+        while unsent.len() < WRITE_BATCH {
+            match replies.try_recv() {
+                Some(line) => unsent.push(line.bytes),
+                None => break,
+            }
+        }
+        let written =
+            std::future::poll_fn(|cx| unsent.poll_write_some(Pin::new(&mut socket), cx)).await?;
+        replies.written(written);
+    }
+    // Every reply is out; a peer already gone cannot be told end-of-file, which is no failure.
+    let _ = socket.shutdown().await;
+    Ok(())
 }
