@@ -21,7 +21,7 @@ use crate::handler::{ConnectionInfo, Handler};
 use crate::registry::{BroadcastReport, PushError};
 use crate::router::{RouteError, Router, UriPattern};
 use crate::stats::{Stats, StatsSnapshot};
-use crate::transport::unix::{self, BoundSocket, SocketListener};
+use crate::transport::unix::{SocketFile, SocketListener};
 use crate::transport::ws::{WebSockets, WsListener};
 use crate::transport::Listener;
 use crate::workers::Workers;
@@ -115,20 +115,13 @@ impl Server {
                 .map_err(|source| ServerError::Workers { count, source })?,
             None => Workers::caller(),
         };
-        let bound = unix::bind(&config.socket_path, config.socket_mode, config.socket_group)?;
-        tracing::info!(
-            path = %bound.file.path.display(),
-            mode = format_args!("{:04o}", config.socket_mode),
-            "listening"
-        );
+        let (unix_listener, file) = SocketListener::bind(config)?;
         websockets.announce();
         let context = Arc::new(ConnectionContext::new(
             config,
             self.router.clone(),
             self.stats.clone(),
         ));
-        let BoundSocket { listener, file } = bound;
-        let unix_listener = SocketListener::new(listener, file.path.clone(), config);
         let shared = Arc::new(Shared {
             context,
             socket_path: file.path.clone(),
@@ -300,7 +293,7 @@ async fn run(
     shared: Arc<Shared>,
     unix_listener: SocketListener,
     ws_listeners: Vec<WsListener>,
-    file: unix::SocketFile,
+    file: SocketFile,
 ) -> ShutdownReport {
     let context = &shared.context;
     let stats_task = tokio::spawn(log_stats(context.clone(), shared.stats_interval));

@@ -35,9 +35,9 @@ use crate::outbound::{Outbound, OutboundReceiver};
 pub(crate) const MAX_SOCKET_PATH_BYTES: usize = 107;
 
 /// A bound, listening socket and its file.
-pub(crate) struct BoundSocket {
-    pub(crate) listener: UnixListener,
-    pub(crate) file: SocketFile,
+struct BoundSocket {
+    listener: UnixListener,
+    file: SocketFile,
 }
 
 /// The socket file this server created, remembered so that it is removed only if still ours.
@@ -77,7 +77,7 @@ impl SocketFile {
 ///
 /// Once the socket file exists, any later failure removes it again (if it is still ours): a
 /// failed start leaves nothing behind but the lock file.
-pub(crate) fn bind(path: &Path, mode: u32, group: Option<u32>) -> Result<BoundSocket, ServerError> {
+fn bind(path: &Path, mode: u32, group: Option<u32>) -> Result<BoundSocket, ServerError> {
     check_length(path)?;
     let lock = PathLock::acquire(path)?;
     clear_stale_socket(path)?;
@@ -278,14 +278,23 @@ pub(crate) struct SocketListener {
 }
 
 impl SocketListener {
-    /// Serves connections accepted on `listener`, bound at `path`, under `config`'s allow-list.
-    pub(crate) fn new(listener: UnixListener, path: PathBuf, config: &ServerConfig) -> Self {
-        SocketListener {
+    /// Binds `config`'s socket path (see [`bind`]) and serves it under `config`'s allow-list.
+    /// The [`SocketFile`] is the caller's, to remove at shutdown.
+    pub(crate) fn bind(config: &ServerConfig) -> Result<(SocketListener, SocketFile), ServerError> {
+        let BoundSocket { listener, file } =
+            bind(&config.socket_path, config.socket_mode, config.socket_group)?;
+        tracing::info!(
+            path = %file.path.display(),
+            mode = format_args!("{:04o}", config.socket_mode),
+            "listening"
+        );
+        let listener = SocketListener {
             listener,
-            path,
+            path: file.path.clone(),
             allowed_uids: config.allowed_uids.clone(),
             allowed_gids: config.allowed_gids.clone(),
-        }
+        };
+        Ok((listener, file))
     }
 }
 
