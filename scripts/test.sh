@@ -66,14 +66,15 @@ cargo test --workspace --locked
 # workspace's union of features).
 step "--no-default-features: dependency tree, clippy, tests"
 forbidden='^(clap|anyhow|humantime|tracing-subscriber|rustls|ring|rustls-native-certs|tungstenite|tokio-tungstenite|tokio-rustls)$'
-for crate in pixl-ipc-protocol pixl-ipc-io pixl-ipc-client; do
+for crate in pixl-ipc-protocol pixl-ipc-io pixl-ipc-server pixl-ipc-client; do
   pulled=$(cargo tree -e normal --no-default-features -p "$crate" --prefix none --locked \
     | sed 's/ v[0-9].*//' | sort -u | grep -E "$forbidden" || true)
   [ -z "$pulled" ] || { echo "$crate without default features still pulls: $pulled" >&2; exit 1; }
 done
-cargo clippy -p pixl-ipc-protocol -p pixl-ipc-io -p pixl-ipc-client --no-default-features \
-  --all-targets --locked -- -D warnings
+cargo clippy -p pixl-ipc-protocol -p pixl-ipc-io -p pixl-ipc-server -p pixl-ipc-client \
+  --no-default-features --all-targets --locked -- -D warnings
 cargo test -p pixl-ipc-protocol -p pixl-ipc-io --locked
+cargo test -p pixl-ipc-server --no-default-features --locked --lib --test features --test handlers --test router
 cargo test -p pixl-ipc-client --no-default-features --locked --lib --test bad_server
 
 # The Node and PHP clients' suites start the server binary the Rust tests just built.

@@ -50,3 +50,6 @@ pub use settings::{
     DEFAULT_REQUEST_TIMEOUT, MAX_PUSH_BUFFER_PUSHES,
 };
 pub use state::{CloseReason, ConnectionState};
+/// The crate the API speaks in, so a user's Cargo.toml need not guess a matching version:
+/// data is [`serde_json::Value`].
+pub use {serde_json, serde_json::Value};

@@ -5,6 +5,9 @@
 //! oldest handshake rather than refusing the newcomer: a real client finishes its handshake in
 //! milliseconds, so peers that connect and stay silent cannot keep new clients out.
 
+// The handshake pool serves only the WebSocket transport, absent without the `ws` feature.
+#![cfg_attr(not(feature = "ws"), allow(dead_code))]
+
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 

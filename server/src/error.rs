@@ -100,6 +100,15 @@ pub enum ServerError {
         /// What was wrong with it.
         reason: String,
     },
+    /// The configuration asks for something this build of the library was compiled without
+    /// (WebSockets need the `ws` cargo feature, `wss://` the `tls` feature).
+    #[error("{what} needs pixl-ipc-server's `{feature}` cargo feature, which this build was compiled without")]
+    FeatureDisabled {
+        /// What the configuration asked for, e.g. "a WebSocket listener".
+        what: &'static str,
+        /// The cargo feature that provides it.
+        feature: &'static str,
+    },
     /// A setting is outside the range the server can honour; nothing was created. See
     /// [`ServerConfig::validate`](crate::ServerConfig::validate).
     #[error("invalid setting {setting} ({flag}) = {value}: allowed {allowed}")]

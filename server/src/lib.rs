@@ -11,7 +11,7 @@
 //! #[tokio::main]
 //! async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //!     let server = Server::new(ServerConfig::new("/tmp/myapp.sock"));
-//!     server.add_uri_handler(regex::Regex::new("^/myapi/")?, "myapi", |req: Request, ctx: RequestContext| async move {
+//!     server.add_uri_handler(pixl_ipc_server::Regex::new("^/myapi/")?, "myapi", |req: Request, ctx: RequestContext| async move {
 //!         HandlerResult::Ok(json!({"uri": req.uri, "peer_uid": ctx.connection.peer.map(|p| p.uid)}))
 //!     })?;
 //!     let running = server.start().await?;
@@ -61,3 +61,6 @@ pub use router::{Matched, RouteError, RouteInfo, Router, UriPattern};
 pub use server::{RunningServer, Server, ServerHandle, ShutdownReport};
 pub use stats::{IntervalStats, LatencySummary, StatsSnapshot, TotalStats};
 pub use validate::{MAX_TIMEOUT, MAX_WORKER_THREADS, MIN_STATS_INTERVAL, MIN_TIMER};
+/// The crates the API speaks in, so a user's Cargo.toml need not guess matching versions:
+/// patterns are [`regex::Regex`]es, data is [`serde_json::Value`].
+pub use {regex, regex::Regex, serde_json, serde_json::Value};

@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, Notify};
 #[derive(Debug, Clone)]
 pub(crate) struct Line {
     pub(crate) bytes: Bytes,
+    #[cfg_attr(not(feature = "ws"), allow(dead_code))] // Read by the WebSocket transport only.
     pub(crate) binary: bool,
 }
 

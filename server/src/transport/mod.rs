@@ -9,6 +9,11 @@
 
 pub(crate) mod stall;
 pub(crate) mod unix;
+#[cfg(feature = "ws")]
+pub(crate) mod ws;
+/// Without the `ws` feature: no WebSocket listeners, and a clear error if one is configured.
+#[cfg(not(feature = "ws"))]
+#[path = "no_ws.rs"]
 pub(crate) mod ws;
 
 use std::future::Future;

@@ -15,13 +15,9 @@ use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
 use pixl_ipc_protocol::quote::bounded;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::mpsc;
-use tokio_rustls::rustls;
-use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::tungstenite::handshake::server::{
     ErrorResponse, Request as Upgrade, Response,
 };
@@ -32,13 +28,14 @@ mod driver;
 mod frames;
 mod origin;
 mod tcp_owner;
+mod tls;
 
 use driver::Driver;
 use origin::OriginPolicy;
 
 use super::Listener;
 use crate::admission::{Handshake, Refusal};
-use crate::config::{ServerConfig, TlsFiles, WebSocketConfig};
+use crate::config::{ServerConfig, WebSocketConfig};
 use crate::connection::{self, Inbound, PeerWatch};
 use crate::context::ConnectionContext;
 use crate::error::ServerError;
@@ -121,7 +118,7 @@ impl WebSockets {
 
 /// What every WebSocket connection of this server shares: TLS, access rules, limits.
 struct WsSetup {
-    tls: Option<TlsAcceptor>,
+    tls: Option<tls::Acceptor>,
     token: Option<String>,
     origins: OriginPolicy,
     /// The uid allow-list, when one is set: peers on this machine must be on it.
@@ -143,7 +140,7 @@ impl WsSetup {
     fn new(server: &ServerConfig) -> Result<Self, ServerError> {
         let config = &server.websocket;
         let max_message_bytes = server.max_message_bytes;
-        let tls = config.tls.as_ref().map(load_tls).transpose()?;
+        let tls = config.tls.as_ref().map(tls::load).transpose()?;
         let allow_list = !server.allowed_uids.is_empty() || !server.allowed_gids.is_empty();
         let allowed_uids = (allow_list && !config.listen.is_empty()).then(|| {
             if server.allowed_uids.is_empty() {
@@ -300,27 +297,6 @@ impl WsSetup {
 /// Loopback, including an IPv4-mapped `::ffff:127.x.y.z`.
 fn is_loopback(addr: &SocketAddr) -> bool {
     addr.ip().to_canonical().is_loopback()
-}
-
-fn load_tls(files: &TlsFiles) -> Result<TlsAcceptor, ServerError> {
-    let tls_error = |path: &std::path::Path, reason: String| ServerError::Tls {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let certs = CertificateDer::pem_file_iter(&files.cert)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|err| tls_error(&files.cert, err.to_string()))?;
-    if certs.is_empty() {
-        return Err(tls_error(&files.cert, "no certificate in the file".into()));
-    }
-    let key = PrivateKeyDer::from_pem_file(&files.key)
-        .map_err(|err| tls_error(&files.key, err.to_string()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .and_then(|builder| builder.with_no_client_auth().with_single_cert(certs, key))
-        .map_err(|err| tls_error(&files.key, err.to_string()))?;
-    Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
 /// Binds every configured address with the configured backlog.
