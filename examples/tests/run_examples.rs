@@ -261,7 +261,8 @@ fn push_client_gets_its_welcome_items_and_ticks() {
     assert_contains(&stdout, "push /news/welcome {\"connection\":");
     assert_contains(&stdout, "published to 1 connections");
     assert_contains(&stdout, "push /news/item {\"headline\":\"hello from pid");
-    assert_eq!(stdout.matches("push /news/tick").count(), 2, "{stdout}");
+    // At least the two it waited for; more when a tick came while it waited for the others.
+    assert!(stdout.matches("push /news/tick").count() >= 2, "{stdout}");
     assert_contains(&stdout, "push client done");
 
     let stdout = server.stop(Signal::SIGTERM);
