@@ -58,6 +58,9 @@ for crate in pixl-ipc-protocol pixl-ipc-io pixl-ipc-server pixl-ipc-client; do
   done
 done
 
+step "cargo build --examples (examples/tests/run_examples.rs runs them)"
+cargo build --examples --workspace --locked
+
 step "cargo test"
 cargo test --workspace --locked
 
