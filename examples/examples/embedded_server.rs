@@ -33,10 +33,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use anyhow::{ensure, Context};
+use pixl_ipc_server::Regex;
 use pixl_ipc_server::{
     HandlerError, HandlerResult, Request, RequestContext, Server, ServerConfig, Transport,
 };
-use pixl_ipc_server::Regex;
 use serde::Deserialize;
 use serde_json::json;
 
