@@ -228,7 +228,9 @@ fn client_calls_the_embedded_server() {
 
     let stdout = run("client", &[socket_arg]);
     for expected in [
-        "send /app/hello -> {\"message\":\"Hello, Ada!\",\"calls\":1}",
+        // Objects print their keys in whichever order the build's serde_json keeps them.
+        "\"message\":\"Hello, Ada!\"",
+        "\"calls\":1",
         "message \"Hello, Grace!\", 2 calls so far",
         "counter clicks: 0 -> 1",
         "error invalid_greeting: the greeting must not be empty",
@@ -306,7 +308,8 @@ fn websocket_client_needs_the_token() {
     let stdout = Running::start(client, "websocket_client").wait_success();
     assert_contains(&stdout, "without the token: cannot connect");
     assert_contains(&stdout, "HTTP 401");
-    assert_contains(&stdout, "/ws/whoami -> {\"transport\":\"ws\"");
+    assert_contains(&stdout, "/ws/whoami -> {");
+    assert_contains(&stdout, "\"transport\":\"ws\"");
     assert_contains(&stdout, "{\"over\":\"websocket\"}");
     assert_contains(&stdout, "websocket client done");
 
