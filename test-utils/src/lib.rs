@@ -1,6 +1,7 @@
-//! Test harness shared by every suite that drives the real binaries: the `pixl-ipc-server`
-//! process on a temp socket (stopped by PID), and a blocking raw-wire connection whose every
-//! read is bounded, so no test can hang.
+//! Test harness (`pixl-ipc-test-utils`, not published) shared by every suite and benchmark that
+//! drives the real binaries: the `pixl-ipc-server` process on a temp socket (stopped by PID), a
+//! blocking raw-wire connection whose every read is bounded, so no test can hang, and the
+//! message recipe the tests and benchmarks share.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // A harness fails loudly on purpose.
 
 use std::io::{BufRead, BufReader, Read, Write};
