@@ -370,7 +370,7 @@ pub fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
 }
 
 /// The original benchmark's message: `size` keys `key_N`, each "GiveMe" padded to 1024
-/// characters with "Dataz".
+/// characters with "Dataz". The one recipe: the benchmarks (`pixl-ipc-benches`) re-export it.
 pub fn sized_message(size: usize) -> Value {
     let mut value = String::from("GiveMe");
     while value.len() < 1024 {
@@ -579,5 +579,24 @@ impl Wire for WsConn {
                 Err(err) => panic!("expected a close, got {err}"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sized_message_is_the_originals_recipe() {
+        let message = sized_message(3);
+        let map = message.as_object().unwrap();
+        assert_eq!(map.keys().collect::<Vec<_>>(), ["key_0", "key_1", "key_2"]);
+        for value in map.values() {
+            let text = value.as_str().unwrap();
+            assert_eq!(text.len(), 1024);
+            assert!(text.starts_with("GiveMeDatazDataz"), "{text:.20}");
+            assert!(text.ends_with("DatazDat"), "ends with {:?}", &text[1014..]);
+        }
+        assert_eq!(sized_message(0), Value::Object(Default::default()));
     }
 }
