@@ -323,6 +323,7 @@ pub fn progress(message: &str) {
 }
 
 pub mod chart;
+pub mod echo_load;
 pub mod hostile;
 pub mod report;
 pub mod soak;
