@@ -29,7 +29,7 @@ use tokio_util::codec::FramedRead;
 
 use crate::address::Address;
 use crate::error::Error;
-use crate::lines::LineCodec;
+use pixl_ipc_protocol::LineSplitter;
 
 /// Bytes tungstenite offers each socket read. It zeroes that much before every read, so its
 /// 128 KiB default costs more than the rest of a small reply's handling.
@@ -141,7 +141,7 @@ impl Dialer {
                 Ok(Connection {
                     reader: Reader::Unix(FramedRead::new(
                         read,
-                        LineCodec::new(self.max_message_bytes),
+                        LineSplitter::new(self.max_message_bytes),
                     )),
                     writer: Writer::Unix {
                         half: write,
@@ -335,7 +335,7 @@ impl AsyncWrite for WsIo {
 
 /// The receiving half.
 pub(crate) enum Reader {
-    Unix(FramedRead<UnixReader, LineCodec>),
+    Unix(FramedRead<UnixReader, LineSplitter>),
     WebSocket {
         frames: SplitStream<WebSocketStream<WsIo>>,
         /// What is left of the current frame: its lines are handed out one at a time, as the

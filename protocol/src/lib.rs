@@ -10,7 +10,9 @@ pub mod sink_queue;
 pub mod sniff;
 pub mod unix_io;
 
-pub use codec::{decode_line, encode_line, frame_lines, JsonLinesCodec, DEFAULT_MAX_MESSAGE_BYTES};
+pub use codec::{
+    decode_line, encode_line, frame_lines, JsonLinesCodec, LineSplitter, DEFAULT_MAX_MESSAGE_BYTES,
+};
 pub use error::FrameError;
 pub use message::{
     ErrorCode, ErrorData, ErrorReply, Push, RawId, RawRequest, RawResponse, Request, Response,
