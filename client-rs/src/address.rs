@@ -57,6 +57,12 @@ impl Address {
                 let authority = rest.split(['/', '?']).next().unwrap_or_default();
                 let (host, port) = split_host_port(authority)
                     .ok_or_else(|| unsupported("the URL has no valid host[:port]"))?;
+                if !cfg!(feature = "ws") {
+                    return Err(unsupported(NO_WS_SUPPORT));
+                }
+                if tls && !cfg!(feature = "tls") {
+                    return Err(unsupported(NO_TLS_SUPPORT));
+                }
                 return Ok(Address::WebSocket {
                     url: text.to_owned(),
                     tls,
@@ -76,6 +82,13 @@ impl Address {
         Ok(Address::Unix(PathBuf::from(text)))
     }
 }
+
+/// Why a `ws://` address cannot be used by a build without WebSockets.
+pub(crate) const NO_WS_SUPPORT: &str =
+    "this build of pixl-ipc-client has no WebSocket support: enable its `ws` feature";
+/// Why a `wss://` address cannot be used by a build without TLS.
+pub(crate) const NO_TLS_SUPPORT: &str =
+    "this build of pixl-ipc-client has no TLS support: enable its `tls` feature";
 
 /// `host`, `host:port`, `[v6]` or `[v6]:port`.
 fn split_host_port(authority: &str) -> Option<(String, Option<u16>)> {
@@ -158,6 +171,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg(feature = "tls")]
     fn websocket_urls_keep_host_port_and_tls() {
         let parsed = Address::parse("ws://127.0.0.1:7070/rpc?x=1").unwrap();
         assert_eq!(
@@ -175,5 +189,20 @@ mod tests {
         );
         assert!(Address::parse("ws://:80/").is_err());
         assert!(Address::parse("ws://host:notaport/").is_err());
+    }
+
+    #[test]
+    #[cfg(not(feature = "ws"))]
+    fn without_the_ws_feature_a_websocket_url_is_refused_naming_the_feature() {
+        let err = Address::parse("ws://127.0.0.1:7070/").unwrap_err();
+        assert!(err.to_string().contains("`ws` feature"), "{err}");
+    }
+
+    #[test]
+    #[cfg(all(feature = "ws", not(feature = "tls")))]
+    fn without_the_tls_feature_a_wss_url_is_refused_naming_the_feature() {
+        assert!(Address::parse("ws://127.0.0.1:7070/").is_ok());
+        let err = Address::parse("wss://127.0.0.1:7070/").unwrap_err();
+        assert!(err.to_string().contains("`tls` feature"), "{err}");
     }
 }

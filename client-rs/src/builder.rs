@@ -2,42 +2,26 @@
 
 use std::time::Duration;
 
-use pixl_ipc_protocol::DEFAULT_MAX_MESSAGE_BYTES;
-
 use crate::address::ToAddress;
 use crate::client::Client;
 use crate::error::Error;
 use crate::reconnect::ReconnectPolicy;
-use crate::transport::WsOptions;
-
-/// Default time a call waits for its reply: 10 s, like the original Node client.
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default time to wait for a connection to open.
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Default largest reply a call decodes: 8 MiB. Decoding JSON made of many tiny values into a
-/// [`serde_json::Value`] tree costs up to ~64 times its size (a 24 MiB reply of `{}`s: 1.5 GiB),
-/// so 8 MiB bounds that at about 0.5 GiB, while leaving 8 times the largest message the
-/// original's own tests use (1 MiB echoes). Raise it for larger replies.
-pub const DEFAULT_MAX_REPLY_BYTES: usize = 8 * 1024 * 1024;
-/// Default bytes of pushes buffered per subscriber that has not taken them yet: 8 MiB.
-pub const DEFAULT_MAX_PUSH_BUFFER_BYTES: usize = 8 * 1024 * 1024;
-/// Pushes buffered per subscriber that has not taken them yet, whatever their size.
-pub const MAX_PUSH_BUFFER_PUSHES: usize = 1024;
+use crate::settings::Settings;
 
 /// Builds a [`Client`].
 ///
 /// | setting | default |
 /// | --- | --- |
-/// | [`request_timeout`](Self::request_timeout) | 10 s ([`DEFAULT_REQUEST_TIMEOUT`]) |
-/// | [`connect_timeout`](Self::connect_timeout) | 5 s ([`DEFAULT_CONNECT_TIMEOUT`]) |
+/// | [`request_timeout`](Self::request_timeout) | 10 s ([`DEFAULT_REQUEST_TIMEOUT`](crate::DEFAULT_REQUEST_TIMEOUT)) |
+/// | [`connect_timeout`](Self::connect_timeout) | 5 s ([`DEFAULT_CONNECT_TIMEOUT`](crate::DEFAULT_CONNECT_TIMEOUT)) |
 /// | [`user_agent`](Self::user_agent) | `"Rust/pixl-ipc-client"` + the current directory |
-/// | [`max_message_bytes`](Self::max_message_bytes) | 64 MiB, the server's default |
-/// | [`max_reply_bytes`](Self::max_reply_bytes) | 8 MiB ([`DEFAULT_MAX_REPLY_BYTES`]) |
-/// | [`max_push_buffer_bytes`](Self::max_push_buffer_bytes) | 8 MiB per subscriber ([`DEFAULT_MAX_PUSH_BUFFER_BYTES`]) |
+/// | [`max_message_bytes`](Self::max_message_bytes) | 64 MiB |
+/// | [`max_reply_bytes`](Self::max_reply_bytes) | 8 MiB ([`DEFAULT_MAX_REPLY_BYTES`](crate::DEFAULT_MAX_REPLY_BYTES)) |
+/// | [`max_push_buffer_bytes`](Self::max_push_buffer_bytes) | 8 MiB per subscriber ([`DEFAULT_MAX_PUSH_BUFFER_BYTES`](crate::DEFAULT_MAX_PUSH_BUFFER_BYTES)) |
 /// | [`reconnect`](Self::reconnect) | every 1000 ms, forever ([`ReconnectPolicy::original`]) |
-/// | [`tls_ca_file`](Self::tls_ca_file) | the system's root certificates (`wss://` only) |
-/// | [`tls_domain`](Self::tls_domain) | the URL's host (`wss://` only) |
-/// | [`bearer_token`](Self::bearer_token) | none (WebSockets only) |
+/// | `tls_ca_file` (feature `tls`) | the system's root certificates (`wss://` only) |
+/// | `tls_domain` (feature `tls`) | the URL's host (`wss://` only) |
+/// | `bearer_token` (feature `ws`) | none (WebSockets only) |
 ///
 /// ```
 /// use std::time::Duration;
@@ -59,68 +43,43 @@ pub const MAX_PUSH_BUFFER_PUSHES: usize = 1024;
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 #[must_use]
 pub struct ClientBuilder {
-    pub(crate) request_timeout: Duration,
-    pub(crate) connect_timeout: Duration,
-    pub(crate) user_agent: String,
-    pub(crate) max_message_bytes: usize,
-    pub(crate) max_reply_bytes: usize,
-    pub(crate) max_push_buffer_bytes: usize,
-    pub(crate) reconnect: ReconnectPolicy,
-    pub(crate) ws: WsOptions,
-}
-
-impl Default for ClientBuilder {
-    fn default() -> Self {
-        let cwd = std::env::current_dir()
-            .map(|dir| dir.display().to_string())
-            .unwrap_or_default();
-        ClientBuilder {
-            request_timeout: DEFAULT_REQUEST_TIMEOUT,
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            user_agent: format!("Rust/pixl-ipc-client{cwd}"),
-            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
-            max_reply_bytes: DEFAULT_MAX_REPLY_BYTES,
-            max_push_buffer_bytes: DEFAULT_MAX_PUSH_BUFFER_BYTES,
-            reconnect: ReconnectPolicy::original(),
-            ws: WsOptions::default(),
-        }
-    }
+    settings: Settings,
 }
 
 impl ClientBuilder {
     /// How long a call waits for its reply, including any wait for a reconnect (default 10 s).
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
-        self.request_timeout = timeout;
+        self.settings.request_timeout = timeout;
         self
     }
 
     /// How long opening a connection may take (default 5 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
+        self.settings.connect_timeout = timeout;
         self
     }
 
     /// The `userAgent` sent with every request (default `"Rust/pixl-ipc-client"` + cwd).
     pub fn user_agent(mut self, user_agent: impl Into<String>) -> Self {
-        self.user_agent = user_agent.into();
+        self.settings.user_agent = user_agent.into();
         self
     }
 
     /// Largest message sent or accepted, in bytes (default 64 MiB). Larger requests fail with
     /// [`Error::MessageTooLarge`] without being sent.
     pub fn max_message_bytes(mut self, bytes: usize) -> Self {
-        self.max_message_bytes = bytes;
+        self.settings.max_message_bytes = bytes;
         self
     }
 
-    /// Largest reply a call takes, in bytes (default 8 MiB, [`DEFAULT_MAX_REPLY_BYTES`]). A
+    /// Largest reply a call takes, in bytes (default 8 MiB, [`DEFAULT_MAX_REPLY_BYTES`](crate::DEFAULT_MAX_REPLY_BYTES)). A
     /// longer reply fails its call with [`Error::ReplyTooLarge`] at once, without being
     /// decoded. Replies are also bounded by [`max_message_bytes`](Self::max_message_bytes).
     pub fn max_reply_bytes(mut self, bytes: usize) -> Self {
-        self.max_reply_bytes = bytes;
+        self.settings.max_reply_bytes = bytes;
         self
     }
 
@@ -129,33 +88,36 @@ impl ClientBuilder {
     /// behind misses the oldest pushes and is told how many; the newest push is always kept,
     /// so a subscriber holds at most this plus one push.
     pub fn max_push_buffer_bytes(mut self, bytes: usize) -> Self {
-        self.max_push_buffer_bytes = bytes;
+        self.settings.max_push_buffer_bytes = bytes;
         self
     }
 
     /// What to do after the connection is lost (default: retry every second, forever).
     pub fn reconnect(mut self, policy: ReconnectPolicy) -> Self {
-        self.reconnect = policy;
+        self.settings.reconnect = policy;
         self
     }
 
     /// For `wss://`: trust the CA certificates in this PEM file (tremor's `cafile`) instead of
-    /// the system's roots.
+    /// the system's roots. Feature `tls`.
+    #[cfg(feature = "tls")]
     pub fn tls_ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
-        self.ws.ca_file = Some(path.into());
+        self.settings.ws.ca_file = Some(path.into());
         self
     }
 
     /// For `wss://`: the name the server certificate must be valid for (tremor's `domain`),
-    /// when it differs from the URL's host.
+    /// when it differs from the URL's host. Feature `tls`.
+    #[cfg(feature = "tls")]
     pub fn tls_domain(mut self, domain: impl Into<String>) -> Self {
-        self.ws.domain = Some(domain.into());
+        self.settings.ws.domain = Some(domain.into());
         self
     }
 
-    /// For WebSockets: sends `Authorization: Bearer <token>` with the upgrade.
+    /// For WebSockets: sends `Authorization: Bearer <token>` with the upgrade. Feature `ws`.
+    #[cfg(feature = "ws")]
     pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
-        self.ws.token = Some(token.into());
+        self.settings.ws.token = Some(token.into());
         self
     }
 
@@ -168,33 +130,7 @@ impl ClientBuilder {
     /// [`Error::InvalidOption`] for a setting out of range (a zero timeout or size, a
     /// [`Backoff`](crate::Backoff) with a NaN or out-of-range `jitter` or `growth_rate`).
     pub async fn connect(self, address: impl ToAddress) -> Result<Client, Error> {
-        self.validate()?;
-        Client::start(self, address.to_address()?).await
-    }
-
-    /// Every setting in range, checked before anything starts.
-    fn validate(&self) -> Result<(), Error> {
-        let invalid = |option, reason: &str| {
-            Err(Error::InvalidOption {
-                option,
-                reason: reason.to_owned(),
-            })
-        };
-        if self.request_timeout.is_zero() {
-            return invalid("request_timeout", "zero would fail every call at once");
-        }
-        if self.connect_timeout.is_zero() {
-            return invalid(
-                "connect_timeout",
-                "zero would fail every connection attempt",
-            );
-        }
-        if self.max_message_bytes == 0 {
-            return invalid("max_message_bytes", "zero would refuse every message");
-        }
-        if self.max_reply_bytes == 0 {
-            return invalid("max_reply_bytes", "zero would refuse every reply");
-        }
-        self.reconnect.validate()
+        self.settings.validate()?;
+        Client::start(self.settings, address.to_address()?).await
     }
 }

@@ -15,9 +15,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::address::Address;
-use crate::builder::{ClientBuilder, MAX_PUSH_BUFFER_PUSHES};
+use crate::builder::ClientBuilder;
 use crate::error::Error;
 use crate::pushes::{Next, PushHub, PushLimits, Queue};
+use crate::settings::{Settings, MAX_PUSH_BUFFER_PUSHES};
+use crate::state::ConnectionState;
 use crate::task::{self, Outgoing, TaskContext};
 use crate::transport::Dialer;
 
@@ -28,58 +30,6 @@ const QUEUE_DEPTH: usize = 1024;
 /// decode. A decode cannot be interrupted, but its caller need not wait for it; what it can cost
 /// is bounded by `max_reply_bytes`.
 const INLINE_DECODE_BYTES: usize = 1024 * 1024;
-
-/// The connection's state, as [`Client::state`] and [`Client::state_changes`] report it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ConnectionState {
-    /// Connected; calls go straight out.
-    Connected,
-    /// The connection was lost and the reconnect policy is trying again; calls wait (within
-    /// their timeout) for the outcome.
-    Reconnecting {
-        /// The attempt in progress, from 1.
-        attempt: u32,
-    },
-    /// For good: every call fails with the error this reason names.
-    Closed(CloseReason),
-}
-
-/// Why a client is closed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CloseReason {
-    /// [`Client::close`] was called, or every handle was dropped.
-    ByCaller,
-    /// The connection was lost and the reconnect policy is off.
-    ConnectionLost(String),
-    /// The reconnect policy ran out of retries.
-    ReconnectFailed {
-        /// Attempts made.
-        attempts: u32,
-        /// The last attempt's error.
-        last_error: String,
-    },
-}
-
-impl CloseReason {
-    /// The error calls get once the client is closed for this reason.
-    pub(crate) fn to_error(&self, address: &Address) -> Error {
-        match self {
-            CloseReason::ByCaller => Error::Closed,
-            CloseReason::ConnectionLost(reason) => Error::NotConnected {
-                address: address.to_string(),
-                reason: reason.clone(),
-            },
-            CloseReason::ReconnectFailed {
-                attempts,
-                last_error,
-            } => Error::ReconnectFailed {
-                address: address.to_string(),
-                attempts: *attempts,
-                last_error: last_error.clone(),
-            },
-        }
-    }
-}
 
 /// An async pixl-ipc client.
 ///
@@ -110,7 +60,7 @@ pub struct Client {
 
 struct Shared {
     address: Address,
-    settings: ClientBuilder,
+    settings: Settings,
     requests: mpsc::Sender<Outgoing>,
     state: watch::Receiver<ConnectionState>,
     pushes: Arc<PushHub>,
@@ -140,11 +90,12 @@ impl Client {
         ClientBuilder::default().connect(address).await
     }
 
-    pub(crate) async fn start(settings: ClientBuilder, address: Address) -> Result<Client, Error> {
+    pub(crate) async fn start(settings: Settings, address: Address) -> Result<Client, Error> {
         let dialer = Dialer {
             address: address.clone(),
             timeout: settings.connect_timeout,
             max_message_bytes: settings.max_message_bytes,
+            #[cfg(feature = "ws")]
             ws: settings.ws.clone(),
         };
         let connection = dialer.connect().await?;

@@ -34,15 +34,19 @@ mod lines;
 mod pending;
 mod pushes;
 mod reconnect;
+mod settings;
+mod state;
 mod task;
 mod transport;
 
 pub use address::{Address, ToAddress};
-pub use builder::{
-    ClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_PUSH_BUFFER_BYTES, DEFAULT_MAX_REPLY_BYTES,
-    DEFAULT_REQUEST_TIMEOUT, MAX_PUSH_BUFFER_PUSHES,
-};
-pub use client::{Client, CloseReason, ConnectionState, Subscription, SubscriptionError};
+pub use builder::ClientBuilder;
+pub use client::{Client, Subscription, SubscriptionError};
 pub use error::Error;
 pub use pixl_ipc_protocol::Push;
 pub use reconnect::{Backoff, ReconnectPolicy};
+pub use settings::{
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_PUSH_BUFFER_BYTES, DEFAULT_MAX_REPLY_BYTES,
+    DEFAULT_REQUEST_TIMEOUT, MAX_PUSH_BUFFER_PUSHES,
+};
+pub use state::{CloseReason, ConnectionState};

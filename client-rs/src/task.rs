@@ -11,12 +11,12 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::address::Address;
-use crate::client::{CloseReason, ConnectionState};
 use crate::error::Error;
 use crate::lines::{self, Route};
 use crate::pending::{PendingRequests, ReplySender};
 use crate::pushes::PushHub;
 use crate::reconnect::ReconnectPolicy;
+use crate::state::{CloseReason, ConnectionState};
 use crate::transport::{Connection, Dialer, Reader, Writer};
 
 /// Past this many unsent bytes the task stops taking new requests until the server reads.

@@ -5,7 +5,10 @@
 //! memory (sampled from /proc/self/status while the test runs).
 //!
 //! The tests that measure memory run one at a time (a lock), so they do not see each other's.
-#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+#![allow(clippy::unwrap_used)]
+// Tests fail loudly on purpose.
+// Without the `ws` feature the WebSocket servers and their helpers are compiled out.
+#![cfg_attr(not(feature = "ws"), allow(unused_imports, dead_code))]
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -96,6 +99,7 @@ where
     (dir, path)
 }
 
+#[cfg(feature = "ws")]
 /// A WebSocket server on loopback that accepts one connection, completes the upgrade, and then
 /// hands the raw TCP stream to `behave`, which writes frames by hand.
 async fn ws_server<F, Fut>(behave: F) -> String
@@ -287,6 +291,7 @@ async fn typed_call_decodes_a_big_reply_without_a_value_tree() {
     assert!(grew < 96 * MIB, "RSS grew {} MiB", grew / MIB);
 }
 
+#[cfg(feature = "ws")]
 /// Item: over WebSocket a pong was queued for every ping while the server did not read. A
 /// server flooding 1M pings (125-byte payloads) without ever reading gets cut off after a few
 /// dozen unsent pongs, and the client's memory stays bounded.
@@ -334,6 +339,7 @@ async fn a_ping_flood_from_a_server_that_never_reads_is_cut_off() {
     assert!(grew < 48 * MIB, "RSS grew {} MiB", grew / MIB);
 }
 
+#[cfg(feature = "ws")]
 /// Item: over WebSocket a whole frame was decoded into messages before the first was handed
 /// out. One 2 MiB frame of 700K tiny messages is now taken a line at a time: memory stays flat,
 /// and the push after it arrives.
@@ -443,6 +449,7 @@ async fn a_slow_subscriber_holds_a_bounded_number_of_bytes_and_learns_what_it_mi
     assert!(grew < 64 * MIB, "RSS grew {} MiB", grew / MIB);
 }
 
+#[cfg(feature = "ws")]
 /// Item: the error named 1002, the code the client answered with, not the server's.
 #[tokio::test]
 async fn an_invalid_close_code_is_named_as_the_server_sent_it() {

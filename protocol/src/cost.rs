@@ -2,18 +2,35 @@
 //! it, so a server can count (or refuse) a request's parse before paying for it.
 //!
 //! A `Value` tree is much larger than its text: `[0,0,0,...]` spends two bytes of text per
-//! element and `size_of::<Value>()` (80 bytes with `preserve_order`) per element in the tree,
-//! plus the slack of a growing `Vec`. A peer that sends such text to a handler that takes a
+//! element and `size_of::<Value>()` (32 bytes, or 80 with serde_json's `preserve_order`) per
+//! element in the tree, plus the slack of a growing `Vec`; `{"":0}` is a B-tree node of over
+//! 600 bytes without `preserve_order`. A peer that sends such text to a handler that takes a
 //! `Value` would make the server hold tens of times what it sent.
+//!
+//! Both of serde_json's map representations are modelled: which one this build has depends on
+//! whether any crate in it enables `preserve_order` (an `IndexMap`) or not (a `BTreeMap`).
+
+use std::collections::BTreeMap;
+use std::mem::size_of;
 
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
-/// Bytes of `Value` tree per byte of JSON text, at most: the densest text is an array of
-/// one-element arrays (`[[0],[0],...]`, 4 bytes of text per inner array against its `Value`, a
-/// `Vec` of at least 4 `Value`s, and the outer `Vec`'s growth slack: about 1.5 `Value`s per
-/// byte); two `Value`s per byte leaves a margin. Used for texts too small to be worth scanning.
-pub const MAX_VALUE_BYTES_PER_TEXT_BYTE: usize = 2 * VALUE;
+/// Bytes of `Value` tree per byte of JSON text, at most. With ordered maps the densest text is
+/// an array of one-element arrays (`[[0],[0],...]`, 4 bytes of text per inner array against
+/// its `Value`, a `Vec` of at least 4 `Value`s, and the outer `Vec`'s growth slack: about 1.5
+/// `Value`s per byte); two `Value`s per byte leaves a margin. With B-tree maps it is an array
+/// of one-entry objects (`[{"":0},...]`, 7 bytes of text per B-tree node). Used for texts too
+/// small to be worth scanning.
+pub const MAX_VALUE_BYTES_PER_TEXT_BYTE: usize = if ORDERED_MAPS {
+    2 * VALUE
+} else {
+    (BTREE_NODE + 2 * BLOCK + 4 * VALUE).div_ceil(7)
+};
+
+/// Whether this build's `serde_json::Map` is an `IndexMap` (feature `preserve_order`) rather
+/// than a `BTreeMap`: serde_json offers no other way to ask, and the two differ in size.
+const ORDERED_MAPS: bool = size_of::<Map<String, Value>>() != size_of::<BTreeMap<String, Value>>();
 
 /// Texts up to this long are charged `len * MAX_VALUE_BYTES_PER_TEXT_BYTE` without a scan
 /// (at most ~384 KiB); longer ones are scanned, which costs a fraction of the parse itself.
@@ -26,6 +43,13 @@ const BLOCK: usize = 16;
 const BUCKET: usize = 8 + 24 + VALUE;
 /// One slot of the map's index table (an index and a control byte, rounded up generously).
 const INDEX_SLOT: usize = 16;
+/// Entries a B-tree node holds at most (the standard library's `CAPACITY`), and at least
+/// outside the root (`MIN_LEN`).
+const BTREE_CAPACITY: usize = 11;
+const BTREE_MIN_LEN: usize = 5;
+/// One B-tree node, counted as an internal node (a leaf plus its child pointers): parent
+/// pointer, index and length, the keys and values, and the edges.
+const BTREE_NODE: usize = 16 + BTREE_CAPACITY * (24 + VALUE) + (BTREE_CAPACITY + 1) * 8;
 
 /// A growing `Vec`'s capacity for `n` elements: at least 4 once it has any, at most twice `n`.
 fn capacity(n: usize) -> usize {
@@ -127,9 +151,19 @@ impl<'de> Visitor<'de> for &mut Counter {
             self.add(key.0 + BLOCK);
             entries += 1;
         }
-        let buckets = capacity(entries).saturating_mul(BUCKET) - entries * VALUE;
-        let index = capacity(entries).max(8).saturating_mul(INDEX_SLOT);
-        self.add(VALUE + buckets + index + 2 * BLOCK);
+        if ORDERED_MAPS {
+            let buckets = capacity(entries).saturating_mul(BUCKET) - entries * VALUE;
+            let index = capacity(entries).max(8).saturating_mul(INDEX_SLOT);
+            self.add(VALUE + buckets + index + 2 * BLOCK);
+        } else if entries == 0 {
+            // An empty B-tree allocates nothing.
+            self.add(VALUE);
+        } else {
+            // Every node but the root holds at least `BTREE_MIN_LEN` entries. The children's
+            // `Value`s, counted by each child, live inside the nodes: a margin, not a gap.
+            let nodes = 1 + entries / BTREE_MIN_LEN;
+            self.add(VALUE + nodes.saturating_mul(BTREE_NODE + BLOCK));
+        }
         Ok(())
     }
 }

@@ -68,6 +68,9 @@ fn the_estimate_bounds_the_real_allocation_for_every_shape() {
                 .collect::<String>()
         ),
         format!("{{{}\"\":0}}", "\"\":0,".repeat(50_000)),
+        // One-entry objects: a whole B-tree node each when maps are not `preserve_order`.
+        format!("[{}{{\"\":0}}]", "{\"\":0},".repeat(50_000)),
+        format!("[{}{{\"\":0}}]", "{\"\":0},".repeat(500)),
         format!("\"{}\"", "\\n\\u00e9".repeat(100_000)),
         format!("{}0{}", "[".repeat(127), "]".repeat(127)),
         json!({"k": "x".repeat(1 << 20), "n": [1.5, -2, true, null]}).to_string(),

@@ -159,7 +159,7 @@ pub(crate) fn resolve(args: &Args) -> anyhow::Result<ServerConfig> {
         .socket
         .clone()
         .or(file.socket_path)
-        .unwrap_or_else(pixl_ipc_protocol::default_socket_path);
+        .unwrap_or_else(pixl_ipc_io::default_socket_path);
     let mut config = ServerConfig::new(socket);
 
     let chmod = match (&args.chmod, &file.socket_chmod) {
@@ -248,7 +248,7 @@ fn websocket(args: &Args) -> anyhow::Result<WebSocketConfig> {
         ws = ws.with_tls(cert, key);
     }
     let file = args.ws_token_file.as_deref();
-    let token = pixl_ipc_protocol::read_token(file).with_context(|| {
+    let token = pixl_ipc_io::read_token(file).with_context(|| {
         format!(
             "cannot read the token file {}",
             file.unwrap_or(Path::new("")).display()

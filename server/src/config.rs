@@ -158,9 +158,7 @@ impl ServerConfig {
 
     /// True when a peer with these credentials may be served.
     pub fn allows_peer(&self, uid: u32, gid: u32) -> bool {
-        (self.allowed_uids.is_empty() && self.allowed_gids.is_empty())
-            || self.allowed_uids.contains(&uid)
-            || self.allowed_gids.contains(&gid)
+        peer_allowed(&self.allowed_uids, &self.allowed_gids, uid, gid)
     }
 
     /// Cancels handlers that run longer than `timeout` (default: never).
@@ -448,4 +446,9 @@ pub struct TlsFiles {
     pub cert: PathBuf,
     /// Private key (PKCS#8, PKCS#1 or SEC1).
     pub key: PathBuf,
+}
+
+/// The allow-list rule: no list admits everyone; otherwise the uid or the gid must be listed.
+pub(crate) fn peer_allowed(uids: &[u32], gids: &[u32], uid: u32, gid: u32) -> bool {
+    (uids.is_empty() && gids.is_empty()) || uids.contains(&uid) || gids.contains(&gid)
 }

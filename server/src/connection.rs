@@ -20,24 +20,12 @@ use pixl_ipc_protocol::{
 };
 use serde_json::json;
 use tokio::task::{JoinHandle, JoinSet};
-use tokio_util::sync::CancellationToken;
 
+use crate::context::ConnectionContext;
 use crate::handler::{ConnectionInfo, HandlerResult, RequestContext};
 use crate::outbound::{Charge, Line, Outbound};
-use crate::router::{Matched, Router};
+use crate::router::Matched;
 use crate::stats::Stats;
-
-/// What a connection needs from the server.
-pub(crate) struct ConnectionEnv {
-    pub(crate) router: Arc<Router>,
-    pub(crate) stats: Arc<Stats>,
-    pub(crate) max_in_flight: usize,
-    pub(crate) handler_timeout: Option<Duration>,
-    /// Cancelled when the server starts shutting down: stop reading, finish in-flight work.
-    pub(crate) shutdown: CancellationToken,
-    /// Cancelled when `exit_timeout` has passed: drop whatever is still running.
-    pub(crate) abort: CancellationToken,
-}
 
 /// One decoded line from a transport, and whether it came in a binary frame (replies go back
 /// in the same frame type).
@@ -127,15 +115,33 @@ async fn hangup_of<G: Future<Output = ()>>(hangup: &mut Pin<Box<G>>, hung_up: &m
     *hung_up = true;
 }
 
-/// Serves one connection to the end. `outbound` is the connection's reply queue (created by the
-/// caller so the push registry can hold a sender); `watch` has the writer draining its other end
-/// and the transport's hang-up signal.
+/// Serves one connection to the end, registered for pushes (and counted as open) meanwhile.
+/// `outbound` is the connection's reply queue (created by the caller, whose writer drains its
+/// other end); `watch` has that writer and the transport's hang-up signal.
 ///
 /// A connection is released as soon as its peer is known to be gone, in whatever state: reading
 /// paused, handlers running (they are dropped), replies unsent.
 pub(crate) async fn serve<R, G>(
     info: Arc<ConnectionInfo>,
-    env: &ConnectionEnv,
+    context: &ConnectionContext,
+    requests: R,
+    outbound: Outbound,
+    watch: PeerWatch<G>,
+) where
+    R: Stream<Item = Inbound> + Unpin,
+    G: Future<Output = ()>,
+{
+    let id = info.id;
+    context.stats.connection_opened();
+    context.registry.insert(&info, &outbound);
+    serve_registered(info, context, requests, outbound, watch).await;
+    context.registry.remove(id);
+    context.stats.connection_closed();
+}
+
+async fn serve_registered<R, G>(
+    info: Arc<ConnectionInfo>,
+    context: &ConnectionContext,
     mut requests: R,
     outbound: Outbound,
     mut watch: PeerWatch<G>,
@@ -147,7 +153,7 @@ pub(crate) async fn serve<R, G>(
     let mut handlers = JoinSet::new();
     let end = read_requests(
         &info,
-        env,
+        context,
         &mut requests,
         &outbound,
         &mut handlers,
@@ -165,7 +171,7 @@ pub(crate) async fn serve<R, G>(
     loop {
         tokio::select! {
             biased;
-            () = env.abort.cancelled() => {
+            () = context.abort.cancelled() => {
                 tracing::warn!(conn = conn_id, dropped = handlers.len(), "exit timeout reached; closing connection with requests unanswered");
                 handlers.abort_all();
                 return;
@@ -183,7 +189,7 @@ pub(crate) async fn serve<R, G>(
         }
     }
     if matches!(end, ReadEnd::Shutdown | ReadEnd::CloseRequested) {
-        linger(&mut requests, env).await;
+        linger(&mut requests, context).await;
     }
 }
 
@@ -203,7 +209,7 @@ fn give_up(conn_id: u64, handlers: &mut JoinSet<()>) {
 /// shutdown.
 async fn read_requests<R, G>(
     info: &Arc<ConnectionInfo>,
-    env: &ConnectionEnv,
+    context: &ConnectionContext,
     requests: &mut R,
     outbound: &Outbound,
     handlers: &mut JoinSet<()>,
@@ -219,12 +225,12 @@ where
     let mut paused = false;
     let mut deferred: Option<Routed> = None;
     // One future for the whole loop: it registers for the wake-up once, instead of per request.
-    let shutdown = env.shutdown.cancelled();
+    let shutdown = context.shutdown.cancelled();
     tokio::pin!(shutdown);
     loop {
         let unread = outbound.is_full();
         if unread && !paused {
-            env.stats.backpressure();
+            context.stats.backpressure();
             tracing::debug!(
                 conn = info.id,
                 "peer is not reading replies; pausing its requests"
@@ -237,7 +243,7 @@ where
         // A request read but not yet affordable waits here, and nothing more is read.
         if let Some(waiting) = deferred.take() {
             if outbound.admits(waiting.cost) {
-                if dispatch(waiting, &ctx, env, outbound, handlers) {
+                if dispatch(waiting, &ctx, context, outbound, handlers) {
                     return ReadEnd::CloseRequested;
                 }
             } else {
@@ -245,7 +251,7 @@ where
             }
         }
         let behind = unread || outbound.over_budget() || deferred.is_some();
-        let can_read = !behind && handlers.len() < env.max_in_flight;
+        let can_read = !behind && handlers.len() < context.max_in_flight;
         tokio::select! {
             biased;
             () = &mut shutdown => return ReadEnd::Shutdown,
@@ -260,13 +266,13 @@ where
                     return ReadEnd::ReadError;
                 }
                 Some(Ok(Received { message: Err(frame_error), binary })) => {
-                    reject_line(info.id, env, outbound, &frame_error, binary);
+                    reject_line(info.id, context, outbound, &frame_error, binary);
                 }
                 Some(Ok(Received { message: Ok(request), binary })) => {
-                    let routed = Routed::new(request, binary, env);
+                    let routed = Routed::new(request, binary, context);
                     if !outbound.admits(routed.cost) {
                         deferred = Some(routed);
-                    } else if dispatch(routed, &ctx, env, outbound, handlers) {
+                    } else if dispatch(routed, &ctx, context, outbound, handlers) {
                         return ReadEnd::CloseRequested;
                     }
                 }
@@ -282,27 +288,27 @@ const LINGER: Duration = Duration::from_millis(500);
 /// Discards what the peer sent after we stopped reading, until it closes or [`LINGER`] passes.
 /// Closing a socket with unread data makes the kernel reset the connection, and the peer could
 /// then lose the replies it has not read yet; reading the rest first gives it a clean EOF.
-async fn linger<R>(requests: &mut R, env: &ConnectionEnv)
+async fn linger<R>(requests: &mut R, context: &ConnectionContext)
 where
     R: Stream<Item = Inbound> + Unpin,
 {
     let drain = async { while let Some(Ok(_)) = requests.next().await {} };
     tokio::select! {
         _ = tokio::time::timeout(LINGER, drain) => {}
-        () = env.abort.cancelled() => {}
+        () = context.abort.cancelled() => {}
     }
 }
 
 /// Answers a line that could not be decoded; the connection carries on.
 fn reject_line(
     conn_id: u64,
-    env: &ConnectionEnv,
+    context: &ConnectionContext,
     outbound: &Outbound,
     error: &FrameError,
     binary: bool,
 ) {
     tracing::warn!(conn = conn_id, error = %error, "rejected a line");
-    env.stats.protocol_error();
+    context.stats.protocol_error();
     let reply = ErrorReply::new(error.req_id().cloned(), error.code(), error.to_string());
     queue(outbound, &reply, binary);
 }
@@ -322,10 +328,10 @@ impl Routed {
     /// Routes `request` and prices it: every field it holds while it is handled (id, uri, user
     /// agent, data; the echo's reply is its data again), and for a handler the `Value` trees its
     /// data and id are parsed into, estimated before parsing.
-    fn new(request: RawRequest, binary: bool, env: &ConnectionEnv) -> Routed {
+    fn new(request: RawRequest, binary: bool, context: &ConnectionContext) -> Routed {
         let received = Instant::now();
-        env.stats.request_received();
-        let route = request.routable_uri().map(|uri| env.router.route(uri));
+        context.stats.request_received();
+        let route = request.routable_uri().map(|uri| context.router.route(uri));
         let data = request.data.as_deref().map_or("", |data| data.get());
         let id = request.ipc_req_id.as_ref().map_or("", |id| id.json());
         let held = [
@@ -359,7 +365,7 @@ impl Routed {
 fn dispatch(
     routed: Routed,
     ctx: &RequestContext,
-    env: &ConnectionEnv,
+    context: &ConnectionContext,
     outbound: &Outbound,
     handlers: &mut JoinSet<()>,
 ) -> bool {
@@ -372,7 +378,7 @@ fn dispatch(
     } = routed;
     let close = request.close_after_reply;
     let Some(route) = route else {
-        env.stats.protocol_error();
+        context.stats.protocol_error();
         tracing::warn!(conn = ctx.connection.id, "request without a uri");
         if !request.no_reply {
             let reply = ErrorReply::new(
@@ -394,12 +400,12 @@ fn dispatch(
         reply: !request.no_reply,
         binary,
         received,
-        stats: env.stats.clone(),
+        stats: context.stats.clone(),
         outbound: outbound.clone(),
     };
     if cost > outbound.max_charge() {
         // Data whose tree alone could never fit the connection's budget: refused unparsed.
-        env.stats.protocol_error();
+        context.stats.protocol_error();
         let limit = outbound.max_charge();
         tracing::warn!(conn = ctx.connection.id, cost, limit, handler = %route.name, "request refused: handling its data would take more than the connection's budget");
         if done.reply {
@@ -426,7 +432,7 @@ fn dispatch(
         Ok(request) => request,
         Err(err) => {
             let error = FrameError::from_serde(&err, done.req_id.clone());
-            reject_line(ctx.connection.id, env, outbound, &error, binary);
+            reject_line(ctx.connection.id, context, outbound, &error, binary);
             return close;
         }
     };
@@ -439,7 +445,7 @@ fn dispatch(
         Ok(Poll::Ready(result)) => done.complete(Ok(result)),
         Err(panic) => done.complete(Err(panic)),
         Ok(Poll::Pending) => {
-            let limit = env.handler_timeout;
+            let limit = context.handler_timeout;
             handlers.spawn(async move {
                 let guarded = AssertUnwindSafe(future).catch_unwind();
                 let outcome = match limit {

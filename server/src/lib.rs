@@ -28,10 +28,12 @@ mod admission;
 mod builtin;
 mod config;
 mod connection;
+mod context;
 mod error;
 mod fd_limit;
 mod handler;
 mod outbound;
+mod registry;
 mod router;
 mod server;
 mod stats;
@@ -54,7 +56,8 @@ pub use handler::{
     PeerCredentials, RequestContext, Transport,
 };
 pub use pixl_ipc_protocol::{Push, Request};
+pub use registry::{BroadcastReport, PushError};
 pub use router::{Matched, RouteError, RouteInfo, Router, UriPattern};
-pub use server::{BroadcastReport, PushError, RunningServer, Server, ServerHandle, ShutdownReport};
+pub use server::{RunningServer, Server, ServerHandle, ShutdownReport};
 pub use stats::{IntervalStats, LatencySummary, StatsSnapshot, TotalStats};
 pub use validate::{MAX_TIMEOUT, MAX_WORKER_THREADS, MIN_STATS_INTERVAL, MIN_TIMER};

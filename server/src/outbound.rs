@@ -1,5 +1,6 @@
-//! A connection's outbound queue: encoded lines waiting for the writer, and the byte gauge the
-//! reader consults before taking another request. The gauge counts what the connection makes
+//! A connection's outbound queue: encoded lines waiting for the connection's one writer (the
+//! UNIX transport's `write_replies`, the WebSocket driver), and the byte gauge the reader
+//! consults before taking another request. The gauge counts what the connection makes
 //! the server hold: unread replies, and a charge for each request still being handled (its
 //! text, and for a handler that takes a `Value`, the tree parsed from it). Each byte is also
 //! counted in the server-wide [`Budget`].
@@ -8,7 +9,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures_util::{Sink, SinkExt};
 use tokio::sync::{mpsc, Notify};
 
 /// One encoded message on its way out, `\n` included. `binary` asks a transport that has frame
@@ -255,24 +255,5 @@ impl OutboundReceiver {
             self.gauge.shrink(&self.gauge.queued, bytes);
             self.gauge.drained.notify_one();
         }
-    }
-
-    /// Writes lines to `sink` until every sender is gone, batching what is ready into one flush.
-    /// Returns the sink's error if the peer stopped accepting data.
-    pub(crate) async fn write_all<S>(mut self, sink: &mut S) -> Result<(), S::Error>
-    where
-        S: Sink<Line> + Unpin,
-    {
-        while let Some(line) = self.recv().await {
-            let mut batch = line.bytes.len();
-            sink.feed(line).await?;
-            while let Some(line) = self.try_recv() {
-                batch += line.bytes.len();
-                sink.feed(line).await?;
-            }
-            sink.flush().await?;
-            self.written(batch);
-        }
-        Ok(())
     }
 }

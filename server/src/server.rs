@@ -1,30 +1,29 @@
-//! The server: binds the socket, accepts connections, keeps the push registry, and shuts down
-//! in order (stop accepting, stop reading, drain within `exit_timeout`, remove our socket).
-
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+//! The server: binds its listeners, runs their accept loops, hands each admitted connection to
+//! a worker, and shuts down in order (stop accepting, stop reading, drain within
+//! `exit_timeout`, remove our socket). It depends on the transports, which depend on the
+//! connection core and its [`ConnectionContext`]; nothing depends back on it.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
-use pixl_ipc_protocol::{encode_line, Push};
+use pixl_ipc_protocol::Push;
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::admission::Admission;
 use crate::builtin;
 use crate::config::ServerConfig;
-use crate::connection::ConnectionEnv;
+use crate::context::ConnectionContext;
 use crate::error::ServerError;
 use crate::fd_limit;
 use crate::handler::{ConnectionInfo, Handler};
-use crate::outbound::{Budget, Line, Outbound, OutboundLimits, QueueError, WeakOutbound};
+use crate::registry::{BroadcastReport, PushError};
 use crate::router::{RouteError, Router, UriPattern};
 use crate::stats::{Stats, StatsSnapshot};
-use crate::transport::unix::{self, BoundSocket};
-use crate::transport::{accept_loop, ws};
+use crate::transport::unix::{SocketFile, SocketListener};
+use crate::transport::ws::{WebSockets, WsListener};
+use crate::transport::Listener;
 use crate::workers::Workers;
 
 /// A configured server with its routes, not yet listening.
@@ -109,58 +108,30 @@ impl Server {
         let config = &self.config;
         // Everything that can fail is prepared before the UNIX socket exists, so a bad TLS file
         // or a taken port leaves no socket file behind.
-        let ws_setup = ws::WsSetup::new(config)?;
+        let (websockets, ws_listeners) = WebSockets::bind(config).await?;
         let workers = match config.worker_threads {
             Some(count) => Workers::start(count)
                 .await
                 .map_err(|source| ServerError::Workers { count, source })?,
             None => Workers::caller(),
         };
-        let ws_listeners = ws::bind_all(&config.websocket).await?;
-        let bound = unix::bind(&config.socket_path, config.socket_mode, config.socket_group)?;
-        tracing::info!(
-            path = %bound.file.path.display(),
-            mode = format_args!("{:04o}", config.socket_mode),
-            "listening"
-        );
-        let ws_addrs: Vec<SocketAddr> = ws_listeners
-            .iter()
-            .filter_map(|listener| listener.local_addr().ok())
-            .collect();
-        for addr in &ws_addrs {
-            tracing::info!(url = %ws_setup.url_for(*addr), "listening");
-            ws::warn_if_exposed(*addr, &config.websocket);
-        }
-        let shutdown = CancellationToken::new();
+        let (unix_listener, file) = SocketListener::bind(config)?;
+        websockets.announce();
+        let context = Arc::new(ConnectionContext::new(
+            config,
+            self.router.clone(),
+            self.stats.clone(),
+        ));
         let shared = Arc::new(Shared {
-            env: ConnectionEnv {
-                router: self.router.clone(),
-                stats: self.stats.clone(),
-                max_in_flight: config.max_in_flight_per_connection,
-                handler_timeout: config.handler_timeout,
-                shutdown: shutdown.clone(),
-                abort: CancellationToken::new(),
-            },
-            socket_path: bound.file.path.clone(),
-            ws_addrs,
-            ws: ws_setup,
-            registry: Mutex::new(HashMap::new()),
-            next_connection_id: AtomicU64::new(1),
+            context,
+            socket_path: file.path.clone(),
+            websockets,
             connections: TaskTracker::new(),
             workers,
-            outbound_limits: OutboundLimits {
-                replies: self.config.max_outbound_bytes_per_connection,
-                held: self.config.max_held_bytes_per_connection,
-                server: Budget::new(self.config.max_held_bytes_total),
-            },
-            admission: Admission::new(
-                self.config.max_connections,
-                self.config.uid_connection_cap(),
-                self.config.websocket.max_handshakes,
-            ),
-            config: self.config,
+            exit_timeout: config.exit_timeout,
+            stats_interval: config.stats_interval,
         });
-        let task = tokio::spawn(run(shared.clone(), bound, ws_listeners));
+        let task = tokio::spawn(run(shared.clone(), unix_listener, ws_listeners, file));
         Ok(RunningServer {
             handle: ServerHandle { shared },
             task,
@@ -232,87 +203,24 @@ pub struct ShutdownReport {
     pub socket_removed: bool,
 }
 
-/// Why a push was not delivered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum PushError {
-    /// No open connection has that id.
-    #[error("no open connection with id {0}")]
-    NoSuchConnection(u64),
-    /// The peer has not read what is already queued for it; the push was not queued.
-    #[error("connection {0} is not reading; push refused")]
-    PeerBehind(u64),
-    /// The message could not be encoded as JSON.
-    #[error("push could not be encoded as JSON")]
-    Encode,
-}
-
-/// What a broadcast reached.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct BroadcastReport {
-    /// Connections the push was queued for.
-    pub delivered: usize,
-    /// Connections skipped because they were not reading.
-    pub skipped: usize,
-}
-
 /// A cheap, cloneable handle to a running server.
 #[derive(Clone)]
 pub struct ServerHandle {
     shared: Arc<Shared>,
 }
 
-struct Registered {
-    info: Arc<ConnectionInfo>,
-    outbound: WeakOutbound,
-}
-
-/// State shared by the accept loops, the connections and the handles.
-pub(crate) struct Shared {
-    pub(crate) config: ServerConfig,
-    pub(crate) env: ConnectionEnv,
-    pub(crate) socket_path: PathBuf,
-    pub(crate) ws_addrs: Vec<SocketAddr>,
-    pub(crate) ws: ws::WsSetup,
-    registry: Mutex<HashMap<u64, Registered>>,
-    next_connection_id: AtomicU64,
-    /// Every connection task of every transport, so shutdown can wait for all of them.
-    pub(crate) connections: TaskTracker,
-    /// What each connection's outbound gauge enforces, with the server-wide budget.
-    pub(crate) outbound_limits: OutboundLimits,
-    /// Connection slots, per-uid shares and the WebSocket handshake pool.
-    pub(crate) admission: Admission,
+/// What the server's handles and its accept loops share.
+struct Shared {
+    /// What every connection is served with.
+    context: Arc<ConnectionContext>,
+    socket_path: PathBuf,
+    websockets: WebSockets,
+    /// Every connection task of every listener, so shutdown can wait for all of them.
+    connections: TaskTracker,
     /// Where connections run.
-    pub(crate) workers: Workers,
-}
-
-impl Shared {
-    fn registry(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Registered>> {
-        self.registry
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Ids follow accept order, so they tell connections apart in a stable way.
-    pub(crate) fn next_connection_id(&self) -> u64 {
-        self.next_connection_id.fetch_add(1, Ordering::Relaxed)
-    }
-
-    /// Makes a connection reachable for pushes; `unregister` when it ends.
-    pub(crate) fn register(&self, info: &Arc<ConnectionInfo>, outbound: &Outbound) {
-        self.env.stats.connection_opened();
-        self.registry().insert(
-            info.id,
-            Registered {
-                info: info.clone(),
-                outbound: outbound.downgrade(),
-            },
-        );
-    }
-
-    pub(crate) fn unregister(&self, id: u64) {
-        self.registry().remove(&id);
-        self.env.stats.connection_closed();
-    }
+    workers: Workers,
+    exit_timeout: Duration,
+    stats_interval: Duration,
 }
 
 impl ServerHandle {
@@ -320,12 +228,12 @@ impl ServerHandle {
     /// requests finish and their replies go out for up to `exit_timeout`, then close every
     /// connection and remove the socket if it is still ours. Returns at once.
     pub fn shutdown(&self) {
-        self.shared.env.shutdown.cancel();
+        self.shared.context.shutdown.cancel();
     }
 
     /// True once [`shutdown`](Self::shutdown) has been called.
     pub fn is_shutting_down(&self) -> bool {
-        self.shared.env.shutdown.is_cancelled()
+        self.shared.context.shutdown.is_cancelled()
     }
 
     /// The socket path the server listens on.
@@ -336,54 +244,34 @@ impl ServerHandle {
     /// The addresses the WebSocket listeners are bound to (with the actual port when 0 was
     /// asked for).
     pub fn ws_addrs(&self) -> &[SocketAddr] {
-        &self.shared.ws_addrs
+        self.shared.websockets.addrs()
     }
 
     /// The `ws://` or `wss://` URL of each WebSocket listener.
     pub fn ws_urls(&self) -> Vec<String> {
-        self.shared
-            .ws_addrs
-            .iter()
-            .map(|addr| self.shared.ws.url_for(*addr))
-            .collect()
+        self.shared.websockets.urls()
     }
 
     /// For each WebSocket listener, its URL and who can reach it, e.g. `ws://127.0.0.1:7070/
     /// (any local user; browsers: same-origin pages only)`.
     pub fn ws_access(&self) -> Vec<String> {
-        self.shared
-            .ws_addrs
-            .iter()
-            .map(|addr| {
-                format!(
-                    "{} ({})",
-                    self.shared.ws.url_for(*addr),
-                    self.shared.ws.reach(*addr)
-                )
-            })
-            .collect()
+        self.shared.websockets.access()
     }
 
     /// The routing table, for adding routes while running.
     pub fn router(&self) -> &Arc<Router> {
-        &self.shared.env.router
+        &self.shared.context.router
     }
 
     /// The same statistics `/ipcserver/stats` answers.
     pub fn stats(&self) -> StatsSnapshot {
-        self.shared.env.stats.snapshot(self.shared.env.router.len())
+        let context = &self.shared.context;
+        context.stats.snapshot(context.router.len())
     }
 
     /// The open connections.
     pub fn connections(&self) -> Vec<Arc<ConnectionInfo>> {
-        let mut list: Vec<_> = self
-            .shared
-            .registry()
-            .values()
-            .map(|entry| entry.info.clone())
-            .collect();
-        list.sort_by_key(|info| info.id);
-        list
+        self.shared.context.registry.connections()
     }
 
     /// Sends `push` (a line without `ipcReqID`) to one connection.
@@ -391,77 +279,44 @@ impl ServerHandle {
     /// # Errors
     /// [`PushError`] when the connection is gone or not reading; nothing is queued then.
     pub fn push(&self, connection_id: u64, push: &Push) -> Result<(), PushError> {
-        let line = encode_line(push).map_err(|_| PushError::Encode)?;
-        let outbound = self
-            .shared
-            .registry()
-            .get(&connection_id)
-            .and_then(|entry| entry.outbound.upgrade())
-            .ok_or(PushError::NoSuchConnection(connection_id))?;
-        outbound
-            .try_push(Line {
-                bytes: line,
-                binary: false,
-            })
-            .map_err(|err| match err {
-                QueueError::Full => PushError::PeerBehind(connection_id),
-                QueueError::Closed => PushError::NoSuchConnection(connection_id),
-            })
+        self.shared.context.registry.push(connection_id, push)
     }
 
     /// Sends `push` to every open connection that is keeping up with its replies.
     pub fn broadcast(&self, push: &Push) -> BroadcastReport {
-        let Ok(line) = encode_line(push) else {
-            return BroadcastReport::default();
-        };
-        let targets: Vec<Outbound> = self
-            .shared
-            .registry()
-            .values()
-            .filter_map(|entry| entry.outbound.upgrade())
-            .collect();
-        let mut report = BroadcastReport::default();
-        for outbound in targets {
-            match outbound.try_push(Line {
-                bytes: line.clone(),
-                binary: false,
-            }) {
-                Ok(()) => report.delivered += 1,
-                Err(_) => report.skipped += 1,
-            }
-        }
-        report
+        self.shared.context.registry.broadcast(push)
     }
 }
 
 /// Accepts on every listener until shutdown, then drains.
 async fn run(
     shared: Arc<Shared>,
-    bound: BoundSocket,
-    ws_listeners: Vec<tokio::net::TcpListener>,
+    unix_listener: SocketListener,
+    ws_listeners: Vec<WsListener>,
+    file: SocketFile,
 ) -> ShutdownReport {
-    let stats_task = tokio::spawn(log_stats(shared.clone()));
-    let BoundSocket { listener, file } = bound;
+    let context = &shared.context;
+    let stats_task = tokio::spawn(log_stats(context.clone(), shared.stats_interval));
     let mut accepting = tokio::task::JoinSet::new();
-    accepting.spawn(accept_loop(shared.clone(), unix::UnixTransport(listener)));
+    accepting.spawn(accept_loop(shared.clone(), unix_listener));
     for listener in ws_listeners {
-        accepting.spawn(accept_loop(shared.clone(), ws::WsTransport(listener)));
+        accepting.spawn(accept_loop(shared.clone(), listener));
     }
-    shared.env.shutdown.cancelled().await;
+    context.shutdown.cancelled().await;
     // The accept loops return on shutdown, dropping (closing) their listeners.
     while accepting.join_next().await.is_some() {}
     let connections = &shared.connections;
     tracing::info!(
         open = connections.len(),
-        exit_timeout_ms = shared.config.exit_timeout.as_millis() as u64,
+        exit_timeout_ms = shared.exit_timeout.as_millis() as u64,
         "shutting down: no longer accepting; finishing in-flight requests"
     );
     connections.close();
-    let drained = tokio::time::timeout(shared.config.exit_timeout, connections.wait())
+    let drained = tokio::time::timeout(shared.exit_timeout, connections.wait())
         .await
         .is_ok();
     if !drained {
-        shared.env.abort.cancel();
+        context.abort.cancel();
         connections.wait().await;
     }
     stats_task.abort();
@@ -474,18 +329,53 @@ async fn run(
     }
 }
 
+/// Accepts on `listener` until shutdown, and has each admitted connection served on a worker.
+/// A failed accept (out of file descriptors, say) is logged and retried after a pause, so one
+/// bad moment never stops the server.
+async fn accept_loop<L: Listener>(shared: Arc<Shared>, mut listener: L) {
+    let context = &shared.context;
+    let shutdown = context.shutdown.clone();
+    loop {
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok(io) => match listener.admit(context, &io) {
+                Ok(ticket) => {
+                    let id = context.registry.next_id();
+                    shared.workers.spawn(
+                        &shared.connections,
+                        L::serve(context.clone(), id, io, ticket),
+                    );
+                }
+                Err(refusal) => {
+                    refusal.record(&context.stats);
+                    listener.refuse(io, &refusal);
+                }
+            },
+            Err(err) => {
+                tracing::warn!(error = %err, "accept failed; retrying shortly");
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_millis(100)) => {}
+                }
+            }
+        }
+    }
+}
+
 /// Rolls the interval statistics and logs them, like the original's `log_stats_interval`.
-async fn log_stats(shared: Arc<Shared>) {
+async fn log_stats(context: Arc<ConnectionContext>, period: Duration) {
     // At least MIN_STATS_INTERVAL: `ServerConfig::validate` saw to it.
-    let period = shared.config.stats_interval;
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     loop {
         ticker.tick().await;
-        let finished = shared.env.stats.roll_interval();
+        let finished = context.stats.roll_interval();
         let json = serde_json::to_string(&finished).unwrap_or_default();
         tracing::info!(
-            connections = shared.registry().len(),
-            handlers = shared.env.router.len(),
+            connections = context.registry.len(),
+            handlers = context.router.len(),
             stats = %json,
             "IPCServer Stats"
         );

@@ -492,6 +492,39 @@ fn a_websocket_peer_that_never_reads_holds_no_more_than_its_reply_budget() {
     assert!(growth < 64, "RSS grew by {growth} MiB");
 }
 
+#[test]
+fn a_unix_peer_that_never_reads_holds_no_more_than_its_reply_budget() {
+    // Default limits: 16 MiB of unread replies, 32 MiB held per connection. Every reply byte
+    // stays counted until the writer has put it in the kernel, so the writer cannot hoard
+    // replies the peer does not read.
+    let (_dir, server) = start(&[]);
+    let before = server.rss_kib();
+    let sampler = RssSampler::start(server.pid());
+    let mut stream = UnixStream::connect(&server.path).unwrap();
+    stream
+        .set_write_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let data = "x".repeat(1024 * 1024);
+    let mut sent = 0;
+    for i in 0..400 {
+        let line =
+            format!("{{\"ipcReqID\":{i},\"uri\":\"/ipcserver/test/echo\",\"data\":\"{data}\"}}\n");
+        match stream.write_all(line.as_bytes()) {
+            Ok(()) => sent += 1,
+            Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break,
+            Err(err) => panic!("unexpected write error: {err}"),
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let growth = sampler.peak_kib().saturating_sub(before) / 1024;
+    eprintln!(
+        "{sent} x 1 MiB echoes sent before the server stopped reading; RSS grew by {growth} MiB"
+    );
+    assert!(sent < 400, "the server never stopped reading");
+    // 16 MiB of unread replies, the line being read, and socket buffers; ~400 MiB before.
+    assert!(growth < 64, "RSS grew by {growth} MiB");
+}
+
 /// The next frame the server sends, read raw: its first byte and its payload.
 fn read_raw_frame(mut tcp: &std::net::TcpStream) -> (u8, Vec<u8>) {
     let mut header = [0u8; 2];

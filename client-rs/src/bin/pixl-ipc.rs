@@ -112,9 +112,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let address = match (&cli.url, &cli.socket) {
         (Some(url), _) => url.clone(),
         (None, Some(path)) => path.display().to_string(),
-        (None, None) => pixl_ipc_protocol::default_socket_path()
-            .display()
-            .to_string(),
+        (None, None) => pixl_ipc_io::default_socket_path().display().to_string(),
     };
     let reconnect = match cli.command {
         // Watching is long-lived: ride out server restarts.
@@ -134,7 +132,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         builder = builder.tls_domain(domain);
     }
     let file = cli.token_file.as_deref();
-    let token = pixl_ipc_protocol::read_token(file).with_context(|| {
+    let token = pixl_ipc_io::read_token(file).with_context(|| {
         format!(
             "cannot read the token file {}",
             file.unwrap_or(std::path::Path::new("")).display()

@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::Stream;
-use pixl_ipc_protocol::unix_io::UnixReader;
+use pixl_ipc_io::unix::UnixReader;
 use pixl_ipc_protocol::{FrameError, JsonLinesCodec, RawRequest};
 use tokio_util::codec::FramedRead;
 

@@ -1,38 +1,43 @@
-//! The UNIX socket's lifecycle: probing what is at the path, binding without a permission
-//! window, and removing the socket at shutdown only if it is still ours.
+//! The UNIX socket transport: the socket's lifecycle (probing what is at the path, binding
+//! without a permission window, removing the socket at shutdown only if it is still ours), and
+//! its connections: newline-delimited JSON read through the partial-message guard, replies
+//! written by one writer per connection straight from the outbound queue.
 
 use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-
+use std::pin::Pin;
 use std::sync::Arc;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 use nix::sys::stat::{umask, Mode};
-use pixl_ipc_protocol::{unix_io, JsonLinesCodec, RawRequest};
+use pixl_ipc_io::unix::{UnixWriter, WriteQueue};
+use pixl_ipc_protocol::{JsonLinesCodec, RawRequest};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{UnixListener, UnixStream};
-use tokio_util::codec::{BytesCodec, FramedRead, FramedWrite};
+use tokio_util::codec::FramedRead;
 
 use super::stall::StallGuard;
-use super::Transport;
+use super::Listener;
 use crate::admission::{Refusal, Slot};
+use crate::config::{peer_allowed, ServerConfig};
 use crate::connection::{self, PeerWatch, Received};
+use crate::context::ConnectionContext;
 use crate::error::ServerError;
-use crate::handler::{ConnectionInfo, PeerCredentials};
-use crate::outbound::{Line, Outbound};
-use crate::server::Shared;
+use crate::handler::{ConnectionInfo, PeerCredentials, Transport};
+use crate::outbound::{Outbound, OutboundReceiver};
 
 /// The longest path a `sockaddr_un` holds, without its terminating NUL (Linux and most BSDs).
 pub(crate) const MAX_SOCKET_PATH_BYTES: usize = 107;
 
 /// A bound, listening socket and its file.
-pub(crate) struct BoundSocket {
-    pub(crate) listener: UnixListener,
-    pub(crate) file: SocketFile,
+struct BoundSocket {
+    listener: UnixListener,
+    file: SocketFile,
 }
 
 /// The socket file this server created, remembered so that it is removed only if still ours.
@@ -72,7 +77,7 @@ impl SocketFile {
 ///
 /// Once the socket file exists, any later failure removes it again (if it is still ours): a
 /// failed start leaves nothing behind but the lock file.
-pub(crate) fn bind(path: &Path, mode: u32, group: Option<u32>) -> Result<BoundSocket, ServerError> {
+fn bind(path: &Path, mode: u32, group: Option<u32>) -> Result<BoundSocket, ServerError> {
     check_length(path)?;
     let lock = PathLock::acquire(path)?;
     clear_stale_socket(path)?;
@@ -260,60 +265,93 @@ fn describe(file_type: &fs::FileType) -> &'static str {
 
 /// Initial read buffer of a connection; it grows with the messages that arrive.
 const IDLE_BUFFER: usize = 1024;
-/// Replies collected before the writer flushes them in one write.
+/// Reply bytes the writer takes from the queue before writing them in one vectored write.
 const WRITE_BATCH: usize = 64 * 1024;
 
-/// The UNIX socket transport: newline-delimited JSON on the byte stream.
-pub(crate) struct UnixTransport(pub(crate) UnixListener);
+/// The listening UNIX socket and what serving its connections needs: the path connections
+/// report, and the uid/gid allow-list.
+pub(crate) struct SocketListener {
+    listener: UnixListener,
+    path: PathBuf,
+    allowed_uids: Vec<u32>,
+    allowed_gids: Vec<u32>,
+}
 
-/// A UNIX connection's place under the limits, and its peer's kernel-verified credentials.
+impl SocketListener {
+    /// Binds `config`'s socket path (see [`bind`]) and serves it under `config`'s allow-list.
+    /// The [`SocketFile`] is the caller's, to remove at shutdown.
+    pub(crate) fn bind(config: &ServerConfig) -> Result<(SocketListener, SocketFile), ServerError> {
+        let BoundSocket { listener, file } =
+            bind(&config.socket_path, config.socket_mode, config.socket_group)?;
+        tracing::info!(
+            path = %file.path.display(),
+            mode = format_args!("{:04o}", config.socket_mode),
+            "listening"
+        );
+        let listener = SocketListener {
+            listener,
+            path: file.path.clone(),
+            allowed_uids: config.allowed_uids.clone(),
+            allowed_gids: config.allowed_gids.clone(),
+        };
+        Ok((listener, file))
+    }
+}
+
+/// A UNIX connection's place under the limits, its peer's kernel-verified credentials, and the
+/// socket path it reports.
 pub(crate) struct UnixTicket {
     _slot: Slot,
     peer: Option<PeerCredentials>,
+    path: PathBuf,
 }
 
-impl Transport for UnixTransport {
+impl Listener for SocketListener {
     type Io = UnixStream;
     type Ticket = UnixTicket;
 
     async fn accept(&mut self) -> io::Result<UnixStream> {
-        self.0.accept().await.map(|(stream, _)| stream)
+        self.listener.accept().await.map(|(stream, _)| stream)
     }
 
-    fn admit(shared: &Shared, stream: &UnixStream) -> Result<UnixTicket, Refusal> {
+    fn admit(&self, ctx: &ConnectionContext, stream: &UnixStream) -> Result<UnixTicket, Refusal> {
         let peer = stream.peer_cred().ok().map(|cred| PeerCredentials {
             uid: cred.uid(),
             gid: cred.gid(),
             pid: cred.pid(),
         });
-        if let Some(peer) = peer.filter(|peer| !shared.config.allows_peer(peer.uid, peer.gid)) {
+        if let Some(peer) = peer.filter(|peer| {
+            !peer_allowed(&self.allowed_uids, &self.allowed_gids, peer.uid, peer.gid)
+        }) {
             return Err(Refusal::PeerNotAllowed {
                 uid: peer.uid,
                 gid: peer.gid,
             });
         }
-        let slot = shared.admission.connection(peer.map(|peer| peer.uid))?;
-        Ok(UnixTicket { _slot: slot, peer })
+        let slot = ctx.admission.connection(peer.map(|peer| peer.uid))?;
+        Ok(UnixTicket {
+            _slot: slot,
+            peer,
+            path: self.path.clone(),
+        })
     }
 
-    fn refuse(_shared: &Shared, stream: UnixStream, refusal: &Refusal) {
+    fn refuse(&self, stream: UnixStream, refusal: &Refusal) {
         // A new socket's send buffer is empty, so the line goes out without waiting; if it does
         // not, the peer is told nothing rather than holding anything here.
         let _ = stream.try_write(&refusal.line());
     }
 
-    async fn serve(shared: Arc<Shared>, id: u64, stream: UnixStream, ticket: UnixTicket) {
-        let peer = ticket.peer;
+    async fn serve(ctx: Arc<ConnectionContext>, id: u64, stream: UnixStream, ticket: UnixTicket) {
+        let UnixTicket { _slot, peer, path } = ticket;
         let info = Arc::new(ConnectionInfo {
             id,
-            transport: crate::handler::Transport::Unix {
-                path: shared.socket_path.clone(),
-            },
+            transport: Transport::Unix { path },
             peer,
         });
         tracing::debug!(conn = id, ?peer, "connection opened");
 
-        let (read, write) = match unix_io::split_tokio(stream) {
+        let (read, write) = match pixl_ipc_io::unix::split_tokio(stream) {
             Ok(halves) => halves,
             Err(err) => {
                 tracing::warn!(conn = id, error = %err, "cannot set up the connection");
@@ -321,33 +359,48 @@ impl Transport for UnixTransport {
             }
         };
         let hangup = read.hangup();
-        let codec = JsonLinesCodec::<RawRequest>::with_max_length(shared.config.max_message_bytes);
+        let codec = JsonLinesCodec::<RawRequest>::with_max_length(ctx.max_message_bytes);
         // Small initial buffers: an idle connection should cost little (buffers grow on demand).
         let lines = FramedRead::with_capacity(read, codec, IDLE_BUFFER);
-        let requests = StallGuard::new(lines, shared.config.partial_message_timeout).map(|item| {
+        let requests = StallGuard::new(lines, ctx.partial_message_timeout).map(|item| {
             item.map(|message| Received {
                 message,
                 binary: false,
             })
         });
-        let mut framed = FramedWrite::with_capacity(write, BytesCodec::new(), 0);
-        framed.set_backpressure_boundary(WRITE_BATCH);
-        let sink =
-            framed.with(|line: Line| futures_util::future::ready(Ok::<_, io::Error>(line.bytes)));
-        let (outbound, queue) = Outbound::new(&shared.outbound_limits);
-        let writer = tokio::spawn(async move {
-            let mut sink = Box::pin(sink);
-            let result = queue.write_all(&mut sink).await;
-            if result.is_ok() {
-                // Flush and end our side so the peer sees EOF after the last reply.
-                let _ = sink.close().await;
-            }
-            result
-        });
+        let (outbound, replies) = Outbound::new(&ctx.outbound_limits);
+        let writer = tokio::spawn(write_replies(replies, write));
         let watch = PeerWatch::new(writer, async move { hangup.wait().await });
-        shared.register(&info, &outbound);
-        connection::serve(info, &shared.env, requests, outbound, watch).await;
-        shared.unregister(id);
+        connection::serve(info, &ctx, requests, outbound, watch).await;
         tracing::debug!(conn = id, "connection closed");
     }
+}
+
+/// The connection's one writer: replies go from the outbound queue to the socket as the
+/// `Bytes` they were encoded into (vectored writes, never copied together), up to
+/// [`WRITE_BATCH`] at a time. Each byte stays counted by the connection's gauge until the kernel
+/// has taken it. Once every sender is gone and the last reply is written it ends our side, so
+/// the peer sees end-of-file after the last reply; an error means the peer stopped taking data.
+async fn write_replies(mut replies: OutboundReceiver, mut socket: UnixWriter) -> io::Result<()> {
+    let mut unsent = WriteQueue::default();
+    loop {
+        if unsent.is_empty() {
+            match replies.recv().await {
+                Some(line) => unsent.push(line.bytes),
+                None => break,
+            }
+        }
+        while unsent.len() < WRITE_BATCH {
+            match replies.try_recv() {
+                Some(line) => unsent.push(line.bytes),
+                None => break,
+            }
+        }
+        let written =
+            std::future::poll_fn(|cx| unsent.poll_write_some(Pin::new(&mut socket), cx)).await?;
+        replies.written(written);
+    }
+    // Every reply is out; a peer already gone cannot be told end-of-file, which is no failure.
+    let _ = socket.shutdown().await;
+    Ok(())
 }

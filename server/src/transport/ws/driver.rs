@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{Sink, SinkExt, StreamExt};
+use pixl_ipc_io::sink_queue::poll_drain;
 use pixl_ipc_protocol::quote::bounded;
-use pixl_ipc_protocol::sink_queue::poll_drain;
 use pixl_ipc_protocol::{decode_line, ErrorCode, ErrorReply, FrameError, RawRequest};
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, Interest};

@@ -1,6 +1,11 @@
 //! The WebSocket transport: TCP (optionally TLS) listeners, the upgrade with its access checks,
 //! and a per-connection driver that turns frames into the connection core's messages and back,
 //! with ping keepalive and an idle timeout.
+//!
+//! Self-contained: [`WebSockets::bind`] builds everything from the server's config (TLS, access
+//! rules, listeners), the server drives the returned [`WsListener`]s like any other
+//! [`Listener`], and asks [`WebSockets`] for its addresses and URLs. Nothing here reaches into
+//! the server.
 
 use std::io;
 use std::net::SocketAddr;
@@ -31,14 +36,14 @@ mod tcp_owner;
 use driver::Driver;
 use origin::OriginPolicy;
 
-use super::Transport;
+use super::Listener;
 use crate::admission::{Handshake, Refusal};
 use crate::config::{ServerConfig, TlsFiles, WebSocketConfig};
 use crate::connection::{self, Inbound, PeerWatch};
+use crate::context::ConnectionContext;
 use crate::error::ServerError;
-use crate::handler::{ConnectionInfo, PeerCredentials};
+use crate::handler::{ConnectionInfo, PeerCredentials, Transport};
 use crate::outbound::Outbound;
-use crate::server::Shared;
 
 /// How long a peer may take over the TLS handshake and the HTTP upgrade together.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -47,8 +52,75 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// message, not by a count of them.
 const INBOUND_DEPTH: usize = 1;
 
+/// The WebSocket side of a server: its shared setup and the addresses its listeners are bound
+/// to (with the actual port when 0 was asked for).
+pub(crate) struct WebSockets {
+    setup: Arc<WsSetup>,
+    addrs: Vec<SocketAddr>,
+}
+
+impl WebSockets {
+    /// Loads the TLS files (if any) and checks the settings, so a bad file or setting fails the
+    /// start, not the first connection; then binds every configured address with the configured
+    /// backlog. Returns the listeners to serve.
+    pub(crate) async fn bind(
+        config: &ServerConfig,
+    ) -> Result<(WebSockets, Vec<WsListener>), ServerError> {
+        let setup = Arc::new(WsSetup::new(config)?);
+        let listeners = bind_all(&config.websocket).await?;
+        let addrs = listeners
+            .iter()
+            .filter_map(|listener| listener.local_addr().ok())
+            .collect();
+        let listeners = listeners
+            .into_iter()
+            .map(|listener| WsListener {
+                listener,
+                setup: setup.clone(),
+            })
+            .collect();
+        Ok((WebSockets { setup, addrs }, listeners))
+    }
+
+    /// Logs each listener's URL, and says plainly what a listener off the loopback interface
+    /// exposes.
+    pub(crate) fn announce(&self) {
+        for addr in &self.addrs {
+            tracing::info!(url = %self.setup.url_for(*addr), "listening");
+            self.setup.warn_if_exposed(*addr);
+        }
+    }
+
+    /// The addresses the listeners are bound to.
+    pub(crate) fn addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// The `ws://` or `wss://` URL of each listener.
+    pub(crate) fn urls(&self) -> Vec<String> {
+        self.addrs
+            .iter()
+            .map(|addr| self.setup.url_for(*addr))
+            .collect()
+    }
+
+    /// For each listener, its URL and who can reach it.
+    pub(crate) fn access(&self) -> Vec<String> {
+        self.addrs
+            .iter()
+            .map(|addr| {
+                format!(
+                    "{} ({})",
+                    self.setup.url_for(*addr),
+                    self.setup.reach(*addr)
+                )
+            })
+            .collect()
+    }
+}
+
 /// What every WebSocket connection of this server shares: TLS, access rules, limits.
-pub(crate) struct WsSetup {
+struct WsSetup {
     tls: Option<TlsAcceptor>,
     token: Option<String>,
     origins: OriginPolicy,
@@ -68,7 +140,7 @@ const WS_READ_BUFFER: usize = 16 * 1024;
 impl WsSetup {
     /// Loads the TLS files (if any), so a bad file fails the start, not the first connection,
     /// and refuses settings under which the uid allow-list would not hold.
-    pub(crate) fn new(server: &ServerConfig) -> Result<Self, ServerError> {
+    fn new(server: &ServerConfig) -> Result<Self, ServerError> {
         let config = &server.websocket;
         let max_message_bytes = server.max_message_bytes;
         let tls = config.tls.as_ref().map(load_tls).transpose()?;
@@ -113,14 +185,14 @@ impl WsSetup {
     }
 
     /// The URL clients use for a listener on `addr`.
-    pub(crate) fn url_for(&self, addr: SocketAddr) -> String {
+    fn url_for(&self, addr: SocketAddr) -> String {
         let scheme = if self.tls.is_some() { "wss" } else { "ws" };
         format!("{scheme}://{addr}/")
     }
 
     /// Who can reach the listener on `addr`, for the startup banner: "any local user;
     /// browsers: same-origin pages only".
-    pub(crate) fn reach(&self, addr: SocketAddr) -> String {
+    fn reach(&self, addr: SocketAddr) -> String {
         let token = if self.token.is_some() {
             " with the token"
         } else {
@@ -150,6 +222,25 @@ impl WsSetup {
             format!("same-origin pages and {}", self.origins.listed.join(", "))
         };
         format!("{users}; browsers: {browsers}")
+    }
+
+    /// Says plainly what a listener on `addr`, if off the loopback interface, exposes.
+    fn warn_if_exposed(&self, addr: SocketAddr) {
+        if addr.ip().is_loopback() {
+            return;
+        }
+        match (self.tls.is_some(), self.token.is_some()) {
+            (true, true) => {}
+            (false, false) => {
+                tracing::warn!(%addr, "WebSocket listener is reachable from the network with neither TLS nor a token: anyone who can reach this address can call every handler and read every reply in clear text")
+            }
+            (false, true) => {
+                tracing::warn!(%addr, "WebSocket listener is reachable from the network without TLS: the token, requests and replies travel in clear text")
+            }
+            (true, false) => {
+                tracing::warn!(%addr, "WebSocket listener is reachable from the network without a token: anyone who can reach this address can call every handler")
+            }
+        }
     }
 
     /// The upgrade's access rules: token (401), then Origin (403). `None` lets it through.
@@ -233,7 +324,7 @@ fn load_tls(files: &TlsFiles) -> Result<TlsAcceptor, ServerError> {
 }
 
 /// Binds every configured address with the configured backlog.
-pub(crate) async fn bind_all(config: &WebSocketConfig) -> Result<Vec<TcpListener>, ServerError> {
+async fn bind_all(config: &WebSocketConfig) -> Result<Vec<TcpListener>, ServerError> {
     config
         .listen
         .iter()
@@ -253,25 +344,6 @@ pub(crate) async fn bind_all(config: &WebSocketConfig) -> Result<Vec<TcpListener
             socket.listen(config.backlog).map_err(bind_error)
         })
         .collect()
-}
-
-/// Says plainly what a listener off the loopback interface exposes.
-pub(crate) fn warn_if_exposed(addr: SocketAddr, config: &WebSocketConfig) {
-    if addr.ip().is_loopback() {
-        return;
-    }
-    match (config.tls.is_some(), config.token.is_some()) {
-        (true, true) => {}
-        (false, false) => {
-            tracing::warn!(%addr, "WebSocket listener is reachable from the network with neither TLS nor a token: anyone who can reach this address can call every handler and read every reply in clear text")
-        }
-        (false, true) => {
-            tracing::warn!(%addr, "WebSocket listener is reachable from the network without TLS: the token, requests and replies travel in clear text")
-        }
-        (true, false) => {
-            tracing::warn!(%addr, "WebSocket listener is reachable from the network without a token: anyone who can reach this address can call every handler")
-        }
-    }
 }
 
 /// The tokens an upgrade request presents: the bearer header and any `token=` query value.
@@ -320,37 +392,49 @@ fn refusal(status: StatusCode, reason: &str) -> ErrorResponse {
     response
 }
 
-/// One WebSocket listener.
-pub(crate) struct WsTransport(pub(crate) TcpListener);
+/// One WebSocket listener, with the setup its connections share.
+pub(crate) struct WsListener {
+    listener: TcpListener,
+    setup: Arc<WsSetup>,
+}
 
-impl Transport for WsTransport {
+/// A place in the handshake pool until the upgrade is through; the connection slot is taken
+/// only then, so peers that never finish a handshake cannot crowd out served ones.
+pub(crate) struct WsTicket {
+    handshake: Handshake,
+    setup: Arc<WsSetup>,
+}
+
+impl Listener for WsListener {
     type Io = (TcpStream, SocketAddr);
-    /// A place in the handshake pool until the upgrade is through; the connection slot is
-    /// taken only then, so peers that never finish a handshake cannot crowd out served ones.
-    type Ticket = Handshake;
+    type Ticket = WsTicket;
 
     async fn accept(&mut self) -> io::Result<(TcpStream, SocketAddr)> {
-        let (stream, peer) = self.0.accept().await?;
+        let (stream, peer) = self.listener.accept().await?;
         let _ = stream.set_nodelay(true);
         Ok((stream, peer))
     }
 
-    fn admit(shared: &Shared, _io: &Self::Io) -> Result<Handshake, Refusal> {
-        let (handshake, evicted_one) = shared.admission.handshake();
+    fn admit(&self, ctx: &ConnectionContext, _io: &Self::Io) -> Result<WsTicket, Refusal> {
+        let (handshake, evicted_one) = ctx.admission.handshake();
         if evicted_one {
             tracing::info!(
                 "WebSocket handshake pool full: dropped the oldest handshake in progress"
             );
-            shared.env.stats.connection_refused();
+            ctx.stats.connection_refused();
         }
-        Ok(handshake)
+        Ok(WsTicket {
+            handshake,
+            setup: self.setup.clone(),
+        })
     }
 
     /// Never called: `admit` always finds a handshake place (a full pool drops its oldest),
     /// and the connection limit is checked at the upgrade, where a 503 can be answered.
-    fn refuse(_shared: &Shared, _io: Self::Io, _refusal: &Refusal) {}
+    fn refuse(&self, _io: Self::Io, _refusal: &Refusal) {}
 
-    async fn serve(shared: Arc<Shared>, id: u64, io: Self::Io, handshake: Handshake) {
+    async fn serve(ctx: Arc<ConnectionContext>, id: u64, io: Self::Io, ticket: WsTicket) {
+        let WsTicket { handshake, setup } = ticket;
         // A handshake the pool drops to make room ends here; once upgraded it has left the
         // pool and can no longer be dropped.
         let evicted = handshake.evicted();
@@ -359,14 +443,15 @@ impl Transport for WsTransport {
             () = evicted.cancelled() => {
                 tracing::debug!(conn = id, %peer, "handshake dropped to make room for a newer one");
             }
-            () = handshake_and_serve(shared, id, io, handshake) => {}
+            () = handshake_and_serve(ctx, &setup, id, io, handshake) => {}
         }
     }
 }
 
 /// Runs one WebSocket connection: the allow-list, TLS, the upgrade, then the connection.
 async fn handshake_and_serve(
-    shared: Arc<Shared>,
+    ctx: Arc<ConnectionContext>,
+    setup: &WsSetup,
     id: u64,
     (tcp, peer): (TcpStream, SocketAddr),
     handshake: Handshake,
@@ -383,11 +468,11 @@ async fn handshake_and_serve(
     };
     let local = tcp.local_addr().unwrap_or(peer);
     // The allow-list comes before TLS and the upgrade: a refused peer reaches no handler.
-    let credentials = match shared.ws.check_peer(peer, local).await {
+    let credentials = match setup.check_peer(peer, local).await {
         Ok(credentials) => credentials,
         Err(reason) => {
-            let _ =
-                tokio::time::timeout_at(deadline, refuse_peer(&shared, tcp, peer, &reason)).await;
+            let _ = tokio::time::timeout_at(deadline, refuse_peer(&ctx, setup, tcp, peer, &reason))
+                .await;
             return;
         }
     };
@@ -398,10 +483,10 @@ async fn handshake_and_serve(
         peer,
         credentials,
     };
-    match &shared.ws.tls {
-        None => upgrade_and_serve(shared.clone(), id, tcp, false, handshake).await,
+    match &setup.tls {
+        None => upgrade_and_serve(ctx, setup, id, tcp, false, handshake).await,
         Some(acceptor) => match tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
-            Ok(Ok(tls)) => upgrade_and_serve(shared.clone(), id, tls, true, handshake).await,
+            Ok(Ok(tls)) => upgrade_and_serve(ctx, setup, id, tls, true, handshake).await,
             Ok(Err(err)) => {
                 tracing::info!(%peer, error = %bounded(&err.to_string()), "TLS handshake failed")
             }
@@ -433,16 +518,22 @@ fn http_response(status: &str, body: &[u8]) -> Vec<u8> {
 
 /// Answers a peer the allow-list does not admit with HTTP 403 and the `peer_not_allowed` error
 /// as its JSON body, logged and counted like a refused UNIX-socket peer.
-async fn refuse_peer(shared: &Shared, tcp: TcpStream, peer: SocketAddr, reason: &str) {
+async fn refuse_peer(
+    ctx: &ConnectionContext,
+    setup: &WsSetup,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    reason: &str,
+) {
     tracing::warn!(%peer, reason, "connection refused: peer not on the uid/gid allow-list");
-    shared.env.stats.peer_rejected();
+    ctx.stats.peer_rejected();
     let reply = pixl_ipc_protocol::ErrorReply::new(
         None,
         pixl_ipc_protocol::ErrorCode::PeerNotAllowed,
         reason.to_owned(),
     );
     let body = pixl_ipc_protocol::encode_line(&reply).unwrap_or_default();
-    match &shared.ws.tls {
+    match &setup.tls {
         None => answer_http(tcp, "403 Forbidden", &body).await,
         Some(acceptor) => {
             if let Ok(tls) = acceptor.accept(tcp).await {
@@ -470,8 +561,14 @@ async fn answer_http<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, status: &
 }
 
 /// Runs the upgrade with its checks, then the connection.
-async fn upgrade_and_serve<S>(shared: Arc<Shared>, id: u64, stream: S, tls: bool, pending: Pending)
-where
+async fn upgrade_and_serve<S>(
+    ctx: Arc<ConnectionContext>,
+    setup: &WsSetup,
+    id: u64,
+    stream: S,
+    tls: bool,
+    pending: Pending,
+) where
     S: AsyncRead + AsyncWrite + AsRawFd + Unpin + Send + 'static,
 {
     let Pending {
@@ -483,7 +580,6 @@ where
     } = pending;
     let mut path = String::new();
     let mut slot = None;
-    let setup = &shared.ws;
     // The callback's error type is tungstenite's HTTP response, large or not.
     #[allow(clippy::result_large_err)]
     let callback = |upgrade: &Upgrade, response: Response| {
@@ -493,7 +589,7 @@ where
             return Err(refusal(status, reason));
         }
         // Only now, with the peer through every check, does it take a connection slot.
-        match shared
+        match ctx
             .admission
             .connection(credentials.map(|credentials| credentials.uid))
         {
@@ -502,7 +598,7 @@ where
                 Ok(response)
             }
             Err(over) => {
-                over.record(&shared.env.stats);
+                over.record(&ctx.stats);
                 let mut response =
                     ErrorResponse::new(Some(String::from_utf8_lossy(&over.line()).into_owned()));
                 *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
@@ -531,7 +627,7 @@ where
     let _slot = slot;
     let info = Arc::new(ConnectionInfo {
         id,
-        transport: crate::handler::Transport::WebSocket {
+        transport: Transport::WebSocket {
             local,
             peer,
             tls,
@@ -542,27 +638,25 @@ where
     tracing::debug!(conn = id, %peer, "WebSocket connection opened");
 
     let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_DEPTH);
-    let (outbound, queue) = Outbound::new(&shared.outbound_limits);
+    let (outbound, replies) = Outbound::new(&ctx.outbound_limits);
     let driver = Driver {
         fd: ws.get_ref().as_raw_fd(),
         ws,
         inbound: inbound_tx,
-        replies: queue,
-        ping_interval: shared.ws.ping_interval,
-        idle_timeout: shared.ws.idle_timeout,
+        replies,
+        ping_interval: setup.ping_interval,
+        idle_timeout: setup.idle_timeout,
         frames,
-        partial_timeout: shared.config.partial_message_timeout,
-        max_message_bytes: shared.ws.max_message_bytes,
-        going_away: shared.env.shutdown.clone(),
+        partial_timeout: ctx.partial_message_timeout,
+        max_message_bytes: setup.max_message_bytes,
+        going_away: ctx.shutdown.clone(),
     };
     // The driver owns the socket, so it is the writer: it ends once the last reply is out, or
     // with an error when the peer left first; it sees the peer leave on its own.
     let writer = tokio::spawn(driver.run(id));
     let requests = tokio_stream_from(inbound_rx);
     let watch = PeerWatch::new(writer, std::future::pending());
-    shared.register(&info, &outbound);
-    connection::serve(info, &shared.env, requests, outbound, watch).await;
-    shared.unregister(id);
+    connection::serve(info, &ctx, requests, outbound, watch).await;
     tracing::debug!(conn = id, "WebSocket connection closed");
 }
 

@@ -3,11 +3,11 @@
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use pixl_ipc_protocol::unix_io;
+use pixl_ipc_io::unix;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Everything the peer sends until it closes, failing the test if that takes too long.
-async fn read_all(reader: &mut unix_io::UnixReader, what: &str) -> Vec<u8> {
+async fn read_all(reader: &mut unix::UnixReader, what: &str) -> Vec<u8> {
     let mut received = Vec::new();
     tokio::time::timeout(Duration::from_secs(20), reader.read_to_end(&mut received))
         .await
@@ -24,8 +24,8 @@ fn big_payload() -> Vec<u8> {
 #[tokio::test]
 async fn a_blocked_writer_resumes_when_the_peer_reads_and_nothing_is_lost() {
     let (ours, theirs) = UnixStream::pair().expect("socket pair");
-    let (_reader, mut writer) = unix_io::split(ours).expect("split");
-    let (mut their_reader, _their_writer) = unix_io::split(theirs).expect("split");
+    let (_reader, mut writer) = unix::split(ours).expect("split");
+    let (mut their_reader, _their_writer) = unix::split(theirs).expect("split");
     let payload = big_payload();
     let sent = payload.clone();
     let writing = tokio::spawn(async move {
@@ -52,8 +52,8 @@ async fn a_blocked_writer_resumes_when_the_peer_reads_and_nothing_is_lost() {
 #[tokio::test]
 async fn dropping_the_writer_gives_the_peer_end_of_file() {
     let (ours, theirs) = UnixStream::pair().expect("socket pair");
-    let (_reader, mut writer) = unix_io::split(ours).expect("split");
-    let (mut their_reader, _their_writer) = unix_io::split(theirs).expect("split");
+    let (_reader, mut writer) = unix::split(ours).expect("split");
+    let (mut their_reader, _their_writer) = unix::split(theirs).expect("split");
     writer.write_all(b"last words\n").await.expect("write");
     drop(writer);
     let received = read_all(&mut their_reader, "EOF arrives").await;
@@ -63,8 +63,8 @@ async fn dropping_the_writer_gives_the_peer_end_of_file() {
 #[tokio::test]
 async fn reads_deliver_what_arrives_in_pieces() {
     let (ours, theirs) = UnixStream::pair().expect("socket pair");
-    let (mut reader, _writer) = unix_io::split(ours).expect("split");
-    let (_their_reader, mut their_writer) = unix_io::split(theirs).expect("split");
+    let (mut reader, _writer) = unix::split(ours).expect("split");
+    let (_their_reader, mut their_writer) = unix::split(theirs).expect("split");
     let feeding = tokio::spawn(async move {
         for piece in [&b"{\"a\":"[..], b"1}", b"\n"] {
             their_writer.write_all(piece).await.expect("write");
@@ -88,11 +88,11 @@ async fn reads_deliver_what_arrives_in_pieces() {
 #[tokio::test]
 async fn a_write_queue_delivers_every_chunk_in_order_through_partial_writes() {
     use bytes::Bytes;
-    use pixl_ipc_protocol::unix_io::WriteQueue;
+    use pixl_ipc_io::unix::WriteQueue;
 
     let (ours, theirs) = UnixStream::pair().expect("socket pair");
-    let (_reader, mut writer) = unix_io::split(ours).expect("split");
-    let (mut their_reader, _their_writer) = unix_io::split(theirs).expect("split");
+    let (_reader, mut writer) = unix::split(ours).expect("split");
+    let (mut their_reader, _their_writer) = unix::split(theirs).expect("split");
     // Chunks of uneven sizes (1 byte to 300 KiB), far more in total than the socket buffers
     // hold, so writes end in the middle of chunks.
     let mut queue = WriteQueue::default();

@@ -1,0 +1,180 @@
+//! The client's transports behind one reader/writer pair: newline-delimited JSON on a UNIX
+//! socket, or (feature `ws`) one message per frame on a WebSocket, over TLS with feature `tls`.
+
+#[cfg(feature = "tls")]
+mod tls;
+#[cfg(feature = "ws")]
+mod ws;
+
+use std::io;
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use pixl_ipc_io::unix::{split_tokio, UnixReader, UnixWriter, WriteQueue};
+use pixl_ipc_protocol::{FrameError, LineSplitter};
+use tokio::io::AsyncWriteExt;
+use tokio::net::UnixStream;
+use tokio_util::codec::FramedRead;
+
+use crate::address::Address;
+use crate::error::Error;
+
+#[cfg(feature = "ws")]
+pub(crate) use ws::WsOptions;
+
+/// Everything needed to open a connection.
+#[derive(Debug, Clone)]
+pub(crate) struct Dialer {
+    pub(crate) address: Address,
+    pub(crate) timeout: Duration,
+    pub(crate) max_message_bytes: usize,
+    #[cfg(feature = "ws")]
+    pub(crate) ws: WsOptions,
+}
+
+/// An open connection, split into the halves the task drives separately.
+pub(crate) struct Connection {
+    pub(crate) reader: Reader,
+    pub(crate) writer: Writer,
+}
+
+/// One line (not decoded), a line too long to take, or (`Err`) the reason the connection ended.
+pub(crate) type Incoming = Result<Result<Bytes, FrameError>, String>;
+
+impl Dialer {
+    /// Opens a connection within the timeout.
+    pub(crate) async fn connect(&self) -> Result<Connection, Error> {
+        match tokio::time::timeout(self.timeout, self.open()).await {
+            Ok(result) => result,
+            Err(_) => Err(self.connect_error(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no connection within {:?}", self.timeout),
+            ))),
+        }
+    }
+
+    pub(super) fn connect_error(&self, source: io::Error) -> Error {
+        Error::Connect {
+            address: self.address.to_string(),
+            source: source.into(),
+        }
+    }
+
+    async fn open(&self) -> Result<Connection, Error> {
+        match &self.address {
+            Address::Unix(path) => {
+                let stream = UnixStream::connect(path)
+                    .await
+                    .map_err(|err| self.connect_error(err))?;
+                let (read, write) = split_tokio(stream).map_err(|err| self.connect_error(err))?;
+                Ok(Connection {
+                    reader: Reader::Unix(FramedRead::new(
+                        read,
+                        LineSplitter::new(self.max_message_bytes),
+                    )),
+                    writer: Writer::Unix {
+                        half: write,
+                        unsent: WriteQueue::default(),
+                    },
+                })
+            }
+            #[cfg(feature = "ws")]
+            Address::WebSocket {
+                url,
+                tls,
+                host,
+                port,
+            } => {
+                let (reader, writer) = ws::open(self, url, *tls, host, *port).await?;
+                Ok(Connection {
+                    reader: Reader::WebSocket(reader),
+                    writer: Writer::WebSocket(writer),
+                })
+            }
+            #[cfg(not(feature = "ws"))]
+            Address::WebSocket { .. } => {
+                Err(self.connect_error(io::Error::other(crate::address::NO_WS_SUPPORT)))
+            }
+        }
+    }
+}
+
+/// The receiving half.
+pub(crate) enum Reader {
+    Unix(FramedRead<UnixReader, LineSplitter>),
+    #[cfg(feature = "ws")]
+    WebSocket(ws::WsReader),
+}
+
+impl Reader {
+    /// The next line, or why the connection ended. Cancel-safe.
+    pub(crate) async fn next(&mut self) -> Incoming {
+        match self {
+            Reader::Unix(lines) => match lines.next().await {
+                Some(Ok(item)) => Ok(item),
+                Some(Err(err)) => Err(err.to_string()),
+                None => Err("the server closed the connection".into()),
+            },
+            #[cfg(feature = "ws")]
+            Reader::WebSocket(reader) => reader.next().await,
+        }
+    }
+}
+
+/// The sending half, with what has been queued but not yet written.
+pub(crate) enum Writer {
+    Unix {
+        half: UnixWriter,
+        unsent: WriteQueue,
+    },
+    #[cfg(feature = "ws")]
+    WebSocket(ws::WsWriter),
+}
+
+impl Writer {
+    /// Queues one encoded line (with its `\n`).
+    pub(crate) fn queue(&mut self, line: &Bytes) {
+        match self {
+            Writer::Unix { unsent, .. } => unsent.push(line.clone()),
+            #[cfg(feature = "ws")]
+            Writer::WebSocket(writer) => writer.queue(line),
+        }
+    }
+
+    /// Bytes queued and not yet written.
+    pub(crate) fn unsent(&self) -> usize {
+        match self {
+            Writer::Unix { unsent, .. } => unsent.len(),
+            #[cfg(feature = "ws")]
+            Writer::WebSocket(writer) => writer.unsent(),
+        }
+    }
+
+    /// Writes as much as the connection takes. Cancel-safe: nothing leaves the queue until the
+    /// connection has accepted it.
+    pub(crate) async fn write_some(&mut self) -> Result<(), String> {
+        match self {
+            Writer::Unix { half, unsent } => {
+                std::future::poll_fn(|cx| unsent.poll_write_some(Pin::new(&mut *half), cx))
+                    .await
+                    .map(drop)
+                    .map_err(|err| format!("write failed: {err}"))
+            }
+            #[cfg(feature = "ws")]
+            Writer::WebSocket(writer) => writer.write_some().await,
+        }
+    }
+
+    /// Ends the connection politely.
+    pub(crate) async fn shutdown(&mut self) {
+        match self {
+            Writer::Unix { half, .. } => {
+                let _ = half.shutdown().await;
+            }
+            #[cfg(feature = "ws")]
+            Writer::WebSocket(writer) => writer.shutdown().await,
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! What every connection is served with, whatever its transport: the routes, the statistics,
+//! the limits and budgets, the push registry, and the shutdown signals. The server builds one
+//! at start and hands it to its listeners; transports and the connection core read it and never
+//! reach back into the server.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::admission::Admission;
+use crate::config::ServerConfig;
+use crate::outbound::{Budget, OutboundLimits};
+use crate::registry::Registry;
+use crate::router::Router;
+use crate::stats::Stats;
+
+/// The context connections are served in, shared by every connection of a server.
+pub(crate) struct ConnectionContext {
+    pub(crate) router: Arc<Router>,
+    pub(crate) stats: Arc<Stats>,
+    /// The open connections, for pushes.
+    pub(crate) registry: Registry,
+    /// Connection slots, per-uid shares and the WebSocket handshake pool.
+    pub(crate) admission: Admission,
+    /// What each connection's outbound gauge enforces, with the server-wide budget.
+    pub(crate) outbound_limits: OutboundLimits,
+    pub(crate) max_in_flight: usize,
+    pub(crate) max_message_bytes: usize,
+    pub(crate) handler_timeout: Option<Duration>,
+    pub(crate) partial_message_timeout: Duration,
+    /// Cancelled when the server starts shutting down: stop reading, finish in-flight work.
+    pub(crate) shutdown: CancellationToken,
+    /// Cancelled when `exit_timeout` has passed: drop whatever is still running.
+    pub(crate) abort: CancellationToken,
+}
+
+impl ConnectionContext {
+    /// The context for connections of a server configured by `config` (already validated).
+    pub(crate) fn new(config: &ServerConfig, router: Arc<Router>, stats: Arc<Stats>) -> Self {
+        ConnectionContext {
+            router,
+            stats,
+            registry: Registry::new(),
+            admission: Admission::new(
+                config.max_connections,
+                config.uid_connection_cap(),
+                config.websocket.max_handshakes,
+            ),
+            outbound_limits: OutboundLimits {
+                replies: config.max_outbound_bytes_per_connection,
+                held: config.max_held_bytes_per_connection,
+                server: Budget::new(config.max_held_bytes_total),
+            },
+            max_in_flight: config.max_in_flight_per_connection,
+            max_message_bytes: config.max_message_bytes,
+            handler_timeout: config.handler_timeout,
+            partial_message_timeout: config.partial_message_timeout,
+            shutdown: CancellationToken::new(),
+            abort: CancellationToken::new(),
+        }
+    }
+}
