@@ -7,7 +7,8 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use pixl_ipc_benches::{sized_message, SIZES};
 use pixl_ipc_protocol::json::{encode_raw_response_line, encode_response_line};
 use pixl_ipc_protocol::{
-    encode_line, JsonLinesCodec, RawId, RawRequest, RawResponse, Request, Response,
+    encode_line, JsonLinesCodec, LineSplitter, RawId, RawRequest, RawResponse, Request, Response,
+    DEFAULT_MAX_MESSAGE_BYTES,
 };
 use serde::de::DeserializeOwned;
 use tokio_util::codec::Decoder;
@@ -124,5 +125,33 @@ fn echo(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decode, encode, echo);
+/// A reply line through the line splitter alone, as the Rust client's reader takes it (it
+/// routes the raw line; each caller decodes its own reply).
+fn split(c: &mut Criterion) {
+    let mut group = c.benchmark_group("split");
+    for size in SIZES {
+        let reply = serde_json::json!({"ipcReqID": "rq0", "data": sized_message(size)});
+        let mut line = serde_json::to_vec(&reply).expect("encodes");
+        line.push(b'\n');
+        group.throughput(Throughput::Bytes(line.len() as u64));
+        group.bench_with_input(
+            BenchmarkId::new("LineSplitter (client)", format!("{size}K")),
+            &line,
+            |b, line| {
+                let mut splitter = LineSplitter::new(DEFAULT_MAX_MESSAGE_BYTES);
+                b.iter(|| {
+                    let mut buf = BytesMut::from(&line[..]);
+                    splitter
+                        .decode(&mut buf)
+                        .expect("io")
+                        .expect("a line")
+                        .expect("within the limit")
+                });
+            },
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, decode, split, encode, echo);
 criterion_main!(benches);

@@ -20,7 +20,8 @@ use pixl_ipc_client::{Client, ReconnectPolicy};
 use serde_json::{json, Value};
 use tungstenite::Message;
 
-use crate::{progress, sized_message, ServerUnderTest};
+use crate::echo_load::EchoLoad;
+use crate::{progress, ServerUnderTest};
 
 /// Longest line the server under test accepts (`--max-message-bytes`).
 pub const MAX_MESSAGE_BYTES: usize = 4 << 20;
@@ -235,12 +236,6 @@ pub async fn run(
         })
     };
 
-    let messages: Arc<Vec<Value>> = Arc::new(
-        [1, 5, 20, 100]
-            .iter()
-            .map(|size| sized_message(*size))
-            .collect(),
-    );
     let mut clients = Vec::new();
     for index in 0..4 {
         let address = if index % 2 == 0 {
@@ -260,10 +255,6 @@ pub async fn run(
     tokio::time::sleep(Duration::from_millis(200)).await;
     let fds_before = fd_count(pid);
 
-    let checked = Arc::new(AtomicU64::new(0));
-    let errors = Arc::new(AtomicU64::new(0));
-    let error_notes = Arc::new(Mutex::new(Vec::<String>::new()));
-    let latencies = Arc::new(Mutex::new(Vec::new()));
     let started = Instant::now();
     let deadline = started + duration;
 
@@ -302,50 +293,7 @@ pub async fn run(
         }));
     }
 
-    let mut workers = Vec::new();
-    for client in &clients {
-        for lane in 0..3u64 {
-            let (client, messages, checked, errors, error_notes, latencies) = (
-                client.clone(),
-                messages.clone(),
-                checked.clone(),
-                errors.clone(),
-                error_notes.clone(),
-                latencies.clone(),
-            );
-            workers.push(tokio::spawn(async move {
-                let mut mine = Vec::new();
-                let mut call = lane;
-                while Instant::now() < deadline {
-                    call += 1;
-                    let message = if call % 16 == 0 {
-                        &messages[3]
-                    } else {
-                        &messages[(call % 3) as usize]
-                    };
-                    let sent = Instant::now();
-                    let failure = match client.send("/ipcserver/test/echo", message).await {
-                        Ok(reply) if &reply == message => {
-                            checked.fetch_add(1, Ordering::Relaxed);
-                            mine.push(sent.elapsed().as_secs_f64() * 1000.0);
-                            continue;
-                        }
-                        Ok(_) => "a reply that differs from its request".to_owned(),
-                        Err(error) => format!("{error}"),
-                    };
-                    errors.fetch_add(1, Ordering::Relaxed);
-                    if let Ok(mut notes) = error_notes.lock() {
-                        if notes.len() < 5 {
-                            notes.push(failure);
-                        }
-                    }
-                }
-                if let Ok(mut all) = latencies.lock() {
-                    all.extend(mine);
-                }
-            }));
-        }
-    }
+    let load = EchoLoad::start(&clients, 3, deadline);
 
     // Progress once a second until the end.
     while Instant::now() < deadline {
@@ -358,15 +306,13 @@ pub async fn run(
             "{:.0}/{:.0} s: {} replies checked, {} errors; attack iterations {}; server fds {}",
             started.elapsed().as_secs_f64(),
             duration.as_secs_f64(),
-            checked.load(Ordering::Relaxed),
-            errors.load(Ordering::Relaxed),
+            load.checked(),
+            load.errors(),
             iterations.join("/"),
             fd_count(pid),
         ));
     }
-    for worker in workers {
-        worker.await?;
-    }
+    let outcome = load.finish().await?;
     let elapsed = started.elapsed();
     stop.store(true, Ordering::Relaxed);
     let stopping = tokio::task::spawn_blocking(move || {
@@ -384,13 +330,6 @@ pub async fn run(
         client.close().await;
     }
 
-    let mut all = latencies.lock().map(|all| all.clone()).unwrap_or_default();
-    all.sort_by(f64::total_cmp);
-    let at = |q: f64| {
-        all.get(((all.len() as f64 - 1.0) * q).round() as usize)
-            .copied()
-            .unwrap_or(0.0)
-    };
     let attacks = ATTACKS
         .iter()
         .zip(&tallies)
@@ -418,16 +357,16 @@ pub async fn run(
             )
         })
         .collect();
-    let error_notes = error_notes.lock().map(|n| n.clone()).unwrap_or_default();
+    let all = &outcome.latencies_ms;
     Ok(HostileReport {
         elapsed,
-        checked: checked.load(Ordering::Relaxed),
-        errors: errors.load(Ordering::Relaxed),
-        error_notes,
-        p50_ms: at(0.5),
-        p99_ms: at(0.99),
+        checked: outcome.checked,
+        errors: outcome.errors,
+        p50_ms: outcome.quantile_ms(0.5),
+        p99_ms: outcome.quantile_ms(0.99),
         max_ms: all.last().copied().unwrap_or(0.0),
         over_100ms: all.iter().filter(|ms| **ms > 100.0).count(),
+        error_notes: outcome.error_notes,
         rss_min_kib,
         rss_max_kib,
         fds_before,

@@ -1,5 +1,6 @@
-//! Shared pieces of the benchmarks: the original's message recipe, the servers under test
-//! (the release binary, and a raw echo "floor"), timing statistics and progress output.
+//! Shared pieces of the benchmarks: the original's message recipe (re-exported from the test
+//! harness), the servers under test (the release binary, and a raw echo "floor"), timing
+//! statistics and progress output.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -16,20 +17,9 @@ pub const SIZES: [usize; 5] = [1, 5, 10, 20, 100];
 /// Echo requests per measurement, as in the original recipe.
 pub const MESSAGES: usize = 500;
 
-/// The original's benchmark message: `size` keys `key_N`, each "GiveMe" padded to 1024
-/// characters with "Dataz".
-pub fn sized_message(size: usize) -> Value {
-    let mut value = String::from("GiveMe");
-    while value.len() < 1024 {
-        value.push_str("Dataz");
-    }
-    value.truncate(1024);
-    Value::Object(
-        (0..size)
-            .map(|i| (format!("key_{i}"), Value::String(value.clone())))
-            .collect(),
-    )
-}
+/// The original's benchmark message, from the test harness so tests and benchmarks measure and
+/// check the same recipe.
+pub use pixl_ipc_test_utils::sized_message;
 
 /// An echo request for `message` as one line, `\n` included: the bytes the raw echo servers
 /// send back, and what a client without a framework writes.
@@ -333,6 +323,7 @@ pub fn progress(message: &str) {
 }
 
 pub mod chart;
+pub mod echo_load;
 pub mod hostile;
 pub mod report;
 pub mod soak;

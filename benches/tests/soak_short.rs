@@ -6,7 +6,7 @@ use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_short_soak_serves_everything_with_no_errors() {
-    let binary = pixl_ipc_xtests::server_binary();
+    let binary = pixl_ipc_test_utils::server_binary();
     let report = pixl_ipc_benches::soak::run(&binary, Duration::from_secs(3))
         .await
         .unwrap();

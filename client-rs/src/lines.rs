@@ -1,16 +1,12 @@
-//! Splitting the server's bytes into lines and finding which request a line answers, without
-//! decoding it: the connection task only routes, and each caller decodes its own reply under its
-//! own deadline, so one huge reply neither overruns its caller's timeout nor stalls the others.
+//! Finding which request a line answers, without decoding it (the protocol crate's
+//! `LineSplitter` cuts the server's bytes into lines): the connection task only routes, and each
+//! caller decodes its own reply under its own deadline, so one huge reply neither overruns its
+//! caller's timeout nor stalls the others.
 
-use std::io;
-
-use bytes::{Buf, Bytes, BytesMut};
 use pixl_ipc_protocol::sniff::{sniff_id, Sniffed};
-use pixl_ipc_protocol::{FrameError, RawId};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
-use tokio_util::codec::Decoder;
 
 /// Who a line is for, as the connection task needs to know it.
 #[derive(Debug, PartialEq)]
@@ -97,125 +93,6 @@ fn route_by_id(id: &[u8]) -> Option<Route> {
     }
 }
 
-/// Splits a byte stream into lines (without `\n`), at most `max_length` bytes each; a longer
-/// line yields one [`FrameError::TooLong`] naming its id when its start shows it, and the rest
-/// of it is discarded as it arrives. Nothing is decoded here.
-#[derive(Debug)]
-pub(crate) struct LineCodec {
-    max_length: usize,
-    next_index: usize,
-    discarding: bool,
-}
-
-impl LineCodec {
-    pub(crate) fn new(max_length: usize) -> Self {
-        LineCodec {
-            max_length,
-            next_index: 0,
-            discarding: false,
-        }
-    }
-}
-
-/// Lines up to this size are copied out of the read buffer (see [`LineCodec`]'s decode).
-const COPY_LINES_UP_TO: usize = 1024 * 1024;
-
-/// The least free space offered to each read, so a typical message arrives in one read.
-const MIN_READ_SPACE: usize = 32 * 1024;
-
-impl Decoder for LineCodec {
-    type Item = Result<Bytes, FrameError>;
-    type Error = io::Error;
-
-    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Self::Item>, io::Error> {
-        loop {
-            let read_to = buf.len().min(self.max_length.saturating_add(1));
-            let newline = memchr_newline(&buf[self.next_index..read_to])
-                .map(|offset| self.next_index + offset);
-            match (self.discarding, newline) {
-                (true, Some(end)) => {
-                    buf.advance(end + 1);
-                    self.next_index = 0;
-                    self.discarding = false;
-                }
-                (true, None) => {
-                    buf.advance(read_to);
-                    self.next_index = 0;
-                    if buf.is_empty() {
-                        return Ok(None);
-                    }
-                }
-                (false, Some(end)) => {
-                    self.next_index = 0;
-                    if buf[..end].iter().all(u8::is_ascii_whitespace) {
-                        buf.advance(end + 1);
-                        continue;
-                    }
-                    // A line handed out shares the buffer's memory until its caller drops it,
-                    // and the buffer cannot reuse that memory for the next read meanwhile (it
-                    // reallocates, with page faults, as a large reply arrives). Up to
-                    // COPY_LINES_UP_TO the line is copied out instead, so the buffer stays its
-                    // own; past it, a copy would cost more than the reallocation.
-                    let line = if end <= COPY_LINES_UP_TO {
-                        let line = Bytes::copy_from_slice(&buf[..end]);
-                        buf.advance(end + 1);
-                        line
-                    } else {
-                        let mut line = buf.split_to(end + 1);
-                        line.truncate(end);
-                        line.freeze()
-                    };
-                    return Ok(Some(Ok(line)));
-                }
-                (false, None) if buf.len() > self.max_length => {
-                    let req_id = match sniff_id(buf) {
-                        Sniffed::Id(id) => RawId::parse(id),
-                        _ => None,
-                    };
-                    self.discarding = true;
-                    self.next_index = 0;
-                    return Ok(Some(Err(FrameError::TooLong {
-                        limit: self.max_length,
-                        req_id,
-                    })));
-                }
-                (false, None) => {
-                    self.next_index = read_to;
-                    let still_allowed = self.max_length.saturating_add(1).saturating_sub(buf.len());
-                    let wanted = buf.len().max(MIN_READ_SPACE).min(still_allowed.max(1));
-                    if buf.capacity() - buf.len() < wanted {
-                        buf.reserve(wanted);
-                    }
-                    return Ok(None);
-                }
-            }
-        }
-    }
-
-    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Self::Item>, io::Error> {
-        if let Some(item) = self.decode(buf)? {
-            return Ok(Some(item));
-        }
-        let leftover = std::mem::take(buf);
-        self.next_index = 0;
-        if self.discarding || leftover.iter().all(u8::is_ascii_whitespace) {
-            self.discarding = false;
-            return Ok(None);
-        }
-        Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            format!(
-                "connection closed in the middle of a message ({} bytes without a newline)",
-                leftover.len()
-            ),
-        ))
-    }
-}
-
-fn memchr_newline(bytes: &[u8]) -> Option<usize> {
-    memchr::memchr(b'\n', bytes)
-}
-
 #[cfg(test)]
 mod tests {
     fn route_any(line: &[u8]) -> Route {
@@ -230,6 +107,9 @@ mod tests {
     }
 
     use super::*;
+    use bytes::BytesMut;
+    use pixl_ipc_protocol::{FrameError, LineSplitter};
+    use tokio_util::codec::Decoder;
 
     #[test]
     fn routes_from_the_lines_start_or_by_a_skipping_parse() {
@@ -268,7 +148,7 @@ mod tests {
 
     #[test]
     fn splits_lines_and_reports_an_over_long_one_with_its_id() {
-        let mut codec = LineCodec::new(16);
+        let mut codec = LineSplitter::new(16);
         let mut buf = BytesMut::from(
             &b"{\"a\":1}\r\n\n{\"ipcReqID\":\"rq9\",\"data\":\"xxxxxxxxxxxx\"}\n{}\n"[..],
         );

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use pixl_ipc_xtests::ServerProcess;
+use pixl_ipc_test_utils::ServerProcess;
 use serde_json::{json, Value};
 
 fn cli(socket: &Path, args: &[&str]) -> Output {
@@ -19,7 +19,7 @@ fn cli(socket: &Path, args: &[&str]) -> Output {
         .stderr(Stdio::piped());
     let mut child = command.spawn().unwrap();
     drop(child.stdin.take());
-    let status = pixl_ipc_xtests::wait_with_timeout(&mut child, pixl_ipc_xtests::TIMEOUT)
+    let status = pixl_ipc_test_utils::wait_with_timeout(&mut child, pixl_ipc_test_utils::TIMEOUT)
         .expect("pixl-ipc exits");
     let mut output = child.wait_with_output().unwrap();
     output.status = status;
@@ -166,7 +166,7 @@ fn watch_prints_pushes_as_json_lines() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    pixl_ipc_xtests::eventually("the watcher connects", || !handle.connections().is_empty());
+    pixl_ipc_test_utils::eventually("the watcher connects", || !handle.connections().is_empty());
     let push = pixl_ipc_server::Push {
         uri: Some("/events/a".into()),
         data: json!({"n": 1}),
@@ -179,7 +179,7 @@ fn watch_prints_pushes_as_json_lines() {
         let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
         let _ = tx.send(lines.next());
     });
-    let first = rx.recv_timeout(pixl_ipc_xtests::TIMEOUT);
+    let first = rx.recv_timeout(pixl_ipc_test_utils::TIMEOUT);
     child.kill().unwrap();
     child.wait().unwrap();
     let line = first

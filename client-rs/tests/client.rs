@@ -12,7 +12,7 @@ use pixl_ipc_client::{Client, CloseReason, ConnectionState, Error, Push, Reconne
 use pixl_ipc_server::{
     HandlerResult, Request, RequestContext, RunningServer, Server, ServerConfig, WebSocketConfig,
 };
-use pixl_ipc_xtests::ServerProcess;
+use pixl_ipc_test_utils::ServerProcess;
 use serde_json::{json, Value};
 
 const LIMIT: Duration = Duration::from_secs(15);

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use pixl_ipc_client::{Client, Error, ReconnectPolicy};
-use pixl_ipc_xtests::ServerProcess;
+use pixl_ipc_test_utils::ServerProcess;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use serde_json::json;
 

@@ -8,7 +8,9 @@ mod message;
 pub mod quote;
 pub mod sniff;
 
-pub use codec::{decode_line, encode_line, frame_lines, JsonLinesCodec, DEFAULT_MAX_MESSAGE_BYTES};
+pub use codec::{
+    decode_line, encode_line, frame_lines, JsonLinesCodec, LineSplitter, DEFAULT_MAX_MESSAGE_BYTES,
+};
 pub use error::FrameError;
 pub use message::{
     ErrorCode, ErrorData, ErrorReply, Push, RawId, RawRequest, RawResponse, Request, Response,

@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 use bytes::BytesMut;
-use pixl_ipc_protocol::{FrameError, JsonLinesCodec, RawId, Request};
+use pixl_ipc_protocol::{FrameError, JsonLinesCodec, LineSplitter, RawId, Request};
 use serde_json::{json, Value};
 use tokio_util::codec::{Decoder, Encoder};
 
@@ -277,4 +277,177 @@ fn frame_lines_splits_at_every_newline_like_tremors_separate() {
     assert_eq!(lines(b"one\n"), vec![&b"one"[..], b""]);
     assert_eq!(lines(b"\n\n"), vec![&b""[..], b"", b""]);
     assert_eq!(lines(b""), vec![&b""[..]]);
+}
+
+/// Feeds `chunks` to a [`LineSplitter`] one at a time, then ends the input; every line, error
+/// and the end's result.
+fn split_chunks(
+    splitter: &mut LineSplitter,
+    chunks: &[&[u8]],
+) -> (Vec<Result<Vec<u8>, FrameError>>, std::io::Result<()>) {
+    let mut buf = BytesMut::new();
+    let mut out = Vec::new();
+    for chunk in chunks {
+        buf.extend_from_slice(chunk);
+        while let Some(item) = splitter.decode(&mut buf).unwrap() {
+            out.push(item.map(|line| line.to_vec()));
+        }
+    }
+    let end = loop {
+        match splitter.decode_eof(&mut buf) {
+            Ok(Some(item)) => out.push(item.map(|line| line.to_vec())),
+            Ok(None) => break Ok(()),
+            Err(err) => break Err(err),
+        }
+    };
+    (out, end)
+}
+
+#[test]
+fn line_splitter_yields_raw_lines_keeping_cr_and_skipping_blank_ones() {
+    let mut splitter = LineSplitter::new(64);
+    let (out, end) = split_chunks(
+        &mut splitter,
+        &[b"{\"a\":1}\r\n\n  \t\r\nnot json\n{\"b\"", b":2}\n  {}  \n"],
+    );
+    assert_eq!(
+        out,
+        vec![
+            Ok(b"{\"a\":1}\r".to_vec()),
+            Ok(b"not json".to_vec()),
+            Ok(b"{\"b\":2}".to_vec()),
+            Ok(b"  {}  ".to_vec()),
+        ]
+    );
+    assert!(end.is_ok());
+}
+
+#[test]
+fn line_splitter_reports_an_over_long_line_once_with_any_leading_id_then_recovers() {
+    let long = format!("{{\"ipcReqID\":\"rq9\",\"data\":\"{}\"}}", "x".repeat(100));
+    let mut splitter = LineSplitter::new(32);
+    let (out, end) = split_chunks(
+        &mut splitter,
+        &[
+            &long.as_bytes()[..40],
+            &long.as_bytes()[40..],
+            b"\n{\"a\":1}\n",
+        ],
+    );
+    assert_eq!(
+        out,
+        vec![
+            Err(FrameError::TooLong {
+                limit: 32,
+                req_id: Some(RawId::from(&json!("rq9")))
+            }),
+            Ok(b"{\"a\":1}".to_vec()),
+        ]
+    );
+    assert!(end.is_ok());
+
+    // Unlike JsonLinesCodec, which answers the peer and so drops a null or over-long id, the
+    // splitter reports whatever id the line starts with: its caller decides.
+    let id = "i".repeat(2000);
+    let line = format!("{{\"ipcReqID\":\"{id}\",\"data\":1}}\n");
+    let (out, _) = split_chunks(&mut LineSplitter::new(100), &[line.as_bytes()]);
+    assert_eq!(
+        out,
+        vec![Err(FrameError::TooLong {
+            limit: 100,
+            req_id: Some(RawId::from(&json!(id)))
+        })]
+    );
+    let (out, _) = split_chunks(
+        &mut LineSplitter::new(10),
+        &[b"{\"ipcReqID\":null,\"data\":1}\n"],
+    );
+    assert_eq!(
+        out,
+        vec![Err(FrameError::TooLong {
+            limit: 10,
+            req_id: RawId::parse(b"null")
+        })]
+    );
+    let mut codec: JsonLinesCodec<Value> = JsonLinesCodec::with_max_length(100);
+    let out = decode_chunks(&mut codec, &[line.as_bytes()]);
+    assert_eq!(
+        out,
+        vec![Err(FrameError::TooLong {
+            limit: 100,
+            req_id: None
+        })]
+    );
+}
+
+#[test]
+fn line_splitter_limit_counts_the_cr_and_discarding_keeps_no_bytes() {
+    let line = b"{\"a\":\"xyz\"}"; // 11 bytes
+    let (out, _) = split_chunks(&mut LineSplitter::new(11), &[line, b"\n"]);
+    assert_eq!(out, vec![Ok(line.to_vec())]);
+    let (out, _) = split_chunks(&mut LineSplitter::new(11), &[line, b"\r\n"]);
+    assert!(
+        matches!(out[..], [Err(FrameError::TooLong { .. })]),
+        "{out:?}"
+    );
+
+    let mut splitter = LineSplitter::new(16);
+    let mut buf = BytesMut::from(&[b'{'; 20][..]);
+    assert!(matches!(
+        splitter.decode(&mut buf).unwrap(),
+        Some(Err(FrameError::TooLong { .. }))
+    ));
+    for _ in 0..100 {
+        buf.extend_from_slice(&[b'x'; 1000]);
+        assert_eq!(splitter.decode(&mut buf).unwrap(), None);
+        assert!(buf.len() <= 17, "buffer grew to {}", buf.len());
+    }
+    buf.extend_from_slice(b"tail\n{\"ok\":1}\n");
+    assert_eq!(
+        splitter.decode(&mut buf).unwrap(),
+        Some(Ok(bytes::Bytes::from_static(b"{\"ok\":1}")))
+    );
+}
+
+#[test]
+fn line_splitter_hands_out_large_lines_whole() {
+    // Past 1 MiB a line is split off the buffer rather than copied: the same bytes either way.
+    for size in [
+        1024 * 1024 - 1,
+        1024 * 1024,
+        1024 * 1024 + 1,
+        3 * 1024 * 1024,
+    ] {
+        let line = vec![b'x'; size];
+        let (out, end) = split_chunks(
+            &mut LineSplitter::new(64 << 20),
+            &[&line[..size / 2], &line[size / 2..], b"\n{}\n"],
+        );
+        assert_eq!(out.len(), 2, "size {size}");
+        assert!(out[0].as_ref().is_ok_and(|got| *got == line), "size {size}");
+        assert_eq!(out[1], Ok(b"{}".to_vec()));
+        assert!(end.is_ok());
+    }
+}
+
+#[test]
+fn line_splitter_end_of_input_mid_line_is_an_error_and_whitespace_or_discarding_is_not() {
+    let (out, end) = split_chunks(&mut LineSplitter::new(64), &[b"{\"a\":1}\n{\"b\""]);
+    assert_eq!(out, vec![Ok(b"{\"a\":1}".to_vec())]);
+    assert_eq!(end.unwrap_err().kind(), std::io::ErrorKind::UnexpectedEof);
+    let (_, end) = split_chunks(&mut LineSplitter::new(64), &[b"{\"a\":1}\n  \r\n \t"]);
+    assert!(end.is_ok());
+    // A last line without its newline is not handed out.
+    let (out, end) = split_chunks(&mut LineSplitter::new(64), &[b"{\"a\":1}"]);
+    assert!(out.is_empty());
+    assert!(end.is_err());
+    let (out, end) = split_chunks(&mut LineSplitter::new(4), &[b"{\"a\":1} and more"]);
+    assert!(
+        matches!(out[..], [Err(FrameError::TooLong { .. })]),
+        "{out:?}"
+    );
+    assert!(
+        end.is_ok(),
+        "the rest of an over-long line is discarded, not an error"
+    );
 }

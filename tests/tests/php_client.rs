@@ -32,7 +32,7 @@ async fn the_server_sees_the_php_clients_user_agents_and_pid() {
     let driver = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("drivers/php-whoami.php");
     let workdir = tempfile::tempdir().unwrap();
     let output = tokio::time::timeout(
-        pixl_ipc_xtests::TIMEOUT,
+        pixl_ipc_test_utils::TIMEOUT,
         tokio::process::Command::from({
             let mut command = Command::new("php");
             command.arg(&driver).arg(&path).current_dir(workdir.path());

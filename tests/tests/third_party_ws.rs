@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use pixl_ipc_xtests::{wait_with_timeout, ServerProcess, TIMEOUT};
+use pixl_ipc_test_utils::{wait_with_timeout, ServerProcess, TIMEOUT};
 use serde_json::{json, Value};
 
 fn drivers() -> PathBuf {

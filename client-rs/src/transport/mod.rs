@@ -13,14 +13,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use pixl_ipc_io::unix::{split_tokio, UnixReader, UnixWriter, WriteQueue};
-use pixl_ipc_protocol::FrameError;
+use pixl_ipc_protocol::{FrameError, LineSplitter};
 use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
 use tokio_util::codec::FramedRead;
 
 use crate::address::Address;
 use crate::error::Error;
-use crate::lines::LineCodec;
 
 #[cfg(feature = "ws")]
 pub(crate) use ws::WsOptions;
@@ -73,7 +72,7 @@ impl Dialer {
                 Ok(Connection {
                     reader: Reader::Unix(FramedRead::new(
                         read,
-                        LineCodec::new(self.max_message_bytes),
+                        LineSplitter::new(self.max_message_bytes),
                     )),
                     writer: Writer::Unix {
                         half: write,
@@ -104,7 +103,7 @@ impl Dialer {
 
 /// The receiving half.
 pub(crate) enum Reader {
-    Unix(FramedRead<UnixReader, LineCodec>),
+    Unix(FramedRead<UnixReader, LineSplitter>),
     #[cfg(feature = "ws")]
     WebSocket(ws::WsReader),
 }

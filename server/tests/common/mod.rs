@@ -2,7 +2,7 @@
 //! own runtime, for tests that need custom handlers.
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
-pub use pixl_ipc_xtests::*;
+pub use pixl_ipc_test_utils::*;
 
 use std::path::PathBuf;
 

@@ -1,6 +1,7 @@
-//! Test harness shared by every suite that drives the real binaries: the `pixl-ipc-server`
-//! process on a temp socket (stopped by PID), and a blocking raw-wire connection whose every
-//! read is bounded, so no test can hang.
+//! Test harness (`pixl-ipc-test-utils`, not published) shared by every suite and benchmark that
+//! drives the real binaries: the `pixl-ipc-server` process on a temp socket (stopped by PID), a
+//! blocking raw-wire connection whose every read is bounded, so no test can hang, and the
+//! message recipe the tests and benchmarks share.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // A harness fails loudly on purpose.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -369,7 +370,7 @@ pub fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
 }
 
 /// The original benchmark's message: `size` keys `key_N`, each "GiveMe" padded to 1024
-/// characters with "Dataz".
+/// characters with "Dataz". The one recipe: the benchmarks (`pixl-ipc-benches`) re-export it.
 pub fn sized_message(size: usize) -> Value {
     let mut value = String::from("GiveMe");
     while value.len() < 1024 {
@@ -578,5 +579,24 @@ impl Wire for WsConn {
                 Err(err) => panic!("expected a close, got {err}"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sized_message_is_the_originals_recipe() {
+        let message = sized_message(3);
+        let map = message.as_object().unwrap();
+        assert_eq!(map.keys().collect::<Vec<_>>(), ["key_0", "key_1", "key_2"]);
+        for value in map.values() {
+            let text = value.as_str().unwrap();
+            assert_eq!(text.len(), 1024);
+            assert!(text.starts_with("GiveMeDatazDataz"), "{text:.20}");
+            assert!(text.ends_with("DatazDat"), "ends with {:?}", &text[1014..]);
+        }
+        assert_eq!(sized_message(0), Value::Object(Default::default()));
     }
 }
