@@ -396,7 +396,8 @@
             this.stats.timeouts += 1;
             // Its caller has given up: if it was not written yet, it never will be.
             this.dropQueued(writer, entry);
-            this.logError(ERRORS.TIMEOUT, 'IPCClient request expired', msg);
+            // The original's text, which users grep their logs for.
+            this.logError(ERRORS.TIMEOUT, 'IPCClient request expired: ' + uri, msg);
             callback(this.makeError(ERRORS.TIMEOUT, `no reply to ${uri} within ${this.requestTimeout} ms`));
           });
           writer.queue.push(entry);
