@@ -89,6 +89,9 @@
         throw new TypeError(`options.${name} must be a string`);
       }
     }
+    if (options.tokenVia != null && !['header', 'protocol', 'query'].includes(options.tokenVia)) {
+      throw new TypeError("options.tokenVia must be 'header', 'protocol' or 'query'");
+    }
     if (options.reconnect != null) {
       if (typeof options.reconnect !== 'object') {
         throw new TypeError('options.reconnect must be an object or null');
@@ -559,6 +562,8 @@
     }
 
     IPCClient.IPCClient = IPCClient;
+    // The browser global's name, so every entry exports the same names.
+    IPCClient.PixlIPCClient = IPCClient;
     IPCClient.IPCError = IPCError;
     IPCClient.ERRORS = ERRORS;
     IPCClient.DEFAULTS = DEFAULTS;
