@@ -1,13 +1,24 @@
 'use strict';
-// Browser entry. Load, in this order, with plain <script> tags (no bundler, no Node modules):
-//   lib/constants.js lib/line-splitter.js lib/pending.js lib/client-core.js
-//   lib/emitter.js lib/transport-browser.js browser.js
-// then use `new PixlIPCClient('ws://127.0.0.1:7070/')` exactly like the Node client.
+// Browser entry, two ways:
+// - with a bundler (esbuild, webpack, Vite...): `import { IPCClient } from 'pixl-ipc-client'`
+//   resolves here through the "browser" export condition (or the "browser" field);
+// - with plain <script> tags, no bundler, in this order:
+//     lib/constants.js lib/line-splitter.js lib/pending.js lib/client-core.js
+//     lib/emitter.js lib/transport-browser.js browser.js
+//   then `new PixlIPCClient('ws://127.0.0.1:7070/')` (a global) exactly like the Node client.
 (function (root) {
-  const { defineClient, Emitter, openBrowserTransport } = root.PixlIPC;
-  root.PixlIPCClient = defineClient(Emitter, openBrowserTransport, {
+  const commonJS = typeof module === 'object' && module.exports;
+  const { defineClient, Emitter, openBrowserTransport } = commonJS
+    ? Object.assign({}, require('./lib/client-core'), require('./lib/emitter'), require('./lib/transport-browser'))
+    : root.PixlIPC;
+  const IPCClient = defineClient(Emitter, openBrowserTransport, {
     defaultUserAgent: () => 'Browser/IPCClient' + (root.location ? root.location.pathname : ''),
     pid: () => 0,
     byteLength: (text) => new TextEncoder().encode(text).length,
   });
-})(globalThis);
+  if (commonJS) {
+    module.exports = IPCClient;
+  } else {
+    root.PixlIPCClient = IPCClient;
+  }
+})(typeof globalThis !== 'undefined' ? globalThis : this);

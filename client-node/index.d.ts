@@ -1,6 +1,6 @@
-// Type declarations for pixl-ipc-client (CommonJS `require`, ESM `import`, and the browser's
-// global `PixlIPCClient`).
-import { EventEmitter } from 'node:events';
+// Type declarations for pixl-ipc-client (CommonJS `require`, ESM `import`, a bundler's browser
+// build, and the browser's global `PixlIPCClient`). They name nothing from Node or the DOM, so
+// they compile with or without @types/node and with or without the DOM library.
 
 declare namespace IPCClient {
   /** The error values callbacks and rejected promises receive (strings, as in the original). */
@@ -69,10 +69,16 @@ declare namespace IPCClient {
     reconnect?: ReconnectOptions | null;
     /** Errors as IPCError objects with a `code` instead of strings (default false). */
     errorObjects?: boolean;
-    /** WebSockets: bearer token (Node: Authorization header; browser: ?token=). */
+    /** WebSockets: bearer token, sent as `tokenVia` says. */
     token?: string | null;
-    /** wss:// in Node: PEM CA certificate(s) to trust (default: Node's roots). */
-    ca?: string | Buffer | Array<string | Buffer> | null;
+    /**
+     * How the token travels: 'header' (`Authorization: Bearer`; Node's default, not possible in
+     * a browser), 'protocol' (a `Sec-WebSocket-Protocol` entry, kept out of URLs; the browser's
+     * default) or 'query' (`?token=`, which proxies may log).
+     */
+    tokenVia?: 'header' | 'protocol' | 'query' | null;
+    /** wss:// in Node: PEM CA certificate(s) to trust (default: Node's roots); a Buffer is a Uint8Array. */
+    ca?: string | Uint8Array | Array<string | Uint8Array> | null;
     /** wss:// in Node: the name the certificate must be valid for (default: the URL's host). */
     servername?: string | null;
   }
@@ -84,15 +90,32 @@ declare namespace IPCClient {
   }
 
   type Callback<T = unknown> = (err: ErrorValue | IPCError | unknown | null, result?: T) => void;
+
+  /** The same class, under the name every entry exports. */
+  const IPCClient: typeof _IPCClient;
+  /** The same class, under the browser global's name. */
+  const PixlIPCClient: typeof _IPCClient;
+  /** The error class used with `errorObjects: true`. */
+  const IPCError: typeof _IPCError;
+  type IPCError = _IPCError;
+  const ERRORS: Readonly<Record<'SOCKET' | 'NO_STREAM' | 'TIMEOUT' | 'CONNECTION_CLOSED' | 'MESSAGE_TOO_LARGE' | 'CLOSED' | 'REPLY_TOO_LARGE' | 'BAD_REPLY' | 'WRITE_QUEUE_FULL' | 'CONNECT_TIMEOUT', string>>;
+  const DEFAULTS: Readonly<Required<Pick<Options, 'requestTimeout' | 'expireRequest' | 'autoReconnect' | 'maxMessageBytes' | 'maxReplyBytes' | 'maxWriteQueueBytes' | 'connectTimeout' | 'closeTimeout'>>> & Readonly<Options>;
 }
 
-declare class IPCError extends Error {
+declare const _IPCClient: typeof IPCClient;
+type _IPCClient = IPCClient;
+
+declare class _IPCError extends Error {
   constructor(code: string, message?: string, detail?: unknown);
   readonly code: string;
   readonly detail?: unknown;
 }
 
-declare class IPCClient extends EventEmitter {
+/**
+ * The client. In Node it is an `EventEmitter` (node:events); in the browser a small emitter with
+ * the methods declared here.
+ */
+declare class IPCClient {
   /** @param path a socket path, or a ws:// / wss:// URL */
   constructor(path: string, logger?: IPCClient.Logger | null, options?: IPCClient.Options);
   readonly path: string;
@@ -102,7 +125,7 @@ declare class IPCClient extends EventEmitter {
   /** Bytes of requests not yet flushed to the connection. */
   readonly queuedBytes: number;
   connect(): Promise<void>;
-  connect(callback: (err: IPCClient.ErrorValue | IPCError | null) => void): void;
+  connect(callback: (err: IPCClient.ErrorValue | _IPCError | null) => void): void;
   send<T = any>(uri: string, data: unknown): Promise<T>;
   send<T = any>(uri: string, data: unknown, callback: IPCClient.Callback<T>): void;
   close(): Promise<void>;
@@ -114,11 +137,20 @@ declare class IPCClient extends EventEmitter {
   on(event: 'reconnect', listener: () => void): this;
   on(event: 'reconnect_failed', listener: (attempts: number) => void): this;
   on(event: string | symbol, listener: (...args: any[]) => void): this;
-
-  static readonly IPCClient: typeof IPCClient;
-  static readonly IPCError: typeof IPCError;
-  static readonly ERRORS: Readonly<Record<'SOCKET' | 'NO_STREAM' | 'TIMEOUT' | 'CONNECTION_CLOSED' | 'MESSAGE_TOO_LARGE' | 'CLOSED' | 'REPLY_TOO_LARGE' | 'BAD_REPLY' | 'WRITE_QUEUE_FULL' | 'CONNECT_TIMEOUT', string>>;
-  static readonly DEFAULTS: Readonly<Required<Pick<IPCClient.Options, 'requestTimeout' | 'expireRequest' | 'autoReconnect' | 'maxMessageBytes' | 'maxReplyBytes' | 'maxWriteQueueBytes' | 'connectTimeout' | 'closeTimeout'>>> & Readonly<IPCClient.Options>;
+  addListener(event: string | symbol, listener: (...args: any[]) => void): this;
+  once(event: string | symbol, listener: (...args: any[]) => void): this;
+  off(event: string | symbol, listener: (...args: any[]) => void): this;
+  removeListener(event: string | symbol, listener: (...args: any[]) => void): this;
+  prependListener(event: string | symbol, listener: (...args: any[]) => void): this;
+  prependOnceListener(event: string | symbol, listener: (...args: any[]) => void): this;
+  removeAllListeners(event?: string | symbol): this;
+  emit(event: string | symbol, ...args: any[]): boolean;
+  listenerCount(event: string | symbol): number;
+  listeners(event: string | symbol): Function[];
+  rawListeners(event: string | symbol): Function[];
+  eventNames(): Array<string | symbol>;
+  setMaxListeners(count: number): this;
+  getMaxListeners(): number;
 }
 
 export = IPCClient;

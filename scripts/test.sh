@@ -83,7 +83,7 @@ cargo test -p pixl-ipc-client --no-default-features --locked --lib --test bad_se
 # The Node and PHP clients' suites start the server binary the Rust tests just built.
 export PIXL_IPC_SERVER_BIN="$PWD/target/debug/pixl-ipc-server"
 
-step "node tests: client-node (node --test, incl. headless Chromium)"
+step "node tests: client-node (node --test: npm pack contents, tsc in DOM/CJS/NodeNext projects, esbuild bundle and the plain scripts in headless Chromium)"
 (cd client-node && npm ci --no-audit --no-fund --loglevel=error && npm test)
 
 step "php tests: client-php (phpunit)"

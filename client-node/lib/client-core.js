@@ -89,6 +89,9 @@
         throw new TypeError(`options.${name} must be a string`);
       }
     }
+    if (options.tokenVia != null && !['header', 'protocol', 'query'].includes(options.tokenVia)) {
+      throw new TypeError("options.tokenVia must be 'header', 'protocol' or 'query'");
+    }
     if (options.reconnect != null) {
       if (typeof options.reconnect !== 'object') {
         throw new TypeError('options.reconnect must be an object or null');
@@ -396,7 +399,8 @@
             this.stats.timeouts += 1;
             // Its caller has given up: if it was not written yet, it never will be.
             this.dropQueued(writer, entry);
-            this.logError(ERRORS.TIMEOUT, 'IPCClient request expired', msg);
+            // The original's text, which users grep their logs for.
+            this.logError(ERRORS.TIMEOUT, 'IPCClient request expired: ' + uri, msg);
             callback(this.makeError(ERRORS.TIMEOUT, `no reply to ${uri} within ${this.requestTimeout} ms`));
           });
           writer.queue.push(entry);
@@ -558,6 +562,8 @@
     }
 
     IPCClient.IPCClient = IPCClient;
+    // The browser global's name, so every entry exports the same names.
+    IPCClient.PixlIPCClient = IPCClient;
     IPCClient.IPCError = IPCError;
     IPCClient.ERRORS = ERRORS;
     IPCClient.DEFAULTS = DEFAULTS;

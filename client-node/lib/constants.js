@@ -19,7 +19,11 @@
     closeTimeout: 1000, // ms close() waits for the server to close its side before cutting the connection
     reconnect: null, // {intervalMs, growthRate, maxRetries, maxDelayMs, jitter} replaces autoReconnect
     errorObjects: false, // true: errors are IPCError objects with a .code instead of the original's strings
-    token: null, // WebSockets: sent as Authorization: Bearer (Node) or ?token= (browser)
+    token: null, // WebSockets: the bearer token, sent as tokenVia says
+    // How the token travels: 'header' (Authorization: Bearer; Node's default, not possible in a
+    // browser), 'protocol' (a Sec-WebSocket-Protocol entry, out of URLs; the browser's default) or
+    // 'query' (?token=, for servers older than the 'protocol' way; proxies log URLs).
+    tokenVia: null,
     ca: null, // wss:// in Node: PEM CA certificate(s) to trust
     servername: null, // wss:// in Node: the name the certificate must be valid for
   });

@@ -1,15 +1,41 @@
 'use strict';
-// The browser transport: the native WebSocket. No Node modules.
+// The browser transport: the native WebSocket. No Node modules. A CommonJS module for bundlers,
+// or a plain <script> that adds to the PixlIPC global.
 (function (root) {
-  const { splitFrame } = root.PixlIPC;
+  const commonJS = typeof module === 'object' && module.exports;
+  const { splitFrame } = commonJS ? require('./line-splitter') : root.PixlIPC;
+
+  /**
+   * The subprotocols that carry `token` (as Kubernetes does): 'pixl-ipc', which the server
+   * selects, and 'pixl-ipc.bearer.' + the token's UTF-8 bytes in base64url without padding.
+   */
+  function tokenProtocols(token) {
+    let binary = '';
+    for (const byte of new TextEncoder().encode(token)) {
+      binary += String.fromCharCode(byte);
+    }
+    const base64url = root.btoa(binary).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+    return ['pixl-ipc', 'pixl-ipc.bearer.' + base64url];
+  }
 
   function openTransport(url, options, handlers) {
     let target = url;
+    let protocols = [];
     if (options.token) {
-      // Browsers cannot set headers on a WebSocket: the server also accepts ?token=.
-      target += (url.includes('?') ? '&' : '?') + 'token=' + encodeURIComponent(options.token);
+      // Browsers cannot set headers on a WebSocket: by default the token travels in a
+      // Sec-WebSocket-Protocol entry, which proxies do not log as they log URLs.
+      const via = options.tokenVia || 'protocol';
+      if (via === 'header') {
+        throw new TypeError("options.tokenVia 'header' is not possible in a browser: use 'protocol' or 'query'");
+      }
+      if (via === 'protocol') {
+        protocols = tokenProtocols(options.token);
+      } else {
+        target += (url.includes('?') ? '&' : '?') + 'token=' + encodeURIComponent(options.token);
+      }
     }
-    const ws = new root.WebSocket(target);
+    // The browser fails the connection unless the server selects 'pixl-ipc' from the list.
+    const ws = new root.WebSocket(target, protocols);
     let opened = false;
     let closedReason = 'the server closed the connection';
     ws.onopen = () => {
@@ -76,5 +102,10 @@
     };
   }
 
-  root.PixlIPC = Object.assign(root.PixlIPC || {}, { openBrowserTransport: openTransport });
-})(globalThis);
+  const api = { openBrowserTransport: openTransport, tokenProtocols };
+  if (commonJS) {
+    module.exports = api;
+  } else {
+    root.PixlIPC = Object.assign(root.PixlIPC || {}, api);
+  }
+})(typeof globalThis !== 'undefined' ? globalThis : this);

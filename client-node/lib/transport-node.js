@@ -57,10 +57,20 @@ function openUnix(path, options, handlers) {
 
 function openWebSocket(url, options, handlers) {
   const headers = {};
+  let target = url;
+  let protocols = [];
   if (options.token) {
-    headers.authorization = 'Bearer ' + options.token;
+    const via = options.tokenVia || 'header';
+    if (via === 'header') {
+      headers.authorization = 'Bearer ' + options.token;
+    } else if (via === 'protocol') {
+      protocols = tokenProtocols(options.token);
+    } else {
+      target += (url.includes('?') ? '&' : '?') + 'token=' + encodeURIComponent(options.token);
+    }
   }
-  const ws = new WebSocket(url, {
+  // `ws` fails the connection unless the server selects 'pixl-ipc' from the offered list.
+  const ws = new WebSocket(target, protocols, {
     headers,
     ca: options.ca || undefined,
     servername: options.servername || undefined,
@@ -146,4 +156,13 @@ function openWebSocket(url, options, handlers) {
   };
 }
 
-module.exports = { openTransport };
+/**
+ * The subprotocols that carry `token` out of URLs and headers (as Kubernetes does): 'pixl-ipc',
+ * which the server selects, and 'pixl-ipc.bearer.' + the token's UTF-8 bytes in base64url
+ * without padding, which it never echoes.
+ */
+function tokenProtocols(token) {
+  return ['pixl-ipc', 'pixl-ipc.bearer.' + Buffer.from(token, 'utf8').toString('base64url')];
+}
+
+module.exports = { openTransport, tokenProtocols };

@@ -154,6 +154,8 @@ test('a call over a small maxWriteQueueBytes fails at once with write_queue_full
   const server = await unixServer((socket) => socket.pause());
   t.after(() => server.close());
   const client = new IPCClient(server.path, null, { requestTimeout: 300, maxWriteQueueBytes: 1 * MiB });
+  // Closed also when an assertion fails: its reconnect loop would keep the test process alive.
+  t.after(() => client.close());
   await client.connect();
   const payload = 'y'.repeat(200 * 1024);
   const results = await Promise.all(
@@ -165,7 +167,6 @@ test('a call over a small maxWriteQueueBytes fails at once with write_queue_full
   const full = results.filter(([err]) => err === 'write_queue_full');
   assert.ok(full.length > 0, 'some calls refused');
   assert.ok(full.every(([, ms]) => ms < 100), 'refused at once');
-  await client.close();
 });
 
 // ---- 4. The real reason, at once -------------------------------------------------------------

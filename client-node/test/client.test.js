@@ -88,6 +88,20 @@ for (const transport of ['unix', 'ws']) {
       await client.close();
     });
 
+    await t.test("a timeout logs the original's text, with the uri, through the user's logger", async () => {
+      const lines = [];
+      // A user's own logger: the original's shape, nothing from the test helpers.
+      const logger = { debug() {}, error: (code, message) => lines.push([code, message]) };
+      const client = new IPCClient(address, logger, { requestTimeout: 50 });
+      await client.connect();
+      try {
+        await assert.rejects(client.send('/ipcserver/test/delay', { delay: 200 }), (err) => err === 'request_timeout');
+        assert.deepStrictEqual(lines, [['request_timeout', 'IPCClient request expired: /ipcserver/test/delay']]);
+      } finally {
+        await client.close();
+      }
+    });
+
     await t.test('custom user agent, codeToErr and messageTransform', async () => {
       const ua = new IPCClient(address, null, { userAgent: 'shortClient' });
       await ua.connect();

@@ -77,7 +77,10 @@ pub(crate) struct Args {
     /// PEM private key for --tls-cert
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub(crate) tls_key: Option<PathBuf>,
-    /// File holding the bearer token WebSocket clients must present (or set PIXL_IPC_WS_TOKEN)
+    /// File holding the bearer token WebSocket clients must present (or set PIXL_IPC_WS_TOKEN):
+    /// as `Authorization: Bearer <token>`, as the subprotocols `pixl-ipc,
+    /// pixl-ipc.bearer.<base64url(token), unpadded>` (browsers; kept out of URLs) or as
+    /// `?token=<token>`
     #[arg(long, value_name = "FILE")]
     pub(crate) ws_token_file: Option<PathBuf>,
     /// Also allow web pages from ORIGIN, e.g. http://localhost:8080, to open WebSockets

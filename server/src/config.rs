@@ -324,8 +324,10 @@ pub struct WebSocketConfig {
     pub listen: Vec<SocketAddr>,
     /// Certificate and key: when set, every WebSocket listener speaks `wss://` only.
     pub tls: Option<TlsFiles>,
-    /// When set, the upgrade request must carry `Authorization: Bearer <token>` or
-    /// `?token=<token>`; otherwise it gets HTTP 401.
+    /// When set, the upgrade request must carry `Authorization: Bearer <token>`, the
+    /// subprotocol entry `pixl-ipc.bearer.<base64url(token) without padding>` (next to
+    /// `pixl-ipc`, which the server then selects; browsers can send it, and it stays out of
+    /// URLs) or `?token=<token>`; otherwise it gets HTTP 401.
     pub token: Option<String>,
     /// Origins allowed besides the same-origin ones (see the type's documentation), e.g.
     /// `http://localhost:8080`: compared exactly, or as scheme, case-insensitive host and port

@@ -364,3 +364,105 @@ fn another_uid_is_refused_over_websocket_when_the_test_can_switch_users() {
     let log = server.stop().1;
     assert!(log.contains("uid 65534 may not use this server"), "{log}");
 }
+
+/// The token in a `Sec-WebSocket-Protocol` entry, as a browser can send it (Kubernetes' way):
+/// `pixl-ipc` plus `pixl-ipc.bearer.<base64url(token), no padding>`; the server selects
+/// `pixl-ipc` and never echoes the token entry.
+#[test]
+fn a_token_in_a_subprotocol_entry_is_accepted_and_only_pixl_ipc_is_selected() {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "s3cret-token\n").unwrap();
+    let (_dir, server, url) = start(&["--ws-token-file", token_file.to_str().unwrap()]);
+    // base64url("s3cret-token") and base64url("wrong"), without padding.
+    let right = "pixl-ipc, pixl-ipc.bearer.czNjcmV0LXRva2Vu";
+    let (code, head, _) = upgrade(&url, &[("Sec-WebSocket-Protocol", right)]);
+    assert_eq!(code, 101, "{head}");
+    let lower = head.to_ascii_lowercase();
+    assert!(
+        lower.contains("\r\nsec-websocket-protocol: pixl-ipc\r\n"),
+        "{head}"
+    );
+    assert!(
+        !lower.contains("bearer"),
+        "the token entry is echoed: {head}"
+    );
+    // The entries may come in any order, in separate headers.
+    let (code, head, _) = upgrade(
+        &url,
+        &[
+            ("Sec-WebSocket-Protocol", "pixl-ipc.bearer.czNjcmV0LXRva2Vu"),
+            ("Sec-WebSocket-Protocol", "pixl-ipc"),
+        ],
+    );
+    assert_eq!(code, 101, "{head}");
+    assert!(head
+        .to_ascii_lowercase()
+        .contains("sec-websocket-protocol: pixl-ipc\r\n"));
+    // Without `pixl-ipc` offered, nothing is selected (and nothing is echoed).
+    let (code, head, _) = upgrade(
+        &url,
+        &[("Sec-WebSocket-Protocol", "pixl-ipc.bearer.czNjcmV0LXRva2Vu")],
+    );
+    assert_eq!(code, 101, "{head}");
+    assert!(
+        !head.to_ascii_lowercase().contains("sec-websocket-protocol"),
+        "{head}"
+    );
+    // A wrong token, a malformed entry (padding, the standard alphabet, a stray character), the
+    // token not encoded, or `pixl-ipc` alone: 401.
+    for offered in [
+        "pixl-ipc, pixl-ipc.bearer.d3Jvbmc",
+        "pixl-ipc, pixl-ipc.bearer.czNjcmV0LXRva2Vu=",
+        "pixl-ipc, pixl-ipc.bearer.czNjcmV0LXRva2Vu+",
+        "pixl-ipc, pixl-ipc.bearer.czNjcmV0LXRva2VuA",
+        "pixl-ipc, pixl-ipc.bearer.s3cret-token",
+        "pixl-ipc, pixl-ipc.bearer.",
+        "pixl-ipc",
+    ] {
+        let (code, head, _) = upgrade(&url, &[("Sec-WebSocket-Protocol", offered)]);
+        assert_eq!(code, 401, "{offered}: {head}");
+    }
+    // A real client (tungstenite checks the selected subprotocol is one it offered) is served.
+    let mut conn = WsConn::open_with(&url, &[("Sec-WebSocket-Protocol", right)]).unwrap();
+    assert_eq!(echo_over(&mut conn), r#"{"ipcReqID":"a","data":1}"#);
+    drop(conn);
+    // The other ways still work.
+    assert_eq!(
+        status(&url, &[("Authorization", "Bearer s3cret-token")]),
+        101
+    );
+    let log = server.stop().1;
+    assert!(
+        !log.contains("s3cret-token") && !log.contains("czNjcmV0LXRva2Vu"),
+        "the token reached the log: {log}"
+    );
+}
+
+/// Without a token configured, a client that offers `pixl-ipc` still gets it selected (a
+/// browser would fail the connection otherwise), and a token entry is ignored.
+#[test]
+fn pixl_ipc_is_selected_when_offered_without_a_token_configured() {
+    let (_dir, _server, url) = start(&[]);
+    let (code, head, _) = upgrade(&url, &[("Sec-WebSocket-Protocol", "pixl-ipc")]);
+    assert_eq!(code, 101, "{head}");
+    assert!(head
+        .to_ascii_lowercase()
+        .contains("\r\nsec-websocket-protocol: pixl-ipc\r\n"));
+    let mut conn = WsConn::open_with(
+        &url,
+        &[(
+            "Sec-WebSocket-Protocol",
+            "pixl-ipc, pixl-ipc.bearer.anything",
+        )],
+    )
+    .unwrap();
+    assert_eq!(echo_over(&mut conn), r#"{"ipcReqID":"a","data":1}"#);
+    // Other subprotocols are not selected.
+    let (code, head, _) = upgrade(&url, &[("Sec-WebSocket-Protocol", "chat")]);
+    assert_eq!(code, 101, "{head}");
+    assert!(
+        !head.to_ascii_lowercase().contains("sec-websocket-protocol"),
+        "{head}"
+    );
+}

@@ -243,7 +243,7 @@ impl WsSetup {
     /// The upgrade's access rules: token (401), then Origin (403). `None` lets it through.
     fn check(&self, upgrade: &Upgrade, tls: bool) -> Option<(StatusCode, &'static str)> {
         if let Some(token) = &self.token {
-            if !presented_tokens(upgrade).any(|given| same_secret(given, token)) {
+            if !presented_tokens(upgrade).any(|given| same_secret(&given, token)) {
                 return Some((StatusCode::UNAUTHORIZED, "missing or wrong bearer token"));
             }
         }
@@ -322,8 +322,17 @@ async fn bind_all(config: &WebSocketConfig) -> Result<Vec<TcpListener>, ServerEr
         .collect()
 }
 
-/// The tokens an upgrade request presents: the bearer header and any `token=` query value.
-fn presented_tokens(upgrade: &Upgrade) -> impl Iterator<Item = &str> {
+/// The subprotocol a client offers to say it speaks this protocol; the server selects it.
+const SUBPROTOCOL: &str = "pixl-ipc";
+/// The prefix of the subprotocol entry that carries a token, base64url without padding (as
+/// Kubernetes does): browsers cannot set headers on a WebSocket, and a query string is logged by
+/// proxies, but `Sec-WebSocket-Protocol` is set by `new WebSocket(url, protocols)`.
+const BEARER_PREFIX: &str = "pixl-ipc.bearer.";
+
+/// The tokens an upgrade request presents: the bearer header, any `token=` query value and any
+/// `pixl-ipc.bearer.<base64url>` subprotocol entry (one that does not decode presents nothing
+/// that can match, so alone it is a wrong token: 401).
+fn presented_tokens(upgrade: &Upgrade) -> impl Iterator<Item = Vec<u8>> + '_ {
     let header = upgrade
         .headers()
         .get_all("authorization")
@@ -336,19 +345,75 @@ fn presented_tokens(upgrade: &Upgrade) -> impl Iterator<Item = &str> {
             scheme
                 .eq_ignore_ascii_case("bearer")
                 .then(|| token.trim_start_matches(' '))
-        });
+        })
+        .map(|token| token.as_bytes().to_vec());
     let query = upgrade
         .uri()
         .query()
         .into_iter()
         .flat_map(|query| query.split('&'))
-        .filter_map(|pair| pair.strip_prefix("token="));
-    header.chain(query)
+        .filter_map(|pair| pair.strip_prefix("token="))
+        .map(|token| token.as_bytes().to_vec());
+    let subprotocol = offered_subprotocols(upgrade)
+        .filter_map(|entry| entry.strip_prefix(BEARER_PREFIX))
+        .filter_map(base64url_decode);
+    header.chain(query).chain(subprotocol)
+}
+
+/// The entries of every `Sec-WebSocket-Protocol` header (a comma-separated list, RFC 6455
+/// section 4.1), trimmed.
+fn offered_subprotocols(upgrade: &Upgrade) -> impl Iterator<Item = &str> {
+    upgrade
+        .headers()
+        .get_all("sec-websocket-protocol")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+}
+
+/// Decodes unpadded base64url (RFC 4648 section 5); `None` for anything else, padding included
+/// (`=` is not a token character, so it cannot appear in a subprotocol entry).
+fn base64url_decode(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut bits, mut count) = (0u32, 0u32);
+    for byte in text.bytes() {
+        let value = match byte {
+            b'A'..=b'Z' => byte - b'A',
+            b'a'..=b'z' => byte - b'a' + 26,
+            b'0'..=b'9' => byte - b'0' + 52,
+            b'-' => 62,
+            b'_' => 63,
+            _ => return None,
+        };
+        bits = (bits << 6) | u32::from(value);
+        count += 6;
+        if count >= 8 {
+            count -= 8;
+            out.push((bits >> count) as u8);
+            bits &= (1 << count) - 1;
+        }
+    }
+    // A lone trailing character (6 bits) cannot end a valid encoding; leftover bits must be 0.
+    (count < 6 && bits == 0).then_some(out)
+}
+
+/// Answers `pixl-ipc` when the client offered it: a browser that offered subprotocols fails
+/// the connection unless the server selects one of them. The token entry is never echoed.
+fn select_subprotocol(upgrade: &Upgrade, mut response: Response) -> Response {
+    if offered_subprotocols(upgrade).any(|entry| entry == SUBPROTOCOL) {
+        response.headers_mut().insert(
+            "sec-websocket-protocol",
+            tokio_tungstenite::tungstenite::http::HeaderValue::from_static(SUBPROTOCOL),
+        );
+    }
+    response
 }
 
 /// Compares without stopping at the first difference, so timing does not reveal the token.
-fn same_secret(given: &str, expected: &str) -> bool {
-    let (given, expected) = (given.as_bytes(), expected.as_bytes());
+fn same_secret(given: &[u8], expected: &str) -> bool {
+    let expected = expected.as_bytes();
     given.len() == expected.len()
         && given
             .iter()
@@ -571,7 +636,7 @@ async fn upgrade_and_serve<S>(
         {
             Ok(taken) => {
                 slot = Some(taken);
-                Ok(response)
+                Ok(select_subprotocol(upgrade, response))
             }
             Err(over) => {
                 over.record(&ctx.stats);
@@ -644,4 +709,22 @@ fn tokio_stream_from(
         receiver.recv().await.map(|item| (item, receiver))
     })
     .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::base64url_decode;
+
+    #[test]
+    fn base64url_without_padding_decodes_and_anything_else_does_not() {
+        assert_eq!(base64url_decode("").as_deref(), Some(&b""[..]));
+        assert_eq!(base64url_decode("Zg").as_deref(), Some(&b"f"[..]));
+        assert_eq!(base64url_decode("Zm8").as_deref(), Some(&b"fo"[..]));
+        assert_eq!(base64url_decode("Zm9v").as_deref(), Some(&b"foo"[..]));
+        assert_eq!(base64url_decode("-_8").as_deref(), Some(&[0xfb, 0xff][..]));
+        // Padding, the standard alphabet's + and /, a lone trailing character, stray bits.
+        for bad in ["Zg==", "+/8", "Z", "Zm9vY", "Zh", "Zm9=", "Zm 9v"] {
+            assert_eq!(base64url_decode(bad), None, "{bad}");
+        }
+    }
 }
