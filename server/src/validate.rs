@@ -124,6 +124,16 @@ impl ServerConfig {
 
     fn validate_websocket(&self) -> Result<(), ServerError> {
         let ws = &self.websocket;
+        // An empty token would let in every peer that sends an empty one (`?token=`), while
+        // the banner and the allow-list rules count the listener as token-protected.
+        if ws.token.as_deref().is_some_and(str::is_empty) {
+            return Err(ServerError::InvalidSetting {
+                setting: "websocket.token",
+                flag: "--ws-token-file",
+                value: "\"\"".into(),
+                allowed: "a non-empty token (or none)".into(),
+            });
+        }
         // The OS caps the backlog at net.core.somaxconn; 0 would leave it at its minimum.
         count(
             "websocket.backlog",
@@ -253,6 +263,10 @@ mod tests {
                 "--max-outbound-bytes",
             ),
             (base().with_max_message_bytes(0), "--max-message-bytes"),
+            (
+                base().with_websocket(crate::WebSocketConfig::default().with_token("")),
+                "--ws-token-file",
+            ),
             (
                 base().with_max_message_bytes(isize::MAX as usize + 1),
                 "--max-message-bytes",
