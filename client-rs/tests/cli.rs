@@ -226,3 +226,39 @@ fn a_connection_the_server_refuses_reports_the_servers_reason() {
         stderr(&output)
     );
 }
+
+/// A unique Linux abstract socket name for this test process.
+#[cfg(target_os = "linux")]
+fn abstract_name(tag: &str) -> String {
+    format!("pixl-ipc-test-{}-{tag}", std::process::id())
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn abstract_sockets_are_reached_by_at_name_and_unix_at_urls() {
+    let name = abstract_name("cli");
+    let server = ServerProcess::start(Path::new(&format!("@{name}")), &[]);
+    let output = cli(
+        Path::new(&format!("@{name}")),
+        &["call", "/ipcserver/test/echo", "[1]"],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout_json(&output), json!([1]));
+    for url in [format!("unix:@{name}"), format!("unix://@{name}")] {
+        let output = Command::new(env!("CARGO_BIN_EXE_pixl-ipc"))
+            .args(["--url", &url, "call", "/ipcserver/test/echo", "[2]"])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{url}: {}", stderr(&output));
+        assert_eq!(stdout_json(&output), json!([2]));
+    }
+    server.stop();
+    // Once it is gone: exit 3, naming the address as given.
+    let output = cli(Path::new(&format!("@{name}")), &["stats"]);
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains(&format!("@{name}")),
+        "{}",
+        stderr(&output)
+    );
+}

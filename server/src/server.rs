@@ -124,7 +124,7 @@ impl Server {
         ));
         let shared = Arc::new(Shared {
             context,
-            socket_path: file.path.clone(),
+            socket_path: config.socket_path.clone(),
             websockets,
             connections: TaskTracker::new(),
             workers,
@@ -199,7 +199,8 @@ impl RunningServer {
 pub struct ShutdownReport {
     /// Every accepted request was answered before `exit_timeout`.
     pub drained: bool,
-    /// The socket file was removed (false when another process had replaced it).
+    /// The socket file was removed (false when another process had replaced it, and for an
+    /// abstract socket, which has no file).
     pub socket_removed: bool,
 }
 
@@ -236,7 +237,7 @@ impl ServerHandle {
         self.shared.context.shutdown.is_cancelled()
     }
 
-    /// The socket path the server listens on.
+    /// The socket path the server listens on; `@name` for an abstract socket.
     pub fn socket_path(&self) -> &Path {
         &self.shared.socket_path
     }
@@ -293,7 +294,7 @@ async fn run(
     shared: Arc<Shared>,
     unix_listener: SocketListener,
     ws_listeners: Vec<WsListener>,
-    file: SocketFile,
+    file: Option<SocketFile>,
 ) -> ShutdownReport {
     let context = &shared.context;
     let stats_task = tokio::spawn(log_stats(context.clone(), shared.stats_interval));
@@ -321,7 +322,7 @@ async fn run(
     }
     stats_task.abort();
     shared.workers.stop();
-    let socket_removed = file.remove_if_ours();
+    let socket_removed = file.is_some_and(|file| file.remove_if_ours());
     tracing::info!(drained, socket_removed, "stopped");
     ShutdownReport {
         drained,

@@ -17,10 +17,12 @@ use serde_json::{json, Value};
 #[derive(Debug, Parser)]
 #[command(name = "pixl-ipc", version, about)]
 struct Cli {
-    /// Socket path [default: $XDG_RUNTIME_DIR/pixl-ipc.sock, or /tmp/pixl-ipc.sock]
+    /// Socket path, or @NAME for a Linux abstract socket [default:
+    /// $XDG_RUNTIME_DIR/pixl-ipc.sock, or /tmp/pixl-ipc.sock]
     #[arg(long, env = "PIXL_IPC_SOCKET", conflicts_with = "url", global = true)]
     socket: Option<PathBuf>,
-    /// Server URL: unix:///path, ws://host:port/path or wss://host:port/path
+    /// Server URL: unix:///path, unix:@name (abstract socket), ws://host:port/path or
+    /// wss://host:port/path
     #[arg(long, global = true)]
     url: Option<String>,
     /// For wss://: PEM file of the CA certificates to trust [default: the system's]
