@@ -48,6 +48,8 @@ pub struct Server {
     config: ServerConfig,
     router: Arc<Router>,
     stats: Arc<Stats>,
+    /// The listeners `/ipcserver/info` reports, filled in by [`Server::start`].
+    listening: builtin::Listening,
 }
 
 impl Server {
@@ -56,11 +58,13 @@ impl Server {
     pub fn new(config: ServerConfig) -> Self {
         let router = Arc::new(Router::new());
         let stats = Arc::new(Stats::new(config.slow_threshold));
-        builtin::register(&router, &stats);
+        let listening = builtin::Listening::default();
+        builtin::register(&router, &stats, &listening);
         Server {
             config,
             router,
             stats,
+            listening,
         }
     }
 
@@ -117,6 +121,10 @@ impl Server {
         };
         let (unix_listener, file) = SocketListener::bind(config)?;
         websockets.announce();
+        let _ = self.listening.set(builtin::listener_entries(
+            &config.socket_path,
+            websockets.urls(),
+        ));
         let context = Arc::new(ConnectionContext::new(
             config,
             self.router.clone(),
