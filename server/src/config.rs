@@ -163,6 +163,8 @@ impl ServerConfig {
     /// namespace can connect, unless [`with_allowed_peers`](Self::with_allowed_peers) names who
     /// may (the kernel-verified peer credentials work as on a socket file). A socket mode or
     /// group is refused by [`validate`](Self::validate), as is any use on other systems.
+    /// (`ServerConfig::new("@name")` is still the file path `@name`; the binary's
+    /// `--socket @name` is what calls this.)
     ///
     /// ```
     /// use pixl_ipc_server::ServerConfig;

@@ -290,6 +290,23 @@ mod tests {
     }
 
     #[test]
+    #[cfg(target_os = "linux")]
+    fn an_abstract_socket_takes_no_file_settings_and_a_name_that_fits() {
+        assert_eq!(check(ServerConfig::new_abstract("app")), "");
+        let mode = check(ServerConfig::new_abstract("app").with_socket_mode(0o660));
+        assert!(
+            mode.contains("socket_mode (--chmod)") && mode.contains("@app"),
+            "{mode}"
+        );
+        let group = check(ServerConfig::new_abstract("app").with_socket_group(0));
+        assert!(group.contains("socket_group (--group)"), "{group}");
+        assert!(check(ServerConfig::new_abstract("")).contains("1 ..= 107 bytes"));
+        assert!(check(ServerConfig::new_abstract("x".repeat(108))).contains("1 ..= 107 bytes"));
+        assert_eq!(check(ServerConfig::new_abstract("x".repeat(107))), "");
+        assert!(check(ServerConfig::new_abstract("a\0b")).contains("without NUL"));
+    }
+
+    #[test]
     fn defaults_are_valid() {
         assert_eq!(check(ServerConfig::new("/tmp/x.sock")), "");
     }
