@@ -3,7 +3,8 @@
 # missing (php-cli, phpunit, composer and chromium with apt-get when root; npm packages from lock files),
 # then runs every check: rustfmt, clippy, rustdoc, the Rust tests (unit, codec, raw-wire, WebSocket,
 # lifecycle, client and cross-language tests against the real binaries), and the Node and PHP
-# suites of the packages that have them.
+# suites of the packages that have them, and the systemd unit files (systemd-analyze verify, when
+# installed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -63,6 +64,28 @@ cargo build --examples --workspace --locked
 
 step "cargo test"
 cargo test --workspace --locked
+
+step "systemd-analyze verify: the unit files in contrib/systemd"
+if ! command -v systemd-analyze >/dev/null 2>&1; then
+  echo "skipped: systemd-analyze is not installed (Debian package systemd)"
+else
+  # verify needs ExecStart= to name an existing binary: check copies that name the one just built.
+  units=$(mktemp -d)
+  for unit in contrib/systemd/*.socket contrib/systemd/*.service; do
+    sed "s#/usr/local/bin/pixl-ipc-server#$PWD/target/debug/pixl-ipc-server#" "$unit" >"$units/${unit##*/}"
+  done
+  # An unknown key or a bad value is only printed (exit 0): any line naming our units fails.
+  verified=0
+  report=$(cd "$units" && systemd-analyze verify ./*.socket ./*.service 2>&1) || verified=$?
+  rm -rf "$units"
+  if [ "$verified" -ne 0 ] || grep -q 'pixl-ipc-server' <<<"$report"; then
+    echo "$report" >&2
+    echo "systemd-analyze verify failed (exit $verified)" >&2
+    exit 1
+  fi
+  [ -z "$report" ] || echo "$report"
+  echo "units verified"
+fi
 
 # A user who wants only UNIX sockets turns the default features off: that build must not pull
 # the CLI, WebSocket or TLS stacks, and must work on its own (its own feature set, not the

@@ -18,6 +18,11 @@ Files: the socket, and <socket>.lock beside it, an flock held while the server r
 servers never share a path. The lock file is never deleted (deleting it would let two servers
 lock two different files); the socket is removed at exit if it is still ours. An abstract
 socket (--socket @NAME, Linux) has neither: the kernel refuses a second server on the name.
+systemd: with LISTEN_FDS/LISTEN_PID (a .socket unit) the passed UNIX socket is served instead of
+--socket, and passed TCP sockets as WebSocket listeners; a passed socket is never chmod'ed,
+chown'ed, locked or removed (the .socket unit owns it). With NOTIFY_SOCKET (Type=notify) the
+server sends READY=1 once listening, STATUS= each stats interval, STOPPING=1 when draining, and
+WATCHDOG=1 every half WATCHDOG_USEC. Unit files: contrib/systemd/ in the repository.
 Limits: a zero or out-of-range value is refused at start with the range allowed; durations are
 at most a year.";
 

@@ -77,6 +77,14 @@ pub enum ServerError {
         /// Descriptors kept for the server itself.
         reserved: u64,
     },
+    /// A socket handed in (socket activation) could not be set up for serving.
+    #[error("cannot serve {what} passed in by the service manager: {source}")]
+    PassedSocket {
+        /// Which kind of listener, e.g. "a WebSocket (TCP) listener".
+        what: &'static str,
+        /// The OS error.
+        source: io::Error,
+    },
     /// A WebSocket listener could not be bound.
     #[error("cannot listen for WebSockets on {address}: {source}")]
     WebSocketBind {

@@ -21,9 +21,14 @@
 //! }
 //! ```
 //!
+//! Under systemd, [`Listeners::from_env`] takes the sockets of a `.socket` unit (socket
+//! activation) and [`Notifier::from_env`] the `NOTIFY_SOCKET` of a `Type=notify` service; hand
+//! them to [`Server::with_listeners`] and [`Server::with_notifier`].
+//!
 //! The wire protocol, every error code and the differences from pixl-ipc 1.1.3 are specified in
 //! `protocol.md` at the repository root.
 
+mod activation;
 mod admission;
 mod builtin;
 mod config;
@@ -32,6 +37,7 @@ mod context;
 mod error;
 mod fd_limit;
 mod handler;
+mod notify;
 mod outbound;
 mod registry;
 mod router;
@@ -41,6 +47,7 @@ mod transport;
 mod validate;
 mod workers;
 
+pub use activation::{ActivationError, Listeners};
 pub use config::{
     parse_socket_mode, InvalidSocketMode, ServerConfig, TlsFiles, WebSocketConfig,
     DEFAULT_EXIT_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HELD_BYTES_PER_CONNECTION,
@@ -55,6 +62,7 @@ pub use handler::{
     BoxedHandler, ConnectionInfo, Handler, HandlerError, HandlerFuture, HandlerResult,
     PeerCredentials, RequestContext, Transport,
 };
+pub use notify::Notifier;
 pub use pixl_ipc_protocol::{Push, Request};
 pub use registry::{BroadcastReport, PushError};
 pub use router::{Matched, RouteError, RouteInfo, Router, UriPattern};

@@ -1,5 +1,7 @@
 //! The `pixl-ipc-server` binary: flags and config file in, a server on a UNIX socket out, with
 //! a graceful drain on SIGINT/SIGTERM/SIGQUIT; SIGHUP/SIGUSR1/SIGUSR2 are logged and ignored.
+//! Under systemd it serves the sockets of a `.socket` unit and notifies a `Type=notify` service
+//! manager (see contrib/systemd/).
 
 mod cli;
 
@@ -8,11 +10,25 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use pixl_ipc_server::{Server, DEFAULT_SOCKET_MODE};
+use pixl_ipc_server::{
+    ActivationError, Listeners, Notifier, Server, ServerHandle, DEFAULT_SOCKET_MODE,
+};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tracing_subscriber::EnvFilter;
 
+/// What the service manager passed in: sockets (socket activation) and where to notify.
+struct FromManager {
+    listeners: Result<Option<Listeners>, ActivationError>,
+    notifier: Result<Option<Notifier>, ActivationError>,
+}
+
 fn main() -> ExitCode {
+    // First, while this is the only thread: these read and remove LISTEN_*, NOTIFY_SOCKET and
+    // WATCHDOG_* from the environment (so no child inherits them), which is safe only here.
+    let manager = FromManager {
+        listeners: Listeners::from_env(),
+        notifier: Notifier::from_env(),
+    };
     let args = cli::Args::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -33,7 +49,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(args)) {
+    match runtime.block_on(run(args, manager)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             report_error(format_args!("{err:#}"));
@@ -102,8 +118,36 @@ fn print_banner(banner: &str) {
     }
 }
 
-async fn run(args: cli::Args) -> anyhow::Result<()> {
+/// The socket's mode for the banner: the one we set, or for a socket passed in, what it has.
+fn describe_mode(handle: &ServerHandle, configured: u32) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    if !handle.socket_inherited() {
+        return format!("mode {configured:04o}");
+    }
+    match std::fs::metadata(handle.socket_path()) {
+        Ok(meta) => format!(
+            "passed in by the service manager, mode {:04o}",
+            meta.permissions().mode() & 0o777
+        ),
+        Err(_) => "passed in by the service manager".to_owned(),
+    }
+}
+
+async fn run(args: cli::Args, manager: FromManager) -> anyhow::Result<()> {
     let config = cli::resolve(&args)?;
+    // A socket passed in that cannot be served is a broken unit: refuse to start, naming it.
+    let listeners = manager.listeners?.unwrap_or_default();
+    // Without notifications a Type=notify unit times out, which the log line explains; the
+    // server itself can still serve.
+    let notifier = manager.notifier.unwrap_or_else(|err| {
+        tracing::warn!(error = %err, "cannot notify the service manager; serving without notifications");
+        None
+    });
+    if listeners.unix.is_some()
+        && (config.socket_mode != DEFAULT_SOCKET_MODE || config.socket_group.is_some())
+    {
+        tracing::warn!("--chmod and --group do not apply to a socket passed in by the service manager: set SocketMode= and SocketGroup= in the .socket unit");
+    }
     // Install the handlers before the socket exists, so a signal sent as soon as the server is
     // reachable drains it rather than killing it.
     let mut signals = Signals::install()?;
@@ -117,9 +161,13 @@ async fn run(args: cli::Args) -> anyhow::Result<()> {
         Ok(limit) => tracing::debug!(limit, "descriptor limit"),
         Err(err) => tracing::warn!(error = %err, "cannot raise the descriptor limit"),
     }
-    let running = Server::new(config).start().await?;
+    let mut server = Server::new(config).with_listeners(listeners);
+    if let Some(notifier) = notifier {
+        server = server.with_notifier(notifier);
+    }
+    let running = server.start().await?;
     let handle = running.handle();
-    let hint = if is_abstract {
+    let hint = if is_abstract || handle.socket_inherited() {
         ""
     } else if mode == DEFAULT_SOCKET_MODE {
         ": owner only; --chmod 777 opens it to every local user, as pixl-ipc did"
@@ -146,7 +194,7 @@ async fn run(args: cli::Args) -> anyhow::Result<()> {
     let access = match (is_abstract, allowed.is_empty()) {
         (true, true) => "abstract socket, no file: anyone on this host (in this network namespace) can connect; limit it with --allow-uid/--allow-gid".to_owned(),
         (true, false) => format!("abstract socket, no file{allowed}"),
-        (false, _) => format!("mode {mode:04o}{hint}{allowed}"),
+        (false, _) => format!("{}{hint}{allowed}", describe_mode(&handle, mode)),
     };
     print_banner(&format!(
         "pixl-ipc-server listening on {} ({access}){ws}",

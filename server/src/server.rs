@@ -1,6 +1,7 @@
 //! The server: binds its listeners, runs their accept loops, hands each admitted connection to
 //! a worker, and shuts down in order (stop accepting, stop reading, drain within
-//! `exit_timeout`, remove our socket). It depends on the transports, which depend on the
+//! `exit_timeout`, remove our socket). It also tells a service manager how it is doing, when
+//! given a [`Notifier`]. It depends on the transports, which depend on the
 //! connection core and its [`ConnectionContext`]; nothing depends back on it.
 
 use std::net::SocketAddr;
@@ -12,12 +13,14 @@ use pixl_ipc_protocol::Push;
 use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 
+use crate::activation::Listeners;
 use crate::builtin;
 use crate::config::ServerConfig;
 use crate::context::ConnectionContext;
 use crate::error::ServerError;
 use crate::fd_limit;
 use crate::handler::{ConnectionInfo, Handler};
+use crate::notify::Notifier;
 use crate::registry::{BroadcastReport, PushError};
 use crate::router::{RouteError, Router, UriPattern};
 use crate::stats::{Stats, StatsSnapshot};
@@ -50,6 +53,9 @@ pub struct Server {
     stats: Arc<Stats>,
     /// The listeners `/ipcserver/info` reports, filled in by [`Server::start`].
     listening: builtin::Listening,
+    /// Sockets handed in to serve instead of (UNIX) or besides (WebSocket) binding.
+    listeners: Listeners,
+    notifier: Option<Notifier>,
 }
 
 impl Server {
@@ -65,7 +71,29 @@ impl Server {
             router,
             stats,
             listening,
+            listeners: Listeners::default(),
+            notifier: None,
         }
+    }
+
+    /// Serves these already-listening sockets: the UNIX one instead of binding `socket_path`
+    /// (its file, if any, is never unlinked, chmod'ed or chown'ed, and no `<socket>.lock` is
+    /// taken: whoever created it owns it, so `socket_mode` and `socket_group` do not apply),
+    /// the TCP ones as WebSocket listeners beside `websocket.listen`. For systemd socket
+    /// activation pass [`Listeners::from_env`].
+    pub fn with_listeners(mut self, listeners: Listeners) -> Self {
+        self.listeners = listeners;
+        self
+    }
+
+    /// Tells the service manager behind `notifier` how the server is doing: `READY=1` once it
+    /// listens (before the first accept), a `STATUS=` line with its connections and requests at
+    /// each statistics interval, `STOPPING=1` when it starts draining, and `WATCHDOG=1` at half
+    /// the manager's watchdog period, from the runtime that accepts connections (so a wedged
+    /// server stops sending it). For systemd pass [`Notifier::from_env`].
+    pub fn with_notifier(mut self, notifier: Notifier) -> Self {
+        self.notifier = Some(notifier);
+        self
     }
 
     /// Registers `handler` for `pattern` after all routes registered so far; see [`Router`].
@@ -98,8 +126,9 @@ impl Server {
         &self.config
     }
 
-    /// Creates the socket (see [`ServerConfig`] for the safety rules) and starts serving in
-    /// background tasks. Must be called inside a Tokio runtime.
+    /// Creates the socket (see [`ServerConfig`] for the safety rules), or takes the one handed
+    /// in with [`with_listeners`](Self::with_listeners), and starts serving in background
+    /// tasks. Must be called inside a Tokio runtime.
     ///
     /// # Errors
     /// [`ServerError::InvalidSetting`] for a setting out of range (see
@@ -112,14 +141,21 @@ impl Server {
         let config = &self.config;
         // Everything that can fail is prepared before the UNIX socket exists, so a bad TLS file
         // or a taken port leaves no socket file behind.
-        let (websockets, ws_listeners) = WebSockets::bind(config).await?;
+        let passed_ws = std::mem::take(&mut self.listeners.websocket);
+        let (websockets, ws_listeners) = WebSockets::bind(config, passed_ws).await?;
         let workers = match config.worker_threads {
             Some(count) => Workers::start(count)
                 .await
                 .map_err(|source| ServerError::Workers { count, source })?,
             None => Workers::caller(),
         };
-        let (unix_listener, file) = SocketListener::bind(config)?;
+        let (unix_listener, file, socket_inherited) = match self.listeners.unix.take() {
+            Some(passed) => (SocketListener::inherit(config, passed)?, None, true),
+            None => {
+                let (listener, file) = SocketListener::bind(config)?;
+                (listener, file, false)
+            }
+        };
         websockets.announce();
         let _ = self.listening.set(builtin::listener_entries(
             &config.socket_path,
@@ -130,9 +166,19 @@ impl Server {
             self.router.clone(),
             self.stats.clone(),
         ));
+        let socket_path = unix_listener.path().to_path_buf();
+        if let Some(notifier) = &self.notifier {
+            // Listening now, and nothing accepted yet: the accept loops start below.
+            tell(
+                notifier,
+                &format!("READY=1\nSTATUS=listening on {}", socket_path.display()),
+            );
+        }
         let shared = Arc::new(Shared {
             context,
-            socket_path: config.socket_path.clone(),
+            socket_inherited,
+            socket_path,
+            notifier: self.notifier.take(),
             websockets,
             connections: TaskTracker::new(),
             workers,
@@ -207,8 +253,9 @@ impl RunningServer {
 pub struct ShutdownReport {
     /// Every accepted request was answered before `exit_timeout`.
     pub drained: bool,
-    /// The socket file was removed (false when another process had replaced it, and for an
-    /// abstract socket, which has no file).
+    /// The socket file was removed (false when another process had replaced it, for an
+    /// abstract socket, which has no file, and for a socket handed in with
+    /// [`Server::with_listeners`], which is its creator's to remove).
     pub socket_removed: bool,
 }
 
@@ -223,6 +270,10 @@ struct Shared {
     /// What every connection is served with.
     context: Arc<ConnectionContext>,
     socket_path: PathBuf,
+    /// The UNIX socket was handed in, not created: it is left in place at shutdown.
+    socket_inherited: bool,
+    /// Where readiness, status and watchdog notifications go.
+    notifier: Option<Notifier>,
     websockets: WebSockets,
     /// Every connection task of every listener, so shutdown can wait for all of them.
     connections: TaskTracker,
@@ -245,9 +296,16 @@ impl ServerHandle {
         self.shared.context.shutdown.is_cancelled()
     }
 
-    /// The socket path the server listens on; `@name` for an abstract socket.
+    /// The socket path the server listens on: `@name` for an abstract socket; for a socket
+    /// handed in, its path (or the configured path when it has no name).
     pub fn socket_path(&self) -> &Path {
         &self.shared.socket_path
+    }
+
+    /// True when the UNIX socket was handed in ([`Server::with_listeners`], e.g. by systemd)
+    /// rather than created: its mode, owner and removal are its creator's.
+    pub fn socket_inherited(&self) -> bool {
+        self.shared.socket_inherited
     }
 
     /// The addresses the WebSocket listeners are bound to (with the actual port when 0 was
@@ -305,7 +363,16 @@ async fn run(
     file: Option<SocketFile>,
 ) -> ShutdownReport {
     let context = &shared.context;
-    let stats_task = tokio::spawn(log_stats(context.clone(), shared.stats_interval));
+    let stats_task = tokio::spawn(log_stats(
+        context.clone(),
+        shared.stats_interval,
+        shared.notifier.clone(),
+    ));
+    // On this runtime, the one that accepts: if it wedges, the manager stops hearing from us.
+    let watchdog_task = shared.notifier.clone().and_then(|notifier| {
+        let period = notifier.watchdog_interval()?;
+        Some(tokio::spawn(keep_watchdog(notifier, period)))
+    });
     let mut accepting = tokio::task::JoinSet::new();
     accepting.spawn(accept_loop(shared.clone(), unix_listener));
     for listener in ws_listeners {
@@ -320,6 +387,15 @@ async fn run(
         exit_timeout_ms = shared.exit_timeout.as_millis() as u64,
         "shutting down: no longer accepting; finishing in-flight requests"
     );
+    if let Some(notifier) = &shared.notifier {
+        tell(
+            notifier,
+            &format!(
+                "STOPPING=1\nSTATUS=draining {} connections",
+                connections.len()
+            ),
+        );
+    }
     connections.close();
     let drained = tokio::time::timeout(shared.exit_timeout, connections.wait())
         .await
@@ -329,7 +405,12 @@ async fn run(
         connections.wait().await;
     }
     stats_task.abort();
+    if let Some(task) = watchdog_task {
+        task.abort();
+    }
     shared.workers.stop();
+    // A socket handed in is left to its creator (systemd removes it, if told to, when the
+    // socket unit stops; until then it queues connections for the next start).
     let socket_removed = file.is_some_and(|file| file.remove_if_ours());
     tracing::info!(drained, socket_removed, "stopped");
     ShutdownReport {
@@ -374,8 +455,9 @@ async fn accept_loop<L: Listener>(shared: Arc<Shared>, mut listener: L) {
     }
 }
 
-/// Rolls the interval statistics and logs them, like the original's `log_stats_interval`.
-async fn log_stats(context: Arc<ConnectionContext>, period: Duration) {
+/// Rolls the interval statistics and logs them, like the original's `log_stats_interval`; with
+/// a notifier, also sends them as the service's status line.
+async fn log_stats(context: Arc<ConnectionContext>, period: Duration, notifier: Option<Notifier>) {
     // At least MIN_STATS_INTERVAL: `ServerConfig::validate` saw to it.
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     loop {
@@ -388,5 +470,47 @@ async fn log_stats(context: Arc<ConnectionContext>, period: Duration) {
             stats = %json,
             "IPCServer Stats"
         );
+        if let Some(notifier) = &notifier {
+            let status = format!(
+                "STATUS={} connections; {} requests in the last {} ms, {} in all",
+                context.registry.len(),
+                finished.requests,
+                period.as_millis(),
+                context.stats.snapshot(context.router.len()).total.requests,
+            );
+            if let Err(err) = notifier.notify(&status) {
+                tracing::debug!(error = %err, "cannot send the status to the service manager");
+            }
+        }
+    }
+}
+
+/// Sends `WATCHDOG=1` every `period` (half the manager's watchdog timeout), the first at once.
+/// A failure is logged when it starts and when it ends, not at every tick.
+async fn keep_watchdog(notifier: Notifier, period: Duration) {
+    let mut ticker = tokio::time::interval(period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        ticker.tick().await;
+        match notifier.notify("WATCHDOG=1") {
+            Ok(()) if failing => {
+                failing = false;
+                tracing::info!("WATCHDOG=1 reaches the service manager again");
+            }
+            Ok(()) => {}
+            Err(err) if !failing => {
+                failing = true;
+                tracing::warn!(error = %err, "cannot send WATCHDOG=1 to the service manager (logged once until it works again)");
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// Sends a notification the service manager acts on (readiness, stopping), logging a failure.
+fn tell(notifier: &Notifier, state: &str) {
+    if let Err(err) = notifier.notify(state) {
+        tracing::warn!(error = %err, ?notifier, state, "cannot notify the service manager");
     }
 }

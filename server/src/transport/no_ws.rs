@@ -19,11 +19,13 @@ pub(crate) struct WebSockets;
 pub(crate) enum WsListener {}
 
 impl WebSockets {
-    /// Refuses a configuration with WebSocket listeners; otherwise there is nothing to bind.
+    /// Refuses a configuration with WebSocket listeners, configured or passed in; otherwise
+    /// there is nothing to bind.
     pub(crate) async fn bind(
         config: &ServerConfig,
+        passed: Vec<std::net::TcpListener>,
     ) -> Result<(WebSockets, Vec<WsListener>), ServerError> {
-        if config.websocket.listen.is_empty() {
+        if config.websocket.listen.is_empty() && passed.is_empty() {
             Ok((WebSockets, Vec::new()))
         } else {
             Err(ServerError::FeatureDisabled {

@@ -1,5 +1,6 @@
 //! The UNIX socket transport: the socket's lifecycle (probing what is at the path, binding
-//! without a permission window, removing the socket at shutdown only if it is still ours), and
+//! without a permission window, removing the socket at shutdown only if it is still ours; or
+//! serving one handed in, which is never touched), and
 //! its connections: newline-delimited JSON read through the partial-message guard, replies
 //! written by one writer per connection straight from the outbound queue.
 
@@ -350,6 +351,43 @@ impl SocketListener {
             allowed_gids: config.allowed_gids.clone(),
         };
         Ok((listener, file))
+    }
+
+    /// Serves a listener handed in (systemd socket activation, or an embedder's own) under
+    /// `config`'s allow-list. Nothing is done to its file: no lock, no mode, no group, no
+    /// removal; those are its creator's (a `.socket` unit's `SocketMode=`, `SocketGroup=`,
+    /// `RemoveOnStop=`).
+    pub(crate) fn inherit(
+        config: &ServerConfig,
+        listener: std::os::unix::net::UnixListener,
+    ) -> Result<SocketListener, ServerError> {
+        let path = crate::activation::describe_unix(&listener)
+            .unwrap_or_else(|| config.socket_path.clone());
+        let passed = |source| ServerError::Io {
+            action: "serve the passed-in socket",
+            path: path.clone(),
+            source,
+        };
+        listener.set_nonblocking(true).map_err(passed)?;
+        let listener = UnixListener::from_std(listener).map_err(passed)?;
+        tracing::info!(
+            path = %path.display(),
+            "listening on the socket passed in (socket activation): its mode, owner and removal are left to its creator"
+        );
+        if path != config.socket_path {
+            tracing::debug!(configured = %config.socket_path.display(), "the configured socket path is not used");
+        }
+        Ok(SocketListener {
+            listener,
+            path,
+            allowed_uids: config.allowed_uids.clone(),
+            allowed_gids: config.allowed_gids.clone(),
+        })
+    }
+
+    /// The path connections report (the socket's path, or `@name` when abstract).
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
     }
 }
 

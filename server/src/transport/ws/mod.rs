@@ -59,12 +59,37 @@ pub(crate) struct WebSockets {
 impl WebSockets {
     /// Loads the TLS files (if any) and checks the settings, so a bad file or setting fails the
     /// start, not the first connection; then binds every configured address with the configured
-    /// backlog. Returns the listeners to serve.
+    /// backlog, and adds the `passed` listeners (socket activation). Returns the listeners to
+    /// serve.
     pub(crate) async fn bind(
         config: &ServerConfig,
+        passed: Vec<std::net::TcpListener>,
     ) -> Result<(WebSockets, Vec<WsListener>), ServerError> {
-        let setup = Arc::new(WsSetup::new(config)?);
-        let listeners = bind_all(&config.websocket).await?;
+        let passed = passed
+            .into_iter()
+            .map(|listener| {
+                let address = listener.local_addr();
+                let registered = listener
+                    .set_nonblocking(true)
+                    .and_then(|()| TcpListener::from_std(listener));
+                address.and_then(|address| registered.map(|listener| (address, listener)))
+            })
+            .collect::<io::Result<Vec<_>>>()
+            .map_err(|source| ServerError::PassedSocket {
+                what: "a WebSocket (TCP) listener",
+                source,
+            })?;
+        // The access checks cover the passed listeners' addresses as well as the configured.
+        let addresses: Vec<SocketAddr> = config
+            .websocket
+            .listen
+            .iter()
+            .copied()
+            .chain(passed.iter().map(|(address, _)| *address))
+            .collect();
+        let setup = Arc::new(WsSetup::new(config, &addresses)?);
+        let mut listeners = bind_all(&config.websocket).await?;
+        listeners.extend(passed.into_iter().map(|(_, listener)| listener));
         let addrs = listeners
             .iter()
             .filter_map(|listener| listener.local_addr().ok())
@@ -137,12 +162,12 @@ const WS_READ_BUFFER: usize = 16 * 1024;
 impl WsSetup {
     /// Loads the TLS files (if any), so a bad file fails the start, not the first connection,
     /// and refuses settings under which the uid allow-list would not hold.
-    fn new(server: &ServerConfig) -> Result<Self, ServerError> {
+    fn new(server: &ServerConfig, addresses: &[SocketAddr]) -> Result<Self, ServerError> {
         let config = &server.websocket;
         let max_message_bytes = server.max_message_bytes;
         let tls = config.tls.as_ref().map(tls::load).transpose()?;
         let allow_list = !server.allowed_uids.is_empty() || !server.allowed_gids.is_empty();
-        let allowed_uids = (allow_list && !config.listen.is_empty()).then(|| {
+        let allowed_uids = (allow_list && !addresses.is_empty()).then(|| {
             if server.allowed_uids.is_empty() {
                 tracing::warn!("only --allow-gid is set: it cannot admit WebSocket peers (a TCP peer's gid is unknown), so every WebSocket peer will be refused; add --allow-uid");
             }
@@ -150,14 +175,14 @@ impl WsSetup {
         });
         if allowed_uids.is_some() {
             if config.token.is_none() {
-                if let Some(address) = config.listen.iter().find(|addr| !is_loopback(addr)) {
+                if let Some(address) = addresses.iter().find(|addr| !is_loopback(addr)) {
                     return Err(ServerError::AllowListNeedsToken { address: *address });
                 }
             }
             tcp_owner::available()
                 .map_err(|source| ServerError::PeerLookupUnavailable { source })?;
         }
-        if config.any_origin && !config.listen.is_empty() {
+        if config.any_origin && !addresses.is_empty() {
             tracing::warn!(
                 "WebSocket upgrades are accepted from any Origin (--ws-origin '*'): every web page open in a browser on a machine that can reach the listener can call every handler{}",
                 if config.token.is_some() { " once it has the token" } else { "" }
