@@ -24,6 +24,7 @@
 //! The wire protocol, every error code and the differences from pixl-ipc 1.1.3 are specified in
 //! `protocol.md` at the repository root.
 
+mod access;
 mod admission;
 mod builtin;
 mod config;
@@ -41,6 +42,7 @@ mod transport;
 mod validate;
 mod workers;
 
+pub use access::{ReloadReport, Reloadable};
 pub use config::{
     parse_socket_mode, InvalidSocketMode, ServerConfig, TlsFiles, WebSocketConfig,
     DEFAULT_EXIT_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HELD_BYTES_PER_CONNECTION,

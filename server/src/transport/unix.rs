@@ -24,7 +24,7 @@ use tokio_util::codec::FramedRead;
 use super::stall::StallGuard;
 use super::Listener;
 use crate::admission::{Refusal, Slot};
-use crate::config::{peer_allowed, ServerConfig};
+use crate::config::ServerConfig;
 use crate::connection::{self, PeerWatch, Received};
 use crate::context::ConnectionContext;
 use crate::error::ServerError;
@@ -269,16 +269,14 @@ const IDLE_BUFFER: usize = 1024;
 const WRITE_BATCH: usize = 64 * 1024;
 
 /// The listening UNIX socket and what serving its connections needs: the path connections
-/// report, and the uid/gid allow-list.
+/// report. The uid/gid allow-list is the context's, read at each accept (a reload can change it).
 pub(crate) struct SocketListener {
     listener: UnixListener,
     path: PathBuf,
-    allowed_uids: Vec<u32>,
-    allowed_gids: Vec<u32>,
 }
 
 impl SocketListener {
-    /// Binds `config`'s socket path (see [`bind`]) and serves it under `config`'s allow-list.
+    /// Binds `config`'s socket path (see [`bind`]).
     /// The [`SocketFile`] is the caller's, to remove at shutdown.
     pub(crate) fn bind(config: &ServerConfig) -> Result<(SocketListener, SocketFile), ServerError> {
         let BoundSocket { listener, file } =
@@ -291,8 +289,6 @@ impl SocketListener {
         let listener = SocketListener {
             listener,
             path: file.path.clone(),
-            allowed_uids: config.allowed_uids.clone(),
-            allowed_gids: config.allowed_gids.clone(),
         };
         Ok((listener, file))
     }
@@ -320,9 +316,8 @@ impl Listener for SocketListener {
             gid: cred.gid(),
             pid: cred.pid(),
         });
-        if let Some(peer) = peer.filter(|peer| {
-            !peer_allowed(&self.allowed_uids, &self.allowed_gids, peer.uid, peer.gid)
-        }) {
+        let rules = ctx.access.current();
+        if let Some(peer) = peer.filter(|peer| !rules.allows_peer(peer.uid, peer.gid)) {
             return Err(Refusal::PeerNotAllowed {
                 uid: peer.uid,
                 gid: peer.gid,
