@@ -116,7 +116,7 @@ declare class _IPCError extends Error {
  * the methods declared here.
  */
 declare class IPCClient {
-  /** @param path a socket path, or a ws:// / wss:// URL */
+  /** @param path a socket path, a ws:// / wss:// URL, or (Linux, Node 22+) an abstract socket as @name, unix:@name or unix://@name */
   constructor(path: string, logger?: IPCClient.Logger | null, options?: IPCClient.Options);
   readonly path: string;
   readonly requestCount: number;

@@ -74,8 +74,16 @@ for crate in pixl-ipc-protocol pixl-ipc-io pixl-ipc-server pixl-ipc-client; do
     | sed 's/ v[0-9].*//' | sort -u | grep -E "$forbidden" || true)
   [ -z "$pulled" ] || { echo "$crate without default features still pulls: $pulled" >&2; exit 1; }
 done
-cargo clippy -p pixl-ipc-protocol -p pixl-ipc-io -p pixl-ipc-server -p pixl-ipc-client \
-  --no-default-features --all-targets --locked -- -D warnings
+# One crate at a time: built together, the client's dev-dependency on the server would turn
+# the server's default features back on. Each feature alone must build too.
+for crate in pixl-ipc-protocol pixl-ipc-io pixl-ipc-server pixl-ipc-client; do
+  cargo clippy -p "$crate" --no-default-features --all-targets --locked -- -D warnings
+done
+for crate in pixl-ipc-server pixl-ipc-client; do
+  for feature in ws tls cli; do
+    cargo check -p "$crate" --no-default-features --features "$feature" --locked --quiet
+  done
+done
 cargo test -p pixl-ipc-protocol -p pixl-ipc-io --locked
 cargo test -p pixl-ipc-server --no-default-features --locked --lib --test features --test handlers --test router
 cargo test -p pixl-ipc-client --no-default-features --locked --lib --test bad_server

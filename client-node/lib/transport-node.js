@@ -16,8 +16,42 @@ function openTransport(address, options, handlers) {
   return openUnix(address, options, handlers);
 }
 
+/**
+ * The name of a Linux abstract socket written '@name', 'unix:@name' or 'unix://@name', or null
+ * for anything else (a file whose name starts with '@' is './@name').
+ */
+function abstractName(address) {
+  const match = /^(?:unix:(?:\/\/)?)?@([\s\S]*)$/.exec(address);
+  return match ? match[1] : null;
+}
+
+/** libuv 1.48 (Node 22) connects to an abstract name with its exact length; older libuv pads
+ * the address with NUL bytes to 108, which names a different socket. */
+function libuvConnectsAbstractNames(version = process.versions.uv) {
+  const [major, minor] = String(version).split('.').map(Number);
+  return major > 1 || (major === 1 && minor >= 48);
+}
+
+/** What net.createConnection() takes for `address`; throws when it cannot be reached here. */
+function unixTarget(address) {
+  const name = abstractName(address);
+  if (name === null) {
+    return address;
+  }
+  if (name === '') {
+    throw new Error(`the abstract socket name after @ is empty (${address})`);
+  }
+  if (process.platform !== 'linux') {
+    throw new Error(`abstract sockets (@name) exist only on Linux, not on ${process.platform} (${address})`);
+  }
+  if (!libuvConnectsAbstractNames()) {
+    throw new Error(`cannot connect to the abstract socket @${name}: this Node (${process.version}, libuv ${process.versions.uv}) pads abstract addresses, which names another socket; Node 22 or later (libuv 1.48+) connects to them`);
+  }
+  return '\0' + name;
+}
+
 function openUnix(path, options, handlers) {
-  const socket = net.createConnection(path);
+  const socket = net.createConnection(unixTarget(path));
   const splitter = new LineSplitter(options.maxReplyBytes, handlers.onTooLong);
   let closedReason = 'the server closed the connection';
   socket.on('connect', () => handlers.onOpen());
@@ -165,4 +199,4 @@ function tokenProtocols(token) {
   return ['pixl-ipc', 'pixl-ipc.bearer.' + Buffer.from(token, 'utf8').toString('base64url')];
 }
 
-module.exports = { openTransport, tokenProtocols };
+module.exports = { openTransport, tokenProtocols, abstractName, libuvConnectsAbstractNames };

@@ -148,7 +148,7 @@ abstract class BaseClient
         $errno = 0;
         $errstr = '';
         $stream = @stream_socket_client(
-            'unix://' . $this->socketPath,
+            'unix://' . self::socketAddress($this->socketPath),
             $errno,
             $errstr,
             $this->connectTimeoutMs / 1000.0
@@ -159,6 +159,29 @@ abstract class BaseClient
             );
         }
         $this->adopt($stream);
+    }
+
+    /**
+     * The address for stream_socket_client() after its `unix://`: the path as given, or for a
+     * Linux abstract socket (`@name`, `unix:@name`, `unix://@name`) the name after a NUL byte,
+     * which PHP passes on with its exact length. A file whose name starts with `@` is `./@name`.
+     *
+     * @throws ConnectException for an empty abstract name, or an abstract name off Linux.
+     */
+    private static function socketAddress(string $socketPath): string
+    {
+        if (preg_match('#^(?:unix:(?://)?)?@(.*)$#s', $socketPath, $match) !== 1) {
+            return $socketPath;
+        }
+        if ($match[1] === '') {
+            throw new ConnectException("PixlIPCClient.connect(): the abstract socket name after @ is empty ($socketPath)");
+        }
+        if (PHP_OS_FAMILY !== 'Linux') {
+            throw new ConnectException(
+                'PixlIPCClient.connect(): abstract sockets (@name) exist only on Linux, not on ' . PHP_OS_FAMILY . " ($socketPath)"
+            );
+        }
+        return "\0" . $match[1];
     }
 
     /** True while a connection is open. */

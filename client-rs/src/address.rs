@@ -8,12 +8,16 @@ use crate::error::Error;
 /// A server address.
 ///
 /// Written as a plain path (`/run/app.sock`) or a URL: `unix:///run/app.sock`,
-/// `ws://127.0.0.1:7070/`, `wss://host:7443/rpc`.
+/// `ws://127.0.0.1:7070/`, `wss://host:7443/rpc`. A Linux abstract socket is `@name`,
+/// `unix:@name` or `unix://@name` (a file whose name starts with `@` is `./@name`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Address {
     /// A UNIX domain socket.
     Unix(PathBuf),
+    /// A Linux abstract UNIX socket: the name, without the `@` (connecting elsewhere fails
+    /// with [`Error::Connect`]).
+    Abstract(String),
     /// A WebSocket URL.
     WebSocket {
         /// The URL as given.
@@ -35,6 +39,8 @@ impl Address {
     /// assert_eq!(Address::parse("unix:///tmp/a.sock").unwrap(), Address::Unix("/tmp/a.sock".into()));
     /// assert_eq!(Address::parse("/tmp/a.sock").unwrap(), Address::Unix("/tmp/a.sock".into()));
     /// assert!(matches!(Address::parse("wss://example.com/rpc").unwrap(), Address::WebSocket { tls: true, port: 443, .. }));
+    /// assert_eq!(Address::parse("unix:@app").unwrap(), Address::Abstract("app".into()));
+    /// assert_eq!(Address::parse("@app").unwrap(), Address::Abstract("app".into()));
     /// assert!(Address::parse("http://example.com").is_err());
     /// ```
     ///
@@ -46,6 +52,15 @@ impl Address {
             address: text.to_owned(),
             reason: reason.to_owned(),
         };
+        if let Some(name) = ["unix://@", "unix:@", "@"]
+            .iter()
+            .find_map(|prefix| text.strip_prefix(prefix))
+        {
+            if name.is_empty() {
+                return Err(unsupported("the abstract socket name after @ is empty"));
+            }
+            return Ok(Address::Abstract(name.to_owned()));
+        }
         if let Some(path) = text.strip_prefix("unix://") {
             if path.is_empty() {
                 return Err(unsupported("the unix:// URL has no path"));
@@ -115,6 +130,7 @@ impl fmt::Display for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Address::Unix(path) => write!(f, "{}", path.display()),
+            Address::Abstract(name) => write!(f, "@{name}"),
             Address::WebSocket { url, .. } => f.write_str(url),
         }
     }
@@ -169,6 +185,21 @@ impl ToAddress for &PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn abstract_names_are_written_with_an_at_sign() {
+        for text in ["@app.sock", "unix:@app.sock", "unix://@app.sock"] {
+            let parsed = Address::parse(text).unwrap();
+            assert_eq!(parsed, Address::Abstract("app.sock".into()), "{text}");
+            assert_eq!(parsed.to_string(), "@app.sock");
+        }
+        assert!(Address::parse("@").is_err());
+        assert!(Address::parse("unix:@").is_err());
+        assert_eq!(
+            Address::parse("./@app").unwrap(),
+            Address::Unix("./@app".into())
+        );
+    }
 
     #[test]
     #[cfg(feature = "tls")]

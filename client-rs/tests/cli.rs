@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use pixl_ipc_test_utils::ServerProcess;
 use serde_json::{json, Value};
@@ -225,4 +226,252 @@ fn a_connection_the_server_refuses_reports_the_servers_reason() {
         "{}",
         stderr(&output)
     );
+}
+
+/// A unique Linux abstract socket name for this test process.
+#[cfg(target_os = "linux")]
+fn abstract_name(tag: &str) -> String {
+    format!("pixl-ipc-test-{}-{tag}", std::process::id())
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn abstract_sockets_are_reached_by_at_name_and_unix_at_urls() {
+    let name = abstract_name("cli");
+    let server = ServerProcess::start(Path::new(&format!("@{name}")), &[]);
+    let output = cli(
+        Path::new(&format!("@{name}")),
+        &["call", "/ipcserver/test/echo", "[1]"],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout_json(&output), json!([1]));
+    for url in [format!("unix:@{name}"), format!("unix://@{name}")] {
+        let output = Command::new(env!("CARGO_BIN_EXE_pixl-ipc"))
+            .args(["--url", &url, "call", "/ipcserver/test/echo", "[2]"])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{url}: {}", stderr(&output));
+        assert_eq!(stdout_json(&output), json!([2]));
+    }
+    server.stop();
+    // Once it is gone: exit 3, naming the address as given.
+    let output = cli(Path::new(&format!("@{name}")), &["stats"]);
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains(&format!("@{name}")),
+        "{}",
+        stderr(&output)
+    );
+}
+
+/// `pixl-ipc` with exactly `args` (no --socket), timed.
+fn cli_args(args: &[&str]) -> (Output, Duration) {
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pixl-ipc"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = pixl_ipc_test_utils::wait_with_timeout(&mut child, pixl_ipc_test_utils::TIMEOUT)
+        .expect("pixl-ipc exits");
+    let elapsed = started.elapsed();
+    let mut output = child.wait_with_output().unwrap();
+    output.status = status;
+    (output, elapsed)
+}
+
+#[test]
+fn health_exits_0_when_the_server_answers_over_unix_and_websocket() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "health-secret\n").unwrap();
+    let server = ServerProcess::start(
+        &dir.path().join("health.sock"),
+        &[
+            "--ws",
+            "127.0.0.1:0",
+            "--ws-token-file",
+            token.to_str().unwrap(),
+        ],
+    );
+    let output = cli(&server.path, &["health"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.starts_with("ok: ") && text.contains("answered in"),
+        "{text}"
+    );
+
+    let url = server.ws_url().unwrap();
+    let token = token.to_str().unwrap();
+    let (output, _) = cli_args(&["--url", &url, "--token-file", token, "health"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    // Without the token the upgrade is refused: the server is not healthy for this caller.
+    let (output, _) = cli_args(&["--url", &url, "health"]);
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(
+        stderr(&output).starts_with("pixl-ipc: unhealthy: cannot connect"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn health_without_a_server_exits_3_naming_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nobody.sock");
+    let (output, elapsed) = cli_args(&["--socket", missing.to_str().unwrap(), "health"]);
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    let message = stderr(&output);
+    assert!(
+        message.starts_with("pixl-ipc: unhealthy: cannot connect to")
+            && message.contains("nobody.sock")
+            && message.contains("No such file"),
+        "{message}"
+    );
+    assert_eq!(message.lines().count(), 1, "{message}");
+    assert!(elapsed < Duration::from_secs(2), "{elapsed:?}");
+
+    // A port nobody listens on: refused.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (output, _) = cli_args(&["--url", &format!("ws://127.0.0.1:{port}/"), "health"]);
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(stderr(&output).contains("refused"), "{}", stderr(&output));
+}
+
+#[test]
+fn health_gives_up_on_a_server_that_never_answers_within_the_timeout() {
+    // Accepts, reads and never writes: the listener stays alive for the whole test.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("silent.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            held.push(stream);
+        }
+    });
+    let (output, elapsed) = cli_args(&[
+        "--socket",
+        path.to_str().unwrap(),
+        "--timeout",
+        "300ms",
+        "health",
+    ]);
+    assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
+    assert!(
+        stderr(&output).starts_with("pixl-ipc: unhealthy: no reply to /ipcserver/test/echo"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+
+    // The default budget is 2 s, connection and answer together.
+    let (output, elapsed) = cli_args(&["--socket", path.to_str().unwrap(), "health"]);
+    assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
+    assert!(
+        elapsed >= Duration::from_millis(1900) && elapsed < Duration::from_secs(5),
+        "{elapsed:?}"
+    );
+
+    // A TCP listener that never completes the WebSocket handshake: down, within the timeout.
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = tcp.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in tcp.incoming() {
+            held.push(stream);
+        }
+    });
+    let url = format!("ws://127.0.0.1:{port}/");
+    let (output, elapsed) = cli_args(&["--url", &url, "--timeout", "300ms", "health"]);
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(stderr(&output).contains("unhealthy"), "{}", stderr(&output));
+    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+}
+
+#[test]
+fn health_exits_5_when_the_server_answers_with_an_error() {
+    // A server that answers every request with a request-level error.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("failing.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let mut writer = stream.try_clone().unwrap();
+            for line in std::io::BufRead::lines(std::io::BufReader::new(stream)) {
+                let Ok(line) = line else { break };
+                let Ok(request) = serde_json::from_str::<Value>(&line) else {
+                    continue;
+                };
+                let reply = json!({"ipcReqID": request["ipcReqID"], "code": "overloaded", "message": "try later"});
+                let _ = writeln!(writer, "{reply}");
+            }
+        }
+    });
+    let (output, _) = cli_args(&["--socket", path.to_str().unwrap(), "health"]);
+    assert_eq!(output.status.code(), Some(5), "{}", stderr(&output));
+    assert!(
+        stderr(&output).starts_with("pixl-ipc: unhealthy:")
+            && stderr(&output).contains("overloaded"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn info_prints_version_routes_and_listeners_over_unix_and_websocket() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&dir.path().join("info.sock"), &["--ws", "127.0.0.1:0"]);
+    let url = server.ws_url().unwrap();
+    let by_socket = stdout_json(&cli(&server.path, &["info"]));
+    let (output, _) = cli_args(&["--url", &url, "info"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let by_url = stdout_json(&output);
+    assert_eq!(by_socket, by_url);
+    assert_eq!(by_socket["server"], json!("pixl-ipc-server"));
+    assert_eq!(by_socket["version"], json!(env!("CARGO_PKG_VERSION")));
+    let patterns: Vec<&str> = by_socket["handlers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|route| route["pattern"].as_str().unwrap())
+        .collect();
+    assert!(patterns.contains(&"^/ipcserver/info$"), "{patterns:?}");
+    assert!(
+        patterns
+            .iter()
+            .any(|pattern| pattern.contains("/ipcserver/test/echo")),
+        "{patterns:?}"
+    );
+    assert_eq!(
+        by_socket["listeners"],
+        json!([
+            {"transport": "unix", "address": server.path.display().to_string()},
+            {"transport": "websocket", "url": url},
+        ])
+    );
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn info_names_an_abstract_socket_as_at_name() {
+    let name = abstract_name("info");
+    let server = ServerProcess::start(Path::new(&format!("@{name}")), &[]);
+    let output = cli(Path::new(&format!("@{name}")), &["info"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        stdout_json(&output)["listeners"],
+        json!([{"transport": "unix", "address": format!("@{name}")}])
+    );
+    let output = cli(Path::new(&format!("@{name}")), &["health"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    server.stop();
 }

@@ -563,3 +563,47 @@ async fn dropping_every_handle_stops_the_background_task() {
     })
     .await;
 }
+
+/// The client reaches a server on a Linux abstract socket by `@name`, `unix:@name` and
+/// `unix://@name`, and sees the server's transport report the name as `@name`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg(target_os = "linux")]
+async fn the_client_reaches_a_server_on_an_abstract_socket() {
+    let name = format!("pixl-ipc-test-{}-client", std::process::id());
+    let server = Server::new(ServerConfig::new_abstract(&name));
+    server
+        .add_uri_handler(
+            "/where",
+            "where",
+            |_: Request, ctx: RequestContext| async move {
+                HandlerResult::Ok(json!(format!("{:?}", ctx.connection.transport)))
+            },
+        )
+        .unwrap();
+    let running = server.start().await.unwrap();
+    assert_eq!(
+        running.handle().socket_path(),
+        Path::new(&format!("@{name}"))
+    );
+    for address in [
+        format!("@{name}"),
+        format!("unix:@{name}"),
+        format!("unix://@{name}"),
+    ] {
+        let client = bounded(Client::builder().connect(address.as_str()))
+            .await
+            .unwrap();
+        let reply = bounded(client.send("/where", json!({}))).await.unwrap();
+        assert!(
+            reply.as_str().unwrap().contains(&format!("\"@{name}\"")),
+            "{reply}"
+        );
+        client.close().await;
+    }
+    running.shutdown().await;
+    let Err(err) = bounded(Client::builder().connect(format!("@{name}").as_str())).await else {
+        panic!("connected to @{name} after the server stopped");
+    };
+    assert!(matches!(err, Error::Connect { .. }), "{err}");
+    assert!(err.to_string().contains(&format!("@{name}")), "{err}");
+}

@@ -17,8 +17,8 @@ pub fn default_socket_path() -> PathBuf {
 /// The environment variable both binaries read the WebSocket bearer token from.
 pub const TOKEN_ENV: &str = "PIXL_IPC_WS_TOKEN";
 
-/// The WebSocket bearer token as the binaries take it: from `file` (trimmed) when given, else
-/// from [`TOKEN_ENV`]; `None` when neither holds a non-empty token. Never from a command-line
+/// The WebSocket bearer token as the binaries take it: from `file` when given, else from
+/// [`TOKEN_ENV`], trimmed either way; `None` when neither holds a non-empty token. Never from a command-line
 /// value, which any local user could read in `ps`.
 ///
 /// # Errors
@@ -26,7 +26,9 @@ pub const TOKEN_ENV: &str = "PIXL_IPC_WS_TOKEN";
 pub fn read_token(file: Option<&Path>) -> std::io::Result<Option<String>> {
     let token = match file {
         Some(path) => Some(std::fs::read_to_string(path)?.trim().to_owned()),
-        None => std::env::var(TOKEN_ENV).ok(),
+        None => std::env::var(TOKEN_ENV)
+            .ok()
+            .map(|token| token.trim().to_owned()),
     };
     Ok(token.filter(|token| !token.is_empty()))
 }

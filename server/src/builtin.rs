@@ -1,6 +1,6 @@
 //! The built-in endpoints: the original's two test handlers and our `stats` / `info`.
 
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use pixl_ipc_protocol::{ErrorCode, Request};
@@ -13,8 +13,25 @@ use crate::stats::Stats;
 /// The name the original logs its built-in handlers under.
 pub(crate) const BUILTIN_NAME: &str = "IPCServer";
 
+/// What `/ipcserver/info` lists under `listeners`: each listener's transport and address, set
+/// once the server has bound them (empty before).
+pub(crate) type Listening = Arc<OnceLock<Vec<Value>>>;
+
+/// One `listeners` entry: `{"transport": "unix", "address": path or @name}` or
+/// `{"transport": "websocket", "url": ...}`.
+pub(crate) fn listener_entries(socket: &std::path::Path, ws_urls: Vec<String>) -> Vec<Value> {
+    let unix = json!({"transport": "unix", "address": socket.display().to_string()});
+    std::iter::once(unix)
+        .chain(
+            ws_urls
+                .into_iter()
+                .map(|url| json!({"transport": "websocket", "url": url})),
+        )
+        .collect()
+}
+
 /// Registers the built-ins, before any user handler, so they win as in the original.
-pub(crate) fn register(router: &Arc<Router>, stats: &Arc<Stats>) {
+pub(crate) fn register(router: &Arc<Router>, stats: &Arc<Stats>, listening: &Listening) {
     let builtins = || -> Result<(), crate::RouteError> {
         router.add_echo_handler(regex_prefix("/ipcserver/test/echo"), BUILTIN_NAME, echo)?;
         router.add_uri_handler(regex_prefix("/ipcserver/test/delay"), BUILTIN_NAME, delay)?;
@@ -29,12 +46,12 @@ pub(crate) fn register(router: &Arc<Router>, stats: &Arc<Stats>) {
             },
         )?;
 
-        let routes = Arc::downgrade(router);
+        let (routes, listening) = (Arc::downgrade(router), listening.clone());
         router.add_uri_handler(
             "/ipcserver/info",
             BUILTIN_NAME,
             move |_: Request, _: RequestContext| {
-                let answer = info_answer(&routes);
+                let answer = info_answer(&routes, &listening);
                 async move { answer }
             },
         )?;
@@ -96,7 +113,7 @@ fn stats_answer(stats: &Stats, routes: &Weak<Router>) -> HandlerResult {
     Ok(serde_json::to_value(stats.snapshot(handlers))?)
 }
 
-fn info_answer(routes: &Weak<Router>) -> HandlerResult {
+fn info_answer(routes: &Weak<Router>, listening: &Listening) -> HandlerResult {
     let handlers: Vec<Value> = routes
         .upgrade()
         .map(|router| router.routes())
@@ -110,5 +127,6 @@ fn info_answer(routes: &Weak<Router>) -> HandlerResult {
         "protocol": "pixl-ipc 1.1.3",
         "extensions": ["ipcNoReply", "ipcClose"],
         "handlers": handlers,
+        "listeners": listening.get().cloned().unwrap_or_default(),
     }))
 }

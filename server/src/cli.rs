@@ -29,7 +29,8 @@ and every address it gives is bound (localhost: 127.0.0.1 and ::1 where both are
 one cannot be bound the server does not start. Name one address to bind only it.
 Files: the socket, and <socket>.lock beside it, an flock held while the server runs so two
 servers never share a path. The lock file is never deleted (deleting it would let two servers
-lock two different files); the socket is removed at exit if it is still ours.
+lock two different files); the socket is removed at exit if it is still ours. An abstract
+socket (--socket @NAME, Linux) has neither: the kernel refuses a second server on the name.
 Limits: a zero or out-of-range value is refused at start with the range allowed; durations are
 at most a year.";
 
@@ -46,7 +47,9 @@ pub(crate) enum LogFormat {
 #[derive(Debug, Parser)]
 #[command(name = "pixl-ipc-server", version, about, long_about = None, after_help = AFTER_HELP)]
 pub(crate) struct Args {
-    /// Socket path [default: $XDG_RUNTIME_DIR/pixl-ipc.sock, or /tmp/pixl-ipc.sock]
+    /// Socket path, or @NAME for a Linux abstract socket (no file; use --allow-uid/--allow-gid
+    /// to limit who connects; ./@x is a file named @x) [default: $XDG_RUNTIME_DIR/pixl-ipc.sock,
+    /// or /tmp/pixl-ipc.sock]
     #[arg(long, env = "PIXL_IPC_SOCKET")]
     pub(crate) socket: Option<PathBuf>,
     /// Socket permissions: octal ("600", "0660", "777") or "=600" [default: 600, owner only]
@@ -208,7 +211,23 @@ pub(crate) fn resolve(args: &Args) -> anyhow::Result<ServerConfig> {
         .clone()
         .or(file.socket_path)
         .unwrap_or_else(pixl_ipc_io::default_socket_path);
-    let mut config = ServerConfig::new(socket);
+    let abstract_name = socket
+        .to_str()
+        .and_then(|text| text.strip_prefix('@'))
+        .map(str::to_owned);
+    let mut config = match abstract_name {
+        Some(name) => {
+            // There is no file to give a mode or a group: say so rather than ignore the flag.
+            if args.chmod.is_some() || file.socket_chmod.is_some() {
+                bail!("--chmod (socket_chmod) cannot apply to the abstract socket {}: it has no file; limit who may connect with --allow-uid/--allow-gid", socket.display());
+            }
+            if args.group.is_some() || file.socket_group.is_some() {
+                bail!("--group (socket_group) cannot apply to the abstract socket {}: it has no file; limit who may connect with --allow-gid", socket.display());
+            }
+            ServerConfig::new_abstract(name)
+        }
+        None => ServerConfig::new(&socket),
+    };
 
     let chmod = match (&args.chmod, &file.socket_chmod) {
         (Some(flag), _) => Some(flag.clone()),

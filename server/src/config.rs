@@ -57,8 +57,12 @@ pub const DEFAULT_SLOW_THRESHOLD: Duration = Duration::from_millis(20);
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ServerConfig {
-    /// Where the UNIX socket is created.
+    /// Where the UNIX socket is created. For an abstract socket ([`ServerConfig::new_abstract`])
+    /// this is `@name`, the name as `ss -x` shows it, and no file is created.
     pub socket_path: PathBuf,
+    /// When set (Linux only), the server listens on this abstract socket name instead of
+    /// creating a file at `socket_path` (see [`ServerConfig::new_abstract`]).
+    pub abstract_name: Option<String>,
     /// Permission bits of the socket file (default [`DEFAULT_SOCKET_MODE`], 0600). The socket
     /// never has more permissions than this, not even briefly while it is being created.
     pub socket_mode: u32,
@@ -127,6 +131,7 @@ impl ServerConfig {
     pub fn new(socket_path: impl AsRef<Path>) -> Self {
         ServerConfig {
             socket_path: socket_path.as_ref().to_path_buf(),
+            abstract_name: None,
             socket_mode: DEFAULT_SOCKET_MODE,
             socket_group: None,
             exit_timeout: DEFAULT_EXIT_TIMEOUT,
@@ -146,6 +151,33 @@ impl ServerConfig {
             allowed_gids: Vec::new(),
             worker_threads: None,
         }
+    }
+
+    /// Settings for a server on the Linux abstract socket `name` (what clients write as
+    /// `@name` or `unix:@name`), everything else at its default.
+    ///
+    /// An abstract socket has no file: nothing is created, probed, locked or removed, and the
+    /// kernel refuses a second server on the same name (`bind` fails with "address in use",
+    /// [`ServerError::AbstractNameInUse`](crate::ServerError::AbstractNameInUse)). Without a
+    /// file there are no permissions either: every process on the host in the same network
+    /// namespace can connect, unless [`with_allowed_peers`](Self::with_allowed_peers) names who
+    /// may (the kernel-verified peer credentials work as on a socket file). A socket mode or
+    /// group is refused by [`validate`](Self::validate), as is any use on other systems.
+    /// (`ServerConfig::new("@name")` is still the file path `@name`; the binary's
+    /// `--socket @name` is what calls this.)
+    ///
+    /// ```
+    /// use pixl_ipc_server::ServerConfig;
+    ///
+    /// let config = ServerConfig::new_abstract("myapp").with_allowed_peers(vec![1000], vec![]);
+    /// assert_eq!(config.abstract_name.as_deref(), Some("myapp"));
+    /// assert_eq!(config.socket_path.to_str(), Some("@myapp"));
+    /// ```
+    pub fn new_abstract(name: impl Into<String>) -> Self {
+        let name = name.into();
+        let mut config = ServerConfig::new(format!("@{name}"));
+        config.abstract_name = Some(name);
+        config
     }
 
     /// Serves only peers with these uids or `gids` (default: no restriction beyond the socket's

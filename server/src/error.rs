@@ -20,6 +20,13 @@ pub enum ServerError {
         /// The socket path.
         path: PathBuf,
     },
+    /// Another socket is bound to the abstract name: the kernel refused the bind. There is no
+    /// file and no lock file for an abstract socket; the name itself is the lock.
+    #[error("abstract socket @{name} is in use by another process (bind: address in use); stop that server or choose another --socket @NAME")]
+    AbstractNameInUse {
+        /// The abstract name, without the `@`.
+        name: String,
+    },
     /// The path exists and is not a socket; it is left untouched.
     #[error("{path} exists and is a {kind}, not a socket; refusing to replace it")]
     NotASocket {

@@ -13,7 +13,8 @@ use serde_json::Value;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Transport {
-    /// A UNIX domain socket; `path` is the socket the server listens on.
+    /// A UNIX domain socket; `path` is the socket the server listens on (`@name` for an
+    /// abstract socket).
     Unix {
         /// The listening socket's path.
         path: PathBuf,

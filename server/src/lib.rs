@@ -62,7 +62,9 @@ pub use registry::{BroadcastReport, PushError};
 pub use router::{Matched, RouteError, RouteInfo, Router, UriPattern};
 pub use server::{RunningServer, Server, ServerHandle, ShutdownReport};
 pub use stats::{IntervalStats, LatencySummary, StatsSnapshot, TotalStats};
-pub use validate::{MAX_TIMEOUT, MAX_WORKER_THREADS, MIN_STATS_INTERVAL, MIN_TIMER};
+pub use validate::{
+    MAX_ABSTRACT_NAME_BYTES, MAX_TIMEOUT, MAX_WORKER_THREADS, MIN_STATS_INTERVAL, MIN_TIMER,
+};
 /// The crates the API speaks in, so a user's Cargo.toml need not guess matching versions:
 /// patterns are [`regex::Regex`]es, data is [`serde_json::Value`].
 pub use {regex, regex::Regex, serde_json, serde_json::Value};

@@ -182,6 +182,7 @@ async fn run(args: cli::Args, logging: &mut Logging) -> anyhow::Result<()> {
     let mut signals = Signals::install()?;
 
     let mode = config.socket_mode;
+    let is_abstract = config.abstract_name.is_some();
     let (uids, gids) = (config.allowed_uids.clone(), config.allowed_gids.clone());
     // A daemon serving many connections wants its whole descriptor allowance; the server then
     // keeps max_connections within it.
@@ -191,7 +192,9 @@ async fn run(args: cli::Args, logging: &mut Logging) -> anyhow::Result<()> {
     }
     let running = Server::new(config).start().await?;
     let handle = running.handle();
-    let hint = if mode == DEFAULT_SOCKET_MODE {
+    let hint = if is_abstract {
+        ""
+    } else if mode == DEFAULT_SOCKET_MODE {
         ": owner only; --chmod 777 opens it to every local user, as pixl-ipc did"
     } else {
         ""
@@ -212,8 +215,14 @@ async fn run(args: cli::Args, logging: &mut Logging) -> anyhow::Result<()> {
         .iter()
         .map(|listener| format!(" and {listener}"))
         .collect();
+    // An abstract socket has no file, hence no mode: the allow-list is its only access control.
+    let access = match (is_abstract, allowed.is_empty()) {
+        (true, true) => "abstract socket, no file: anyone on this host (in this network namespace) can connect; limit it with --allow-uid/--allow-gid".to_owned(),
+        (true, false) => format!("abstract socket, no file{allowed}"),
+        (false, _) => format!("mode {mode:04o}{hint}{allowed}"),
+    };
     print_banner(&format!(
-        "pixl-ipc-server listening on {} (mode {mode:04o}{hint}{allowed}){ws}",
+        "pixl-ipc-server listening on {} ({access}){ws}",
         handle.socket_path().display()
     ));
 

@@ -49,6 +49,8 @@ pub struct Server {
     config: ServerConfig,
     router: Arc<Router>,
     stats: Arc<Stats>,
+    /// The listeners `/ipcserver/info` reports, filled in by [`Server::start`].
+    listening: builtin::Listening,
 }
 
 impl Server {
@@ -57,11 +59,13 @@ impl Server {
     pub fn new(config: ServerConfig) -> Self {
         let router = Arc::new(Router::new());
         let stats = Arc::new(Stats::new(config.slow_threshold));
-        builtin::register(&router, &stats);
+        let listening = builtin::Listening::default();
+        builtin::register(&router, &stats, &listening);
         Server {
             config,
             router,
             stats,
+            listening,
         }
     }
 
@@ -118,6 +122,10 @@ impl Server {
         };
         let (unix_listener, file) = SocketListener::bind(config)?;
         websockets.announce(&Reloadable::from_config(config));
+        let _ = self.listening.set(builtin::listener_entries(
+            &config.socket_path,
+            websockets.urls(),
+        ));
         let context = Arc::new(ConnectionContext::new(
             config,
             self.router.clone(),
@@ -125,7 +133,7 @@ impl Server {
         ));
         let shared = Arc::new(Shared {
             context,
-            socket_path: file.path.clone(),
+            socket_path: config.socket_path.clone(),
             websockets,
             connections: TaskTracker::new(),
             workers,
@@ -200,7 +208,8 @@ impl RunningServer {
 pub struct ShutdownReport {
     /// Every accepted request was answered before `exit_timeout`.
     pub drained: bool,
-    /// The socket file was removed (false when another process had replaced it).
+    /// The socket file was removed (false when another process had replaced it, and for an
+    /// abstract socket, which has no file).
     pub socket_removed: bool,
 }
 
@@ -237,7 +246,7 @@ impl ServerHandle {
         self.shared.context.shutdown.is_cancelled()
     }
 
-    /// The socket path the server listens on.
+    /// The socket path the server listens on; `@name` for an abstract socket.
     pub fn socket_path(&self) -> &Path {
         &self.shared.socket_path
     }
@@ -315,7 +324,7 @@ async fn run(
     shared: Arc<Shared>,
     unix_listener: SocketListener,
     ws_listeners: Vec<WsListener>,
-    file: SocketFile,
+    file: Option<SocketFile>,
 ) -> ShutdownReport {
     let context = &shared.context;
     let stats_task = tokio::spawn(log_stats(context.clone(), shared.stats_interval));
@@ -343,7 +352,7 @@ async fn run(
     }
     stats_task.abort();
     shared.workers.stop();
-    let socket_removed = file.remove_if_ours();
+    let socket_removed = file.is_some_and(|file| file.remove_if_ours());
     tracing::info!(drained, socket_removed, "stopped");
     ShutdownReport {
         drained,

@@ -11,6 +11,10 @@ use std::time::Duration;
 use crate::config::ServerConfig;
 use crate::error::ServerError;
 
+/// The longest abstract socket name: a `sockaddr_un` holds 108 bytes, the first of which is
+/// the NUL that marks the name as abstract.
+pub const MAX_ABSTRACT_NAME_BYTES: usize = 107;
+
 /// The longest duration any setting accepts: a year. Longer is a typo or an attempt at
 /// "never" (spelled by leaving the optional settings unset); a year also keeps every deadline
 /// inside Tokio's timer range (about two years) and far from `Instant` overflow.
@@ -23,6 +27,49 @@ pub const MIN_STATS_INTERVAL: Duration = Duration::from_millis(10);
 pub const MIN_TIMER: Duration = Duration::from_millis(1);
 
 impl ServerConfig {
+    /// An abstract socket: a name that fits, on Linux, with no file settings.
+    fn validate_abstract(&self, name: &str) -> Result<(), ServerError> {
+        let shown = || format!("@{name}");
+        if !cfg!(any(target_os = "linux", target_os = "android")) {
+            return Err(invalid(
+                "abstract_name",
+                "--socket",
+                shown(),
+                "a socket path: abstract sockets (@name) exist only on Linux".into(),
+            ));
+        }
+        if name.is_empty() || name.len() > MAX_ABSTRACT_NAME_BYTES || name.contains('\0') {
+            return Err(invalid(
+                "abstract_name",
+                "--socket",
+                shown(),
+                format!("a name of 1 ..= {MAX_ABSTRACT_NAME_BYTES} bytes after the @, without NUL bytes"),
+            ));
+        }
+        let no_file = "nothing: an abstract socket has no file to set it on, so everyone on the host (in this network namespace) can connect; limit who may with --allow-uid/--allow-gid";
+        if self.socket_mode != crate::config::DEFAULT_SOCKET_MODE {
+            return Err(invalid(
+                "socket_mode",
+                "--chmod",
+                format!(
+                    "{:o} with the abstract socket {}",
+                    self.socket_mode,
+                    shown()
+                ),
+                no_file.into(),
+            ));
+        }
+        if let Some(gid) = self.socket_group {
+            return Err(invalid(
+                "socket_group",
+                "--group",
+                format!("{gid} with the abstract socket {}", shown()),
+                no_file.into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Checks every numeric setting against its allowed range. [`Server::start`] calls this
     /// before it creates anything.
     ///
@@ -32,6 +79,9 @@ impl ServerConfig {
     /// [`ServerError::InvalidSetting`] naming the first setting out of range, its value and
     /// the range allowed.
     pub fn validate(&self) -> Result<(), ServerError> {
+        if let Some(name) = &self.abstract_name {
+            self.validate_abstract(name)?;
+        }
         if self.socket_mode > 0o777 {
             return Err(invalid(
                 "socket_mode",
@@ -124,6 +174,16 @@ impl ServerConfig {
 
     fn validate_websocket(&self) -> Result<(), ServerError> {
         let ws = &self.websocket;
+        // An empty token would let in every peer that sends an empty one (`?token=`), while
+        // the banner and the allow-list rules count the listener as token-protected.
+        if ws.token.as_deref().is_some_and(str::is_empty) {
+            return Err(ServerError::InvalidSetting {
+                setting: "websocket.token",
+                flag: "--ws-token-file",
+                value: "\"\"".into(),
+                allowed: "a non-empty token (or none)".into(),
+            });
+        }
         // The OS caps the backlog at net.core.somaxconn; 0 would leave it at its minimum.
         count(
             "websocket.backlog",
@@ -240,6 +300,23 @@ mod tests {
     }
 
     #[test]
+    #[cfg(target_os = "linux")]
+    fn an_abstract_socket_takes_no_file_settings_and_a_name_that_fits() {
+        assert_eq!(check(ServerConfig::new_abstract("app")), "");
+        let mode = check(ServerConfig::new_abstract("app").with_socket_mode(0o660));
+        assert!(
+            mode.contains("socket_mode (--chmod)") && mode.contains("@app"),
+            "{mode}"
+        );
+        let group = check(ServerConfig::new_abstract("app").with_socket_group(0));
+        assert!(group.contains("socket_group (--group)"), "{group}");
+        assert!(check(ServerConfig::new_abstract("")).contains("1 ..= 107 bytes"));
+        assert!(check(ServerConfig::new_abstract("x".repeat(108))).contains("1 ..= 107 bytes"));
+        assert_eq!(check(ServerConfig::new_abstract("x".repeat(107))), "");
+        assert!(check(ServerConfig::new_abstract("a\0b")).contains("without NUL"));
+    }
+
+    #[test]
     fn defaults_are_valid() {
         assert_eq!(check(ServerConfig::new("/tmp/x.sock")), "");
     }
@@ -253,6 +330,10 @@ mod tests {
                 "--max-outbound-bytes",
             ),
             (base().with_max_message_bytes(0), "--max-message-bytes"),
+            (
+                base().with_websocket(crate::WebSocketConfig::default().with_token("")),
+                "--ws-token-file",
+            ),
             (
                 base().with_max_message_bytes(isize::MAX as usize + 1),
                 "--max-message-bytes",

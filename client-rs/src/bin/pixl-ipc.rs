@@ -1,7 +1,8 @@
 //! `pixl-ipc`: call any pixl-ipc server from the command line.
 //!
 //! Exit codes: 0 success, 2 usage (including request data that is not JSON), 3 cannot connect, 4 timeout, 5 the server answered with an
-//! error, 1 anything else (connection lost, bad reply). Errors are one line on stderr.
+//! error, 1 anything else (connection lost, bad reply). Errors are one line on stderr. `health`
+//! uses the same codes, so a monitor can tell "down" (3) from "hung" (4) and "failing" (5).
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
@@ -17,10 +18,12 @@ use serde_json::{json, Value};
 #[derive(Debug, Parser)]
 #[command(name = "pixl-ipc", version, about)]
 struct Cli {
-    /// Socket path [default: $XDG_RUNTIME_DIR/pixl-ipc.sock, or /tmp/pixl-ipc.sock]
+    /// Socket path, or @NAME for a Linux abstract socket [default:
+    /// $XDG_RUNTIME_DIR/pixl-ipc.sock, or /tmp/pixl-ipc.sock]
     #[arg(long, env = "PIXL_IPC_SOCKET", conflicts_with = "url", global = true)]
     socket: Option<PathBuf>,
-    /// Server URL: unix:///path, ws://host:port/path or wss://host:port/path
+    /// Server URL: unix:///path, unix:@name (abstract socket), ws://host:port/path or
+    /// wss://host:port/path
     #[arg(long, global = true)]
     url: Option<String>,
     /// For wss://: PEM file of the CA certificates to trust [default: the system's]
@@ -32,9 +35,10 @@ struct Cli {
     /// For WebSockets: file holding the bearer token (or set PIXL_IPC_WS_TOKEN)
     #[arg(long, value_name = "FILE", global = true)]
     token_file: Option<PathBuf>,
-    /// How long to wait for each reply, e.g. 500ms, 2s
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, global = true)]
-    timeout: Duration,
+    /// How long to wait for each reply, e.g. 500ms, 2s [default: 10s; for health: 2s, connection
+    /// and answer together]
+    #[arg(long, value_parser = humantime::parse_duration, global = true)]
+    timeout: Option<Duration>,
     /// Largest reply to decode, in bytes; a longer one fails at once (exit 1)
     #[arg(long, value_name = "BYTES", default_value_t = pixl_ipc_client::DEFAULT_MAX_REPLY_BYTES, global = true)]
     max_reply_bytes: usize,
@@ -53,6 +57,12 @@ enum Command {
     },
     /// Print the server's statistics (/ipcserver/stats)
     Stats,
+    /// Check that the server answers (/ipcserver/test/echo) within --timeout (default 2s): exit
+    /// 0 and one line on stdout if it does; else 3 cannot connect, 4 no answer in time, 5 error
+    /// reply, 1 wrong answer, with the reason on stderr
+    Health,
+    /// Print what the server says about itself (/ipcserver/info): version, routes, listeners
+    Info,
     /// Measure round trips to /ipcserver/test/echo
     Ping {
         /// How many round trips
@@ -66,8 +76,20 @@ enum Command {
     Watch,
 }
 
+/// The reply timeout when --timeout is not given.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// `health`'s whole budget (connect and answer) when --timeout is not given: short, as
+/// monitors expect.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A monitor reads the first word: what failed is the server's health, and why follows.
+    let prefix = if matches!(cli.command, Command::Health) {
+        "unhealthy: "
+    } else {
+        ""
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -93,12 +115,12 @@ fn main() -> ExitCode {
                     Error::Server { .. } => 5,
                     _ => 1,
                 };
-                fail(code, &client_error.to_string())
+                fail(code, &format!("{prefix}{client_error}"))
             }
             None if err.downcast_ref::<serde_json::Error>().is_some() => {
-                fail(2, &format!("{err:#}"))
+                fail(2, &format!("{prefix}{err:#}"))
             }
-            None => fail(1, &format!("{err:#}")),
+            None => fail(1, &format!("{prefix}{err:#}")),
         },
     }
 }
@@ -119,9 +141,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Watch => ReconnectPolicy::Backoff(Backoff::default()),
         _ => ReconnectPolicy::Off,
     };
+    let timeout = cli.timeout.unwrap_or(match cli.command {
+        Command::Health => HEALTH_TIMEOUT,
+        _ => DEFAULT_TIMEOUT,
+    });
     let mut builder = Client::builder()
-        .request_timeout(cli.timeout)
-        .connect_timeout(cli.timeout)
+        .request_timeout(timeout)
+        .connect_timeout(timeout)
         .max_reply_bytes(cli.max_reply_bytes)
         .user_agent(format!("pixl-ipc-cli/{}", env!("CARGO_PKG_VERSION")))
         .reconnect(reconnect);
@@ -141,8 +167,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(token) = token {
         builder = builder.bearer_token(token);
     }
+    let started = Instant::now();
     let client = builder.connect(address.as_str()).await?;
     match cli.command {
+        Command::Health => health(&client, &address, started, timeout).await?,
+        Command::Info => print_json(&client.send("/ipcserver/info", json!({})).await?)?,
         Command::Call { uri, data } => {
             let data = read_data(data.as_deref())?;
             let reply: Value = client.call(&uri, &data).await?;
@@ -207,6 +236,31 @@ async fn ping(
         let avg = times.iter().sum::<f64>() / times.len() as f64;
         println!("{count} round trips: min {min:.3} ms, avg {avg:.3} ms, max {max:.3} ms");
     }
+    Ok(())
+}
+
+/// One echo within what is left of `timeout` since `started` (the connection took the rest):
+/// the server reads, routes and answers.
+async fn health(
+    client: &Client,
+    address: &str,
+    started: Instant,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let probe = json!({"health": std::process::id()});
+    let left = timeout
+        .saturating_sub(started.elapsed())
+        .max(Duration::from_millis(1));
+    let reply = client
+        .send_with_timeout("/ipcserver/test/echo", &probe, left)
+        .await?;
+    anyhow::ensure!(
+        reply == probe,
+        "{address} answered the echo with {} instead of {probe}",
+        pixl_ipc_protocol::quote::bounded(&reply.to_string())
+    );
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    println!("ok: {address} answered in {ms:.3} ms");
     Ok(())
 }
 

@@ -68,17 +68,13 @@ impl Dialer {
                 let stream = UnixStream::connect(path)
                     .await
                     .map_err(|err| self.connect_error(err))?;
-                let (read, write) = split_tokio(stream).map_err(|err| self.connect_error(err))?;
-                Ok(Connection {
-                    reader: Reader::Unix(FramedRead::new(
-                        read,
-                        LineSplitter::new(self.max_message_bytes),
-                    )),
-                    writer: Writer::Unix {
-                        half: write,
-                        unsent: WriteQueue::default(),
-                    },
-                })
+                self.unix_connection(stream)
+            }
+            Address::Abstract(name) => {
+                let stream = connect_abstract(name)
+                    .await
+                    .map_err(|err| self.connect_error(err))?;
+                self.unix_connection(stream)
             }
             #[cfg(feature = "ws")]
             Address::WebSocket {
@@ -99,6 +95,43 @@ impl Dialer {
             }
         }
     }
+}
+
+impl Dialer {
+    fn unix_connection(&self, stream: UnixStream) -> Result<Connection, Error> {
+        let (read, write) = split_tokio(stream).map_err(|err| self.connect_error(err))?;
+        Ok(Connection {
+            reader: Reader::Unix(FramedRead::new(
+                read,
+                LineSplitter::new(self.max_message_bytes),
+            )),
+            writer: Writer::Unix {
+                half: write,
+                unsent: WriteQueue::default(),
+            },
+        })
+    }
+}
+
+/// Connects to the Linux abstract socket `name`.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+async fn connect_abstract(name: &str) -> io::Result<UnixStream> {
+    #[cfg(target_os = "android")]
+    use std::os::android::net::SocketAddrExt;
+    #[cfg(target_os = "linux")]
+    use std::os::linux::net::SocketAddrExt;
+
+    let address = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
+    UnixStream::connect_addr(&address.into()).await
+}
+
+/// Abstract sockets exist only on Linux.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+async fn connect_abstract(_name: &str) -> io::Result<UnixStream> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "abstract sockets (@name) exist only on Linux",
+    ))
 }
 
 /// The receiving half.

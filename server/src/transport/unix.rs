@@ -98,6 +98,43 @@ fn bind(path: &Path, mode: u32, group: Option<u32>) -> Result<BoundSocket, Serve
     }
 }
 
+/// Binds the Linux abstract socket `name`. No file: nothing to probe, lock, chmod or remove.
+/// The kernel is the lock: while a socket is bound to the name, a second `bind` fails with
+/// `EADDRINUSE`, reported as [`ServerError::AbstractNameInUse`]; the name is freed when the last
+/// descriptor of the listener is closed, however the process ends.
+///
+/// Must be called inside a Tokio runtime.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn bind_abstract(name: &str) -> Result<UnixListener, ServerError> {
+    #[cfg(target_os = "android")]
+    use std::os::android::net::SocketAddrExt;
+    #[cfg(target_os = "linux")]
+    use std::os::linux::net::SocketAddrExt;
+
+    let shown = PathBuf::from(format!("@{name}"));
+    let address = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+        .map_err(io_error(&shown, "use the abstract name"))?;
+    let listener =
+        UnixListener::bind_addr(&address.into()).map_err(|source| match source.kind() {
+            io::ErrorKind::AddrInUse => ServerError::AbstractNameInUse {
+                name: name.to_owned(),
+            },
+            _ => io_error(&shown, "bind")(source),
+        })?;
+    Ok(listener)
+}
+
+/// Abstract sockets exist only on Linux; [`ServerConfig::validate`] refuses them elsewhere.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn bind_abstract(name: &str) -> Result<UnixListener, ServerError> {
+    Err(ServerError::InvalidSetting {
+        setting: "abstract_name",
+        flag: "--socket",
+        value: format!("@{name}"),
+        allowed: "a socket path: abstract sockets (@name) exist only on Linux".into(),
+    })
+}
+
 /// Gives the socket file its group, then opens it up to exactly `mode`.
 fn set_owner_and_mode(path: &Path, mode: u32, group: Option<u32>) -> Result<(), ServerError> {
     if let Some(gid) = group {
@@ -276,19 +313,37 @@ pub(crate) struct SocketListener {
 }
 
 impl SocketListener {
-    /// Binds `config`'s socket path (see [`bind`]).
-    /// The [`SocketFile`] is the caller's, to remove at shutdown.
-    pub(crate) fn bind(config: &ServerConfig) -> Result<(SocketListener, SocketFile), ServerError> {
-        let BoundSocket { listener, file } =
-            bind(&config.socket_path, config.socket_mode, config.socket_group)?;
-        tracing::info!(
-            path = %file.path.display(),
-            mode = format_args!("{:04o}", config.socket_mode),
-            "listening"
-        );
+    /// Binds `config`'s socket path (see [`bind`]), or its abstract name (see
+    /// [`bind_abstract`]), The [`SocketFile`] is the
+    /// caller's, to remove at shutdown; an abstract socket has none.
+    pub(crate) fn bind(
+        config: &ServerConfig,
+    ) -> Result<(SocketListener, Option<SocketFile>), ServerError> {
+        let (listener, file) = match &config.abstract_name {
+            Some(name) => {
+                let listener = bind_abstract(name)?;
+                tracing::info!(
+                    path = %config.socket_path.display(),
+                    allowed_uids = ?config.allowed_uids,
+                    allowed_gids = ?config.allowed_gids,
+                    "listening on an abstract socket (no file; the allow-list is the access control)"
+                );
+                (listener, None)
+            }
+            None => {
+                let BoundSocket { listener, file } =
+                    bind(&config.socket_path, config.socket_mode, config.socket_group)?;
+                tracing::info!(
+                    path = %file.path.display(),
+                    mode = format_args!("{:04o}", config.socket_mode),
+                    "listening"
+                );
+                (listener, Some(file))
+            }
+        };
         let listener = SocketListener {
             listener,
-            path: file.path.clone(),
+            path: config.socket_path.clone(),
         };
         Ok((listener, file))
     }

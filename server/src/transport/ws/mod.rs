@@ -426,14 +426,16 @@ fn select_subprotocol(upgrade: &Upgrade, mut response: Response) -> Response {
 }
 
 /// Compares without stopping at the first difference, so timing does not reveal the token.
+/// Runs over the longer of the two with the length difference folded in, so neither where
+/// they differ nor how long the token is shows in the time taken.
 fn same_secret(given: &[u8], expected: &str) -> bool {
     let expected = expected.as_bytes();
-    given.len() == expected.len()
-        && given
-            .iter()
-            .zip(expected)
-            .fold(0u8, |diff, (a, b)| diff | (a ^ b))
-            == 0
+    let longest = given.len().max(expected.len());
+    let byte = |bytes: &[u8], i: usize| bytes.get(i).copied().unwrap_or(0);
+    let diff = (0..longest).fold(u8::from(given.len() != expected.len()), |diff, i| {
+        diff | (byte(given, i) ^ byte(expected, i))
+    });
+    diff == 0
 }
 
 fn refusal(status: StatusCode, reason: &str) -> ErrorResponse {
@@ -734,7 +736,15 @@ fn tokio_stream_from(
 
 #[cfg(test)]
 mod tests {
-    use super::base64url_decode;
+    use super::{base64url_decode, same_secret};
+
+    #[test]
+    fn a_token_matches_only_itself_whatever_the_lengths() {
+        assert!(same_secret(b"s3cret", "s3cret"));
+        for given in [&b""[..], b"s3cre", b"s3cret!", b"s3creT", b"s3cret\0"] {
+            assert!(!same_secret(given, "s3cret"), "{given:?}");
+        }
+    }
 
     #[test]
     fn base64url_without_padding_decodes_and_anything_else_does_not() {
