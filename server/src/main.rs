@@ -234,7 +234,7 @@ async fn run(args: cli::Args, logging: &mut Logging) -> anyhow::Result<()> {
             received = signals.next() => match received {
                 Received::Stop(name) => name,
                 Received::Reload(name) => {
-                    reload(&args, &handle, logging, name);
+                    reload(&args, &handle, logging, name, is_abstract);
                     continue;
                 }
                 Received::Ignore(name) => {
@@ -260,7 +260,13 @@ async fn run(args: cli::Args, logging: &mut Logging) -> anyhow::Result<()> {
 
 /// Re-reads what can change while serving (see `cli::reload`) and puts it in force for new
 /// connections, all or nothing; logs what changed, never the token.
-fn reload(args: &cli::Args, handle: &ServerHandle, logging: &mut Logging, signal: &str) {
+fn reload(
+    args: &cli::Args,
+    handle: &ServerHandle,
+    logging: &mut Logging,
+    signal: &str,
+    is_abstract: bool,
+) {
     let fresh = match cli::reload(args) {
         Ok(fresh) => fresh,
         Err(err) => {
@@ -316,6 +322,9 @@ fn reload(args: &cli::Args, handle: &ServerHandle, logging: &mut Logging, signal
             previous_gids = ?before.allowed_gids,
             "reload: new uid/gid allow-list in force for new connections; open ones keep going"
         );
+        if is_abstract && !now.has_allow_list() {
+            tracing::warn!(signal, "the abstract socket has no allow-list now: anyone on this host (in this network namespace) can connect");
+        }
     }
     if level_changed {
         tracing::info!(signal, level = %level, previous = %previous_level, "reload: new log level");

@@ -119,6 +119,26 @@ fn log_level_picks_the_level_over_rust_log() {
 }
 
 #[test]
+fn help_documents_the_log_flags_and_the_reload() {
+    let output = Command::new(server_binary())
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8(output.stdout).unwrap();
+    for needle in [
+        "--log-format <FORMAT>",
+        "--log-level <LEVEL>",
+        "RUST_LOG",
+        "SIGHUP reloads",
+        "log_level",
+        "localhost:7070",
+    ] {
+        assert!(help.contains(needle), "--help lacks {needle}:\n{help}");
+    }
+}
+
+#[test]
 fn a_start_failure_prints_its_cause_once() {
     let dir = tempfile::tempdir().unwrap();
     // A WebSocket port in use: the OS error is the cause, printed once.
