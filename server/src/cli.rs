@@ -1,6 +1,7 @@
 //! Command-line flags and the optional JSON config file (including the original's pixl-server
 //! shape), merged into a [`ServerConfig`]: flags win over the file, the file over defaults.
 
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -13,7 +14,19 @@ use serde_json::Value;
 /// Signals, files and limits, printed after the flag list.
 const AFTER_HELP: &str = "\
 Signals: SIGTERM, SIGINT and SIGQUIT drain (answer what was read, within --exit-timeout-ms) and
-stop; a second one stops at once. SIGHUP, SIGUSR1 and SIGUSR2 are logged and ignored.
+stop; a second one stops at once. SIGHUP reloads, keeping every connection: it re-reads
+--ws-token-file and the --config file's allowed_uids, allowed_gids and log_level (flags, and
+PIXL_IPC_WS_TOKEN, are fixed for the life of the process and win over the file), applies them
+to new connections, and logs what changed (never the token); a reload that fails (unreadable or
+empty token file, invalid config) keeps every old setting and logs why. SIGUSR1 and SIGUSR2 are
+logged and ignored.
+Logs: on stderr, as text or (--log-format json) one JSON object a line with timestamp, level,
+target, message and the event's fields. The level: --log-level, else RUST_LOG, else the config
+file's log_level, else info; each an EnvFilter directive such as 'debug' or
+'info,pixl_ipc_server=debug'. A fatal error is one line (a JSON object with --log-format json).
+WebSockets: --ws takes an IP address or a host name with a port; a name is resolved at start
+and every address it gives is bound (localhost: 127.0.0.1 and ::1 where both are listed); if
+one cannot be bound the server does not start. Name one address to bind only it.
 Files: the socket, and <socket>.lock beside it, an flock held while the server runs so two
 servers never share a path. The lock file is never deleted (deleting it would let two servers
 lock two different files); the socket is removed at exit if it is still ours. An abstract
@@ -25,6 +38,15 @@ server sends READY=1 once listening, STATUS= each stats interval, STOPPING=1 whe
 WATCHDOG=1 every half WATCHDOG_USEC. Unit files: contrib/systemd/ in the repository.
 Limits: a zero or out-of-range value is refused at start with the range allowed; durations are
 at most a year.";
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LogFormat {
+    /// Human-readable lines (colored on a terminal).
+    Text,
+    /// One JSON object a line: timestamp, level, target, message and the event's fields.
+    Json,
+}
 
 /// A pixl-ipc compatible RPC server on a UNIX domain socket.
 #[derive(Debug, Parser)]
@@ -76,9 +98,10 @@ pub(crate) struct Args {
     /// JSON config file: flat keys, or the original's {"IPCServer": {...}} section
     #[arg(long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
-    /// Also serve WebSockets on ADDR, e.g. 127.0.0.1:7070 (repeatable; off by default)
+    /// Also serve WebSockets on ADDR, e.g. 127.0.0.1:7070 or localhost:7070: a host name
+    /// binds every address it resolves to (repeatable; off by default)
     #[arg(long = "ws", value_name = "ADDR")]
-    pub(crate) ws: Vec<std::net::SocketAddr>,
+    pub(crate) ws: Vec<String>,
     /// PEM certificate chain: WebSocket listeners speak wss:// only (needs --tls-key)
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     pub(crate) tls_cert: Option<PathBuf>,
@@ -124,6 +147,21 @@ pub(crate) struct Args {
     /// unknown, so it never admits one)
     #[arg(long = "allow-gid", value_name = "GID")]
     pub(crate) allow_gids: Vec<u32>,
+    /// Log line format on stderr
+    #[arg(long, value_enum, value_name = "FORMAT", default_value = "text")]
+    pub(crate) log_format: LogFormat,
+    /// Log level or filter, e.g. debug or "info,pixl_ipc_server=debug"; overrides RUST_LOG and
+    /// the config file's log_level, and is then fixed (SIGHUP does not change it) [default:
+    /// RUST_LOG, else the config file's log_level, else info]
+    #[arg(long, value_name = "LEVEL", value_parser = parse_log_level)]
+    pub(crate) log_level: Option<String>,
+}
+
+/// Accepts what `EnvFilter` accepts, so a typo fails at the flag, not silently later.
+fn parse_log_level(text: &str) -> Result<String, String> {
+    tracing_subscriber::EnvFilter::try_new(text)
+        .map(|_| text.to_owned())
+        .map_err(|err| format!("not a log level or filter: {err}"))
 }
 
 /// The keys a config file may set, named as the original's `IPCServer` section names them.
@@ -142,6 +180,9 @@ struct FileConfig {
     max_held_bytes_total: Option<usize>,
     log_stats_interval: Option<Value>,
     slow_threshold_ms: Option<u64>,
+    allowed_uids: Option<Vec<u32>>,
+    allowed_gids: Option<Vec<u32>>,
+    log_level: Option<String>,
 }
 
 const FILE_KEYS: &[&str] = &[
@@ -158,14 +199,18 @@ const FILE_KEYS: &[&str] = &[
     "max_held_bytes_total",
     "log_stats_interval",
     "slow_threshold_ms",
+    "allowed_uids",
+    "allowed_gids",
+    "log_level",
 ];
 
 /// Builds the server settings from the flags and the config file they name.
 pub(crate) fn resolve(args: &Args) -> anyhow::Result<ServerConfig> {
     let file = match &args.config {
-        Some(path) => read_file_config(path)?,
+        Some(path) => read_file_config(path, true)?,
         None => FileConfig::default(),
     };
+    let (uids, gids) = allow_list(args, &file);
     let socket = args
         .socket
         .clone()
@@ -253,7 +298,7 @@ pub(crate) fn resolve(args: &Args) -> anyhow::Result<ServerConfig> {
     if let Some(ms) = args.partial_message_timeout_ms {
         config = config.with_partial_message_timeout(Duration::from_millis(ms));
     }
-    config = config.with_allowed_peers(args.allow_uids.clone(), args.allow_gids.clone());
+    config = config.with_allowed_peers(uids, gids);
     config.worker_threads = Some(args.threads.unwrap_or_else(default_worker_threads));
     Ok(config.with_websocket(websocket(args)?))
 }
@@ -266,10 +311,145 @@ fn default_worker_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |cores| (cores.get() / 2).max(1))
 }
 
+/// The uid/gid allow-list: the flags when either is given (fixed for the process's life), else
+/// the config file's `allowed_uids` and `allowed_gids`.
+fn allow_list(args: &Args, file: &FileConfig) -> (Vec<u32>, Vec<u32>) {
+    if !args.allow_uids.is_empty() || !args.allow_gids.is_empty() {
+        (args.allow_uids.clone(), args.allow_gids.clone())
+    } else {
+        (
+            file.allowed_uids.clone().unwrap_or_default(),
+            file.allowed_gids.clone().unwrap_or_default(),
+        )
+    }
+}
+
+/// Where the log level in force comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LevelSource {
+    /// `--log-level`: fixed.
+    Flag,
+    /// `RUST_LOG`: fixed.
+    Env,
+    /// The config file's `log_level`: a reload re-reads it.
+    File,
+    /// Nothing set: `info`.
+    Default,
+}
+
+/// The log filter before the config file is read: `--log-level`, else `RUST_LOG`, else `info`.
+pub(crate) fn initial_log_level(args: &Args) -> (String, LevelSource) {
+    log_level(args, None)
+}
+
+fn log_level(args: &Args, file: Option<&str>) -> (String, LevelSource) {
+    if let Some(level) = &args.log_level {
+        return (level.clone(), LevelSource::Flag);
+    }
+    match std::env::var("RUST_LOG") {
+        Ok(env) if !env.trim().is_empty() => (env, LevelSource::Env),
+        _ => match file {
+            Some(level) => (level.to_owned(), LevelSource::File),
+            None => ("info".to_owned(), LevelSource::Default),
+        },
+    }
+}
+
+/// The log filter once the config file is known: as [`initial_log_level`], with the file's
+/// `log_level` before the default.
+pub(crate) fn start_log_level(args: &Args) -> anyhow::Result<(String, LevelSource)> {
+    let file = match &args.config {
+        // `resolve` read it already, and warned.
+        Some(path) => read_file_config(path, false)?,
+        None => FileConfig::default(),
+    };
+    let level = log_level(args, file.log_level.as_deref());
+    if let Err(err) = tracing_subscriber::EnvFilter::try_new(&level.0) {
+        bail!(
+            "log_level {:?} is not a log level or filter: {err}",
+            level.0
+        );
+    }
+    Ok(level)
+}
+
+/// What a reload (SIGHUP) re-reads: the token file, and the config file's allow-list and log
+/// level. Flags and `PIXL_IPC_WS_TOKEN` are fixed for the process's life.
+pub(crate) struct Reload {
+    /// The token from `--ws-token-file`; `None` when no token file is named (the token in
+    /// force, if any, came from the environment and stays).
+    pub(crate) token: Option<String>,
+    /// The uid/gid allow-list (see [`allow_list`]).
+    pub(crate) allowed_uids: Vec<u32>,
+    /// See `allowed_uids`.
+    pub(crate) allowed_gids: Vec<u32>,
+    /// The log filter, checked, and where it comes from.
+    pub(crate) log_level: (String, LevelSource),
+}
+
+/// Re-reads what a reload may change; any error leaves the caller's settings as they are.
+pub(crate) fn reload(args: &Args) -> anyhow::Result<Reload> {
+    let file = match &args.config {
+        Some(path) => read_file_config(path, true)?,
+        None => FileConfig::default(),
+    };
+    let token = match &args.ws_token_file {
+        Some(path) => {
+            let token = pixl_ipc_io::read_token(Some(path))
+                .with_context(|| format!("cannot read the token file {}", path.display()))?;
+            // An empty file would remove the token and open the listeners to everyone: more
+            // likely a file caught half-written than a wish.
+            let Some(token) = token else {
+                bail!("the token file {} is empty", path.display());
+            };
+            Some(token)
+        }
+        None => None,
+    };
+    let level = log_level(args, file.log_level.as_deref());
+    if let Err(err) = tracing_subscriber::EnvFilter::try_new(&level.0) {
+        bail!(
+            "log_level {:?} is not a log level or filter: {err}",
+            level.0
+        );
+    }
+    let (allowed_uids, allowed_gids) = allow_list(args, &file);
+    Ok(Reload {
+        token,
+        allowed_uids,
+        allowed_gids,
+        log_level: level,
+    })
+}
+
+/// Resolves each `--ws` address: an IP address with a port as it is, a host name to every
+/// address it has (as nginx does). Resolution runs once, at start, before anything listens, so
+/// the blocking lookup holds nothing up.
+fn ws_addresses(given: &[String]) -> anyhow::Result<Vec<SocketAddr>> {
+    let mut addresses = Vec::new();
+    for text in given {
+        let resolved: Vec<SocketAddr> = text
+            .to_socket_addrs()
+            .with_context(|| {
+                format!("--ws {text}: cannot resolve it (expected HOST:PORT, e.g. 127.0.0.1:7070 or localhost:7070)")
+            })?
+            .collect();
+        if resolved.is_empty() {
+            bail!("--ws {text}: the name has no address");
+        }
+        for address in resolved {
+            if !addresses.contains(&address) {
+                addresses.push(address);
+            }
+        }
+    }
+    Ok(addresses)
+}
+
 fn websocket(args: &Args) -> anyhow::Result<WebSocketConfig> {
     let mut ws = WebSocketConfig::default();
-    for address in &args.ws {
-        ws = ws.listen_on(*address);
+    for address in ws_addresses(&args.ws)? {
+        ws = ws.listen_on(address);
     }
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         ws = ws.with_tls(cert, key);
@@ -299,7 +479,9 @@ fn websocket(args: &Args) -> anyhow::Result<WebSocketConfig> {
     Ok(ws.with_keepalive(ping, idle))
 }
 
-fn read_file_config(path: &Path) -> anyhow::Result<FileConfig> {
+/// Reads the config file; `warn`: log each key it does not know (once per reading that matters:
+/// not again when the same start reads it a second time).
+fn read_file_config(path: &Path, warn: bool) -> anyhow::Result<FileConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read config file {}", path.display()))?;
     let root: Value = serde_json::from_str(&text)
@@ -313,7 +495,10 @@ fn read_file_config(path: &Path) -> anyhow::Result<FileConfig> {
     let Value::Object(map) = &section else {
         bail!("config file {}: expected a JSON object", path.display());
     };
-    for key in map.keys().filter(|key| !FILE_KEYS.contains(&key.as_str())) {
+    for key in map
+        .keys()
+        .filter(|key| warn && !FILE_KEYS.contains(&key.as_str()))
+    {
         tracing::warn!(key, file = %path.display(), "ignoring unknown config key");
     }
     serde_json::from_value(section).with_context(|| {

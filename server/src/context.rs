@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::access::{AccessRules, Reloadable};
 use crate::admission::Admission;
 use crate::config::ServerConfig;
 use crate::outbound::{Budget, OutboundLimits};
@@ -19,6 +20,8 @@ use crate::stats::Stats;
 pub(crate) struct ConnectionContext {
     pub(crate) router: Arc<Router>,
     pub(crate) stats: Arc<Stats>,
+    /// The token and allow-list in force, which a reload can swap.
+    pub(crate) access: AccessRules,
     /// The open connections, for pushes.
     pub(crate) registry: Registry,
     /// Connection slots, per-uid shares and the WebSocket handshake pool.
@@ -41,6 +44,7 @@ impl ConnectionContext {
         ConnectionContext {
             router,
             stats,
+            access: AccessRules::new(Reloadable::from_config(config)),
             registry: Registry::new(),
             admission: Admission::new(
                 config.max_connections,

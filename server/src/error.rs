@@ -1,4 +1,9 @@
 //! Why the server could not start.
+//!
+//! Each error's `Display` says what failed, and only that; the OS error that caused it is its
+//! [`source`](std::error::Error::source), never repeated in the text. Print the whole chain
+//! (anyhow's `{:#}`, or walk `source()`) to show both, each once: an error that also wrote its
+//! source into its own text printed the cause twice (`...(os error 98): ...(os error 98)`).
 
 use std::io;
 use std::net::SocketAddr;
@@ -44,7 +49,7 @@ pub enum ServerError {
     },
     /// An existing socket could not be probed (for example no permission to connect to it), so
     /// it is left alone.
-    #[error("cannot tell whether {path} belongs to a running server: {source}")]
+    #[error("cannot tell whether {path} belongs to a running server")]
     CannotProbe {
         /// The path.
         path: PathBuf,
@@ -52,7 +57,7 @@ pub enum ServerError {
         source: io::Error,
     },
     /// Creating, binding or setting up the socket failed.
-    #[error("cannot {action} {path}: {source}")]
+    #[error("cannot {action} {path}")]
     Io {
         /// What was being done.
         action: &'static str,
@@ -62,7 +67,7 @@ pub enum ServerError {
         source: io::Error,
     },
     /// The connection threads could not be started.
-    #[error("cannot start {count} connection threads: {source}")]
+    #[error("cannot start {count} connection threads")]
     Workers {
         /// Threads asked for.
         count: usize,
@@ -86,7 +91,7 @@ pub enum ServerError {
         source: io::Error,
     },
     /// A WebSocket listener could not be bound.
-    #[error("cannot listen for WebSockets on {address}: {source}")]
+    #[error("cannot listen for WebSockets on {address}")]
     WebSocketBind {
         /// The address.
         address: SocketAddr,
@@ -102,7 +107,7 @@ pub enum ServerError {
     },
     /// A uid/gid allow-list is set, WebSocket listeners are asked for, and the table that
     /// tells which user owns a TCP connection (`/proc/net/tcp`) cannot be read.
-    #[error("the uid/gid allow-list (--allow-uid/--allow-gid) needs /proc/net/tcp to tell which user owns a WebSocket connection, and it cannot be read ({source}): mount /proc, or drop --ws or the allow-list")]
+    #[error("the uid/gid allow-list (--allow-uid/--allow-gid) needs /proc/net/tcp to tell which user owns a WebSocket connection, and it cannot be read (mount /proc, or drop --ws or the allow-list)")]
     PeerLookupUnavailable {
         /// The OS error.
         source: io::Error,

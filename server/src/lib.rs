@@ -28,6 +28,7 @@
 //! The wire protocol, every error code and the differences from pixl-ipc 1.1.3 are specified in
 //! `protocol.md` at the repository root.
 
+mod access;
 mod activation;
 mod admission;
 mod builtin;
@@ -47,6 +48,7 @@ mod transport;
 mod validate;
 mod workers;
 
+pub use access::{ReloadReport, Reloadable};
 pub use activation::{ActivationError, Listeners};
 pub use config::{
     parse_socket_mode, InvalidSocketMode, ServerConfig, TlsFiles, WebSocketConfig,

@@ -1,7 +1,7 @@
 //! The `pixl-ipc-server` binary: flags and config file in, a server on a UNIX socket out, with
-//! a graceful drain on SIGINT/SIGTERM/SIGQUIT; SIGHUP/SIGUSR1/SIGUSR2 are logged and ignored.
-//! Under systemd it serves the sockets of a `.socket` unit and notifies a `Type=notify` service
-//! manager (see contrib/systemd/).
+//! a graceful drain on SIGINT/SIGTERM/SIGQUIT, a reload of the token, allow-list and log level
+//! on SIGHUP; SIGUSR1/SIGUSR2 are logged and ignored. Under systemd it serves the sockets of a
+//! `.socket` unit and notifies a `Type=notify` service manager (see contrib/systemd/).
 
 mod cli;
 
@@ -14,7 +14,75 @@ use pixl_ipc_server::{
     ActivationError, Listeners, Notifier, Server, ServerHandle, DEFAULT_SOCKET_MODE,
 };
 use tokio::signal::unix::{signal, Signal, SignalKind};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{reload, EnvFilter, Registry};
+
+use cli::{LevelSource, LogFormat};
+
+/// The log filter in force, and the handle that swaps it on reload.
+struct Logging {
+    filter: reload::Handle<EnvFilter, Registry>,
+    level: String,
+    json: bool,
+}
+
+impl Logging {
+    /// Logs to stderr as text or JSON lines, at the level `--log-level` or `RUST_LOG` names
+    /// (the config file's `log_level` is applied once it has been read).
+    fn init(args: &cli::Args) -> Logging {
+        let (level, source) = cli::initial_log_level(args);
+        let (filter, level, bad_env) = match EnvFilter::try_new(&level) {
+            Ok(filter) => (filter, level, None),
+            // Only RUST_LOG can be invalid here: the flag was checked when parsed.
+            Err(err) => (EnvFilter::new("info"), "info".to_owned(), Some(err)),
+        };
+        let (filter, handle) = reload::Layer::new(filter);
+        let json = args.log_format == LogFormat::Json;
+        let text = (!json).then(|| {
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        });
+        // One object a line, the event's fields beside `message` (as journald and log
+        // shippers read them), without span lists the server does not use.
+        let json_layer = json.then(|| {
+            tracing_subscriber::fmt::layer()
+                .json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .with_span_list(false)
+                .with_writer(std::io::stderr)
+        });
+        tracing_subscriber::registry()
+            .with(filter)
+            .with(text)
+            .with(json_layer)
+            .init();
+        if let (Some(err), LevelSource::Env) = (bad_env, source) {
+            tracing::warn!(error = %err, "RUST_LOG is not a valid log filter; logging at info");
+        }
+        Logging {
+            filter: handle,
+            level,
+            json,
+        }
+    }
+
+    /// Puts `level` (already checked) in force; says whether it changed.
+    fn set_level(&mut self, level: &str) -> anyhow::Result<bool> {
+        if level == self.level {
+            return Ok(false);
+        }
+        let filter = EnvFilter::try_new(level)
+            .with_context(|| format!("{level:?} is not a log level or filter"))?;
+        self.filter
+            .reload(filter)
+            .context("cannot change the log level")?;
+        self.level = level.to_owned();
+        Ok(true)
+    }
+}
 
 /// What the service manager passed in: sockets (socket activation) and where to notify.
 struct FromManager {
@@ -30,13 +98,8 @@ fn main() -> ExitCode {
         notifier: Notifier::from_env(),
     };
     let args = cli::Args::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let mut logging = Logging::init(&args);
+    let json = logging.json;
     // This thread accepts connections, handles signals and logs statistics; the connections
     // themselves run on the server's worker threads (`--threads`).
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -45,23 +108,29 @@ fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(err) => {
-            report_error(format_args!("cannot start the async runtime: {err}"));
+            report_error(json, format_args!("cannot start the async runtime: {err}"));
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(args, manager)) {
+    match runtime.block_on(run(args, manager, &mut logging)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            report_error(format_args!("{err:#}"));
+            // `{:#}` prints each error of the chain once (see pixl_ipc_server::ServerError).
+            report_error(json, format_args!("{err:#}"));
             ExitCode::FAILURE
         }
     }
 }
 
-/// Writes the fatal error to stderr. `eprintln!` would panic if stderr is closed; there is
-/// nobody to tell then, and the exit status still says it failed.
-fn report_error(message: std::fmt::Arguments<'_>) {
-    let _ = writeln!(std::io::stderr(), "pixl-ipc-server: {message}");
+/// Writes the fatal error to stderr: a plain line, or with `--log-format json` a log object
+/// like every other line. `eprintln!` would panic if stderr is closed; there is nobody to tell
+/// then, and the exit status still says it failed.
+fn report_error(json: bool, message: std::fmt::Arguments<'_>) {
+    if json {
+        tracing::error!("{message}");
+    } else {
+        let _ = writeln!(std::io::stderr(), "pixl-ipc-server: {message}");
+    }
 }
 
 /// What a signal asks of the server, with the signal's name for the log.
@@ -69,6 +138,8 @@ fn report_error(message: std::fmt::Arguments<'_>) {
 enum Received {
     /// Drain and stop (a second one stops at once).
     Stop(&'static str),
+    /// Re-read the token file and the config file's reloadable settings.
+    Reload(&'static str),
     /// Logged and otherwise ignored: the server keeps serving.
     Ignore(&'static str),
 }
@@ -83,14 +154,13 @@ impl Signals {
             (SignalKind::terminate(), Received::Stop("SIGTERM")),
             (SignalKind::interrupt(), Received::Stop("SIGINT")),
             (SignalKind::quit(), Received::Stop("SIGQUIT")),
-            // SIGHUP is the usual "reload"; until there is something to reload, ignore it.
-            (SignalKind::hangup(), Received::Ignore("SIGHUP")),
+            (SignalKind::hangup(), Received::Reload("SIGHUP")),
             (SignalKind::user_defined1(), Received::Ignore("SIGUSR1")),
             (SignalKind::user_defined2(), Received::Ignore("SIGUSR2")),
         ];
         let mut handlers = Vec::with_capacity(table.len());
         for (kind, meaning) in table {
-            let (Received::Stop(name) | Received::Ignore(name)) = meaning;
+            let (Received::Stop(name) | Received::Reload(name) | Received::Ignore(name)) = meaning;
             let handler = signal(kind).with_context(|| format!("cannot handle {name}"))?;
             handlers.push((handler, meaning));
         }
@@ -133,8 +203,10 @@ fn describe_mode(handle: &ServerHandle, configured: u32) -> String {
     }
 }
 
-async fn run(args: cli::Args, manager: FromManager) -> anyhow::Result<()> {
+async fn run(args: cli::Args, manager: FromManager, logging: &mut Logging) -> anyhow::Result<()> {
     let config = cli::resolve(&args)?;
+    let (level, _) = cli::start_log_level(&args)?;
+    logging.set_level(&level)?;
     // A socket passed in that cannot be served is a broken unit: refuse to start, naming it.
     let listeners = manager.listeners?.unwrap_or_default();
     // Without notifications a Type=notify unit times out, which the log line explains; the
@@ -208,6 +280,10 @@ async fn run(args: cli::Args, manager: FromManager) -> anyhow::Result<()> {
             report = &mut waiting => break report,
             received = signals.next() => match received {
                 Received::Stop(name) => name,
+                Received::Reload(name) => {
+                    reload(&args, &handle, logging, name, is_abstract);
+                    continue;
+                }
                 Received::Ignore(name) => {
                     tracing::info!(signal = name, "signal received and ignored; still serving");
                     continue;
@@ -227,4 +303,87 @@ async fn run(args: cli::Args, manager: FromManager) -> anyhow::Result<()> {
         tracing::warn!("exit timeout reached before every in-flight request was answered");
     }
     Ok(())
+}
+
+/// Re-reads what can change while serving (see `cli::reload`) and puts it in force for new
+/// connections, all or nothing; logs what changed, never the token.
+fn reload(
+    args: &cli::Args,
+    handle: &ServerHandle,
+    logging: &mut Logging,
+    signal: &str,
+    is_abstract: bool,
+) {
+    let fresh = match cli::reload(args) {
+        Ok(fresh) => fresh,
+        Err(err) => {
+            tracing::error!(
+                signal,
+                error = %format_args!("{err:#}"),
+                "reload failed; keeping every previous setting"
+            );
+            return;
+        }
+    };
+    let before = handle.reloadable();
+    let mut rules = before.clone();
+    if let Some(token) = fresh.token {
+        rules.ws_token = Some(token);
+    }
+    rules.allowed_uids = fresh.allowed_uids;
+    rules.allowed_gids = fresh.allowed_gids;
+    let report = match handle.reload(rules) {
+        Ok(report) => report,
+        Err(err) => {
+            let err = anyhow::Error::from(err);
+            tracing::error!(
+                signal,
+                error = %format_args!("{err:#}"),
+                "reload failed; keeping every previous setting"
+            );
+            return;
+        }
+    };
+    let (level, source) = fresh.log_level;
+    let previous_level = logging.level.clone();
+    let level_changed = match logging.set_level(&level) {
+        Ok(changed) => changed,
+        Err(err) => {
+            tracing::error!(signal, error = %format_args!("{err:#}"), "reload: log level unchanged");
+            false
+        }
+    };
+    if report.token_changed {
+        tracing::info!(
+            signal,
+            "reload: new WebSocket token in force for new connections; open ones keep going"
+        );
+    }
+    if report.allowed_peers_changed {
+        let now = handle.reloadable();
+        tracing::info!(
+            signal,
+            allowed_uids = ?now.allowed_uids,
+            allowed_gids = ?now.allowed_gids,
+            previous_uids = ?before.allowed_uids,
+            previous_gids = ?before.allowed_gids,
+            "reload: new uid/gid allow-list in force for new connections; open ones keep going"
+        );
+        if is_abstract && !now.has_allow_list() {
+            tracing::warn!(signal, "the abstract socket has no allow-list now: anyone on this host (in this network namespace) can connect");
+        }
+    }
+    if level_changed {
+        tracing::info!(signal, level = %level, previous = %previous_level, "reload: new log level");
+    }
+    if !report.token_changed && !report.allowed_peers_changed && !level_changed {
+        let fixed = if args.config.is_none() && args.ws_token_file.is_none() {
+            " (no --config or --ws-token-file to re-read)"
+        } else if source != LevelSource::File && args.config.is_some() {
+            " (the log level is set by --log-level or RUST_LOG)"
+        } else {
+            ""
+        };
+        tracing::info!(signal, "reload: nothing changed{fixed}");
+    }
 }

@@ -13,6 +13,7 @@ use pixl_ipc_protocol::Push;
 use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 
+use crate::access::{ReloadReport, Reloadable};
 use crate::activation::Listeners;
 use crate::builtin;
 use crate::config::ServerConfig;
@@ -156,7 +157,7 @@ impl Server {
                 (listener, file, false)
             }
         };
-        websockets.announce();
+        websockets.announce(&Reloadable::from_config(config));
         let _ = self.listening.set(builtin::listener_entries(
             &config.socket_path,
             websockets.urls(),
@@ -322,7 +323,28 @@ impl ServerHandle {
     /// For each WebSocket listener, its URL and who can reach it, e.g. `ws://127.0.0.1:7070/
     /// (any local user; browsers: same-origin pages only)`.
     pub fn ws_access(&self) -> Vec<String> {
-        self.shared.websockets.access()
+        let rules = self.shared.context.access.current();
+        self.shared.websockets.access(&rules)
+    }
+
+    /// The token and uid/gid allow-list in force.
+    pub fn reloadable(&self) -> Reloadable {
+        Reloadable::clone(&self.shared.context.access.current())
+    }
+
+    /// Puts new access rules in force without dropping a connection: connections accepted (and
+    /// WebSocket upgrades begun) from now on are admitted under `rules`; connections already
+    /// admitted keep going. Returns what changed.
+    ///
+    /// # Errors
+    /// The same checks as [`Server::start`], and then nothing changes:
+    /// [`ServerError::AllowListNeedsToken`] when an allow-list would be set with no token while
+    /// a WebSocket listener is reachable from other machines, and
+    /// [`ServerError::PeerLookupUnavailable`] when an allow-list would apply to WebSocket peers
+    /// and `/proc/net/tcp` cannot be read.
+    pub fn reload(&self, rules: Reloadable) -> Result<ReloadReport, ServerError> {
+        self.shared.websockets.check_rules(&rules)?;
+        Ok(self.shared.context.access.replace(rules))
     }
 
     /// The routing table, for adding routes while running.

@@ -474,7 +474,7 @@ fn expect_twenty_replies(conn: &mut common::Conn, signal: Signal) {
 }
 
 #[test]
-fn sighup_and_sigusr_are_logged_and_ignored_without_losing_a_reply() {
+fn sighup_reloads_and_sigusr_are_ignored_without_losing_a_reply() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("hup.sock");
     let mut server = ServerProcess::start(&path, &[]);
@@ -486,12 +486,17 @@ fn sighup_and_sigusr_are_logged_and_ignored_without_losing_a_reply() {
     }
     let (status, log) = server.stop();
     assert!(status.success(), "{log}");
-    for name in ["SIGHUP", "SIGUSR1", "SIGUSR2"] {
+    for name in ["SIGUSR1", "SIGUSR2"] {
         assert!(
             log.contains(&format!("signal=\"{name}\"")) && log.contains("ignored"),
             "logs {name}: {log}"
         );
     }
+    // Nothing to re-read (no --config, no --ws-token-file): the reload says so.
+    assert!(
+        log.contains("reload: nothing changed") && log.contains("signal=\"SIGHUP\""),
+        "logs SIGHUP: {log}"
+    );
     assert!(!path.exists(), "socket removed on exit");
 }
 

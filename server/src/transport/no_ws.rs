@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::Listener;
+use crate::access::Reloadable;
 use crate::admission::Refusal;
 use crate::config::ServerConfig;
 use crate::context::ConnectionContext;
@@ -36,7 +37,12 @@ impl WebSockets {
     }
 
     /// Nothing to announce.
-    pub(crate) fn announce(&self) {}
+    pub(crate) fn announce(&self, _: &Reloadable) {}
+
+    /// No listeners, so no rule to refuse.
+    pub(crate) fn check_rules(&self, _: &Reloadable) -> Result<(), ServerError> {
+        Ok(())
+    }
 
     /// No addresses.
     pub(crate) fn addrs(&self) -> &[SocketAddr] {
@@ -49,7 +55,7 @@ impl WebSockets {
     }
 
     /// No listeners to describe.
-    pub(crate) fn access(&self) -> Vec<String> {
+    pub(crate) fn access(&self, _: &Reloadable) -> Vec<String> {
         Vec::new()
     }
 }

@@ -25,7 +25,7 @@ use tokio_util::codec::FramedRead;
 use super::stall::StallGuard;
 use super::Listener;
 use crate::admission::{Refusal, Slot};
-use crate::config::{peer_allowed, ServerConfig};
+use crate::config::ServerConfig;
 use crate::connection::{self, PeerWatch, Received};
 use crate::context::ConnectionContext;
 use crate::error::ServerError;
@@ -307,17 +307,15 @@ const IDLE_BUFFER: usize = 1024;
 const WRITE_BATCH: usize = 64 * 1024;
 
 /// The listening UNIX socket and what serving its connections needs: the path connections
-/// report, and the uid/gid allow-list.
+/// report. The uid/gid allow-list is the context's, read at each accept (a reload can change it).
 pub(crate) struct SocketListener {
     listener: UnixListener,
     path: PathBuf,
-    allowed_uids: Vec<u32>,
-    allowed_gids: Vec<u32>,
 }
 
 impl SocketListener {
     /// Binds `config`'s socket path (see [`bind`]), or its abstract name (see
-    /// [`bind_abstract`]), and serves it under `config`'s allow-list. The [`SocketFile`] is the
+    /// [`bind_abstract`]), The [`SocketFile`] is the
     /// caller's, to remove at shutdown; an abstract socket has none.
     pub(crate) fn bind(
         config: &ServerConfig,
@@ -347,14 +345,12 @@ impl SocketListener {
         let listener = SocketListener {
             listener,
             path: config.socket_path.clone(),
-            allowed_uids: config.allowed_uids.clone(),
-            allowed_gids: config.allowed_gids.clone(),
         };
         Ok((listener, file))
     }
 
-    /// Serves a listener handed in (systemd socket activation, or an embedder's own) under
-    /// `config`'s allow-list. Nothing is done to its file: no lock, no mode, no group, no
+    /// Serves a listener handed in (systemd socket activation, or an embedder's own) under the
+    /// server's allow-list (read at each accept, as for a socket we bound). Nothing is done to its file: no lock, no mode, no group, no
     /// removal; those are its creator's (a `.socket` unit's `SocketMode=`, `SocketGroup=`,
     /// `RemoveOnStop=`).
     pub(crate) fn inherit(
@@ -377,12 +373,7 @@ impl SocketListener {
         if path != config.socket_path {
             tracing::debug!(configured = %config.socket_path.display(), "the configured socket path is not used");
         }
-        Ok(SocketListener {
-            listener,
-            path,
-            allowed_uids: config.allowed_uids.clone(),
-            allowed_gids: config.allowed_gids.clone(),
-        })
+        Ok(SocketListener { listener, path })
     }
 
     /// The path connections report (the socket's path, or `@name` when abstract).
@@ -413,9 +404,8 @@ impl Listener for SocketListener {
             gid: cred.gid(),
             pid: cred.pid(),
         });
-        if let Some(peer) = peer.filter(|peer| {
-            !peer_allowed(&self.allowed_uids, &self.allowed_gids, peer.uid, peer.gid)
-        }) {
+        let rules = ctx.access.current();
+        if let Some(peer) = peer.filter(|peer| !rules.allows_peer(peer.uid, peer.gid)) {
             return Err(Refusal::PeerNotAllowed {
                 uid: peer.uid,
                 gid: peer.gid,

@@ -34,6 +34,7 @@ use driver::Driver;
 use origin::OriginPolicy;
 
 use super::Listener;
+use crate::access::Reloadable;
 use crate::admission::{Handshake, Refusal};
 use crate::config::{ServerConfig, WebSocketConfig};
 use crate::connection::{self, Inbound, PeerWatch};
@@ -105,12 +106,18 @@ impl WebSockets {
     }
 
     /// Logs each listener's URL, and says plainly what a listener off the loopback interface
-    /// exposes.
-    pub(crate) fn announce(&self) {
+    /// exposes under `rules`.
+    pub(crate) fn announce(&self, rules: &Reloadable) {
         for addr in &self.addrs {
             tracing::info!(url = %self.setup.url_for(*addr), "listening");
-            self.setup.warn_if_exposed(*addr);
+            warn_if_exposed(self.setup.tls.is_some(), rules, *addr);
         }
+    }
+
+    /// Refuses access rules under which the uid allow-list would not hold for these listeners
+    /// (the same checks as at start), before a reload puts them in force.
+    pub(crate) fn check_rules(&self, rules: &Reloadable) -> Result<(), ServerError> {
+        check_rules(&self.addrs, rules)
     }
 
     /// The addresses the listeners are bound to.
@@ -126,28 +133,27 @@ impl WebSockets {
             .collect()
     }
 
-    /// For each listener, its URL and who can reach it.
-    pub(crate) fn access(&self) -> Vec<String> {
+    /// For each listener, its URL and who can reach it under `rules`.
+    pub(crate) fn access(&self, rules: &Reloadable) -> Vec<String> {
         self.addrs
             .iter()
             .map(|addr| {
                 format!(
                     "{} ({})",
                     self.setup.url_for(*addr),
-                    self.setup.reach(*addr)
+                    self.setup.reach(rules, *addr)
                 )
             })
             .collect()
     }
 }
 
-/// What every WebSocket connection of this server shares: TLS, access rules, limits.
+/// What every WebSocket connection of this server shares: TLS, origins, limits. The token and
+/// the uid allow-list are the context's ([`Reloadable`]), read at each connection, since a
+/// reload can change them.
 struct WsSetup {
     tls: Option<tls::Acceptor>,
-    token: Option<String>,
     origins: OriginPolicy,
-    /// The uid allow-list, when one is set: peers on this machine must be on it.
-    allowed_uids: Option<Vec<u32>>,
     ping_interval: Duration,
     idle_timeout: Duration,
     wire: WireConfig,
@@ -166,22 +172,7 @@ impl WsSetup {
         let config = &server.websocket;
         let max_message_bytes = server.max_message_bytes;
         let tls = config.tls.as_ref().map(tls::load).transpose()?;
-        let allow_list = !server.allowed_uids.is_empty() || !server.allowed_gids.is_empty();
-        let allowed_uids = (allow_list && !addresses.is_empty()).then(|| {
-            if server.allowed_uids.is_empty() {
-                tracing::warn!("only --allow-gid is set: it cannot admit WebSocket peers (a TCP peer's gid is unknown), so every WebSocket peer will be refused; add --allow-uid");
-            }
-            server.allowed_uids.clone()
-        });
-        if allowed_uids.is_some() {
-            if config.token.is_none() {
-                if let Some(address) = addresses.iter().find(|addr| !is_loopback(addr)) {
-                    return Err(ServerError::AllowListNeedsToken { address: *address });
-                }
-            }
-            tcp_owner::available()
-                .map_err(|source| ServerError::PeerLookupUnavailable { source })?;
-        }
+        check_rules(addresses, &Reloadable::from_config(server))?;
         if config.any_origin && !addresses.is_empty() {
             tracing::warn!(
                 "WebSocket upgrades are accepted from any Origin (--ws-origin '*'): every web page open in a browser on a machine that can reach the listener can call every handler{}",
@@ -190,12 +181,10 @@ impl WsSetup {
         }
         Ok(WsSetup {
             tls,
-            token: config.token.clone(),
             origins: OriginPolicy {
                 any: config.any_origin,
                 listed: config.allowed_origins.clone(),
             },
-            allowed_uids,
             ping_interval: config.ping_interval,
             idle_timeout: config.idle_timeout,
             wire: WireConfig::default()
@@ -214,24 +203,25 @@ impl WsSetup {
 
     /// Who can reach the listener on `addr`, for the startup banner: "any local user;
     /// browsers: same-origin pages only".
-    fn reach(&self, addr: SocketAddr) -> String {
-        let token = if self.token.is_some() {
+    fn reach(&self, rules: &Reloadable, addr: SocketAddr) -> String {
+        let token = if rules.ws_token.is_some() {
             " with the token"
         } else {
             ""
         };
-        let local = match &self.allowed_uids {
-            None => "any local user".to_owned(),
-            Some(uids) if uids.is_empty() => "no local user".to_owned(),
-            Some(uids) => {
-                let list: Vec<String> = uids.iter().map(u32::to_string).collect();
-                let noun = if uids.len() == 1 { "uid" } else { "uids" };
-                format!("local {noun} {} only", list.join(", "))
-            }
+        let uids = &rules.allowed_uids;
+        let local = if !rules.has_allow_list() {
+            "any local user".to_owned()
+        } else if uids.is_empty() {
+            "no local user".to_owned()
+        } else {
+            let list: Vec<String> = uids.iter().map(u32::to_string).collect();
+            let noun = if uids.len() == 1 { "uid" } else { "uids" };
+            format!("local {noun} {} only", list.join(", "))
         };
         let users = if is_loopback(&addr) {
             format!("{local}{token}")
-        } else if self.allowed_uids.is_some() {
+        } else if rules.has_allow_list() {
             format!("{local}, or anyone on the network,{token}")
         } else {
             format!("anyone who can reach {addr}{token}")
@@ -246,28 +236,14 @@ impl WsSetup {
         format!("{users}; browsers: {browsers}")
     }
 
-    /// Says plainly what a listener on `addr`, if off the loopback interface, exposes.
-    fn warn_if_exposed(&self, addr: SocketAddr) {
-        if addr.ip().is_loopback() {
-            return;
-        }
-        match (self.tls.is_some(), self.token.is_some()) {
-            (true, true) => {}
-            (false, false) => {
-                tracing::warn!(%addr, "WebSocket listener is reachable from the network with neither TLS nor a token: anyone who can reach this address can call every handler and read every reply in clear text")
-            }
-            (false, true) => {
-                tracing::warn!(%addr, "WebSocket listener is reachable from the network without TLS: the token, requests and replies travel in clear text")
-            }
-            (true, false) => {
-                tracing::warn!(%addr, "WebSocket listener is reachable from the network without a token: anyone who can reach this address can call every handler")
-            }
-        }
-    }
-
     /// The upgrade's access rules: token (401), then Origin (403). `None` lets it through.
-    fn check(&self, upgrade: &Upgrade, tls: bool) -> Option<(StatusCode, &'static str)> {
-        if let Some(token) = &self.token {
+    fn check(
+        &self,
+        rules: &Reloadable,
+        upgrade: &Upgrade,
+        tls: bool,
+    ) -> Option<(StatusCode, &'static str)> {
+        if let Some(token) = &rules.ws_token {
             if !presented_tokens(upgrade).any(|given| same_secret(&given, token)) {
                 return Some((StatusCode::UNAUTHORIZED, "missing or wrong bearer token"));
             }
@@ -291,13 +267,14 @@ impl WsSetup {
     /// may go on (`None`: no allow-list, or a peer on another machine, which the token checks),
     /// or why it is refused.
     async fn check_peer(
-        &self,
+        rules: &Reloadable,
         peer: SocketAddr,
         local: SocketAddr,
     ) -> Result<Option<PeerCredentials>, String> {
-        let Some(allowed) = &self.allowed_uids else {
+        if !rules.has_allow_list() {
             return Ok(None);
-        };
+        }
+        let allowed = &rules.allowed_uids;
         // The table is as long as the machine has TCP sockets: read it off the reactor.
         let lookup = tokio::task::spawn_blocking(move || tcp_owner::owner_uid(peer, local)).await;
         match lookup {
@@ -309,7 +286,7 @@ impl WsSetup {
             Ok(Ok(Some(uid))) => Err(format!("uid {uid} may not use this server")),
             // Not a socket of this machine: a remote peer, admitted only with the token (the
             // start refused a listener that remote peers reach without one).
-            Ok(Ok(None)) if !is_loopback(&peer) && self.token.is_some() => Ok(None),
+            Ok(Ok(None)) if !is_loopback(&peer) && rules.ws_token.is_some() => Ok(None),
             Ok(Ok(None)) => Err(
                 "the peer's uid cannot be determined (its socket is not in /proc/net/tcp)".into(),
             ),
@@ -322,6 +299,43 @@ impl WsSetup {
 /// Loopback, including an IPv4-mapped `::ffff:127.x.y.z`.
 fn is_loopback(addr: &SocketAddr) -> bool {
     addr.ip().to_canonical().is_loopback()
+}
+
+/// Says plainly what a listener on `addr`, if off the loopback interface, exposes.
+fn warn_if_exposed(tls: bool, rules: &Reloadable, addr: SocketAddr) {
+    if addr.ip().is_loopback() {
+        return;
+    }
+    match (tls, rules.ws_token.is_some()) {
+        (true, true) => {}
+        (false, false) => {
+            tracing::warn!(%addr, "WebSocket listener is reachable from the network with neither TLS nor a token: anyone who can reach this address can call every handler and read every reply in clear text")
+        }
+        (false, true) => {
+            tracing::warn!(%addr, "WebSocket listener is reachable from the network without TLS: the token, requests and replies travel in clear text")
+        }
+        (true, false) => {
+            tracing::warn!(%addr, "WebSocket listener is reachable from the network without a token: anyone who can reach this address can call every handler")
+        }
+    }
+}
+
+/// The checks that keep the uid allow-list meaningful for listeners on `listen`: a listener
+/// reachable from other machines needs a token (their users cannot be identified), and the
+/// owner of a loopback TCP connection must be readable from `/proc/net/tcp`.
+fn check_rules(listen: &[SocketAddr], rules: &Reloadable) -> Result<(), ServerError> {
+    if !rules.has_allow_list() || listen.is_empty() {
+        return Ok(());
+    }
+    if rules.allowed_uids.is_empty() {
+        tracing::warn!("only --allow-gid is set: it cannot admit WebSocket peers (a TCP peer's gid is unknown), so every WebSocket peer will be refused; add --allow-uid");
+    }
+    if rules.ws_token.is_none() {
+        if let Some(address) = listen.iter().find(|addr| !is_loopback(addr)) {
+            return Err(ServerError::AllowListNeedsToken { address: *address });
+        }
+    }
+    tcp_owner::available().map_err(|source| ServerError::PeerLookupUnavailable { source })
 }
 
 /// Binds every configured address with the configured backlog.
@@ -535,8 +549,11 @@ async fn handshake_and_serve(
         }
     };
     let local = tcp.local_addr().unwrap_or(peer);
+    // The token and allow-list in force now serve this connection to its end, whatever a
+    // reload makes them later.
+    let rules = ctx.access.current();
     // The allow-list comes before TLS and the upgrade: a refused peer reaches no handler.
-    let credentials = match setup.check_peer(peer, local).await {
+    let credentials = match WsSetup::check_peer(&rules, peer, local).await {
         Ok(credentials) => credentials,
         Err(reason) => {
             let _ = tokio::time::timeout_at(deadline, refuse_peer(&ctx, setup, tcp, peer, &reason))
@@ -550,6 +567,7 @@ async fn handshake_and_serve(
         local,
         peer,
         credentials,
+        rules,
     };
     match &setup.tls {
         None => upgrade_and_serve(ctx, setup, id, tcp, false, handshake).await,
@@ -571,6 +589,8 @@ struct Pending {
     local: SocketAddr,
     peer: SocketAddr,
     credentials: Option<PeerCredentials>,
+    /// The token and allow-list this connection is admitted under.
+    rules: Arc<Reloadable>,
 }
 
 /// An HTTP response with a JSON body that closes the connection.
@@ -645,6 +665,7 @@ async fn upgrade_and_serve<S>(
         local,
         peer,
         credentials,
+        rules,
     } = pending;
     let mut path = String::new();
     let mut slot = None;
@@ -652,7 +673,7 @@ async fn upgrade_and_serve<S>(
     #[allow(clippy::result_large_err)]
     let callback = |upgrade: &Upgrade, response: Response| {
         path = upgrade.uri().path().to_owned();
-        if let Some((status, reason)) = setup.check(upgrade, tls) {
+        if let Some((status, reason)) = setup.check(&rules, upgrade, tls) {
             tracing::info!(peer = %peer, status = status.as_u16(), reason, "WebSocket upgrade refused");
             return Err(refusal(status, reason));
         }
