@@ -116,6 +116,17 @@ pub(crate) struct Args {
     /// unknown, so it never admits one)
     #[arg(long = "allow-gid", value_name = "GID")]
     pub(crate) allow_gids: Vec<u32>,
+    /// Forward requests whose uri matches PATTERN to the pixl-ipc server at ADDRESS (unix:PATH,
+    /// ws://HOST:PORT/, wss://HOST:PORT/), relaying its replies; repeatable, tried in order
+    /// after the built-ins. PATTERN starting with ^ is a regex searched in the uri (^/myapi/:
+    /// every uri under /myapi/), else it must match the whole uri (/myapi/hello). An upstream
+    /// that is down is answered upstream_unavailable at once while the server reconnects
+    #[arg(long = "forward", value_name = "PATTERN=ADDRESS")]
+    pub(crate) forwards: Vec<String>,
+    /// How long a forwarded request waits for its upstream's reply before upstream_timeout
+    /// [default: 10000]
+    #[arg(long, value_name = "MS")]
+    pub(crate) forward_timeout_ms: Option<u64>,
 }
 
 /// The keys a config file may set, named as the original's `IPCServer` section names them.
@@ -134,6 +145,16 @@ struct FileConfig {
     max_held_bytes_total: Option<usize>,
     log_stats_interval: Option<Value>,
     slow_threshold_ms: Option<u64>,
+    forward: Option<Vec<FileForward>>,
+    forward_timeout_ms: Option<u64>,
+}
+
+/// One entry of the config file's `"forward"` list.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileForward {
+    pattern: String,
+    address: String,
 }
 
 const FILE_KEYS: &[&str] = &[
@@ -150,6 +171,8 @@ const FILE_KEYS: &[&str] = &[
     "max_held_bytes_total",
     "log_stats_interval",
     "slow_threshold_ms",
+    "forward",
+    "forward_timeout_ms",
 ];
 
 /// Builds the server settings from the flags and the config file they name.
@@ -232,6 +255,37 @@ pub(crate) fn resolve(args: &Args) -> anyhow::Result<ServerConfig> {
     config = config.with_allowed_peers(args.allow_uids.clone(), args.allow_gids.clone());
     config.worker_threads = Some(args.threads.unwrap_or_else(default_worker_threads));
     Ok(config.with_websocket(websocket(args)?))
+}
+
+/// The forwards to set up: the `--forward` flags, or when there is none the config file's
+/// `"forward"` list (flags win over the file, as for every setting).
+pub(crate) fn forwards(args: &Args) -> anyhow::Result<Vec<pixl_ipc_server::ForwardSpec>> {
+    let file = match &args.config {
+        Some(path) => read_file_config(path)?,
+        None => FileConfig::default(),
+    };
+    let timeout = match args.forward_timeout_ms.or(file.forward_timeout_ms) {
+        Some(0) => bail!("--forward-timeout-ms must be more than 0"),
+        Some(ms) => Duration::from_millis(ms),
+        None => pixl_ipc_server::DEFAULT_FORWARD_TIMEOUT,
+    };
+    let specs = if args.forwards.is_empty() {
+        file.forward
+            .unwrap_or_default()
+            .into_iter()
+            .map(|entry| pixl_ipc_server::ForwardSpec::new(entry.pattern, entry.address))
+            .collect()
+    } else {
+        let mut specs = Vec::with_capacity(args.forwards.len());
+        for text in &args.forwards {
+            specs.push(text.parse::<pixl_ipc_server::ForwardSpec>()?);
+        }
+        specs
+    };
+    Ok(specs
+        .into_iter()
+        .map(|spec| spec.with_timeout(timeout))
+        .collect())
 }
 
 /// Half the cores, at least one. The callers of a local server run on the same machine: with

@@ -31,6 +31,8 @@ mod connection;
 mod context;
 mod error;
 mod fd_limit;
+#[cfg(feature = "forward")]
+mod forward;
 mod handler;
 mod outbound;
 mod registry;
@@ -51,6 +53,8 @@ pub use config::{
 };
 pub use error::ServerError;
 pub use fd_limit::raise_descriptor_limit;
+#[cfg(feature = "forward")]
+pub use forward::{ForwardError, ForwardSpec, DEFAULT_FORWARD_TIMEOUT};
 pub use handler::{
     BoxedHandler, ConnectionInfo, Handler, HandlerError, HandlerFuture, HandlerResult,
     PeerCredentials, RequestContext, Transport,
@@ -59,7 +63,7 @@ pub use pixl_ipc_protocol::{Push, Request};
 pub use registry::{BroadcastReport, PushError};
 pub use router::{Matched, RouteError, RouteInfo, Router, UriPattern};
 pub use server::{RunningServer, Server, ServerHandle, ShutdownReport};
-pub use stats::{IntervalStats, LatencySummary, StatsSnapshot, TotalStats};
+pub use stats::{ForwardStats, IntervalStats, LatencySummary, StatsSnapshot, TotalStats};
 pub use validate::{MAX_TIMEOUT, MAX_WORKER_THREADS, MIN_STATS_INTERVAL, MIN_TIMER};
 /// The crates the API speaks in, so a user's Cargo.toml need not guess matching versions:
 /// patterns are [`regex::Regex`]es, data is [`serde_json::Value`].

@@ -104,6 +104,7 @@ fn print_banner(banner: &str) {
 
 async fn run(args: cli::Args) -> anyhow::Result<()> {
     let config = cli::resolve(&args)?;
+    let forwards = cli::forwards(&args)?;
     // Install the handlers before the socket exists, so a signal sent as soon as the server is
     // reachable drains it rather than killing it.
     let mut signals = Signals::install()?;
@@ -116,7 +117,13 @@ async fn run(args: cli::Args) -> anyhow::Result<()> {
         Ok(limit) => tracing::debug!(limit, "descriptor limit"),
         Err(err) => tracing::warn!(error = %err, "cannot raise the descriptor limit"),
     }
-    let running = Server::new(config).start().await?;
+    let server = Server::new(config);
+    for spec in &forwards {
+        server
+            .add_forward(spec)
+            .with_context(|| format!("cannot forward {}={}", spec.pattern, spec.address))?;
+    }
+    let running = server.start().await?;
     let handle = running.handle();
     let hint = if mode == DEFAULT_SOCKET_MODE {
         ": owner only; --chmod 777 opens it to every local user, as pixl-ipc did"
