@@ -407,3 +407,67 @@ pub(crate) fn register(
     stats.add_forward(counters);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<ForwardSpec, ForwardError> {
+        text.parse()
+    }
+
+    #[test]
+    fn the_split_is_at_the_first_equals_sign_before_an_address() {
+        let spec = parse("^/a=b/=ws://127.0.0.1:7070/rpc?token=x=y").unwrap();
+        assert_eq!(spec.pattern, "^/a=b/");
+        assert_eq!(spec.address, "ws://127.0.0.1:7070/rpc?token=x=y");
+        let spec = parse("/exact=unix:/run/app.sock").unwrap();
+        assert_eq!(spec.pattern, "/exact");
+        assert_eq!(
+            spec.client_address().unwrap(),
+            Address::Unix("/run/app.sock".into())
+        );
+        assert_eq!(
+            parse("^/x=unix:///run/app.sock")
+                .unwrap()
+                .client_address()
+                .unwrap(),
+            Address::Unix("/run/app.sock".into())
+        );
+        for bad in [
+            "",
+            "^/x",
+            "=unix:/a.sock",
+            "^/x=/run/app.sock",
+            "^/x=http://h/",
+        ] {
+            assert!(
+                matches!(parse(bad), Err(ForwardError::Syntax(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_leading_caret_makes_a_searched_regex_else_the_whole_uri_must_match() {
+        let router = crate::router::Router::new();
+        for (pattern, name) in [("^/pre/", "prefix"), ("/exact/.*", "whole")] {
+            let spec = ForwardSpec::new(pattern, "unix:/x.sock");
+            router
+                .add_uri_handler(
+                    spec.uri_pattern().unwrap(),
+                    name,
+                    |_: Request, _: RequestContext| async { HandlerResult::Ok(Value::Null) },
+                )
+                .unwrap();
+        }
+        assert_eq!(&*router.route("/pre/anything").name, "prefix");
+        assert_eq!(&*router.route("/exact/a/b").name, "whole");
+        assert_eq!(&*router.route("/x/exact/a").name, "DefaultHandler");
+        assert_eq!(&*router.route("/x/pre/").name, "DefaultHandler");
+        assert!(matches!(
+            ForwardSpec::new("^(", "unix:/x.sock").uri_pattern(),
+            Err(ForwardError::Pattern(_))
+        ));
+    }
+}
