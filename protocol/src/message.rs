@@ -347,6 +347,13 @@ pub enum ErrorCode {
     /// Top level, then the connection is closed. A line stayed incomplete (no newline) for longer
     /// than the server's partial-message timeout.
     PartialMessageTimeout,
+    /// In `data`. A forwarded request (`--forward`) found no connection to its upstream server
+    /// (not started, down, reconnecting), or the connection was lost while the request was in
+    /// flight; the message says why. The request is not re-sent.
+    UpstreamUnavailable,
+    /// In `data`. A forwarded request got no reply from its upstream server within the
+    /// forward's timeout (`--forward-timeout-ms`).
+    UpstreamTimeout,
 }
 
 impl ErrorCode {
@@ -364,6 +371,8 @@ impl ErrorCode {
             ErrorCode::HandlerTimeout => "handler_timeout",
             ErrorCode::PeerNotAllowed => "peer_not_allowed",
             ErrorCode::PartialMessageTimeout => "partial_message_timeout",
+            ErrorCode::UpstreamUnavailable => "upstream_unavailable",
+            ErrorCode::UpstreamTimeout => "upstream_timeout",
         }
     }
 }

@@ -155,6 +155,17 @@ pub(crate) struct Args {
     /// RUST_LOG, else the config file's log_level, else info]
     #[arg(long, value_name = "LEVEL", value_parser = parse_log_level)]
     pub(crate) log_level: Option<String>,
+    /// Forward requests whose uri matches PATTERN to the pixl-ipc server at ADDRESS (unix:PATH,
+    /// ws://HOST:PORT/, wss://HOST:PORT/), relaying its replies; repeatable, tried in order
+    /// after the built-ins. PATTERN starting with ^ is a regex searched in the uri (^/myapi/:
+    /// every uri under /myapi/), else it must match the whole uri (/myapi/hello). An upstream
+    /// that is down is answered upstream_unavailable at once while the server reconnects
+    #[arg(long = "forward", value_name = "PATTERN=ADDRESS")]
+    pub(crate) forwards: Vec<String>,
+    /// How long a forwarded request waits for its upstream's reply before upstream_timeout
+    /// [default: 10000]
+    #[arg(long, value_name = "MS")]
+    pub(crate) forward_timeout_ms: Option<u64>,
 }
 
 /// Accepts what `EnvFilter` accepts, so a typo fails at the flag, not silently later.
@@ -183,6 +194,16 @@ struct FileConfig {
     allowed_uids: Option<Vec<u32>>,
     allowed_gids: Option<Vec<u32>>,
     log_level: Option<String>,
+    forward: Option<Vec<FileForward>>,
+    forward_timeout_ms: Option<u64>,
+}
+
+/// One entry of the config file's `"forward"` list.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileForward {
+    pattern: String,
+    address: String,
 }
 
 const FILE_KEYS: &[&str] = &[
@@ -202,6 +223,8 @@ const FILE_KEYS: &[&str] = &[
     "allowed_uids",
     "allowed_gids",
     "log_level",
+    "forward",
+    "forward_timeout_ms",
 ];
 
 /// Builds the server settings from the flags and the config file they name.
@@ -301,6 +324,37 @@ pub(crate) fn resolve(args: &Args) -> anyhow::Result<ServerConfig> {
     config = config.with_allowed_peers(uids, gids);
     config.worker_threads = Some(args.threads.unwrap_or_else(default_worker_threads));
     Ok(config.with_websocket(websocket(args)?))
+}
+
+/// The forwards to set up: the `--forward` flags, or when there is none the config file's
+/// `"forward"` list (flags win over the file, as for every setting).
+pub(crate) fn forwards(args: &Args) -> anyhow::Result<Vec<pixl_ipc_server::ForwardSpec>> {
+    let file = match &args.config {
+        Some(path) => read_file_config(path, false)?,
+        None => FileConfig::default(),
+    };
+    let timeout = match args.forward_timeout_ms.or(file.forward_timeout_ms) {
+        Some(0) => bail!("--forward-timeout-ms must be more than 0"),
+        Some(ms) => Duration::from_millis(ms),
+        None => pixl_ipc_server::DEFAULT_FORWARD_TIMEOUT,
+    };
+    let specs = if args.forwards.is_empty() {
+        file.forward
+            .unwrap_or_default()
+            .into_iter()
+            .map(|entry| pixl_ipc_server::ForwardSpec::new(entry.pattern, entry.address))
+            .collect()
+    } else {
+        let mut specs = Vec::with_capacity(args.forwards.len());
+        for text in &args.forwards {
+            specs.push(text.parse::<pixl_ipc_server::ForwardSpec>()?);
+        }
+        specs
+    };
+    Ok(specs
+        .into_iter()
+        .map(|spec| spec.with_timeout(timeout))
+        .collect())
 }
 
 /// Half the cores, at least one. The callers of a local server run on the same machine: with

@@ -37,6 +37,8 @@ mod connection;
 mod context;
 mod error;
 mod fd_limit;
+#[cfg(feature = "forward")]
+mod forward;
 mod handler;
 mod notify;
 mod outbound;
@@ -60,6 +62,8 @@ pub use config::{
 };
 pub use error::ServerError;
 pub use fd_limit::raise_descriptor_limit;
+#[cfg(feature = "forward")]
+pub use forward::{ForwardError, ForwardSpec, DEFAULT_FORWARD_TIMEOUT};
 pub use handler::{
     BoxedHandler, ConnectionInfo, Handler, HandlerError, HandlerFuture, HandlerResult,
     PeerCredentials, RequestContext, Transport,
@@ -69,7 +73,7 @@ pub use pixl_ipc_protocol::{Push, Request};
 pub use registry::{BroadcastReport, PushError};
 pub use router::{Matched, RouteError, RouteInfo, Router, UriPattern};
 pub use server::{RunningServer, Server, ServerHandle, ShutdownReport};
-pub use stats::{IntervalStats, LatencySummary, StatsSnapshot, TotalStats};
+pub use stats::{ForwardStats, IntervalStats, LatencySummary, StatsSnapshot, TotalStats};
 pub use validate::{
     MAX_ABSTRACT_NAME_BYTES, MAX_TIMEOUT, MAX_WORKER_THREADS, MIN_STATS_INTERVAL, MIN_TIMER,
 };

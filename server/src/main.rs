@@ -220,6 +220,7 @@ async fn run(args: cli::Args, manager: FromManager, logging: &mut Logging) -> an
     {
         tracing::warn!("--chmod and --group do not apply to a socket passed in by the service manager: set SocketMode= and SocketGroup= in the .socket unit");
     }
+    let forwards = cli::forwards(&args)?;
     // Install the handlers before the socket exists, so a signal sent as soon as the server is
     // reachable drains it rather than killing it.
     let mut signals = Signals::install()?;
@@ -234,6 +235,11 @@ async fn run(args: cli::Args, manager: FromManager, logging: &mut Logging) -> an
         Err(err) => tracing::warn!(error = %err, "cannot raise the descriptor limit"),
     }
     let mut server = Server::new(config).with_listeners(listeners);
+    for spec in &forwards {
+        server
+            .add_forward(spec)
+            .with_context(|| format!("cannot forward {}={}", spec.pattern, spec.address))?;
+    }
     if let Some(notifier) = notifier {
         server = server.with_notifier(notifier);
     }

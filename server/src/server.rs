@@ -111,6 +111,26 @@ impl Server {
         Ok(self)
     }
 
+    /// Forwards requests whose uri matches `spec.pattern` to the pixl-ipc server at
+    /// `spec.address`, after all routes registered so far (see [`ForwardSpec`](crate::ForwardSpec)
+    /// for the pattern and address syntax, and the module docs of what a caller gets). Starts
+    /// connecting at once, in the background: an upstream that is not running yet is no error;
+    /// calls get `upstream_unavailable` until it is. Feature `forward`.
+    ///
+    /// # Errors
+    /// [`ForwardError`](crate::ForwardError) for a bad pattern or address, a zero timeout, or
+    /// a call outside a Tokio runtime; nothing is registered then.
+    #[cfg(feature = "forward")]
+    pub fn add_forward(&self, spec: &crate::ForwardSpec) -> Result<&Self, crate::ForwardError> {
+        crate::forward::register(
+            &self.router,
+            &self.stats,
+            spec,
+            self.config.max_message_bytes,
+        )?;
+        Ok(self)
+    }
+
     /// Replaces the answer for uris no route matches (default: `no_handler_found`).
     pub fn set_default_handler(&self, handler: impl Handler) -> &Self {
         self.router.set_default_handler(handler);

@@ -1,6 +1,7 @@
 //! The original's interval counters, plus totals and latency percentiles.
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -94,6 +95,53 @@ pub struct StatsSnapshot {
     pub current: IntervalStats,
     /// Since start.
     pub total: TotalStats,
+    /// One entry per `--forward` rule, in the order they are matched (absent when there is
+    /// none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub forwards: Vec<ForwardStats>,
+}
+
+/// The counters of one forward (`--forward PATTERN=ADDRESS`), since the server started.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ForwardStats {
+    /// The uri pattern, as the routes list it.
+    pub pattern: String,
+    /// The upstream server's address.
+    pub address: String,
+    /// Requests this forward took.
+    pub forwarded: u64,
+    /// Of those, answered `upstream_unavailable` (no connection, or it was lost mid-call).
+    pub upstream_unavailable: u64,
+    /// Of those, answered `upstream_timeout`.
+    pub upstream_timeout: u64,
+    /// Of those, failed for another reason (a reply too large or not valid).
+    pub upstream_failed: u64,
+}
+
+/// The live counters of one forward; lock-free, since every forwarded call updates them.
+#[derive(Debug, Default)]
+#[cfg_attr(not(feature = "forward"), allow(dead_code))]
+pub(crate) struct ForwardCounters {
+    pub(crate) pattern: String,
+    pub(crate) address: String,
+    pub(crate) forwarded: AtomicU64,
+    pub(crate) unavailable: AtomicU64,
+    pub(crate) timeout: AtomicU64,
+    pub(crate) failed: AtomicU64,
+}
+
+impl ForwardCounters {
+    fn snapshot(&self) -> ForwardStats {
+        ForwardStats {
+            pattern: self.pattern.clone(),
+            address: self.address.clone(),
+            forwarded: self.forwarded.load(Ordering::Relaxed),
+            upstream_unavailable: self.unavailable.load(Ordering::Relaxed),
+            upstream_timeout: self.timeout.load(Ordering::Relaxed),
+            upstream_failed: self.failed.load(Ordering::Relaxed),
+        }
+    }
 }
 
 struct Interval {
@@ -131,6 +179,8 @@ pub(crate) struct Stats {
     inner: Mutex<Inner>,
     started: Instant,
     slow_threshold: Duration,
+    /// The forwards' counters, in the order the forwards were added.
+    forwards: Mutex<Vec<Arc<ForwardCounters>>>,
 }
 
 impl Stats {
@@ -144,6 +194,7 @@ impl Stats {
             }),
             started: Instant::now(),
             slow_threshold,
+            forwards: Mutex::new(Vec::new()),
         }
     }
 
@@ -232,8 +283,24 @@ impl Stats {
         })
     }
 
+    /// Adds a forward's counters to what [`snapshot`](Self::snapshot) reports.
+    #[cfg_attr(not(feature = "forward"), allow(dead_code))]
+    pub(crate) fn add_forward(&self, counters: Arc<ForwardCounters>) {
+        self.forwards
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(counters);
+    }
+
     pub(crate) fn snapshot(&self, handlers: usize) -> StatsSnapshot {
         let uptime_ms = millis(self.started.elapsed());
+        let forwards = self
+            .forwards
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|counters| counters.snapshot())
+            .collect();
         self.with(|s| StatsSnapshot {
             connections: s.connections,
             handlers: handlers as u64,
@@ -243,6 +310,7 @@ impl Stats {
                 uptime_ms,
                 ..s.total.clone()
             },
+            forwards,
         })
     }
 }
