@@ -131,9 +131,30 @@ impl fmt::Display for Address {
         match self {
             Address::Unix(path) => write!(f, "{}", path.display()),
             Address::Abstract(name) => write!(f, "@{name}"),
-            Address::WebSocket { url, .. } => f.write_str(url),
+            Address::WebSocket { url, .. } => f.write_str(&shown_url(url)),
         }
     }
+}
+
+/// A URL as errors and logs show it: without its query (which may carry `?token=`) and without
+/// any `user:password@`, so a secret in the URL never reaches a log line or an error message.
+pub(crate) fn shown_url(url: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, _)) => (base, "?..."),
+        None => (url, ""),
+    };
+    let shown = match base.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            let (authority, path) = rest.split_at(authority_end);
+            let host = authority
+                .rsplit_once('@')
+                .map_or(authority, |(_, host)| host);
+            format!("{scheme}://{host}{path}")
+        }
+        None => base.to_owned(),
+    };
+    shown + query
 }
 
 /// Anything [`ClientBuilder::connect`](crate::ClientBuilder::connect) accepts as an address:
@@ -235,5 +256,14 @@ mod tests {
         assert!(Address::parse("ws://127.0.0.1:7070/").is_ok());
         let err = Address::parse("wss://127.0.0.1:7070/").unwrap_err();
         assert!(err.to_string().contains("`tls` feature"), "{err}");
+    }
+
+    #[test]
+    fn a_url_is_shown_without_its_query_or_credentials() {
+        assert_eq!(
+            shown_url("wss://user:pw@example.com:7443/rpc?token=s3cret"),
+            "wss://example.com:7443/rpc?..."
+        );
+        assert_eq!(shown_url("ws://127.0.0.1:7070/"), "ws://127.0.0.1:7070/");
     }
 }

@@ -109,6 +109,10 @@ impl Listeners {
         }
         let Some(count) = count else { return Ok(None) };
         let count: u32 = parse_var("LISTEN_FDS", &count)?;
+        // sd_listen_fds: zero descriptors is "nothing passed", not an error.
+        if count == 0 {
+            return Ok(None);
+        }
         let last = RawFd::try_from(count)
             .ok()
             .and_then(|count| FIRST_PASSED_FD.checked_add(count));

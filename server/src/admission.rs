@@ -43,12 +43,14 @@ pub(crate) enum Refusal {
     UidFull { uid: u32, limit: usize },
     /// The peer's uid and gid are not on the allow-list.
     PeerNotAllowed { uid: u32, gid: u32 },
+    /// An allow-list is set and the peer's credentials cannot be read: it cannot be let in.
+    PeerUnknown,
 }
 
 impl Refusal {
     fn code(&self) -> ErrorCode {
         match self {
-            Refusal::PeerNotAllowed { .. } => ErrorCode::PeerNotAllowed,
+            Refusal::PeerNotAllowed { .. } | Refusal::PeerUnknown => ErrorCode::PeerNotAllowed,
             _ => ErrorCode::TooManyConnections,
         }
     }
@@ -63,6 +65,10 @@ impl Refusal {
             }
             Refusal::PeerNotAllowed { uid, gid } => {
                 format!("uid {uid} / gid {gid} may not use this server")
+            }
+            Refusal::PeerUnknown => {
+                "the peer's uid and gid cannot be read, and this server admits only listed ones"
+                    .to_owned()
             }
         }
     }
@@ -83,6 +89,10 @@ impl Refusal {
                     gid,
                     "connection refused: peer not on the uid/gid allow-list"
                 );
+                stats.peer_rejected();
+            }
+            Refusal::PeerUnknown => {
+                tracing::warn!("connection refused: the peer's credentials cannot be read and a uid/gid allow-list is set");
                 stats.peer_rejected();
             }
             _ => {

@@ -366,16 +366,24 @@ fn default_worker_threads() -> usize {
 }
 
 /// The uid/gid allow-list: the flags when either is given (fixed for the process's life), else
-/// the config file's `allowed_uids` and `allowed_gids`.
+/// the config file's `allowed_uids` and `allowed_gids`. An abstract socket with neither admits
+/// only our own uid: it has no file mode, so without a list anyone in the network namespace
+/// could connect, where a socket file is owner-only by default.
 fn allow_list(args: &Args, file: &FileConfig) -> (Vec<u32>, Vec<u32>) {
-    if !args.allow_uids.is_empty() || !args.allow_gids.is_empty() {
+    let (uids, gids) = if !args.allow_uids.is_empty() || !args.allow_gids.is_empty() {
         (args.allow_uids.clone(), args.allow_gids.clone())
     } else {
         (
             file.allowed_uids.clone().unwrap_or_default(),
             file.allowed_gids.clone().unwrap_or_default(),
         )
+    };
+    let socket = args.socket.as_ref().or(file.socket_path.as_ref());
+    let is_abstract = socket.is_some_and(|path| path.to_string_lossy().starts_with('@'));
+    if is_abstract && uids.is_empty() && gids.is_empty() {
+        return (vec![nix::unistd::geteuid().as_raw()], gids);
     }
+    (uids, gids)
 }
 
 /// Where the log level in force comes from.
@@ -515,6 +523,14 @@ fn websocket(args: &Args) -> anyhow::Result<WebSocketConfig> {
             file.unwrap_or(Path::new("")).display()
         )
     })?;
+    // An empty file given on purpose would silently open the listeners to everyone (a reload
+    // refuses it for the same reason).
+    if let (Some(path), None) = (file, &token) {
+        bail!(
+            "the token file {} is empty: put the token in it, or drop --ws-token-file",
+            path.display()
+        );
+    }
     if let Some(token) = token {
         ws = ws.with_token(token);
     }

@@ -159,9 +159,10 @@ impl ServerConfig {
     /// An abstract socket has no file: nothing is created, probed, locked or removed, and the
     /// kernel refuses a second server on the same name (`bind` fails with "address in use",
     /// [`ServerError::AbstractNameInUse`](crate::ServerError::AbstractNameInUse)). Without a
-    /// file there are no permissions either: every process on the host in the same network
-    /// namespace can connect, unless [`with_allowed_peers`](Self::with_allowed_peers) names who
-    /// may (the kernel-verified peer credentials work as on a socket file). A socket mode or
+    /// file there are no permissions either, so the allow-list starts as our own uid only (as a
+    /// socket file is owner-only by default); [`with_allowed_peers`](Self::with_allowed_peers)
+    /// names who else may (kernel-verified peer credentials, as on a socket file), and empty
+    /// lists open it to every process on the host in the same network namespace. A socket mode or
     /// group is refused by [`validate`](Self::validate), as is any use on other systems.
     /// (`ServerConfig::new("@name")` is still the file path `@name`; the binary's
     /// `--socket @name` is what calls this.)
@@ -177,6 +178,9 @@ impl ServerConfig {
         let name = name.into();
         let mut config = ServerConfig::new(format!("@{name}"));
         config.abstract_name = Some(name);
+        // No file mode to keep others out: admit only our own uid until told otherwise, as a
+        // socket file is owner-only by default.
+        config.allowed_uids = vec![nix::unistd::geteuid().as_raw()];
         config
     }
 

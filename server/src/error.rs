@@ -83,7 +83,7 @@ pub enum ServerError {
         reserved: u64,
     },
     /// A socket handed in (socket activation) could not be set up for serving.
-    #[error("cannot serve {what} passed in by the service manager: {source}")]
+    #[error("cannot serve {what} passed in by the service manager")]
     PassedSocket {
         /// Which kind of listener, e.g. "a WebSocket (TCP) listener".
         what: &'static str,

@@ -59,7 +59,7 @@ pub enum ForwardError {
     /// The address is not one the client can use.
     #[error("invalid forward address {address:?}: {reason}")]
     Address {
-        /// The address as given.
+        /// The address as given, without a URL's query (it may carry a token).
         address: String,
         /// Why it cannot be used.
         reason: String,
@@ -68,6 +68,13 @@ pub enum ForwardError {
     /// so the forward could not start connecting.
     #[error("a forward must be added inside a Tokio runtime (it starts connecting at once)")]
     NoRuntime,
+    /// The upstream is this server's own socket: every forwarded request would come back to
+    /// the forward and multiply until the connection's limits stop it.
+    #[error("the forward's upstream {address} is this server's own socket")]
+    ToItself {
+        /// The address as given.
+        address: String,
+    },
     /// The timeout is zero.
     #[error("the forward timeout must be more than 0 ms")]
     ZeroTimeout,
@@ -128,10 +135,43 @@ impl ForwardSpec {
         }
     }
 
+    /// The address as stats, route names, error replies and logs show it: a URL without its
+    /// query or credentials, which may carry the upstream's token (callers of this server must
+    /// never learn it).
+    pub fn shown_address(&self) -> String {
+        let is_url = self.address.starts_with("ws://") || self.address.starts_with("wss://");
+        if !is_url {
+            return self.address.clone();
+        }
+        match self.client_address() {
+            Ok(address) => address.to_string(),
+            Err(_) => {
+                let base = self.address.split('?').next().unwrap_or_default();
+                let base = match base.split_once("://") {
+                    Some((scheme, rest)) => {
+                        let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+                        format!("{scheme}://{host}")
+                    }
+                    None => base.to_owned(),
+                };
+                if self.address.contains('?') {
+                    format!("{base}?...")
+                } else {
+                    base
+                }
+            }
+        }
+    }
+
     /// The address as the client takes it.
     pub(crate) fn client_address(&self) -> Result<Address, ForwardError> {
         let invalid = |reason: String| ForwardError::Address {
-            address: self.address.clone(),
+            address: self
+                .address
+                .split('?')
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
             reason,
         };
         let text = &self.address;
@@ -396,11 +436,11 @@ pub(crate) fn register(
     let pattern = spec.uri_pattern()?;
     let counters = Arc::new(ForwardCounters {
         pattern: spec.pattern.clone(),
-        address: spec.address.clone(),
+        address: spec.shown_address(),
         ..ForwardCounters::default()
     });
     let forwarder = Forwarder::start(spec, max_message_bytes, counters.clone())?;
-    let name = format!("forward to {}", spec.address);
+    let name = format!("forward to {}", spec.shown_address());
     router.add_uri_handler(pattern, name, move |request: Request, _: RequestContext| {
         forwarder.clone().forward(request)
     })?;
@@ -421,6 +461,8 @@ mod tests {
         let spec = parse("^/a=b/=ws://127.0.0.1:7070/rpc?token=x=y").unwrap();
         assert_eq!(spec.pattern, "^/a=b/");
         assert_eq!(spec.address, "ws://127.0.0.1:7070/rpc?token=x=y");
+        // The token never shows: stats, route names, errors and logs use this form.
+        assert_eq!(spec.shown_address(), "ws://127.0.0.1:7070/rpc?...");
         let spec = parse("/exact=unix:/run/app.sock").unwrap();
         assert_eq!(spec.pattern, "/exact");
         assert_eq!(

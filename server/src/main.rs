@@ -191,6 +191,9 @@ fn print_banner(banner: &str) {
 /// The socket's mode for the banner: the one we set, or for a socket passed in, what it has.
 fn describe_mode(handle: &ServerHandle, configured: u32) -> String {
     use std::os::unix::fs::PermissionsExt;
+    if handle.socket_path().to_string_lossy().starts_with('@') {
+        return "abstract, passed in by the service manager".to_owned();
+    }
     if !handle.socket_inherited() {
         return format!("mode {configured:04o}");
     }
@@ -226,7 +229,6 @@ async fn run(args: cli::Args, manager: FromManager, logging: &mut Logging) -> an
     let mut signals = Signals::install()?;
 
     let mode = config.socket_mode;
-    let is_abstract = config.abstract_name.is_some();
     let (uids, gids) = (config.allowed_uids.clone(), config.allowed_gids.clone());
     // A daemon serving many connections wants its whole descriptor allowance; the server then
     // keeps max_connections within it.
@@ -238,13 +240,15 @@ async fn run(args: cli::Args, manager: FromManager, logging: &mut Logging) -> an
     for spec in &forwards {
         server
             .add_forward(spec)
-            .with_context(|| format!("cannot forward {}={}", spec.pattern, spec.address))?;
+            .with_context(|| format!("cannot forward {}", spec.pattern))?;
     }
     if let Some(notifier) = notifier {
         server = server.with_notifier(notifier);
     }
     let running = server.start().await?;
     let handle = running.handle();
+    // Abstract whether we bound the name or systemd passed it in (`ListenStream=@name`).
+    let is_abstract = handle.socket_path().to_string_lossy().starts_with('@');
     let hint = if is_abstract || handle.socket_inherited() {
         ""
     } else if mode == DEFAULT_SOCKET_MODE {
@@ -271,7 +275,7 @@ async fn run(args: cli::Args, manager: FromManager, logging: &mut Logging) -> an
     // An abstract socket has no file, hence no mode: the allow-list is its only access control.
     let access = match (is_abstract, allowed.is_empty()) {
         (true, true) => "abstract socket, no file: anyone on this host (in this network namespace) can connect; limit it with --allow-uid/--allow-gid".to_owned(),
-        (true, false) => format!("abstract socket, no file{allowed}"),
+        (true, false) => format!("abstract socket, no file{allowed}; --allow-uid/--allow-gid set who may connect"),
         (false, _) => format!("{}{hint}{allowed}", describe_mode(&handle, mode)),
     };
     print_banner(&format!(

@@ -47,8 +47,10 @@ impl Notifier {
     ///
     /// # Errors
     /// [`ActivationError::Environment`] when `NOTIFY_SOCKET` is neither an absolute path nor an
-    /// `@` abstract name (systemd's `vsock:` addresses are not supported), or a watchdog
-    /// variable is not a number; [`ActivationError::Notify`] when no datagram socket can be made.
+    /// `@` abstract name (systemd's `vsock:` addresses are not supported);
+    /// [`ActivationError::Notify`] when no datagram socket can be made. Watchdog variables that
+    /// do not parse turn the watchdog off (with a warning, if logging is set up already) and
+    /// keep the notifier.
     pub fn from_env() -> Result<Option<Notifier>, ActivationError> {
         let socket = take_var("NOTIFY_SOCKET");
         let usec = take_var("WATCHDOG_USEC");
@@ -56,15 +58,22 @@ impl Notifier {
         let Some(socket) = socket else {
             return Ok(None);
         };
+        // A watchdog setting that does not parse costs the watchdog only: without READY=1 a
+        // Type=notify unit would time out and restart in a loop.
         let watchdog = match (usec, pid) {
             (None, _) => None,
             (Some(usec), pid) => {
-                let usec: u64 = parse_var("WATCHDOG_USEC", &usec)?;
-                let ours = match pid {
-                    None => true,
-                    Some(pid) => parse_var::<u32>("WATCHDOG_PID", &pid)? == std::process::id(),
-                };
-                (ours && usec > 0).then(|| Duration::from_micros(usec))
+                let parsed = parse_var::<u64>("WATCHDOG_USEC", &usec).and_then(|usec| {
+                    let ours = match &pid {
+                        None => true,
+                        Some(pid) => parse_var::<u32>("WATCHDOG_PID", pid)? == std::process::id(),
+                    };
+                    Ok((ours && usec > 0).then(|| Duration::from_micros(usec)))
+                });
+                parsed.unwrap_or_else(|err| {
+                    tracing::warn!(error = %err, "no watchdog pings: the watchdog settings do not parse");
+                    None
+                })
             }
         };
         Notifier::new(&socket, watchdog).map(Some)

@@ -122,6 +122,15 @@ impl Server {
     /// a call outside a Tokio runtime; nothing is registered then.
     #[cfg(feature = "forward")]
     pub fn add_forward(&self, spec: &crate::ForwardSpec) -> Result<&Self, crate::ForwardError> {
+        let own = match &self.config.abstract_name {
+            Some(name) => pixl_ipc_client::Address::Abstract(name.clone()),
+            None => pixl_ipc_client::Address::Unix(self.config.socket_path.clone()),
+        };
+        if spec.client_address().is_ok_and(|upstream| upstream == own) {
+            return Err(crate::ForwardError::ToItself {
+                address: spec.shown_address(),
+            });
+        }
         crate::forward::register(
             &self.router,
             &self.stats,
@@ -179,7 +188,7 @@ impl Server {
         };
         websockets.announce(&Reloadable::from_config(config));
         let _ = self.listening.set(builtin::listener_entries(
-            &config.socket_path,
+            unix_listener.path(),
             websockets.urls(),
         ));
         let context = Arc::new(ConnectionContext::new(

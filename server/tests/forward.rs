@@ -293,7 +293,9 @@ fn the_config_file_sets_forwards_too() {
 fn bad_forwards_are_refused_at_start_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("front.sock");
+    let to_itself = format!("^/loop/=unix:{}", path.display());
     for (arg, expected) in [
+        (to_itself.as_str(), "is this server's own socket"),
         ("^/myapi/", "expected PATTERN=ADDRESS"),
         ("^/myapi/=http://x", "expected PATTERN=ADDRESS"),
         ("^/my(api/=unix:/tmp/x.sock", "invalid uri pattern"),

@@ -405,6 +405,10 @@ impl Listener for SocketListener {
             pid: cred.pid(),
         });
         let rules = ctx.access.current();
+        // With an allow-list, a peer must show who it is: unknown credentials are not a pass.
+        if peer.is_none() && rules.has_allow_list() {
+            return Err(Refusal::PeerUnknown);
+        }
         if let Some(peer) = peer.filter(|peer| !rules.allows_peer(peer.uid, peer.gid)) {
             return Err(Refusal::PeerNotAllowed {
                 uid: peer.uid,
