@@ -126,8 +126,19 @@ fn main() -> ExitCode {
 /// like every other line. `eprintln!` would panic if stderr is closed; there is nobody to tell
 /// then, and the exit status still says it failed.
 fn report_error(json: bool, message: std::fmt::Arguments<'_>) {
-    if json {
+    if json && tracing::enabled!(tracing::Level::ERROR) {
         tracing::error!("{message}");
+    } else if json {
+        // The log filter turns errors off (RUST_LOG=off, or only other targets): the one fatal
+        // message must still be said, in the same shape.
+        let timestamp = humantime::format_rfc3339_micros(std::time::SystemTime::now());
+        let line = serde_json::json!({
+            "timestamp": timestamp.to_string(),
+            "level": "ERROR",
+            "target": "pixl_ipc_server",
+            "message": message.to_string(),
+        });
+        let _ = writeln!(std::io::stderr(), "{line}");
     } else {
         let _ = writeln!(std::io::stderr(), "pixl-ipc-server: {message}");
     }

@@ -86,6 +86,26 @@ fn a_start_failure_in_json_is_a_json_line_too() {
 }
 
 #[test]
+fn a_start_failure_in_json_is_said_even_when_the_filter_turns_errors_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("live.sock");
+    let _first = ServerProcess::start(&path, &[]);
+    let failure = ServerProcess::try_start(&path, &["--log-format", "json", "--log-level", "off"])
+        .err()
+        .expect("the path is in use");
+    assert_eq!(failure.status.code(), Some(1));
+    let lines = json_lines(&failure.stderr);
+    assert!(
+        lines.iter().any(|line| line["level"] == "ERROR"
+            && line["message"]
+                .as_str()
+                .is_some_and(|message| message.contains("in use by a running server"))),
+        "{}",
+        failure.stderr
+    );
+}
+
+#[test]
 fn log_level_picks_the_level_over_rust_log() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("l.sock");
