@@ -336,6 +336,10 @@ pub enum ErrorCode {
     TooManyConnections,
     /// In `data`. The handler failed without choosing a code of its own.
     HandlerError,
+    /// In `data`. The request's `data` does not decode into the type a typed handler takes
+    /// (wrong type, missing field); the handler did not run. The message gives the field path
+    /// (`.` for `data` itself) and serde's reason, each cut to a bounded size.
+    InvalidData,
     /// In `data`. The handler panicked; the connection and the server carry on.
     HandlerPanic,
     /// In `data`. The handler did not finish within the server's handler timeout; it was
@@ -367,6 +371,7 @@ impl ErrorCode {
             ErrorCode::MessageTooLarge => "message_too_large",
             ErrorCode::TooManyConnections => "too_many_connections",
             ErrorCode::HandlerError => "handler_error",
+            ErrorCode::InvalidData => "invalid_data",
             ErrorCode::HandlerPanic => "handler_panic",
             ErrorCode::HandlerTimeout => "handler_timeout",
             ErrorCode::PeerNotAllowed => "peer_not_allowed",
