@@ -22,7 +22,7 @@ use serde_json::json;
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::context::ConnectionContext;
-use crate::handler::{ConnectionInfo, HandlerResult, RequestContext};
+use crate::handler::{ConnectionInfo, HandlerError, ReplyData, RequestContext};
 use crate::outbound::{Charge, Line, Outbound};
 use crate::router::Matched;
 use crate::stats::Stats;
@@ -428,6 +428,13 @@ fn dispatch(
         return close;
     }
     done.charge = Some(outbound.charge(cost));
+    let limit = context.handler_timeout;
+    if let Some(text_handler) = &route.text {
+        // A typed handler decodes its data from the text itself: no `Value` tree is built.
+        // (It is still charged for one above: a conservative bound for what `T` holds.)
+        run(text_handler(request, ctx.clone()), done, limit, handlers);
+        return close;
+    }
     let request = match request.into_request() {
         Ok(request) => request,
         Err(err) => {
@@ -436,16 +443,25 @@ fn dispatch(
             return close;
         }
     };
-    let mut future = (route.handler)(request, ctx.clone());
-    // Most handlers (lookups, counters) finish without waiting: poll once here and answer at
-    // once, and only give the ones that wait a task of their own. Polling with a no-op waker
-    // is safe: the spawned task polls again first thing, so no wake-up is missed.
+    run((route.handler)(request, ctx.clone()), done, limit, handlers);
+    close
+}
+
+/// Runs a handler's future to its reply. Most handlers (lookups, counters) finish without
+/// waiting: poll once here and answer at once, and only give the ones that wait a task of
+/// their own. Polling with a no-op waker is safe: the spawned task polls again first thing, so
+/// no wake-up is missed.
+fn run<T: Into<ReplyData> + 'static>(
+    mut future: Pin<Box<dyn Future<Output = Result<T, HandlerError>> + Send>>,
+    done: Completion,
+    limit: Option<Duration>,
+    handlers: &mut JoinSet<()>,
+) {
     let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
     match std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx))) {
-        Ok(Poll::Ready(result)) => done.complete(Ok(result)),
+        Ok(Poll::Ready(result)) => done.complete(Ok(result.map(Into::into))),
         Err(panic) => done.complete(Err(panic)),
         Ok(Poll::Pending) => {
-            let limit = context.handler_timeout;
             handlers.spawn(async move {
                 let guarded = AssertUnwindSafe(future).catch_unwind();
                 let outcome = match limit {
@@ -455,11 +471,10 @@ fn dispatch(
                         Err(_) => Ok(Err(done.timed_out(limit))),
                     },
                 };
-                done.complete(outcome);
+                done.complete(outcome.map(|result| result.map(Into::into)));
             });
         }
     }
-    close
 }
 
 /// Where a request's outcome goes once its handler is done.
@@ -478,9 +493,9 @@ struct Completion {
 
 impl Completion {
     /// The error a cancelled, too-slow handler answers with.
-    fn timed_out(&self, limit: Duration) -> crate::HandlerError {
+    fn timed_out(&self, limit: Duration) -> HandlerError {
         tracing::warn!(handler = %self.name, limit_ms = limit.as_millis() as u64, "handler timed out and was cancelled");
-        crate::HandlerError::new(
+        HandlerError::new(
             ErrorCode::HandlerTimeout.as_str(),
             format!(
                 "handler '{}' did not finish within {} ms",
@@ -509,9 +524,18 @@ impl Completion {
     }
 
     /// Turns the handler's outcome (or its panic) into the reply and queues it.
-    fn complete(self, outcome: std::thread::Result<HandlerResult>) {
+    fn complete(self, outcome: std::thread::Result<Result<ReplyData, HandlerError>>) {
         let data = match outcome {
-            Ok(Ok(data)) => data,
+            Ok(Ok(ReplyData::Tree(data))) => data,
+            Ok(Ok(ReplyData::Text(text))) => {
+                self.reply_with(|ipc_req_id| {
+                    encode_raw_response_line(&RawResponse {
+                        ipc_req_id,
+                        data: Some(&text),
+                    })
+                });
+                return;
+            }
             Ok(Err(err)) => {
                 tracing::debug!(handler = %self.name, code = %bounded(&err.code), message = %bounded(&err.message), "handler returned an error");
                 json!({"code": err.code, "message": err.message})

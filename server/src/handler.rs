@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use pixl_ipc_protocol::{ErrorCode, Request};
+use pixl_ipc_protocol::quote::bounded;
+use pixl_ipc_protocol::{ErrorCode, RawRequest, Request};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 /// How a connection reached the server.
@@ -151,4 +155,96 @@ where
 /// Erases a handler's type so the router can store handlers of different types together.
 pub(crate) fn boxed(handler: impl Handler) -> BoxedHandler {
     Arc::new(move |request, ctx| handler.call(request, ctx))
+}
+
+/// A reply's `data` as a handler produced it: a tree (untyped handlers) or JSON text already
+/// written (typed handlers, which serialize their reply straight to text).
+pub(crate) enum ReplyData {
+    /// An untyped handler's `Value`.
+    Tree(Value),
+    /// A typed handler's reply, serialized.
+    Text(Box<RawValue>),
+}
+
+impl From<Value> for ReplyData {
+    fn from(value: Value) -> Self {
+        ReplyData::Tree(value)
+    }
+}
+
+/// The boxed future a typed handler becomes: decode already done, reply serialized at the end.
+pub(crate) type TextFuture = Pin<Box<dyn Future<Output = Result<ReplyData, HandlerError>> + Send>>;
+
+/// A typed handler as the router stores it: it takes the request with `data` still as text.
+pub(crate) type BoxedTextHandler =
+    Arc<dyn Fn(RawRequest, RequestContext) -> TextFuture + Send + Sync>;
+
+/// A typed handler, erased two ways: `text` decodes `T` straight from the request's JSON text
+/// (what connections run), `tree` from an already parsed [`Request`] (what
+/// [`Matched::handler`](crate::Matched::handler) offers to callers of [`Router::route`](crate::Router::route)).
+pub(crate) fn typed<T, R, F, Fut>(handler: F) -> (BoxedHandler, BoxedTextHandler)
+where
+    T: DeserializeOwned + Send + 'static,
+    R: Serialize + 'static,
+    F: Fn(T, RequestContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<R, HandlerError>> + Send + 'static,
+{
+    let handler = Arc::new(handler);
+    let for_text = handler.clone();
+    let text: BoxedTextHandler = Arc::new(move |request: RawRequest, ctx| {
+        let data = request.data.as_deref().map_or("null", RawValue::get);
+        let mut deserializer = serde_json::Deserializer::from_str(data);
+        match serde_path_to_error::deserialize::<_, T>(&mut deserializer) {
+            Ok(data) => {
+                let reply = for_text(data, ctx);
+                Box::pin(async move { to_text(&reply.await?).map(ReplyData::Text) })
+            }
+            Err(err) => {
+                let error = invalid_data(err.path(), err.inner());
+                Box::pin(std::future::ready(Err(error)))
+            }
+        }
+    });
+    let tree: BoxedHandler = Arc::new(move |request: Request, ctx| {
+        match serde_path_to_error::deserialize::<_, T>(&request.data) {
+            Ok(data) => {
+                let reply = handler(data, ctx);
+                Box::pin(async move {
+                    let reply = reply.await?;
+                    serde_json::to_value(&reply).map_err(|err| unencodable(&err))
+                })
+            }
+            Err(err) => {
+                let error = invalid_data(err.path(), err.inner());
+                Box::pin(std::future::ready(Err(error)))
+            }
+        }
+    });
+    (tree, text)
+}
+
+/// A typed handler's reply as JSON text.
+fn to_text<R: Serialize>(reply: &R) -> Result<Box<RawValue>, HandlerError> {
+    serde_json::value::to_raw_value(reply).map_err(|err| unencodable(&err))
+}
+
+/// The error for a reply serde cannot write as JSON (a map with non-string keys, a failing
+/// `Serialize` impl): the handler's bug, reported as `handler_error`.
+fn unencodable(err: &serde_json::Error) -> HandlerError {
+    HandlerError::new(
+        ErrorCode::HandlerError.as_str(),
+        format!("the handler's reply could not be written as JSON: {err}"),
+    )
+}
+
+/// The `invalid_data` error for data that does not decode into a typed handler's type: the
+/// field path (peer text when it goes through map keys) and serde's message (which quotes the
+/// peer's values), each cut to [`QUOTE_LIMIT`](pixl_ipc_protocol::quote::QUOTE_LIMIT) bytes.
+fn invalid_data(path: &serde_path_to_error::Path, err: &serde_json::Error) -> HandlerError {
+    let path = path.to_string();
+    let err = err.to_string();
+    HandlerError::new(
+        ErrorCode::InvalidData.as_str(),
+        format!("invalid data at {}: {}", bounded(&path), bounded(&err)),
+    )
 }

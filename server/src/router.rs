@@ -7,7 +7,15 @@ use pixl_ipc_protocol::ErrorCode;
 use regex::Regex;
 use serde_json::json;
 
-use crate::handler::{boxed, BoxedHandler, Handler, HandlerResult, RequestContext};
+use std::future::Future;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::handler::{
+    boxed, typed, BoxedHandler, BoxedTextHandler, Handler, HandlerError, HandlerResult,
+    RequestContext,
+};
 use pixl_ipc_protocol::Request;
 
 /// How a handler's uri pattern is given.
@@ -83,6 +91,7 @@ struct Route {
     regex: Regex,
     name: Arc<str>,
     handler: BoxedHandler,
+    text: Option<BoxedTextHandler>,
     echoes_data: bool,
 }
 
@@ -91,8 +100,11 @@ struct Route {
 pub struct Matched {
     /// The route's name (`"DefaultHandler"` for the default handler).
     pub name: Arc<str>,
-    /// The handler to run.
+    /// The handler to run. For a typed handler this one decodes from the parsed
+    /// [`Request::data`]; connections run it from the data's text instead.
     pub handler: BoxedHandler,
+    /// A typed handler's entry that decodes straight from the request's JSON text.
+    pub(crate) text: Option<BoxedTextHandler>,
     /// The handler answers with the request's `data` unchanged (the built-in echo), so the
     /// connection may write the data back as received instead of running it.
     pub(crate) echoes_data: bool,
@@ -122,6 +134,7 @@ impl Router {
             default: RwLock::new(Matched {
                 name: Arc::from(DEFAULT_HANDLER_NAME),
                 handler: boxed(no_handler_found),
+                text: None,
                 echoes_data: false,
             }),
         }
@@ -138,7 +151,52 @@ impl Router {
         name: impl Into<String>,
         handler: impl Handler,
     ) -> Result<(), RouteError> {
-        self.add_route(pattern.into(), name.into(), boxed(handler), false)
+        self.add_route(pattern.into(), name.into(), boxed(handler), None, false)
+    }
+
+    /// Registers a typed handler for uris matching `pattern`, after every route already
+    /// registered: it takes the request's `data` as any `T: DeserializeOwned` and answers with
+    /// any `R: Serialize` (as axum's `Json<T>` does).
+    ///
+    /// `T` is decoded straight from the JSON text the client sent, without building a
+    /// [`Value`](serde_json::Value) tree first, and `R` is written straight to JSON text.
+    /// Data that does not decode (wrong type, missing field, absent `data` for a `T` that
+    /// needs one) is answered with the error `invalid_data` in `data`, its message naming the
+    /// field path and serde's reason, and the handler does not run.
+    ///
+    /// ```
+    /// use pixl_ipc_server::{HandlerError, RequestContext, Router};
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Deserialize)]
+    /// struct Add { a: i64, b: i64 }
+    /// #[derive(Serialize)]
+    /// struct Sum { sum: i64 }
+    ///
+    /// let router = Router::new();
+    /// router.add_typed_handler("/math/add", "add", |add: Add, _ctx: RequestContext| async move {
+    ///     Ok::<_, HandlerError>(Sum { sum: add.a + add.b })
+    /// })?;
+    /// # Ok::<(), pixl_ipc_server::RouteError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`RouteError::InvalidPattern`] when a string pattern is not a valid regex; nothing is
+    /// registered then.
+    pub fn add_typed_handler<T, R, F, Fut>(
+        &self,
+        pattern: impl Into<UriPattern>,
+        name: impl Into<String>,
+        handler: F,
+    ) -> Result<(), RouteError>
+    where
+        T: DeserializeOwned + Send + 'static,
+        R: Serialize + 'static,
+        F: Fn(T, RequestContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, HandlerError>> + Send + 'static,
+    {
+        let (tree, text) = typed(handler);
+        self.add_route(pattern.into(), name.into(), tree, Some(text), false)
     }
 
     /// Registers `handler`, which must answer with the request's `data` unchanged, as
@@ -150,7 +208,7 @@ impl Router {
         name: impl Into<String>,
         handler: impl Handler,
     ) -> Result<(), RouteError> {
-        self.add_route(pattern.into(), name.into(), boxed(handler), true)
+        self.add_route(pattern.into(), name.into(), boxed(handler), None, true)
     }
 
     fn add_route(
@@ -158,12 +216,14 @@ impl Router {
         pattern: UriPattern,
         name: String,
         handler: BoxedHandler,
+        text: Option<BoxedTextHandler>,
         echoes_data: bool,
     ) -> Result<(), RouteError> {
         let route = Route {
             regex: pattern.compile()?,
             name: Arc::from(name),
             handler,
+            text,
             echoes_data,
         };
         write(&self.routes).push(route);
@@ -175,6 +235,7 @@ impl Router {
         *write(&self.default) = Matched {
             name: Arc::from(DEFAULT_HANDLER_NAME),
             handler: boxed(handler),
+            text: None,
             echoes_data: false,
         };
     }
@@ -186,6 +247,7 @@ impl Router {
             Some(route) => Matched {
                 name: route.name.clone(),
                 handler: route.handler.clone(),
+                text: route.text.clone(),
                 echoes_data: route.echoes_data,
             },
             None => read(&self.default).clone(),

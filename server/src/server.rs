@@ -20,7 +20,7 @@ use crate::config::ServerConfig;
 use crate::context::ConnectionContext;
 use crate::error::ServerError;
 use crate::fd_limit;
-use crate::handler::{ConnectionInfo, Handler};
+use crate::handler::{ConnectionInfo, Handler, RequestContext};
 use crate::notify::Notifier;
 use crate::registry::{BroadcastReport, PushError};
 use crate::router::{RouteError, Router, UriPattern};
@@ -108,6 +108,29 @@ impl Server {
         handler: impl Handler,
     ) -> Result<&Self, RouteError> {
         self.router.add_uri_handler(pattern, name, handler)?;
+        Ok(self)
+    }
+
+    /// Registers a typed handler for `pattern` after all routes registered so far: it takes
+    /// `data` as any `T: DeserializeOwned` (decoded from the request's text, no `Value` tree)
+    /// and answers with any `R: Serialize`; data that does not decode gets `invalid_data`
+    /// without the handler running. See [`Router::add_typed_handler`].
+    ///
+    /// # Errors
+    /// [`RouteError::InvalidPattern`] for a string pattern that is not a valid regex.
+    pub fn add_typed_handler<T, R, F, Fut>(
+        &self,
+        pattern: impl Into<UriPattern>,
+        name: impl Into<String>,
+        handler: F,
+    ) -> Result<&Self, RouteError>
+    where
+        T: serde::de::DeserializeOwned + Send + 'static,
+        R: serde::Serialize + 'static,
+        F: Fn(T, RequestContext) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<R, crate::HandlerError>> + Send + 'static,
+    {
+        self.router.add_typed_handler(pattern, name, handler)?;
         Ok(self)
     }
 
