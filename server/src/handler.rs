@@ -192,18 +192,21 @@ where
     let handler = Arc::new(handler);
     let for_text = handler.clone();
     let text: BoxedTextHandler = Arc::new(move |request: RawRequest, ctx| {
-        let data = request.data.as_deref().map_or("null", RawValue::get);
-        let mut deserializer = serde_json::Deserializer::from_str(data);
-        match serde_path_to_error::deserialize::<_, T>(&mut deserializer) {
-            Ok(data) => {
-                let reply = for_text(data, ctx);
-                Box::pin(async move { to_text(&reply.await?).map(ReplyData::Text) })
-            }
-            Err(err) => {
-                let error = invalid_data(err.path(), err.inner());
-                Box::pin(std::future::ready(Err(error)))
-            }
-        }
+        let handler = for_text.clone();
+        // Everything happens in the future, so the connection's panic guard around its first
+        // poll covers the decode (a `Deserialize` impl may panic) and the handler's call.
+        Box::pin(async move {
+            let data = {
+                let text = request.data.as_deref().map_or("null", RawValue::get);
+                let mut deserializer = serde_json::Deserializer::from_str(text);
+                serde_path_to_error::deserialize::<_, T>(&mut deserializer)
+                    .map_err(|err| invalid_data(err.path(), err.inner()))?
+            };
+            // The text is not needed any more while the handler runs.
+            drop(request);
+            let reply = handler(data, ctx).await?;
+            to_text(&reply).map(ReplyData::Text)
+        })
     });
     let tree: BoxedHandler = Arc::new(move |request: Request, ctx| {
         match serde_path_to_error::deserialize::<_, T>(&request.data) {

@@ -195,6 +195,48 @@ fn a_typed_handler_error_has_the_usual_shape() {
 }
 
 #[test]
+fn a_panic_while_decoding_or_calling_a_typed_handler_is_a_handler_panic() {
+    /// Data whose `Deserialize` panics on the peer's input.
+    struct Fussy;
+    impl<'de> Deserialize<'de> for Fussy {
+        fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+            panic!("fussy data");
+        }
+    }
+    let server = LibServer::start(
+        |config| config,
+        |server| {
+            server
+                .add_typed_handler("/fussy", "fussy", |_: Fussy, _| async {
+                    Ok::<_, HandlerError>(())
+                })
+                .unwrap()
+                // Panics when called, before its future exists.
+                .add_typed_handler(
+                    "/eager",
+                    "eager",
+                    |_: u32, _| -> std::future::Ready<Result<(), HandlerError>> {
+                        panic!("eager handler")
+                    },
+                )
+                .unwrap();
+        },
+    );
+    let mut conn = server.connect();
+    assert_eq!(
+        conn.call(r#"{"ipcReqID":"rq0","uri":"/fussy","data":1}"#),
+        r#"{"ipcReqID":"rq0","data":{"code":"handler_panic","message":"handler 'fussy' panicked: fussy data"}}"#
+    );
+    assert_eq!(
+        conn.call(r#"{"ipcReqID":"rq1","uri":"/eager","data":1}"#),
+        r#"{"ipcReqID":"rq1","data":{"code":"handler_panic","message":"handler 'eager' panicked: eager handler"}}"#
+    );
+    assert!(conn
+        .call(r#"{"ipcReqID":"rq2","uri":"/ipcserver/test/echo","data":2}"#)
+        .contains(r#""data":2"#));
+}
+
+#[test]
 fn untyped_handlers_are_unchanged_beside_typed_ones() {
     let (server, _) = server();
     let mut conn = server.connect();
