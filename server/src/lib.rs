@@ -21,6 +21,11 @@
 //! }
 //! ```
 //!
+//! A handler can also take `data` as a type of its own: [`Server::add_typed_handler`] decodes
+//! any `T: Deserialize` straight from the request's JSON text (no `Value` is built) and replies
+//! with any `Serialize` value; data that does not fit `T` is answered `invalid_data`, naming the
+//! field path, without the handler running.
+//!
 //! Under systemd, [`Listeners::from_env`] takes the sockets of a `.socket` unit (socket
 //! activation) and [`Notifier::from_env`] the `NOTIFY_SOCKET` of a `Type=notify` service; hand
 //! them to [`Server::with_listeners`] and [`Server::with_notifier`].
