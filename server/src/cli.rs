@@ -427,6 +427,11 @@ pub(crate) fn start_log_level(args: &Args) -> anyhow::Result<(String, LevelSourc
     };
     let level = log_level(args, file.log_level.as_deref());
     if let Err(err) = tracing_subscriber::EnvFilter::try_new(&level.0) {
+        // An invalid RUST_LOG was already reported when logging started ("logging at info"):
+        // keep that promise rather than refuse the start naming the config key.
+        if level.1 == LevelSource::Env {
+            return Ok(("info".to_owned(), LevelSource::Default));
+        }
         bail!(
             "log_level {:?} is not a log level or filter: {err}",
             level.0

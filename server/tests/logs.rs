@@ -106,6 +106,25 @@ fn a_start_failure_in_json_is_said_even_when_the_filter_turns_errors_off() {
 }
 
 #[test]
+fn an_invalid_rust_log_is_reported_once_and_the_server_serves_at_info() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rustlog.sock");
+    let mut command = Command::new(server_binary());
+    command
+        .arg("--socket")
+        .arg(&path)
+        .env("RUST_LOG", "info,=bad[");
+    let server = match ServerProcess::spawn(command, &path) {
+        Ok(server) => server,
+        Err(failure) => panic!("an invalid RUST_LOG stopped the start: {}", failure.stderr),
+    };
+    let (status, log) = server.stop();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("RUST_LOG is not a valid log filter"), "{log}");
+    assert!(!log.contains("log_level"), "{log}");
+}
+
+#[test]
 fn log_level_picks_the_level_over_rust_log() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("l.sock");
