@@ -138,7 +138,15 @@ impl fmt::Display for Address {
 
 /// A URL as errors and logs show it: without its query (which may carry `?token=`) and without
 /// any `user:password@`, so a secret in the URL never reaches a log line or an error message.
-pub(crate) fn shown_url(url: &str) -> String {
+/// [`Address`]'s `Display` shows WebSocket URLs this way.
+///
+/// ```
+/// assert_eq!(
+///     pixl_ipc_client::shown_url("wss://u:p@example.com/rpc?token=s3cret"),
+///     "wss://example.com/rpc?..."
+/// );
+/// ```
+pub fn shown_url(url: &str) -> String {
     let (base, query) = match url.split_once('?') {
         Some((base, _)) => (base, "?..."),
         None => (url, ""),

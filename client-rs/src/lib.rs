@@ -39,7 +39,7 @@ mod state;
 mod task;
 mod transport;
 
-pub use address::{Address, ToAddress};
+pub use address::{shown_url, Address, ToAddress};
 pub use builder::ClientBuilder;
 pub use client::{Client, Subscription, SubscriptionError};
 pub use error::Error;

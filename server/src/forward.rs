@@ -140,26 +140,11 @@ impl ForwardSpec {
     /// never learn it).
     pub fn shown_address(&self) -> String {
         let is_url = self.address.starts_with("ws://") || self.address.starts_with("wss://");
-        if !is_url {
-            return self.address.clone();
-        }
-        match self.client_address() {
-            Ok(address) => address.to_string(),
-            Err(_) => {
-                let base = self.address.split('?').next().unwrap_or_default();
-                let base = match base.split_once("://") {
-                    Some((scheme, rest)) => {
-                        let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
-                        format!("{scheme}://{host}")
-                    }
-                    None => base.to_owned(),
-                };
-                if self.address.contains('?') {
-                    format!("{base}?...")
-                } else {
-                    base
-                }
-            }
+        if is_url {
+            // The client's own rule, so an upstream's URL reads the same in its errors and ours.
+            pixl_ipc_client::shown_url(&self.address)
+        } else {
+            self.address.clone()
         }
     }
 
