@@ -33,7 +33,7 @@ window.runPixl = async (url, token) => {
   // The binary has no push trigger: a request without an id gets a reply without one, which
   // the client treats exactly like a push.
   const pushed = new Promise((resolve) => client.once('data', resolve));
-  client.stream.write('{"uri":"/ipcserver/test/echo","data":{"pushed":true}}\\n');
+  client.connection.write('{"uri":"/ipcserver/test/echo","data":{"pushed":true}}\\n');
   const push = await pushed;
   await client.close();
   return { same, reply, push };
