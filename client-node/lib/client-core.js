@@ -223,16 +223,17 @@
       return Promise.resolve({ value: undefined, done: true });
     }
 
-    /** An item (or the final line's value) arrived. */
-    deliver(value, size) {
+    /** An item (or, `final`, the final line's value) arrived. */
+    deliver(value, size, final = false) {
       this.clearTimer();
       if (this.waiters.length > 0) {
         this.waiters.shift().resolve({ value, done: false });
       } else {
         this.items.push({ value, size });
         this.bufferedBytes += size;
-        // One item always fits, however large (it is within maxReplyBytes).
-        if (this.bufferedBytes > this.maxBufferBytes && this.items.length > 1) {
+        // One item always fits, however large (it is within maxReplyBytes); the final value
+        // too, since nothing comes after it.
+        if (!final && this.bufferedBytes > this.maxBufferBytes && this.items.length > 1) {
           this.client.streamOverLimit(this);
         }
       }
@@ -348,8 +349,9 @@
         this.statsTimer = null;
       }
 
+      /** Requests waiting for their reply, running streams included. */
       get requestCount() {
-        return this.requests.size;
+        return this.requests.size + this.streams.size;
       }
 
       /**
@@ -922,7 +924,7 @@
         }
         this.streams.delete(replies.id);
         if (data !== undefined && data !== null) {
-          replies.deliver(data, size);
+          replies.deliver(data, size, true);
         }
         this.streamDrained(replies);
         replies.end(null);
@@ -934,7 +936,7 @@
           return;
         }
         this.statsTimer = setInterval(() => {
-          this.logDebug(5, 'IPCClient stats', Object.assign({ pending: this.requests.size }, this.stats));
+          this.logDebug(5, 'IPCClient stats', Object.assign({ pending: this.requestCount }, this.stats));
         }, Math.min(interval, MAX_TIMER_MS));
         if (this.statsTimer.unref) {
           this.statsTimer.unref();
