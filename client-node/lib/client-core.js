@@ -971,6 +971,13 @@
           if (this.pausedBy.size > 0) {
             stream.resume(); // so the server's close can be read
           }
+          // Running streams are cancelled first: a server still sending one might otherwise
+          // keep its side open after our end until closeTimeout.
+          for (const replies of this.streams.values()) {
+            if (replies.entry.state === 'written') {
+              stream.write(JSON.stringify({ ipcReqID: replies.id, ipcCancel: true }) + '\n');
+            }
+          }
           this.connection = null;
           this.writer = null;
           this.connectionEnded('closed by the caller');
