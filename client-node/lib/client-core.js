@@ -344,7 +344,7 @@
         this.reconnectAttempt = 0;
         this.stats = { sent: 0, received: 0, timeouts: 0, pushes: 0 };
         this.streams = new Map(); // ipcReqID -> ReplyStream still taking lines
-        this.swallowed = new Map(); // ipcReqID of a stream given up (cancel sent) -> timer; its lines are dropped
+        this.swallowed = new Map(); // ipcReqID of a stream given up (cancel sent) -> {timer, last}; its lines are dropped
         this.pausedBy = new Set(); // streams whose buffer is over the limit: the connection is not read
         this.statsTimer = null;
       }
@@ -494,7 +494,7 @@
         const streams = Array.from(this.streams.values());
         this.streams.clear();
         this.pausedBy.clear();
-        this.swallowed.forEach((timer) => clearTimeout(timer));
+        this.swallowed.forEach((entry) => clearTimeout(entry.timer));
         this.swallowed.clear();
         streams.forEach((replies) => replies.end(this.makeError(code, 'connection ended: ' + reason)));
         if (failed > 0) {
@@ -711,12 +711,23 @@
 
       /** Drops the lines of a cancelled stream until its final line, or expireRequest ms of silence. */
       swallow(id) {
-        clearTimeout(this.swallowed.get(id));
-        const timer = setTimeout(() => this.swallowed.delete(id), Math.min(this.options.expireRequest, MAX_TIMER_MS));
-        if (timer.unref) {
-          timer.unref();
+        const wait = Math.min(this.options.expireRequest, MAX_TIMER_MS);
+        const entry = { timer: null, last: Date.now() };
+        const expire = () => {
+          // Each dropped line only stamps `last` (no timer per line): re-armed while lines come.
+          const quiet = Date.now() - entry.last;
+          if (quiet < wait) {
+            entry.timer = setTimeout(expire, wait - quiet);
+            if (entry.timer.unref) entry.timer.unref();
+          } else if (this.swallowed.get(id) === entry) {
+            this.swallowed.delete(id);
+          }
+        };
+        entry.timer = setTimeout(expire, wait);
+        if (entry.timer.unref) {
+          entry.timer.unref();
         }
-        this.swallowed.set(id, timer);
+        this.swallowed.set(id, entry);
       }
 
       streamTimedOut(replies) {
@@ -863,9 +874,9 @@
           if (this.swallowed.has(msg.ipcReqID)) {
             // A line of a stream the consumer gave up on (an item in flight, or its final line).
             if (msg.ipcMore) {
-              this.swallow(msg.ipcReqID);
+              this.swallowed.get(msg.ipcReqID).last = Date.now();
             } else {
-              clearTimeout(this.swallowed.get(msg.ipcReqID));
+              clearTimeout(this.swallowed.get(msg.ipcReqID).timer);
               this.swallowed.delete(msg.ipcReqID);
             }
             this.logDebug(8, 'line of a cancelled stream dropped', msg.ipcReqID);
