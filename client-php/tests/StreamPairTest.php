@@ -209,6 +209,30 @@ final class StreamPairTest extends TestCase
         $this->assertSame([['i' => 0], ['i' => 0], ['i' => 1], ['i' => 2], 'last'], $got);
     }
 
+    public function testTwoStreamsInterleavedOnOneConnectionEachGetTheirOwnItems(): void
+    {
+        [$client, $peer] = $this->clientAndPeer();
+        fwrite($peer, self::items(1, 'rq0'));
+        $outer = [];
+        $inner = [];
+        foreach ($client->stream('/a', []) as $item) {
+            $outer[] = $item;
+            if (count($outer) === 1) {
+                fwrite($peer, "{\"ipcReqID\":\"rq1\",\"data\":\"b0\",\"ipcMore\":true}\n"
+                    . "{\"ipcReqID\":\"rq0\",\"data\":\"a1\",\"ipcMore\":true}\n"
+                    . "{\"uri\":\"/push\",\"data\":\"not a reply\"}\n"
+                    . "{\"ipcReqID\":\"rq1\",\"data\":\"b1\",\"ipcMore\":true}\n"
+                    . "{\"ipcReqID\":\"rq0\",\"data\":\"a2\"}\n"
+                    . "{\"ipcReqID\":\"rq1\"}\n");
+                foreach ($client->stream('/b', []) as $b) {
+                    $inner[] = $b;
+                }
+            }
+        }
+        $this->assertSame(['b0', 'b1'], $inner);
+        $this->assertSame([['i' => 0], 'a1', 'a2'], $outer);
+    }
+
     public function testLinesKeptForAStreamAreBoundedTheStreamIsCancelledAndFails5007(): void
     {
         [$client, $peer] = $this->clientAndPeer(['maxMessageBytes' => 4096]);
