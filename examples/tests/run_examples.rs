@@ -211,6 +211,7 @@ fn every_demo_checks_itself() {
         "embedded_server",
         "push_server",
         "reconnect",
+        "stream_server",
         "typed_handler",
         "websocket_server",
     ] {
