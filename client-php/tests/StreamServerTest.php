@@ -33,6 +33,32 @@ final class StreamServerTest extends TestCase
         }
     }
 
+    /**
+     * Replaces the server with one that runs two requests per connection at a time. A stream
+     * holds a slot until its final line, and at the limit the server reads no more from the
+     * connection, so assertNoStreamLeftRunning() can tell whether a stream was really cancelled.
+     * (Not one slot: a connection whose only slot is a stream cannot even send its cancel, see
+     * the report on branch php.)
+     */
+    private function twoSlotServer(): void
+    {
+        $this->server->stop();
+        $this->server = new ServerProcess(ServerProcess::tempSocket(), ['--max-in-flight', '2']);
+    }
+
+    /**
+     * On a twoSlotServer(): one more stream left early (its cancel is read while a slot is
+     * free), then a plain call. Had an earlier stream been left running, that stream and this
+     * one would hold both slots and the plain call would never be read.
+     */
+    private function assertNoStreamLeftRunning(Client $client): void
+    {
+        foreach ($client->stream(self::STREAM, ['count' => 100000, 'interval' => 20]) as $item) {
+            break;
+        }
+        $this->assertSame(['slots' => 'free'], $client->send('/ipcserver/test/echo', ['slots' => 'free'], 2000));
+    }
+
     private function client(array $options = []): Client
     {
         return new Client($this->server->socketPath, $options + ['requestTimeout' => 5000]);
@@ -60,15 +86,17 @@ final class StreamServerTest extends TestCase
 
     public function testBreakCancelsAndTheNextPlainCallGetsItsOwnReply(): void
     {
-        $client = $this->client();
+        $this->twoSlotServer();
+        $client = $this->client(['requestTimeout' => 2000]);
         $got = [];
-        foreach ($client->stream(self::STREAM, ['count' => 100000, 'interval' => 1]) as $item) {
+        foreach ($client->stream(self::STREAM, ['count' => 100000, 'interval' => 20]) as $item) {
             $got[] = $item;
             if (count($got) === 3) {
                 break;
             }
         }
         $this->assertSame([['i' => 0], ['i' => 1], ['i' => 2]], $got);
+        $this->assertNoStreamLeftRunning($client);
         // Items in flight and the `cancelled` final line come before this reply: all skipped.
         for ($n = 0; $n < 5; $n++) {
             $this->assertSame(['n' => $n], $client->send('/ipcserver/test/echo', ['n' => $n]));
@@ -79,7 +107,8 @@ final class StreamServerTest extends TestCase
 
     public function testAnEndlessWatchIsCancelledByBreak(): void
     {
-        $client = $this->client();
+        $this->twoSlotServer();
+        $client = $this->client(['requestTimeout' => 2000]);
         $seen = 0;
         foreach ($client->stream('/ipcserver/stats/watch', ['interval' => 10]) as $stats) {
             $this->assertIsArray($stats);
@@ -88,15 +117,17 @@ final class StreamServerTest extends TestCase
             }
         }
         $this->assertSame(['x' => 1], $client->send('/ipcserver/test/echo', ['x' => 1]));
+        $this->assertNoStreamLeftRunning($client);
     }
 
     public function testAnItemSlowerThanTheTimeoutThrowsAndTheClientCarriesOn(): void
     {
+        $this->twoSlotServer();
         $client = $this->client(['requestTimeout' => 200]);
         $got = [];
         $started = microtime(true);
         try {
-            foreach ($client->stream(self::STREAM, ['count' => 3, 'interval' => 2000]) as $item) {
+            foreach ($client->stream(self::STREAM, ['count' => 3, 'interval' => 5000]) as $item) {
                 $got[] = $item;
             }
             $this->fail('an item slower than the timeout must throw');
@@ -107,6 +138,7 @@ final class StreamServerTest extends TestCase
         $this->assertLessThanOrEqual(1, count($got));
         // The cancel was sent: the stream's late lines never reach the next call.
         $this->assertSame(['y' => 2], $client->send('/ipcserver/test/echo', ['y' => 2]));
+        $this->assertNoStreamLeftRunning($client);
     }
 
     public function testAPlainCallToAStreamingRouteGetsStreamRequired(): void
