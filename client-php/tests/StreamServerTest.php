@@ -17,19 +17,26 @@ final class StreamServerTest extends TestCase
     private const STREAM = '/ipcserver/test/stream';
 
     private ServerProcess $server;
+    /** @var list<string> Every socket path a server of this test used. */
+    private array $paths = [];
 
     protected function setUp(): void
     {
-        $this->server = new ServerProcess(ServerProcess::tempSocket());
+        $this->server = new ServerProcess($this->paths[] = ServerProcess::tempSocket());
     }
 
     protected function tearDown(): void
     {
-        $path = $this->server->socketPath;
         unset($this->server);
-        // A server stopped with SIGKILL leaves its (stale) socket behind.
-        if (@filetype($path) === 'socket') {
-            @unlink($path);
+        foreach ($this->paths as $path) {
+            // A server stopped with SIGKILL leaves its (stale) socket behind; every server
+            // leaves its lock file.
+            if (@filetype($path) === 'socket') {
+                @unlink($path);
+            }
+            if (is_file("$path.lock")) {
+                @unlink("$path.lock");
+            }
         }
     }
 
@@ -43,7 +50,7 @@ final class StreamServerTest extends TestCase
     private function twoSlotServer(): void
     {
         $this->server->stop();
-        $this->server = new ServerProcess(ServerProcess::tempSocket(), ['--max-in-flight', '2']);
+        $this->server = new ServerProcess($this->paths[] = ServerProcess::tempSocket(), ['--max-in-flight', '2']);
     }
 
     /**
