@@ -168,7 +168,10 @@ final class StreamPairTest extends TestCase
         } catch (TimeoutException $e) {
             $this->assertSame(Client::E_TIMEOUT, $e->getCode());
         }
-        $this->assertEqualsWithDelta(0.15, microtime(true) - $started, 0.1);
+        // It waited for the timeout, and not much longer (generous: the machine may be loaded).
+        $waited = microtime(true) - $started;
+        $this->assertGreaterThanOrEqual(0.14, $waited);
+        $this->assertLessThan(1.0, $waited);
         $lines = self::sent($peer, 2);
         $this->assertSame(['ipcReqID' => 'rq0', 'ipcCancel' => true], $lines[1] ?? null);
     }
