@@ -79,6 +79,10 @@ pub(crate) struct Args {
     /// Most requests running at once on one connection [default: 1024]
     #[arg(long, value_name = "N")]
     pub(crate) max_in_flight: Option<usize>,
+    /// Most streamed replies running at once on one connection; more are refused
+    /// [default: 32]
+    #[arg(long, value_name = "N")]
+    pub(crate) max_streams: Option<usize>,
     /// Unread reply bytes per connection before its reading pauses [default: 16777216]
     #[arg(long, value_name = "BYTES")]
     pub(crate) max_outbound_bytes: Option<usize>,
@@ -186,6 +190,7 @@ struct FileConfig {
     max_connections: Option<usize>,
     max_connections_per_uid: Option<usize>,
     max_in_flight: Option<usize>,
+    max_streams: Option<usize>,
     max_outbound_bytes: Option<usize>,
     max_held_bytes: Option<usize>,
     max_held_bytes_total: Option<usize>,
@@ -215,6 +220,7 @@ const FILE_KEYS: &[&str] = &[
     "max_connections",
     "max_connections_per_uid",
     "max_in_flight",
+    "max_streams",
     "max_outbound_bytes",
     "max_held_bytes",
     "max_held_bytes_total",
@@ -294,6 +300,9 @@ pub(crate) fn resolve(args: &Args) -> anyhow::Result<ServerConfig> {
     }
     if let Some(count) = args.max_in_flight.or(file.max_in_flight) {
         config = config.with_max_in_flight_per_connection(count);
+    }
+    if let Some(count) = args.max_streams.or(file.max_streams) {
+        config = config.with_max_streams_per_connection(count);
     }
     if let Some(bytes) = args.max_outbound_bytes.or(file.max_outbound_bytes) {
         config = config.with_max_outbound_bytes_per_connection(bytes);

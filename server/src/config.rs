@@ -32,6 +32,10 @@ pub const DEFAULT_UID_SHARE_DIVISOR: usize = 4;
 /// Default limit of requests running at once on one connection. When it is reached the server
 /// stops reading that connection until one finishes.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
+/// Default limit of streamed replies running at once on one connection (besides its requests):
+/// a stream beyond it is refused with `invalid_request`. Each stream may have one item on its
+/// way past the unread-reply limit, so this bounds what a reader that stops reading costs.
+pub const DEFAULT_MAX_STREAMS: usize = 32;
 /// Default limit of reply bytes queued for one connection that the peer has not read yet. Past
 /// it the server stops reading that connection's requests (counted as `streamBackpressure`).
 pub const DEFAULT_MAX_OUTBOUND_BYTES: usize = 16 * 1024 * 1024;
@@ -82,6 +86,9 @@ pub struct ServerConfig {
     pub max_connections_per_uid: Option<usize>,
     /// Most requests running at once on one connection (default [`DEFAULT_MAX_IN_FLIGHT`]).
     pub max_in_flight_per_connection: usize,
+    /// Most streamed replies running at once on one connection (default
+    /// [`DEFAULT_MAX_STREAMS`]).
+    pub max_streams_per_connection: usize,
     /// Most unread reply bytes queued for one connection before the server stops reading it
     /// (default [`DEFAULT_MAX_OUTBOUND_BYTES`]).
     pub max_outbound_bytes_per_connection: usize,
@@ -139,6 +146,7 @@ impl ServerConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_uid: None,
             max_in_flight_per_connection: DEFAULT_MAX_IN_FLIGHT,
+            max_streams_per_connection: DEFAULT_MAX_STREAMS,
             max_outbound_bytes_per_connection: DEFAULT_MAX_OUTBOUND_BYTES,
             max_held_bytes_per_connection: DEFAULT_MAX_HELD_BYTES_PER_CONNECTION,
             max_held_bytes_total: DEFAULT_MAX_HELD_BYTES_TOTAL,
@@ -264,6 +272,13 @@ impl ServerConfig {
     /// by [`validate`](Self::validate)).
     pub fn with_max_in_flight_per_connection(mut self, requests: usize) -> Self {
         self.max_in_flight_per_connection = requests;
+        self
+    }
+
+    /// Sets the per-connection limit of streamed replies running at once (default 32; 0 is
+    /// refused by [`validate`](Self::validate)).
+    pub fn with_max_streams_per_connection(mut self, streams: usize) -> Self {
+        self.max_streams_per_connection = streams;
         self
     }
 

@@ -255,7 +255,11 @@ where
             }
         }
         let behind = unread || outbound.over_budget() || deferred.is_some();
-        let can_read = !behind && handlers.len() < context.max_in_flight;
+        // Streams have a limit of their own (checked as they start) and do not take request
+        // slots: a connection whose slots all held endless streams could never read the
+        // cancel that ends one.
+        let requests_running = handlers.len().saturating_sub(streams.len());
+        let can_read = !behind && requests_running < context.max_in_flight;
         tokio::select! {
             biased;
             () = &mut shutdown => return ReadEnd::Shutdown,
@@ -526,6 +530,13 @@ impl Completion {
     /// The connection's outbound queue.
     pub(crate) fn outbound(&self) -> &Outbound {
         &self.outbound
+    }
+
+    /// Gives back the request's charge before its reply is sent: for a stream once its
+    /// handler has made the stream (the request's text is gone by then), so a connection's
+    /// running streams never keep it from reading the cancel that would end them.
+    pub(crate) fn release_charge(&mut self) {
+        self.charge = None;
     }
 
     /// Counts the response in the statistics now, with the time since the request arrived.

@@ -29,6 +29,8 @@ pub(crate) struct ConnectionContext {
     /// What each connection's outbound gauge enforces, with the server-wide budget.
     pub(crate) outbound_limits: OutboundLimits,
     pub(crate) max_in_flight: usize,
+    /// Most streams running at once on one connection.
+    pub(crate) max_streams: usize,
     pub(crate) max_message_bytes: usize,
     pub(crate) handler_timeout: Option<Duration>,
     pub(crate) partial_message_timeout: Duration,
@@ -57,6 +59,7 @@ impl ConnectionContext {
                 server: Budget::new(config.max_held_bytes_total),
             },
             max_in_flight: config.max_in_flight_per_connection,
+            max_streams: config.max_streams_per_connection,
             max_message_bytes: config.max_message_bytes,
             handler_timeout: config.handler_timeout,
             partial_message_timeout: config.partial_message_timeout,

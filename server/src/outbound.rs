@@ -211,16 +211,20 @@ impl Outbound {
     }
 
     /// Resolves once the peer has fewer than the limit of unread bytes queued (at once if it
-    /// has): what a stream waits for before producing its next item, so a peer that stops
-    /// reading pauses its streams instead of having their items pile up.
+    /// has) and, while the server-wide budget is spent, none at all: what a stream waits for
+    /// before producing its next item, so a peer that stops reading pauses its streams instead
+    /// of having their items pile up, and streams on many connections stay within the
+    /// server's budget (each connection still gets one item at a time).
     pub(crate) async fn has_room(&self) {
         loop {
             let room = self.gauge.room.notified();
             tokio::pin!(room);
-            // Registered before the check, so a drop below the limit right after it still
-            // wakes us.
+            // Registered before the check, so a drop below the limit (or to nothing) right
+            // after it still wakes us.
             room.as_mut().enable();
-            if !self.is_full() {
+            let queued = self.gauge.queued.load(Ordering::Acquire);
+            let spent = queued > 0 && self.gauge.limits.server.is_spent();
+            if queued < self.gauge.limits.replies && !spent {
                 return;
             }
             room.await;
@@ -278,8 +282,10 @@ impl OutboundReceiver {
         if bytes > 0 {
             let before = self.gauge.shrink(&self.gauge.queued, bytes);
             self.gauge.drained.notify_one();
-            let limit = self.gauge.limits.replies;
-            if before >= limit && before - bytes < limit {
+            let (limit, after) = (self.gauge.limits.replies, before - bytes);
+            // Streams wait for the queue to drop below the limit, or to empty while the
+            // server's budget is spent.
+            if (before >= limit && after < limit) || after == 0 {
                 self.gauge.room.notify_waiters();
             }
         }

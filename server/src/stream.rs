@@ -3,11 +3,14 @@
 //! error). The stream runs in a task of its own and is dropped when it ends, when the client
 //! cancels it (`"ipcCancel": true`), when the server shuts down, or with the connection.
 //!
-//! What one connection's streams can make the server hold: each takes one of the connection's
-//! `max_in_flight` request slots (and keeps its request's charge) until it ends; a stream is
-//! polled for its next item only while its client has fewer than the reply limit
-//! (`streamBackpressure`) of unread bytes queued, so unread items stay under
-//! `reply limit + streams × largest item` per connection.
+//! What one connection's streams can make the server hold: at most `max_streams` run on it,
+//! beside its ordinary requests (streams take no request slot, so a connection whose streams
+//! never end still reads the cancel for one); each keeps its request's charge only until its
+//! handler has made the stream (so running streams never keep their connection from reading);
+//! a stream is polled for its next item only while its client has fewer than the reply limit
+//! (`max_outbound_bytes`) of unread bytes queued and, while the server-wide budget is spent,
+//! none. So unread items stay under `reply limit + max_streams × largest item` per connection,
+//! and past the server's budget each connection gets one item at a time.
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -42,20 +45,38 @@ impl Streams {
         }
     }
 
-    /// Registers a stream under `id`; `None` when a stream with that id is running already.
-    fn register(&self, id: &RawId) -> Option<Registration> {
+    /// How many streams run on the connection.
+    pub(crate) fn len(&self) -> usize {
+        self.running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// Registers a stream under `id`, if no stream with that id runs and fewer than `limit`
+    /// streams do.
+    fn register(&self, id: &RawId, limit: usize) -> Result<Registration, Refused> {
         let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
         if running.contains_key(id.json()) {
-            return None;
+            return Err(Refused::IdTaken);
+        }
+        if running.len() >= limit {
+            return Err(Refused::TooMany);
         }
         let token = CancellationToken::new();
         running.insert(Box::from(id.json()), token.clone());
-        Some(Registration {
+        Ok(Registration {
             running: self.running.clone(),
             id: Box::from(id.json()),
             token,
         })
     }
+}
+
+/// Why a stream could not start.
+enum Refused {
+    IdTaken,
+    TooMany,
 }
 
 /// A running stream's entry in [`Streams`], removed when the stream's task ends or is dropped.
@@ -112,12 +133,22 @@ impl Start<'_> {
                 "a streamed request needs an ipcReqID: its replies carry it",
             );
         };
-        let Some(registration) = streams.register(id) else {
-            context.stats.protocol_error();
-            return done.fail(
-                ErrorCode::InvalidRequest,
-                "a stream with this ipcReqID is already running on this connection",
-            );
+        let limit = context.max_streams;
+        let registration = match streams.register(id, limit) {
+            Ok(registration) => registration,
+            Err(refused) => {
+                context.stats.protocol_error();
+                let message = match refused {
+                    Refused::IdTaken => {
+                        "a stream with this ipcReqID is already running on this connection"
+                            .to_owned()
+                    }
+                    Refused::TooMany => format!(
+                        "this connection already runs {limit} streams, the most it may (--max-streams); cancel one first"
+                    ),
+                };
+                return done.fail(ErrorCode::InvalidRequest, message);
+            }
         };
         let setup = handler(request, ctx.clone());
         let shutdown = context.shutdown.clone();
@@ -189,6 +220,7 @@ async fn serve(
         }
     };
     done.count_now();
+    done.release_charge();
     let outbound = done.outbound().clone();
     loop {
         let next = async {
@@ -214,6 +246,10 @@ async fn serve(
                     // The peer is gone: nobody to stream to.
                     return;
                 }
+                // A stream that is always ready would otherwise fill the connection's queue
+                // before its writer (on the same thread) sends the first item: let the writer
+                // and the other connections run every so often.
+                tokio::task::consume_budget().await;
             }
             Ok(Ok(Some(Err(err)))) => return done.complete(Ok(Err(err))),
             Ok(Ok(None)) => return done.complete(Ok(Ok(ReplyData::Tree(Value::Null)))),

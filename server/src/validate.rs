@@ -123,6 +123,12 @@ impl ServerConfig {
             usize::MAX,
         )?;
         count(
+            "max_streams_per_connection",
+            "--max-streams",
+            self.max_streams_per_connection,
+            usize::MAX,
+        )?;
+        count(
             "max_outbound_bytes_per_connection",
             "--max-outbound-bytes",
             self.max_outbound_bytes_per_connection,

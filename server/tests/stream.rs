@@ -490,3 +490,102 @@ fn the_server_stays_small_while_a_reader_that_does_not_read_is_offered_100_mib_o
         json!({"ipcReqID": "big", "data": {"done": 100}})
     );
 }
+
+#[test]
+fn streams_take_no_request_slot_so_a_cancel_is_read_even_when_every_slot_could_be_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(
+        &dir.path().join("s.sock"),
+        &["--max-in-flight", "1", "--max-streams", "2"],
+    );
+    let mut conn = server.connect();
+    for id in ["a", "b"] {
+        conn.send(&format!(
+            r#"{{"uri":"/ipcserver/test/stream","ipcReqID":"{id}","data":{{"count":100000,"interval":20}},"ipcStream":true}}"#
+        ));
+    }
+    // Two endless-enough streams run; plain calls are still read and answered.
+    conn.send(r#"{"uri":"/ipcserver/test/delay","ipcReqID":1,"data":{"delay":50}}"#);
+    conn.send(r#"{"uri":"/ipcserver/test/echo","ipcReqID":2,"data":"two"}"#);
+    // A third stream is over the limit of 2 and refused; the others carry on.
+    conn.send(r#"{"uri":"/ipcserver/test/stream","ipcReqID":"c","ipcStream":true}"#);
+    let (mut plain, mut refused) = (0, None);
+    while plain < 2 || refused.is_none() {
+        let line = conn.read_json();
+        match &line["ipcReqID"] {
+            Value::Number(_) => plain += 1,
+            id if *id == json!("c") => refused = Some(line),
+            _ => assert_eq!(line["ipcMore"], json!(true), "{line}"),
+        }
+    }
+    let refused = refused.unwrap();
+    assert_eq!(refused["code"], json!("invalid_request"), "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("already runs 2 streams"),
+        "{refused}"
+    );
+    // Both cancels are read although both stream slots are taken.
+    conn.send(r#"{"ipcReqID":"a","ipcCancel":true}"#);
+    conn.send(r#"{"ipcReqID":"b","ipcCancel":true}"#);
+    let mut cancelled = 0;
+    while cancelled < 2 {
+        let line = conn.read_json();
+        if line.get("ipcMore").is_none() {
+            assert_eq!(line["code"], json!("cancelled"), "{line}");
+            cancelled += 1;
+        }
+    }
+}
+
+#[test]
+fn a_stream_gives_back_its_request_charge_once_it_runs_so_its_cancel_is_read() {
+    let probe = Arc::new(Probe::default());
+    let drips = probe.clone();
+    // A connection may hold 1 MiB; each stream request below is charged about 0.8 MiB (its
+    // 400 KB of data as text and as the tree it could parse into).
+    let server = LibServer::start(
+        |config| config.with_max_held_bytes(1 << 20, 64 << 20),
+        move |server: &Server| {
+            server
+                .add_stream_handler("/drip", "drip", move |_: Option<Value>, _ctx| {
+                    let items = drip(drips.clone());
+                    async move { Ok::<_, HandlerError>(items) }
+                })
+                .unwrap();
+        },
+    );
+    let mut conn = server.connect();
+    let data = "x".repeat(400_000);
+    for id in ["a", "b"] {
+        conn.send(&format!(
+            r#"{{"uri":"/drip","ipcReqID":"{id}","data":"{data}","ipcStream":true}}"#
+        ));
+        // Until this stream's first item: it runs (the other drips 50 lines a second).
+        let started = (0..200).any(|_| conn.read_json()["ipcReqID"] == json!(id));
+        assert!(
+            started,
+            "stream {id} never started: its request was not read"
+        );
+    }
+    conn.send(r#"{"ipcReqID":"a","ipcCancel":true}"#);
+    // Both streams drip every 20 ms: 200 lines is 2 s, far more than a read cancel needs.
+    let cancelled = (0..200)
+        .map(|_| conn.read_json())
+        .find(|line| line["ipcReqID"] == json!("a") && line.get("ipcMore").is_none());
+    assert_eq!(
+        cancelled.map(|line| line["code"].clone()),
+        Some(json!("cancelled")),
+        "the cancel was not read while the connection's streams held their charges"
+    );
+    conn.send(r#"{"uri":"/ipcserver/test/echo","ipcReqID":"e","data":1}"#);
+    let line = loop {
+        let line = conn.read_json();
+        if line["ipcReqID"] == json!("e") {
+            break line;
+        }
+    };
+    assert_eq!(line["data"], json!(1));
+}
