@@ -368,6 +368,7 @@ impl Client {
             user_agent: Some(&self.shared.settings.user_agent),
             no_reply,
             close_after_reply: false,
+            stream: false,
         });
         let size = line.len() - 1;
         let limit = self.shared.settings.max_message_bytes;

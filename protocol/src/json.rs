@@ -163,6 +163,8 @@ pub struct RequestRef<'a> {
     pub no_reply: bool,
     /// As [`Request::close_after_reply`].
     pub close_after_reply: bool,
+    /// As [`Request::stream`].
+    pub stream: bool,
 }
 
 impl<'a> From<&'a Request> for RequestRef<'a> {
@@ -175,6 +177,7 @@ impl<'a> From<&'a Request> for RequestRef<'a> {
             user_agent: request.user_agent.as_deref(),
             no_reply: request.no_reply,
             close_after_reply: request.close_after_reply,
+            stream: request.stream,
         }
     }
 }
@@ -224,6 +227,10 @@ pub fn encode_request_ref(request: &RequestRef<'_>) -> Bytes {
         field(&mut out, "ipcClose");
         out.push_str("true");
     }
+    if request.stream {
+        field(&mut out, "ipcStream");
+        out.push_str("true");
+    }
     out.push_str("}\n");
     Bytes::from(out)
 }
@@ -253,5 +260,30 @@ pub fn encode_raw_response_line(response: &RawResponse<'_>) -> Bytes {
     out.push_str(",\"data\":");
     out.push_str(data);
     out.push_str("}\n");
+    Bytes::from(out)
+}
+
+/// One item of a streamed reply as one line, `\n` included:
+/// `{"ipcReqID":<id>,"data":<text>,"ipcMore":true}`. The stream's final line is an ordinary
+/// reply ([`encode_raw_response_line`]) or error.
+pub fn encode_stream_item_line(ipc_req_id: Option<&RawId>, data: &RawValue) -> Bytes {
+    let id = ipc_req_id.map_or("null", RawId::json);
+    let data = data.get();
+    let mut out = String::with_capacity(48 + id.len() + data.len());
+    out.push_str("{\"ipcReqID\":");
+    out.push_str(id);
+    out.push_str(",\"data\":");
+    out.push_str(data);
+    out.push_str(",\"ipcMore\":true}\n");
+    Bytes::from(out)
+}
+
+/// The line a client sends to cancel its stream `ipc_req_id`, `\n` included:
+/// `{"ipcReqID":<id>,"ipcCancel":true}`.
+pub fn encode_cancel_line(ipc_req_id: &Value) -> Bytes {
+    let mut out = String::with_capacity(48);
+    out.push_str("{\"ipcReqID\":");
+    write_value(&mut out, ipc_req_id);
+    out.push_str(",\"ipcCancel\":true}\n");
     Bytes::from(out)
 }

@@ -140,6 +140,10 @@ pub struct Request {
     /// (and after finishing any other request already in flight on it).
     #[serde(rename = "ipcClose", default, skip_serializing_if = "is_false")]
     pub close_after_reply: bool,
+    /// Extension: `true` asks a streaming route for its replies as a stream (item lines with
+    /// `"ipcMore": true`, then one final line). Ignored by routes that do not stream.
+    #[serde(rename = "ipcStream", default, skip_serializing_if = "is_false")]
+    pub stream: bool,
 }
 
 impl Request {
@@ -188,6 +192,14 @@ pub struct RawRequest {
     /// As [`Request::close_after_reply`].
     #[serde(rename = "ipcClose", default)]
     pub close_after_reply: bool,
+    /// As [`Request::stream`].
+    #[serde(rename = "ipcStream", default)]
+    pub stream: bool,
+    /// Extension: `true` makes this line a cancel of the stream whose id is `ipcReqID`, not a
+    /// request: the stream ends with the top-level error `cancelled`. A cancel for an id with no
+    /// running stream is ignored (no reply).
+    #[serde(rename = "ipcCancel", default)]
+    pub cancel: bool,
 }
 
 impl RawRequest {
@@ -218,6 +230,7 @@ impl RawRequest {
             user_agent: self.user_agent,
             no_reply: self.no_reply,
             close_after_reply: self.close_after_reply,
+            stream: self.stream,
         })
     }
 }
@@ -358,6 +371,13 @@ pub enum ErrorCode {
     /// In `data`. A forwarded request got no reply from its upstream server within the
     /// forward's timeout (`--forward-timeout-ms`).
     UpstreamTimeout,
+    /// In `data`. The route answers with a stream of replies and the request did not ask for
+    /// one (`"ipcStream": true`); nothing else is sent for it.
+    StreamRequired,
+    /// Top level: the final line of a stream the client cancelled (`"ipcCancel": true`).
+    Cancelled,
+    /// Top level: the final line of a stream the server ended because it is shutting down.
+    ShuttingDown,
 }
 
 impl ErrorCode {
@@ -378,6 +398,9 @@ impl ErrorCode {
             ErrorCode::PartialMessageTimeout => "partial_message_timeout",
             ErrorCode::UpstreamUnavailable => "upstream_unavailable",
             ErrorCode::UpstreamTimeout => "upstream_timeout",
+            ErrorCode::StreamRequired => "stream_required",
+            ErrorCode::Cancelled => "cancelled",
+            ErrorCode::ShuttingDown => "shutting_down",
         }
     }
 }

@@ -60,6 +60,7 @@ proptest! {
         agent in prop::option::of(tricky_string()),
         no_reply in any::<bool>(),
         close in any::<bool>(),
+        stream in any::<bool>(),
     ) {
         let request = Request {
             ipc_req_id: id.map(Value::String),
@@ -69,6 +70,7 @@ proptest! {
             user_agent: agent,
             no_reply,
             close_after_reply: close,
+            stream,
         };
         prop_assert_eq!(encode_request_line(&request), encode_line(&request).unwrap());
     }
