@@ -336,19 +336,9 @@ impl Client {
         ReplyStream::start(self, uri, encoded)
     }
 
-    /// A streamed request's id and line: a plain request with `"ipcStream":true` added.
+    /// A streamed request's id and line (`"ipcStream":true`).
     fn encode_stream(&self, uri: &str, data: &Value) -> Result<(String, bytes::Bytes), Error> {
-        let (id, line) = self.encode(uri, data, false)?;
-        // The line ends in `}\n`; the flag goes in front of that brace.
-        let mut streamed = Vec::with_capacity(line.len() + 16);
-        streamed.extend_from_slice(&line[..line.len() - 2]);
-        streamed.extend_from_slice(b",\"ipcStream\":true}\n");
-        let size = streamed.len() - 1;
-        let limit = self.shared.settings.max_message_bytes;
-        if size > limit {
-            return Err(Error::MessageTooLarge { size, limit });
-        }
-        Ok((id, bytes::Bytes::from(streamed)))
+        self.encode_as(uri, data, false, true)
     }
 
     /// A request's id (for matching its reply) and its encoded line.
@@ -357,6 +347,16 @@ impl Client {
         uri: &str,
         data: &Value,
         no_reply: bool,
+    ) -> Result<(String, bytes::Bytes), Error> {
+        self.encode_as(uri, data, no_reply, false)
+    }
+
+    fn encode_as(
+        &self,
+        uri: &str,
+        data: &Value,
+        no_reply: bool,
+        stream: bool,
     ) -> Result<(String, bytes::Bytes), Error> {
         let id = format!("rq{}", self.shared.next_id.fetch_add(1, Ordering::Relaxed));
         let id_value = Value::String(id.clone());
@@ -368,7 +368,7 @@ impl Client {
             user_agent: Some(&self.shared.settings.user_agent),
             no_reply,
             close_after_reply: false,
-            stream: false,
+            stream,
         });
         let size = line.len() - 1;
         let limit = self.shared.settings.max_message_bytes;

@@ -448,9 +448,8 @@ fn fail_stream(pending: &mut PendingRequests, writer: &mut Writer, id: &str, err
 
 /// The cancel message for the stream `id` (see the stream spec): no uri, no data.
 fn queue_cancel(writer: &mut Writer, id: &str) {
-    let id = Value::String(id.to_owned());
-    writer.queue(&Bytes::from(format!(
-        "{{\"ipcReqID\":{id},\"ipcCancel\":true}}\n"
+    writer.queue(&pixl_ipc_protocol::json::encode_cancel_line(&Value::String(
+        id.to_owned(),
     )));
 }
 
