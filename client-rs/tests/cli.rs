@@ -96,7 +96,7 @@ fn options_are_accepted_before_the_subcommand_and_url_works() {
         .unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
     let stats = stdout_json(&output);
-    assert_eq!(stats["handlers"], json!(4));
+    assert_eq!(stats["handlers"], json!(6));
     assert!(stats["total"]["requests"].as_u64().unwrap() >= 1);
 }
 

@@ -6,7 +6,11 @@ use std::time::Duration;
 use pixl_ipc_protocol::{ErrorCode, Request};
 use serde_json::{json, Value};
 
-use crate::handler::{HandlerError, HandlerResult, RequestContext};
+use futures_util::{stream, Stream};
+
+use crate::handler::{
+    HandlerError, HandlerResult, IntoStreamItem, Last, RequestContext, StreamItem,
+};
 use crate::router::Router;
 use crate::stats::Stats;
 
@@ -36,12 +40,12 @@ pub(crate) fn register(router: &Arc<Router>, stats: &Arc<Stats>, listening: &Lis
         router.add_echo_handler(regex_prefix("/ipcserver/test/echo"), BUILTIN_NAME, echo)?;
         router.add_uri_handler(regex_prefix("/ipcserver/test/delay"), BUILTIN_NAME, delay)?;
 
-        let (stats, routes) = (stats.clone(), Arc::downgrade(router));
+        let (counted, routes) = (stats.clone(), Arc::downgrade(router));
         router.add_uri_handler(
             "/ipcserver/stats",
             BUILTIN_NAME,
             move |_: Request, _: RequestContext| {
-                let answer = stats_answer(&stats, &routes);
+                let answer = stats_answer(&counted, &routes);
                 async move { answer }
             },
         )?;
@@ -52,6 +56,23 @@ pub(crate) fn register(router: &Arc<Router>, stats: &Arc<Stats>, listening: &Lis
             BUILTIN_NAME,
             move |_: Request, _: RequestContext| {
                 let answer = info_answer(&routes, &listening);
+                async move { answer }
+            },
+        )?;
+
+        // Ours, after the original's: streamed replies.
+        router.add_stream_handler("/ipcserver/test/stream", BUILTIN_NAME, test_stream)?;
+
+        let (watched, watched_routes) = (stats.clone(), Arc::downgrade(router));
+        router.add_stream_handler(
+            "/ipcserver/stats/watch",
+            BUILTIN_NAME,
+            move |watch: Option<StatsWatch>, _: RequestContext| {
+                let answer = watch_stats(
+                    watch.unwrap_or_default(),
+                    watched.clone(),
+                    watched_routes.clone(),
+                );
                 async move { answer }
             },
         )?;
@@ -108,6 +129,113 @@ fn delay_ms(given: &Value) -> Result<f64, HandlerError> {
     }
 }
 
+/// What `/ipcserver/test/stream` takes: `{"count": N, "interval": MS}`, both optional.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestStream {
+    #[serde(default = "TestStream::default_count")]
+    count: u64,
+    #[serde(default)]
+    interval: f64,
+}
+
+impl TestStream {
+    /// Items when `count` is not given.
+    fn default_count() -> u64 {
+        10
+    }
+}
+
+impl Default for TestStream {
+    fn default() -> Self {
+        TestStream {
+            count: TestStream::default_count(),
+            interval: 0.0,
+        }
+    }
+}
+
+/// The most items `/ipcserver/test/stream` sends for one request.
+pub(crate) const MAX_TEST_STREAM_ITEMS: u64 = 1_000_000;
+
+/// `/ipcserver/test/stream`: `count` items `{"i": k}`, `interval` milliseconds apart, then
+/// the final line `{"done": count}`.
+async fn test_stream(
+    params: Option<TestStream>,
+    _ctx: RequestContext,
+) -> Result<impl Stream<Item = Result<StreamItem, HandlerError>> + Send, HandlerError> {
+    let TestStream { count, interval } = params.unwrap_or_default();
+    if count > MAX_TEST_STREAM_ITEMS {
+        return Err(HandlerError::new(
+            ErrorCode::InvalidData.as_str(),
+            format!("data.count must be from 0 to {MAX_TEST_STREAM_ITEMS}, not {count}"),
+        ));
+    }
+    let pause = delay_ms(&json!(interval)).map_err(|_| {
+        HandlerError::new(
+            ErrorCode::InvalidData.as_str(),
+            format!("data.interval must be a number of milliseconds from 0 to {MAX_DELAY_MS} (an hour), not {interval}"),
+        )
+    })?;
+    let pause = Duration::from_secs_f64(pause / 1000.0);
+    let items = stream::unfold(0u64, move |k| async move {
+        if k > count {
+            return None;
+        }
+        if k > 0 && k < count && !pause.is_zero() {
+            tokio::time::sleep(pause).await;
+        }
+        let item = if k == count {
+            Last(json!({ "done": count })).into_stream_item()
+        } else {
+            json!({ "i": k }).into_stream_item()
+        };
+        Some((item, k + 1))
+    });
+    Ok(items)
+}
+
+/// What `/ipcserver/stats/watch` takes: `{"interval": MS}`, optional.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatsWatch {
+    #[serde(default)]
+    interval: Option<u64>,
+}
+
+/// The stats watch's period when none is given, and the shortest allowed.
+const WATCH_DEFAULT_MS: u64 = 1000;
+const WATCH_MIN_MS: u64 = 10;
+
+/// `/ipcserver/stats/watch`: the `/ipcserver/stats` answer at once and then every `interval`
+/// milliseconds (default 1000, from 10 to an hour), until the client cancels.
+fn watch_stats(
+    watch: StatsWatch,
+    stats: Arc<Stats>,
+    routes: Weak<Router>,
+) -> Result<impl Stream<Item = HandlerResult> + Send, HandlerError> {
+    let ms = watch.interval.unwrap_or(WATCH_DEFAULT_MS);
+    if !(WATCH_MIN_MS..=MAX_DELAY_MS as u64).contains(&ms) {
+        return Err(HandlerError::new(
+            ErrorCode::InvalidData.as_str(),
+            format!(
+                "data.interval must be from {WATCH_MIN_MS} to {} milliseconds, not {ms}",
+                MAX_DELAY_MS as u64
+            ),
+        ));
+    }
+    let mut ticks = tokio::time::interval(Duration::from_millis(ms));
+    // A paused stream (a client not reading) takes up where it is, without a burst.
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    Ok(stream::unfold(ticks, move |mut ticks| {
+        let answer = (stats.clone(), routes.clone());
+        async move {
+            ticks.tick().await;
+            Some((stats_answer(&answer.0, &answer.1), ticks))
+        }
+    }))
+}
+
 fn stats_answer(stats: &Stats, routes: &Weak<Router>) -> HandlerResult {
     let handlers = routes.upgrade().map_or(0, |router| router.len());
     Ok(serde_json::to_value(stats.snapshot(handlers))?)
@@ -125,7 +253,7 @@ fn info_answer(routes: &Weak<Router>, listening: &Listening) -> HandlerResult {
         "server": env!("CARGO_PKG_NAME"),
         "version": env!("CARGO_PKG_VERSION"),
         "protocol": "pixl-ipc 1.1.3",
-        "extensions": ["ipcNoReply", "ipcClose"],
+        "extensions": ["ipcNoReply", "ipcClose", "ipcStream", "ipcCancel"],
         "handlers": handlers,
         "listeners": listening.get().cloned().unwrap_or_default(),
     }))

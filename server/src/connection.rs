@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use futures_util::{FutureExt, Stream, StreamExt};
 use pixl_ipc_protocol::cost::value_bytes;
-use pixl_ipc_protocol::json::{encode_raw_response_line, encode_response_line};
+use pixl_ipc_protocol::json::{
+    encode_raw_response_line, encode_response_line, encode_stream_item_line,
+};
 use pixl_ipc_protocol::quote::bounded;
 use pixl_ipc_protocol::MAX_ERROR_REPLY_ID_BYTES;
 use pixl_ipc_protocol::{
@@ -23,9 +25,10 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use crate::context::ConnectionContext;
 use crate::handler::{ConnectionInfo, HandlerError, ReplyData, RequestContext};
-use crate::outbound::{Charge, Line, Outbound};
+use crate::outbound::{Charge, Line, Outbound, QueueError};
 use crate::router::Matched;
 use crate::stats::Stats;
+use crate::stream::{self, Streams};
 
 /// One decoded line from a transport, and whether it came in a binary frame (replies go back
 /// in the same frame type).
@@ -224,6 +227,7 @@ where
     };
     let mut paused = false;
     let mut deferred: Option<Routed> = None;
+    let streams = Streams::default();
     // One future for the whole loop: it registers for the wake-up once, instead of per request.
     let shutdown = context.shutdown.cancelled();
     tokio::pin!(shutdown);
@@ -243,7 +247,7 @@ where
         // A request read but not yet affordable waits here, and nothing more is read.
         if let Some(waiting) = deferred.take() {
             if outbound.admits(waiting.cost) {
-                if dispatch(waiting, &ctx, context, outbound, handlers) {
+                if dispatch(waiting, &ctx, context, outbound, &streams, handlers) {
                     return ReadEnd::CloseRequested;
                 }
             } else {
@@ -268,11 +272,15 @@ where
                 Some(Ok(Received { message: Err(frame_error), binary })) => {
                     reject_line(info.id, context, outbound, &frame_error, binary);
                 }
+                Some(Ok(Received { message: Ok(request), .. })) if request.cancel => {
+                    // Not a request: costs nothing, answered only by the stream it ends.
+                    streams.cancel(request.ipc_req_id.as_ref());
+                }
                 Some(Ok(Received { message: Ok(request), binary })) => {
                     let routed = Routed::new(request, binary, context);
                     if !outbound.admits(routed.cost) {
                         deferred = Some(routed);
-                    } else if dispatch(routed, &ctx, context, outbound, handlers) {
+                    } else if dispatch(routed, &ctx, context, outbound, &streams, handlers) {
                         return ReadEnd::CloseRequested;
                     }
                 }
@@ -367,6 +375,7 @@ fn dispatch(
     ctx: &RequestContext,
     context: &ConnectionContext,
     outbound: &Outbound,
+    streams: &Streams,
     handlers: &mut JoinSet<()>,
 ) -> bool {
     let Routed {
@@ -400,6 +409,7 @@ fn dispatch(
         reply: !request.no_reply,
         binary,
         received,
+        counted: false,
         stats: context.stats.clone(),
         outbound: outbound.clone(),
     };
@@ -425,6 +435,24 @@ fn dispatch(
     }
     if route.echoes_data {
         done.echo(request.data.as_deref());
+        return close;
+    }
+    if let Some(stream_handler) = &route.stream {
+        if request.stream {
+            done.charge = Some(outbound.charge(cost));
+            let start = stream::Start {
+                handler: stream_handler,
+                request,
+                ctx,
+                context,
+                streams,
+            };
+            start.run(done, handlers);
+        } else {
+            // Answered without parsing the data the handler would never see.
+            let error = crate::handler::stream_required(&route.name);
+            done.complete(Ok(Err(error)));
+        }
         return close;
     }
     done.charge = Some(outbound.charge(cost));
@@ -478,7 +506,7 @@ fn run<T: Into<ReplyData> + 'static>(
 }
 
 /// Where a request's outcome goes once its handler is done.
-struct Completion {
+pub(crate) struct Completion {
     /// What the request is charged against its connection's budget, until it is answered.
     charge: Option<Charge>,
     name: Arc<str>,
@@ -487,13 +515,46 @@ struct Completion {
     reply: bool,
     binary: bool,
     received: Instant,
+    /// The response is already in the statistics (a stream counts once its handler has
+    /// produced the stream, so a long stream does not skew the latency figures).
+    counted: bool,
     stats: Arc<Stats>,
     outbound: Outbound,
 }
 
 impl Completion {
+    /// The connection's outbound queue.
+    pub(crate) fn outbound(&self) -> &Outbound {
+        &self.outbound
+    }
+
+    /// Counts the response in the statistics now, with the time since the request arrived.
+    pub(crate) fn count_now(&mut self) {
+        if !self.counted {
+            self.counted = true;
+            self.stats.response_sent(self.received.elapsed());
+        }
+    }
+
+    /// Queues one item of a streamed reply. `Err` when the peer is gone.
+    pub(crate) fn item(&self, data: &serde_json::value::RawValue) -> Result<(), QueueError> {
+        self.outbound.send(Line {
+            bytes: encode_stream_item_line(self.req_id.as_ref(), data),
+            binary: self.binary,
+        })
+    }
+
+    /// Answers with a top-level error (`{"ipcReqID":..,"code":..,"message":..}`).
+    pub(crate) fn fail(mut self, code: ErrorCode, message: impl Into<String>) {
+        self.count_now();
+        if self.reply {
+            let reply = ErrorReply::new(self.req_id.take(), code, message);
+            queue(&self.outbound, &reply, self.binary);
+        }
+    }
+
     /// The error a cancelled, too-slow handler answers with.
-    fn timed_out(&self, limit: Duration) -> HandlerError {
+    pub(crate) fn timed_out(&self, limit: Duration) -> HandlerError {
         tracing::warn!(handler = %self.name, limit_ms = limit.as_millis() as u64, "handler timed out and was cancelled");
         HandlerError::new(
             ErrorCode::HandlerTimeout.as_str(),
@@ -512,8 +573,8 @@ impl Completion {
 
     /// Counts the response and, unless the request was one-way, queues the line `encode`
     /// makes for the request's id.
-    fn reply_with(self, encode: impl FnOnce(Option<&RawId>) -> bytes::Bytes) {
-        self.stats.response_sent(self.received.elapsed());
+    fn reply_with(mut self, encode: impl FnOnce(Option<&RawId>) -> bytes::Bytes) {
+        self.count_now();
         if self.reply {
             // A closed queue means the peer is gone; its reply has nowhere to go.
             let _ = self.outbound.send(Line {
@@ -524,7 +585,7 @@ impl Completion {
     }
 
     /// Turns the handler's outcome (or its panic) into the reply and queues it.
-    fn complete(self, outcome: std::thread::Result<Result<ReplyData, HandlerError>>) {
+    pub(crate) fn complete(self, outcome: std::thread::Result<Result<ReplyData, HandlerError>>) {
         let data = match outcome {
             Ok(Ok(ReplyData::Tree(data))) => data,
             Ok(Ok(ReplyData::Text(text))) => {

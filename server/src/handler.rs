@@ -196,12 +196,7 @@ where
         // Everything happens in the future, so the connection's panic guard around its first
         // poll covers the decode (a `Deserialize` impl may panic) and the handler's call.
         Box::pin(async move {
-            let data = {
-                let text = request.data.as_deref().map_or("null", RawValue::get);
-                let mut deserializer = serde_json::Deserializer::from_str(text);
-                serde_path_to_error::deserialize::<_, T>(&mut deserializer)
-                    .map_err(|err| invalid_data(err.path(), err.inner()))?
-            };
+            let data = decode_data::<T>(&request)?;
             // The text is not needed any more while the handler runs.
             drop(request);
             let reply = handler(data, ctx).await?;
@@ -224,6 +219,111 @@ where
         }
     });
     (tree, text)
+}
+
+/// Decodes a request's `data` text (`null` when absent) into `T`, without a `Value` tree.
+fn decode_data<T: DeserializeOwned>(request: &RawRequest) -> Result<T, HandlerError> {
+    let text = request.data.as_deref().map_or("null", RawValue::get);
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    serde_path_to_error::deserialize::<_, T>(&mut deserializer)
+        .map_err(|err| invalid_data(err.path(), err.inner()))
+}
+
+/// The final item of a streamed reply: yielded by a streaming handler's stream, it is sent as
+/// the stream's final line (`{"ipcReqID":..,"data":..}`, without `ipcMore`) and the stream is
+/// dropped without being polled again. A stream that simply ends sends `"data": null` instead.
+///
+/// `/ipcserver/test/stream` ends this way with `{"done": N}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Last<R>(pub R);
+
+/// What a streaming handler's stream may yield: any `R: Serialize` (an item, sent with
+/// `"ipcMore": true`) or [`Last<R>`] (the final line).
+pub trait IntoStreamItem: Send + 'static {
+    /// The item as JSON text, and whether it is the last one.
+    ///
+    /// # Errors
+    /// `handler_error` when serde cannot write the item as JSON.
+    fn into_stream_item(self) -> Result<StreamItem, HandlerError>;
+}
+
+/// One item of a streamed reply, written as JSON text.
+#[derive(Debug)]
+pub struct StreamItem {
+    pub(crate) data: Box<RawValue>,
+    pub(crate) last: bool,
+}
+
+impl<R: Serialize + Send + 'static> IntoStreamItem for R {
+    fn into_stream_item(self) -> Result<StreamItem, HandlerError> {
+        Ok(StreamItem {
+            data: to_text(&self)?,
+            last: false,
+        })
+    }
+}
+
+/// An item already written (what [`IntoStreamItem::into_stream_item`] returns), so one stream
+/// can mix items and its [`Last`] value.
+impl IntoStreamItem for StreamItem {
+    fn into_stream_item(self) -> Result<StreamItem, HandlerError> {
+        Ok(self)
+    }
+}
+
+impl<R: Serialize + Send + 'static> IntoStreamItem for Last<R> {
+    fn into_stream_item(self) -> Result<StreamItem, HandlerError> {
+        Ok(StreamItem {
+            data: to_text(&self.0)?,
+            last: true,
+        })
+    }
+}
+
+/// A streaming handler's items, erased: each already JSON text.
+pub(crate) type ItemStream =
+    Pin<Box<dyn futures_util::Stream<Item = Result<StreamItem, HandlerError>> + Send>>;
+
+/// The boxed future a streaming handler becomes: data decoded, then the handler's stream.
+pub(crate) type StreamFuture =
+    Pin<Box<dyn Future<Output = Result<ItemStream, HandlerError>> + Send>>;
+
+/// A streaming handler as the router stores it.
+pub(crate) type BoxedStreamHandler =
+    Arc<dyn Fn(RawRequest, RequestContext) -> StreamFuture + Send + Sync>;
+
+/// Erases a typed streaming handler: `T` is decoded from the request's text as for
+/// [`typed`], then the handler's stream has its items written to text as they come.
+pub(crate) fn typed_stream<T, S, I, F, Fut>(handler: F) -> BoxedStreamHandler
+where
+    T: DeserializeOwned + Send + 'static,
+    S: futures_util::Stream<Item = Result<I, HandlerError>> + Send + 'static,
+    I: IntoStreamItem,
+    F: Fn(T, RequestContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<S, HandlerError>> + Send + 'static,
+{
+    use futures_util::StreamExt;
+    let handler = Arc::new(handler);
+    Arc::new(move |request: RawRequest, ctx| {
+        let handler = handler.clone();
+        Box::pin(async move {
+            let data = decode_data::<T>(&request)?;
+            drop(request);
+            let items = handler(data, ctx).await?;
+            let items: ItemStream =
+                Box::pin(items.map(|item| item.and_then(IntoStreamItem::into_stream_item)));
+            Ok(items)
+        })
+    })
+}
+
+/// What a plain call to a streaming route gets (through [`Matched::handler`](crate::Matched)):
+/// the `stream_required` error, in `data` like other route-level errors.
+pub(crate) fn stream_required(name: &str) -> HandlerError {
+    HandlerError::new(
+        ErrorCode::StreamRequired.as_str(),
+        format!("handler '{name}' answers with a stream of replies: send the request with \"ipcStream\": true"),
+    )
 }
 
 /// A typed handler's reply as JSON text.

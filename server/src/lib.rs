@@ -51,6 +51,7 @@ mod registry;
 mod router;
 mod server;
 mod stats;
+mod stream;
 mod transport;
 mod validate;
 mod workers;
@@ -71,7 +72,7 @@ pub use fd_limit::raise_descriptor_limit;
 pub use forward::{ForwardError, ForwardSpec, DEFAULT_FORWARD_TIMEOUT};
 pub use handler::{
     BoxedHandler, ConnectionInfo, Handler, HandlerError, HandlerFuture, HandlerResult,
-    PeerCredentials, RequestContext, Transport,
+    IntoStreamItem, Last, PeerCredentials, RequestContext, StreamItem, Transport,
 };
 pub use notify::Notifier;
 pub use pixl_ipc_protocol::{Push, Request};
@@ -84,4 +85,4 @@ pub use validate::{
 };
 /// The crates the API speaks in, so a user's Cargo.toml need not guess matching versions:
 /// patterns are [`regex::Regex`]es, data is [`serde_json::Value`].
-pub use {regex, regex::Regex, serde_json, serde_json::Value};
+pub use {futures_util, regex, regex::Regex, serde_json, serde_json::Value};

@@ -34,6 +34,10 @@ struct Gauge {
     charged: AtomicUsize,
     limits: OutboundLimits,
     drained: Notify,
+    /// Woken (all waiters) when unread replies drop below the limit: what paced streams wait
+    /// on. `drained` wakes one waiter per write, which suits the one reader but would leave
+    /// all but one of several waiting streams asleep.
+    room: Notify,
 }
 
 impl Gauge {
@@ -42,9 +46,10 @@ impl Gauge {
         self.limits.server.held.fetch_add(bytes, Ordering::AcqRel);
     }
 
-    fn shrink(&self, counter: &AtomicUsize, bytes: usize) {
-        counter.fetch_sub(bytes, Ordering::AcqRel);
+    /// Takes `bytes` off `counter`, returning what it held before.
+    fn shrink(&self, counter: &AtomicUsize, bytes: usize) -> usize {
         self.limits.server.held.fetch_sub(bytes, Ordering::AcqRel);
+        counter.fetch_sub(bytes, Ordering::AcqRel)
     }
 }
 
@@ -128,6 +133,7 @@ impl Outbound {
             charged: AtomicUsize::new(0),
             limits: limits.clone(),
             drained: Notify::new(),
+            room: Notify::new(),
         });
         (
             Outbound {
@@ -204,6 +210,23 @@ impl Outbound {
         self.gauge.drained.notified().await;
     }
 
+    /// Resolves once the peer has fewer than the limit of unread bytes queued (at once if it
+    /// has): what a stream waits for before producing its next item, so a peer that stops
+    /// reading pauses its streams instead of having their items pile up.
+    pub(crate) async fn has_room(&self) {
+        loop {
+            let room = self.gauge.room.notified();
+            tokio::pin!(room);
+            // Registered before the check, so a drop below the limit right after it still
+            // wakes us.
+            room.as_mut().enable();
+            if !self.is_full() {
+                return;
+            }
+            room.await;
+        }
+    }
+
     /// A handle that does not keep the queue open: the push registry holds these, so a
     /// connection's writer ends when the connection itself is done with it.
     pub(crate) fn downgrade(&self) -> WeakOutbound {
@@ -253,8 +276,12 @@ impl OutboundReceiver {
     /// much, and a reader paused on it re-checks.
     pub(crate) fn written(&self, bytes: usize) {
         if bytes > 0 {
-            self.gauge.shrink(&self.gauge.queued, bytes);
+            let before = self.gauge.shrink(&self.gauge.queued, bytes);
             self.gauge.drained.notify_one();
+            let limit = self.gauge.limits.replies;
+            if before >= limit && before - bytes < limit {
+                self.gauge.room.notify_waiters();
+            }
         }
     }
 }

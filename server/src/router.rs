@@ -13,8 +13,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::handler::{
-    boxed, typed, BoxedHandler, BoxedTextHandler, Handler, HandlerError, HandlerResult,
-    RequestContext,
+    boxed, stream_required, typed, typed_stream, BoxedHandler, BoxedStreamHandler,
+    BoxedTextHandler, Handler, HandlerError, HandlerResult, IntoStreamItem, RequestContext,
 };
 use pixl_ipc_protocol::Request;
 
@@ -92,6 +92,7 @@ struct Route {
     name: Arc<str>,
     handler: BoxedHandler,
     text: Option<BoxedTextHandler>,
+    stream: Option<BoxedStreamHandler>,
     echoes_data: bool,
 }
 
@@ -105,6 +106,9 @@ pub struct Matched {
     pub handler: BoxedHandler,
     /// A typed handler's entry that decodes straight from the request's JSON text.
     pub(crate) text: Option<BoxedTextHandler>,
+    /// A streaming handler: requests with `ipcStream` get its items; others `stream_required`
+    /// (which is what [`handler`](Self::handler) answers for such a route).
+    pub(crate) stream: Option<BoxedStreamHandler>,
     /// The handler answers with the request's `data` unchanged (the built-in echo), so the
     /// connection may write the data back as received instead of running it.
     pub(crate) echoes_data: bool,
@@ -135,6 +139,7 @@ impl Router {
                 name: Arc::from(DEFAULT_HANDLER_NAME),
                 handler: boxed(no_handler_found),
                 text: None,
+                stream: None,
                 echoes_data: false,
             }),
         }
@@ -152,6 +157,77 @@ impl Router {
         handler: impl Handler,
     ) -> Result<(), RouteError> {
         self.add_route(pattern.into(), name.into(), boxed(handler), None, false)
+    }
+
+    /// Registers a streaming handler for uris matching `pattern`, after every route already
+    /// registered: one request, many replies. The handler takes the request's `data` as any
+    /// `T: DeserializeOwned` (decoded as for [`add_typed_handler`](Self::add_typed_handler))
+    /// and returns a [`Stream`](futures_util::Stream) whose items are sent as they come, each
+    /// as `{"ipcReqID":..,"data":item,"ipcMore":true}`, paced by the connection: while the
+    /// client has the reply limit of bytes unread, the stream is not polled.
+    ///
+    /// The stream's end sends the final line `{"ipcReqID":..,"data":null}`; an item wrapped in
+    /// [`Last`](crate::Last) is sent as the final line instead, and the stream is dropped; an
+    /// `Err` item ends the stream with that error (in `data`, as any handler error). The stream
+    /// is dropped (stopping whatever it does) when the client cancels it (`"ipcCancel": true`,
+    /// final line `cancelled`), disconnects, or the server shuts down (`shutting_down`).
+    ///
+    /// Clients must ask for a stream (`"ipcStream": true`, with an `ipcReqID`); a plain call
+    /// (every original pixl-ipc client) gets one reply, the error `stream_required`. A running
+    /// stream takes one of the connection's in-flight request slots until it ends. The
+    /// server's handler timeout bounds the handler's future up to the stream, not the stream.
+    ///
+    /// ```
+    /// use futures_util::{stream, StreamExt};
+    /// use pixl_ipc_server::{HandlerError, RequestContext, Router};
+    /// use serde::Deserialize;
+    /// use serde_json::json;
+    ///
+    /// #[derive(Deserialize)]
+    /// struct Count { to: u32 }
+    ///
+    /// let router = Router::new();
+    /// router.add_stream_handler("/count", "count", |count: Count, _ctx: RequestContext| async move {
+    ///     let items = stream::iter(0..count.to).map(|n| Ok::<_, HandlerError>(json!({"n": n})));
+    ///     Ok::<_, HandlerError>(items)
+    /// })?;
+    /// # Ok::<(), pixl_ipc_server::RouteError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`RouteError::InvalidPattern`] when a string pattern is not a valid regex; nothing is
+    /// registered then.
+    pub fn add_stream_handler<T, S, I, F, Fut>(
+        &self,
+        pattern: impl Into<UriPattern>,
+        name: impl Into<String>,
+        handler: F,
+    ) -> Result<(), RouteError>
+    where
+        T: DeserializeOwned + Send + 'static,
+        S: futures_util::Stream<Item = Result<I, HandlerError>> + Send + 'static,
+        I: IntoStreamItem,
+        F: Fn(T, RequestContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<S, HandlerError>> + Send + 'static,
+    {
+        let name = name.into();
+        let plain_call = {
+            let name = name.clone();
+            move |_: Request, _: RequestContext| {
+                let error = stream_required(&name);
+                async move { Err(error) }
+            }
+        };
+        let route = Route {
+            regex: pattern.into().compile()?,
+            name: Arc::from(name),
+            handler: boxed(plain_call),
+            text: None,
+            stream: Some(typed_stream(handler)),
+            echoes_data: false,
+        };
+        write(&self.routes).push(route);
+        Ok(())
     }
 
     /// Registers a typed handler for uris matching `pattern`, after every route already
@@ -224,6 +300,7 @@ impl Router {
             name: Arc::from(name),
             handler,
             text,
+            stream: None,
             echoes_data,
         };
         write(&self.routes).push(route);
@@ -236,6 +313,7 @@ impl Router {
             name: Arc::from(DEFAULT_HANDLER_NAME),
             handler: boxed(handler),
             text: None,
+            stream: None,
             echoes_data: false,
         };
     }
@@ -248,6 +326,7 @@ impl Router {
                 name: route.name.clone(),
                 handler: route.handler.clone(),
                 text: route.text.clone(),
+                stream: route.stream.clone(),
                 echoes_data: route.echoes_data,
             },
             None => read(&self.default).clone(),

@@ -134,6 +134,29 @@ impl Server {
         Ok(self)
     }
 
+    /// Registers a streaming handler for `pattern` after all routes registered so far: one
+    /// request (sent with `"ipcStream": true`), many replies. See
+    /// [`Router::add_stream_handler`].
+    ///
+    /// # Errors
+    /// [`RouteError::InvalidPattern`] for a string pattern that is not a valid regex.
+    pub fn add_stream_handler<T, S, I, F, Fut>(
+        &self,
+        pattern: impl Into<UriPattern>,
+        name: impl Into<String>,
+        handler: F,
+    ) -> Result<&Self, RouteError>
+    where
+        T: serde::de::DeserializeOwned + Send + 'static,
+        S: futures_util::Stream<Item = Result<I, crate::HandlerError>> + Send + 'static,
+        I: crate::IntoStreamItem,
+        F: Fn(T, RequestContext) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<S, crate::HandlerError>> + Send + 'static,
+    {
+        self.router.add_stream_handler(pattern, name, handler)?;
+        Ok(self)
+    }
+
     /// Forwards requests whose uri matches `spec.pattern` to the pixl-ipc server at
     /// `spec.address`, after all routes registered so far (see [`ForwardSpec`](crate::ForwardSpec)
     /// for the pattern and address syntax, and the module docs of what a caller gets). Starts

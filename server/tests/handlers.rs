@@ -185,7 +185,7 @@ fn routes_added_while_running_take_effect_after_the_built_ins() {
         conn.call(r#"{"ipcReqID":"rq2","uri":"/ipcserver/test/echo","data":3}"#),
         r#"{"ipcReqID":"rq2","data":3}"#
     );
-    assert_eq!(server.handle.stats().handlers, 6);
+    assert_eq!(server.handle.stats().handlers, 8);
 }
 
 #[test]

@@ -142,7 +142,7 @@ fn stats_and_info_endpoints() {
     let stats =
         conn.read_json_after(r#"{"ipcReqID":"s","uri":"/ipcserver/stats"}"#)["data"].clone();
     assert_eq!(stats["connections"], json!(1));
-    assert_eq!(stats["handlers"], json!(4));
+    assert_eq!(stats["handlers"], json!(6));
     // The first interval closed after 300 ms, holding the five requests.
     assert_eq!(stats["requests"], json!(5), "{stats}");
     assert_eq!(stats["clientOpen"], json!(1));
@@ -173,7 +173,9 @@ fn stats_and_info_endpoints() {
             "^/ipcserver/test/echo",
             "^/ipcserver/test/delay",
             "^/ipcserver/stats$",
-            "^/ipcserver/info$"
+            "^/ipcserver/info$",
+            "^/ipcserver/test/stream$",
+            "^/ipcserver/stats/watch$"
         ]
     );
 }

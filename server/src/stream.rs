@@ -1,0 +1,223 @@
+//! Streamed replies: one request (`"ipcStream": true`), many reply lines. Item lines carry
+//! `"ipcMore": true`; one final line without it ends the stream (a last value, `null`, or an
+//! error). The stream runs in a task of its own and is dropped when it ends, when the client
+//! cancels it (`"ipcCancel": true`), when the server shuts down, or with the connection.
+//!
+//! What one connection's streams can make the server hold: each takes one of the connection's
+//! `max_in_flight` request slots (and keeps its request's charge) until it ends; a stream is
+//! polled for its next item only while its client has fewer than the reply limit
+//! (`streamBackpressure`) of unread bytes queued, so unread items stay under
+//! `reply limit + streams × largest item` per connection.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use futures_util::{FutureExt, StreamExt};
+use pixl_ipc_protocol::{ErrorCode, RawId, RawRequest};
+use serde_json::Value;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::connection::Completion;
+use crate::context::ConnectionContext;
+use crate::handler::{BoxedStreamHandler, ItemStream, ReplyData, RequestContext, StreamFuture};
+
+/// The streams running on one connection, by request id, so that a cancel line finds its
+/// stream. At most `max_in_flight` entries: each stream holds a request slot.
+#[derive(Default)]
+pub(crate) struct Streams {
+    running: Arc<Mutex<HashMap<Box<str>, CancellationToken>>>,
+}
+
+impl Streams {
+    /// Cancels the stream with this id, if one runs; anything else is ignored (the stream may
+    /// have just ended, and its final line is on the way).
+    pub(crate) fn cancel(&self, id: Option<&RawId>) {
+        let Some(id) = id else { return };
+        let running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(token) = running.get(id.json()) {
+            token.cancel();
+        }
+    }
+
+    /// Registers a stream under `id`; `None` when a stream with that id is running already.
+    fn register(&self, id: &RawId) -> Option<Registration> {
+        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        if running.contains_key(id.json()) {
+            return None;
+        }
+        let token = CancellationToken::new();
+        running.insert(Box::from(id.json()), token.clone());
+        Some(Registration {
+            running: self.running.clone(),
+            id: Box::from(id.json()),
+            token,
+        })
+    }
+}
+
+/// A running stream's entry in [`Streams`], removed when the stream's task ends or is dropped.
+struct Registration {
+    running: Arc<Mutex<HashMap<Box<str>, CancellationToken>>>,
+    id: Box<str>,
+    token: CancellationToken,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        running.remove(&self.id);
+    }
+}
+
+/// A streamed request about to start.
+pub(crate) struct Start<'a> {
+    pub(crate) handler: &'a BoxedStreamHandler,
+    pub(crate) request: RawRequest,
+    pub(crate) ctx: &'a RequestContext,
+    pub(crate) context: &'a ConnectionContext,
+    pub(crate) streams: &'a Streams,
+}
+
+/// Why a stream ended before its handler's stream did.
+enum Stopped {
+    Cancelled,
+    ShuttingDown,
+}
+
+impl Start<'_> {
+    /// Checks the request and starts its stream in a task of `handlers`; a request that cannot
+    /// stream is answered with `invalid_request` instead.
+    pub(crate) fn run(self, done: Completion, handlers: &mut JoinSet<()>) {
+        let Start {
+            handler,
+            request,
+            ctx,
+            context,
+            streams,
+        } = self;
+        if request.no_reply {
+            context.stats.protocol_error();
+            return done.fail(
+                ErrorCode::InvalidRequest,
+                "a streamed request cannot be one-way (ipcNoReply)",
+            );
+        }
+        let Some(id) = request.ipc_req_id.as_ref() else {
+            context.stats.protocol_error();
+            return done.fail(
+                ErrorCode::InvalidRequest,
+                "a streamed request needs an ipcReqID: its replies carry it",
+            );
+        };
+        let Some(registration) = streams.register(id) else {
+            context.stats.protocol_error();
+            return done.fail(
+                ErrorCode::InvalidRequest,
+                "a stream with this ipcReqID is already running on this connection",
+            );
+        };
+        let setup = handler(request, ctx.clone());
+        let shutdown = context.shutdown.clone();
+        let limit = context.handler_timeout;
+        handlers.spawn(async move {
+            // Holding the registration until the task ends (or is dropped with the
+            // connection) keeps the id taken for exactly as long as the stream runs.
+            let token = registration.token.clone();
+            serve(setup, limit, done, &token, &shutdown).await;
+            drop(registration);
+        });
+    }
+}
+
+/// Resolves when the stream must stop before it ends by itself.
+async fn stopped(token: &CancellationToken, shutdown: &CancellationToken) -> Stopped {
+    tokio::select! {
+        biased;
+        () = token.cancelled() => Stopped::Cancelled,
+        () = shutdown.cancelled() => Stopped::ShuttingDown,
+    }
+}
+
+impl Stopped {
+    /// The stream's final line for this reason.
+    fn answer(self, done: Completion) {
+        match self {
+            Stopped::Cancelled => {
+                done.fail(ErrorCode::Cancelled, "the client cancelled the stream")
+            }
+            Stopped::ShuttingDown => done.fail(
+                ErrorCode::ShuttingDown,
+                "the server is shutting down; the stream ends here",
+            ),
+        }
+    }
+}
+
+/// Runs the handler up to its stream (within the handler timeout), then sends the stream's
+/// items as the peer makes room for them, then the final line. The handler and its stream are
+/// dropped as soon as the stream is cancelled or the server shuts down.
+async fn serve(
+    setup: StreamFuture,
+    limit: Option<Duration>,
+    mut done: Completion,
+    token: &CancellationToken,
+    shutdown: &CancellationToken,
+) {
+    let guarded = AssertUnwindSafe(setup).catch_unwind();
+    let setup = async {
+        match limit {
+            None => Some(guarded.await),
+            Some(limit) => tokio::time::timeout(limit, guarded).await.ok(),
+        }
+    };
+    let outcome = tokio::select! {
+        biased;
+        stop = stopped(token, shutdown) => return stop.answer(done),
+        outcome = setup => outcome,
+    };
+    let mut items: ItemStream = match outcome {
+        Some(Ok(Ok(items))) => items,
+        Some(Ok(Err(err))) => return done.complete(Ok(Err(err))),
+        Some(Err(panic)) => return done.complete(Err(panic)),
+        None => {
+            let limit = limit.unwrap_or_default();
+            let error = done.timed_out(limit);
+            return done.complete(Ok(Err(error)));
+        }
+    };
+    done.count_now();
+    let outbound = done.outbound().clone();
+    loop {
+        let next = async {
+            outbound.has_room().await;
+            AssertUnwindSafe(items.next()).catch_unwind().await
+        };
+        let event = tokio::select! {
+            biased;
+            stop = stopped(token, shutdown) => Err(stop),
+            event = next => Ok(event),
+        };
+        match event {
+            Err(stop) => {
+                drop(items);
+                return stop.answer(done);
+            }
+            Ok(Ok(Some(Ok(item)))) if item.last => {
+                drop(items);
+                return done.complete(Ok(Ok(ReplyData::Text(item.data))));
+            }
+            Ok(Ok(Some(Ok(item)))) => {
+                if done.item(&item.data).is_err() {
+                    // The peer is gone: nobody to stream to.
+                    return;
+                }
+            }
+            Ok(Ok(Some(Err(err)))) => return done.complete(Ok(Err(err))),
+            Ok(Ok(None)) => return done.complete(Ok(Ok(ReplyData::Tree(Value::Null)))),
+            Ok(Err(panic)) => return done.complete(Err(panic)),
+        }
+    }
+}
