@@ -5,12 +5,13 @@
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use pixl_ipc_client::{Client, Error, ReconnectPolicy, STREAM_BUFFER_LINES};
+use pixl_ipc_client::{Client, ConnectionState, Error, ReconnectPolicy, STREAM_BUFFER_LINES};
+use pixl_ipc_server::{HandlerError, RunningServer, Server, ServerConfig, WebSocketConfig};
 use pixl_ipc_test_utils::ServerProcess;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -40,15 +41,18 @@ struct Target {
 }
 
 fn start(kind: Kind) -> Target {
+    let extra: &[&str] = &[];
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("stream.sock");
     let (server, address) = match kind {
         Kind::Unix => {
-            let server = ServerProcess::start(&path, &[]);
+            let server = ServerProcess::start(&path, extra);
             (server, path.display().to_string())
         }
         Kind::Ws => {
-            let server = ServerProcess::start(&path, &["--ws", "127.0.0.1:0"]);
+            let mut args = vec!["--ws", "127.0.0.1:0"];
+            args.extend_from_slice(extra);
+            let server = ServerProcess::start(&path, &args);
             let url = server.ws_url().expect("the server prints its ws url");
             (server, url)
         }
@@ -130,54 +134,105 @@ async fn items_arrive_in_order_then_the_final_value_last(kind: Kind) {
     assert_eq!(echo[0].as_ref().unwrap(), &json!({"a": 1}));
 }
 
-/// A stream that would run for an hour is dropped after two items: the server hears the cancel
-/// (its stats say no stream runs), its `cancelled` line is swallowed, nothing reaches pushes,
-/// and the connection carries on.
+/// The server library in this process with a stream that never ends by itself (`/forever`,
+/// an item every `interval` ms) and counts how often its handler was dropped: the server drops
+/// it when the stream is cancelled (or its connection ends).
+struct LibTarget {
+    _running: RunningServer,
+    address: String,
+    dropped: Arc<AtomicUsize>,
+    _dir: tempfile::TempDir,
+}
+
+struct CountDrop(Arc<AtomicUsize>);
+
+impl Drop for CountDrop {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[derive(Deserialize)]
+struct Forever {
+    interval: u64,
+}
+
+async fn lib_target(kind: Kind) -> LibTarget {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lib.sock");
+    let ws = WebSocketConfig::default().listen_on("127.0.0.1:0".parse().unwrap());
+    let server = Server::new(ServerConfig::new(&path).with_websocket(ws));
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&dropped);
+    server
+        .add_stream_handler("/forever", "forever", move |params: Forever, _ctx| {
+            let guard = CountDrop(Arc::clone(&counter));
+            async move {
+                let pause = Duration::from_millis(params.interval);
+                Ok(futures_util::stream::unfold((guard, 0u64), move |(guard, k)| async move {
+                    if k > 0 {
+                        tokio::time::sleep(pause).await;
+                    }
+                    let item: Result<Value, HandlerError> = Ok(json!({ "i": k }));
+                    Some((item, (guard, k + 1)))
+                }))
+            }
+        })
+        .unwrap();
+    let running = server.start().await.unwrap();
+    let address = match kind {
+        Kind::Unix => path.display().to_string(),
+        Kind::Ws => running.handle().ws_urls()[0].clone(),
+    };
+    LibTarget {
+        _running: running,
+        address,
+        dropped,
+        _dir: dir,
+    }
+}
+
+impl LibTarget {
+    async fn client(&self, timeout: Duration) -> Client {
+        Client::builder()
+            .reconnect(ReconnectPolicy::Off)
+            .request_timeout(timeout)
+            .connect(self.address.as_str())
+            .await
+            .unwrap()
+    }
+
+    /// Waits until the server has dropped `n` stream handlers.
+    async fn dropped(&self, n: usize) {
+        bounded(async {
+            while self.dropped.load(Ordering::SeqCst) < n {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+    }
+}
+
+/// A stream that never ends is dropped after two items: the server hears the cancel and drops
+/// its handler while the connection stays open, its `cancelled` line is swallowed, nothing
+/// reaches pushes, and the connection carries on.
 async fn a_dropped_stream_is_cancelled_and_nothing_of_it_leaks(kind: Kind) {
-    let target = start(kind);
-    let client = connect(&target, Duration::from_secs(5)).await;
+    let target = lib_target(kind).await;
+    let client = target.client(Duration::from_secs(5)).await;
     let mut pushes = client.subscribe();
-    let mut stream = client.stream(
-        "/ipcserver/test/stream",
-        json!({"count": 1_000_000, "interval": 50}),
-    );
+    let mut stream = client.stream("/forever", json!({"interval": 20}));
     assert_eq!(bounded(stream.next()).await.unwrap().unwrap(), json!({"i": 0}));
     assert_eq!(bounded(stream.next()).await.unwrap().unwrap(), json!({"i": 1}));
-    let running = active_streams(&client).await;
-    assert_eq!(running, 1, "the stream runs on the server before the drop");
+    assert_eq!(target.dropped.load(Ordering::SeqCst), 0);
     drop(stream);
-    bounded(async {
-        while active_streams(&client).await != 0 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
+    target.dropped(1).await;
+    assert_eq!(client.state(), ConnectionState::Connected);
     // Long enough for stray items (one per 50 ms) to show up if the stream were still going.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let echo = bounded(client.send("/ipcserver/test/echo", json!({"after": "drop"}))).await;
     assert_eq!(echo.unwrap(), json!({"after": "drop"}));
     let stray = tokio::time::timeout(Duration::from_millis(100), pushes.recv()).await;
     assert!(stray.is_err(), "nothing of the stream is a push: {stray:?}");
-}
-
-/// How many streams the server runs now, from `/ipcserver/stats`.
-async fn active_streams(client: &Client) -> u64 {
-    let stats = client.send("/ipcserver/stats", json!({})).await.unwrap();
-    find_u64(&stats, "active_streams")
-        .or_else(|| find_u64(&stats, "streams_active"))
-        .unwrap_or_else(|| panic!("no stream count in the stats: {stats}"))
-}
-
-/// The first number named `key` anywhere in `value`.
-fn find_u64(value: &Value, key: &str) -> Option<u64> {
-    match value {
-        Value::Object(map) => map
-            .get(key)
-            .and_then(Value::as_u64)
-            .or_else(|| map.values().find_map(|v| find_u64(v, key))),
-        Value::Array(items) => items.iter().find_map(|v| find_u64(v, key)),
-        _ => None,
-    }
 }
 
 async fn plain_calls_and_streams_interleave_on_one_client(kind: Kind) {
@@ -224,34 +279,34 @@ async fn plain_calls_and_streams_interleave_on_one_client(kind: Kind) {
 }
 
 async fn the_timeout_applies_to_each_line_and_cancels(kind: Kind) {
-    let target = start(kind);
+    let target = lib_target(kind).await;
     let timeout = Duration::from_millis(400);
-    let client = connect(&target, timeout).await;
+    let client = target.client(timeout).await;
     // Items every 150 ms: each wait is shorter than the timeout, the whole stream is not.
     let items: Vec<_> = bounded(
         client
-            .stream("/ipcserver/test/stream", json!({"count": 5, "interval": 150}))
+            .stream("/forever", json!({"interval": 150}))
+            .take(6)
             .collect::<Vec<_>>(),
     )
     .await;
     assert_eq!(items.len(), 6, "{items:?}");
     assert!(items.iter().all(Result::is_ok), "{items:?}");
+    target.dropped(1).await;
 
-    // Items every 2 s: the first wait times out.
-    let mut slow = client.stream("/ipcserver/test/stream", json!({"count": 5, "interval": 2000}));
+    // Items every 2 s: the wait for the second times out.
+    let mut slow = client.stream("/forever", json!({"interval": 2000}));
+    assert_eq!(bounded(slow.next()).await.unwrap().unwrap(), json!({"i": 0}));
     let started = Instant::now();
-    let first = bounded(slow.next()).await.unwrap();
+    let second = bounded(slow.next()).await.unwrap();
     let waited = started.elapsed();
-    assert!(matches!(first, Err(Error::Timeout { .. })), "{first:?}");
+    assert!(matches!(second, Err(Error::Timeout { .. })), "{second:?}");
     assert!(waited >= timeout && waited < timeout * 3, "{waited:?}");
     assert!(bounded(slow.next()).await.is_none(), "an error ends the stream");
-    // The server was told: the stream stops there, and its `cancelled` line is swallowed.
-    bounded(async {
-        while active_streams(&client).await != 0 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
+    // The server was told at once (the stream is still held here): its handler is dropped,
+    // the connection stays, and the `cancelled` line is swallowed.
+    target.dropped(2).await;
+    assert_eq!(client.state(), ConnectionState::Connected);
     let echo = bounded(client.send("/ipcserver/test/echo", json!(1))).await;
     assert_eq!(echo.unwrap(), json!(1));
 }
