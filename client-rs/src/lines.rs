@@ -177,13 +177,19 @@ mod tests {
 
     #[test]
     fn tells_stream_items_from_final_lines() {
-        assert!(is_more(br#"{"ipcReqID":"rq1","data":{"i":0},"ipcMore":true}"#));
-        assert!(is_more(b"{\"ipcReqID\":\"rq1\",\"data\":1,\"ipcMore\":true}\r"));
+        assert!(is_more(
+            br#"{"ipcReqID":"rq1","data":{"i":0},"ipcMore":true}"#
+        ));
+        assert!(is_more(
+            b"{\"ipcReqID\":\"rq1\",\"data\":1,\"ipcMore\":true}\r"
+        ));
         assert!(is_more(br#"{"ipcMore": true, "ipcReqID":"rq1","data":1}"#));
         assert!(!is_more(br#"{"ipcReqID":"rq1","data":{"done":3}}"#));
         assert!(!is_more(br#"{"ipcReqID":"rq1","data":{"ipcMore":true}}"#));
         assert!(!is_more(br#"{"ipcReqID":"rq1","ipcMore":false}"#));
-        assert!(!is_more(br#"{"ipcReqID":"rq1","code":"cancelled","message":"x"}"#));
+        assert!(!is_more(
+            br#"{"ipcReqID":"rq1","code":"cancelled","message":"x"}"#
+        ));
     }
 
     #[test]

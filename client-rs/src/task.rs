@@ -407,10 +407,15 @@ fn deliver_to_stream(
 ) -> Option<Parked> {
     if line.len() > ctx.max_reply_bytes {
         let size = line.len();
-        fail_stream(pending, writer, &id, Error::ReplyTooLarge {
-            size,
-            limit: ctx.max_reply_bytes,
-        });
+        fail_stream(
+            pending,
+            writer,
+            &id,
+            Error::ReplyTooLarge {
+                size,
+                limit: ctx.max_reply_bytes,
+            },
+        );
         return None;
     }
     let more = lines::is_more(&line);
@@ -448,9 +453,9 @@ fn fail_stream(pending: &mut PendingRequests, writer: &mut Writer, id: &str, err
 
 /// The cancel message for the stream `id` (see the stream spec): no uri, no data.
 fn queue_cancel(writer: &mut Writer, id: &str) {
-    writer.queue(&pixl_ipc_protocol::json::encode_cancel_line(&Value::String(
-        id.to_owned(),
-    )));
+    writer.queue(&pixl_ipc_protocol::json::encode_cancel_line(
+        &Value::String(id.to_owned()),
+    ));
 }
 
 /// A line from the server that could not be decoded: fail its request if it names one.

@@ -495,7 +495,11 @@ fn stream_exits_5_on_an_error_final_and_4_when_a_line_takes_too_long() {
     let (_dir, server) = server();
     let output = cli(&server.path, &["stream", "/no/such/route"]);
     assert_eq!(output.status.code(), Some(5), "{}", stderr(&output));
-    assert!(stderr(&output).contains("no_handler_found"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("no_handler_found"),
+        "{}",
+        stderr(&output)
+    );
 
     let output = cli(
         &server.path,
@@ -507,7 +511,11 @@ fn stream_exits_5_on_an_error_final_and_4_when_a_line_takes_too_long() {
             r#"{"count":3,"interval":100}"#,
         ],
     );
-    assert!(output.status.success(), "each wait is short: {}", stderr(&output));
+    assert!(
+        output.status.success(),
+        "each wait is short: {}",
+        stderr(&output)
+    );
     assert_eq!(String::from_utf8_lossy(&output.stdout).lines().count(), 4);
 
     let output = cli(
@@ -604,7 +612,10 @@ fn stream_into_a_closed_pipe_exits_0() {
     let mut reader = std::io::BufReader::new(stdout);
     let mut first = String::new();
     std::io::BufRead::read_line(&mut reader, &mut first).unwrap();
-    assert_eq!(serde_json::from_str::<Value>(&first).unwrap(), json!({"i": 0}));
+    assert_eq!(
+        serde_json::from_str::<Value>(&first).unwrap(),
+        json!({"i": 0})
+    );
     // `| head -1`: the reader goes away.
     drop(reader);
     let status = pixl_ipc_test_utils::wait_with_timeout(&mut child, pixl_ipc_test_utils::TIMEOUT)

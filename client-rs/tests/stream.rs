@@ -112,8 +112,10 @@ async fn items_arrive_in_order_then_the_final_value_last(kind: Kind) {
         i: Option<u64>,
         done: Option<u64>,
     }
-    let mut typed =
-        client.stream_as::<_, Item>("/ipcserver/test/stream", &json!({"count": 3, "interval": 20}));
+    let mut typed = client.stream_as::<_, Item>(
+        "/ipcserver/test/stream",
+        &json!({"count": 3, "interval": 20}),
+    );
     let mut seen = Vec::new();
     while let Some(item) = bounded(typed.next()).await {
         seen.push(item.unwrap());
@@ -169,13 +171,16 @@ async fn lib_target(kind: Kind) -> LibTarget {
             let guard = CountDrop(Arc::clone(&counter));
             async move {
                 let pause = Duration::from_millis(params.interval);
-                Ok(futures_util::stream::unfold((guard, 0u64), move |(guard, k)| async move {
-                    if k > 0 {
-                        tokio::time::sleep(pause).await;
-                    }
-                    let item: Result<Value, HandlerError> = Ok(json!({ "i": k }));
-                    Some((item, (guard, k + 1)))
-                }))
+                Ok(futures_util::stream::unfold(
+                    (guard, 0u64),
+                    move |(guard, k)| async move {
+                        if k > 0 {
+                            tokio::time::sleep(pause).await;
+                        }
+                        let item: Result<Value, HandlerError> = Ok(json!({ "i": k }));
+                        Some((item, (guard, k + 1)))
+                    },
+                ))
             }
         })
         .unwrap();
@@ -221,8 +226,14 @@ async fn a_dropped_stream_is_cancelled_and_nothing_of_it_leaks(kind: Kind) {
     let client = target.client(Duration::from_secs(5)).await;
     let mut pushes = client.subscribe();
     let mut stream = client.stream("/forever", json!({"interval": 20}));
-    assert_eq!(bounded(stream.next()).await.unwrap().unwrap(), json!({"i": 0}));
-    assert_eq!(bounded(stream.next()).await.unwrap().unwrap(), json!({"i": 1}));
+    assert_eq!(
+        bounded(stream.next()).await.unwrap().unwrap(),
+        json!({"i": 0})
+    );
+    assert_eq!(
+        bounded(stream.next()).await.unwrap().unwrap(),
+        json!({"i": 1})
+    );
     assert_eq!(target.dropped.load(Ordering::SeqCst), 0);
     drop(stream);
     target.dropped(1).await;
@@ -296,13 +307,19 @@ async fn the_timeout_applies_to_each_line_and_cancels(kind: Kind) {
 
     // Items every 2 s: the wait for the second times out.
     let mut slow = client.stream("/forever", json!({"interval": 2000}));
-    assert_eq!(bounded(slow.next()).await.unwrap().unwrap(), json!({"i": 0}));
+    assert_eq!(
+        bounded(slow.next()).await.unwrap().unwrap(),
+        json!({"i": 0})
+    );
     let started = Instant::now();
     let second = bounded(slow.next()).await.unwrap();
     let waited = started.elapsed();
     assert!(matches!(second, Err(Error::Timeout { .. })), "{second:?}");
     assert!(waited >= timeout && waited < timeout * 3, "{waited:?}");
-    assert!(bounded(slow.next()).await.is_none(), "an error ends the stream");
+    assert!(
+        bounded(slow.next()).await.is_none(),
+        "an error ends the stream"
+    );
     // The server was told at once (the stream is still held here): its handler is dropped,
     // the connection stays, and the `cancelled` line is swallowed.
     target.dropped(2).await;
@@ -389,24 +406,39 @@ async fn the_wire_a_drop_sends_the_cancel_and_late_lines_are_swallowed() {
     let (_dir, path) = wire_peer(move |stream| async move {
         let (read, mut write) = stream.into_split();
         let mut lines = BufReader::new(read).lines();
-        let request: Value = serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
+        let request: Value =
+            serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
         let id = request["ipcReqID"].clone();
         for i in 0..2 {
             let item = json!({"ipcReqID": id, "data": {"i": i}, "ipcMore": true});
-            write.write_all(format!("{item}\n").as_bytes()).await.unwrap();
+            write
+                .write_all(format!("{item}\n").as_bytes())
+                .await
+                .unwrap();
         }
-        let cancel: Value = serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
+        let cancel: Value =
+            serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
         // Still in flight when the cancel came, then the answer to it.
         for i in 2..5 {
             let item = json!({"ipcReqID": id, "data": {"i": i}, "ipcMore": true});
-            write.write_all(format!("{item}\n").as_bytes()).await.unwrap();
+            write
+                .write_all(format!("{item}\n").as_bytes())
+                .await
+                .unwrap();
         }
-        let cancelled = json!({"ipcReqID": id, "code": "cancelled", "message": "cancelled by the client"});
-        write.write_all(format!("{cancelled}\n").as_bytes()).await.unwrap();
+        let cancelled =
+            json!({"ipcReqID": id, "code": "cancelled", "message": "cancelled by the client"});
+        write
+            .write_all(format!("{cancelled}\n").as_bytes())
+            .await
+            .unwrap();
         // Then a plain call, echoed.
         let call: Value = serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
         let reply = json!({"ipcReqID": call["ipcReqID"], "data": call["data"]});
-        write.write_all(format!("{reply}\n").as_bytes()).await.unwrap();
+        write
+            .write_all(format!("{reply}\n").as_bytes())
+            .await
+            .unwrap();
         let _ = seen_tx.send((request, cancel));
         std::future::pending::<()>().await;
     })
@@ -415,16 +447,24 @@ async fn the_wire_a_drop_sends_the_cancel_and_late_lines_are_swallowed() {
     let mut pushes = client.subscribe();
     let mut stream = client.stream("/some/stream", json!({"x": 1}));
     let id = stream.id().to_owned();
-    assert_eq!(bounded(stream.next()).await.unwrap().unwrap(), json!({"i": 0}));
+    assert_eq!(
+        bounded(stream.next()).await.unwrap().unwrap(),
+        json!({"i": 0})
+    );
     drop(stream);
-    let echo = bounded(client.send("/echo", json!({"after": 1}))).await.unwrap();
+    let echo = bounded(client.send("/echo", json!({"after": 1})))
+        .await
+        .unwrap();
     assert_eq!(echo, json!({"after": 1}));
     let (request, cancel) = bounded(seen_rx).await.unwrap();
     assert_eq!(request["ipcStream"], json!(true));
     assert_eq!(request["ipcReqID"], json!(id));
     assert_eq!(cancel, json!({"ipcReqID": id, "ipcCancel": true}));
     let stray = tokio::time::timeout(Duration::from_millis(200), pushes.recv()).await;
-    assert!(stray.is_err(), "a late line of the dropped stream became a push: {stray:?}");
+    assert!(
+        stray.is_err(),
+        "a late line of the dropped stream became a push: {stray:?}"
+    );
     assert!(matches!(
         client.state(),
         pixl_ipc_client::ConnectionState::Connected
@@ -500,7 +540,10 @@ async fn the_wire_a_stream_nobody_polls_stops_the_client_reading() {
                 written.fetch_add(line.len() as u64, Ordering::Relaxed);
             }
             let last = json!({"ipcReqID": id, "data": {"done": ITEMS}});
-            write.write_all(format!("{last}\n").as_bytes()).await.unwrap();
+            write
+                .write_all(format!("{last}\n").as_bytes())
+                .await
+                .unwrap();
             std::future::pending::<()>().await;
         })
         .await
@@ -515,7 +558,10 @@ async fn the_wire_a_stream_nobody_polls_stops_the_client_reading() {
     let whole = ITEMS * ITEM_BYTES as u64;
     let bound = (STREAM_BUFFER_LINES as u64 + 2) * ITEM_BYTES as u64 + 8 * 1024 * 1024;
     eprintln!("the server wrote {offered} of {whole} bytes while nobody polled (bound {bound})");
-    assert!(offered < bound, "the client took {offered} bytes without being polled");
+    assert!(
+        offered < bound,
+        "the client took {offered} bytes without being polled"
+    );
     assert!(offered < whole / 2);
     let mut next = 1;
     while let Some(item) = bounded(stream.next()).await {

@@ -60,8 +60,10 @@ async fn main() -> anyhow::Result<()> {
 
     // Five items 200 ms apart, then the final value. The client's request timeout applies to
     // the wait for each line, not to the whole stream.
-    let mut ticks =
-        client.stream_as::<_, Tick>("/ipcserver/test/stream", &json!({"count": 5, "interval": 200}));
+    let mut ticks = client.stream_as::<_, Tick>(
+        "/ipcserver/test/stream",
+        &json!({"count": 5, "interval": 200}),
+    );
     while let Some(tick) = ticks.next().await {
         match tick? {
             Tick { i: Some(i), .. } => println!("tick {i}"),
@@ -103,16 +105,22 @@ async fn demo() -> anyhow::Result<()> {
     let path = dir.path().join("stream.sock");
     let server = Server::new(ServerConfig::new(&path));
     // `/app/countdown`: from, from-1, ..., 1 as items, then "liftoff" as the final value.
-    server.add_stream_handler("/app/countdown", "countdown", |params: Countdown, _ctx| async move {
-        if params.from > 1000 {
-            return Err(HandlerError::new("too_far", "count down from 1000 at most"));
-        }
-        // Items and the final value as one type: `into_stream_item` marks which is which.
-        let items = stream::iter((1..=params.from).rev())
-            .map(|n| json!(n).into_stream_item())
-            .chain(stream::once(async { Last(json!("liftoff")).into_stream_item() }));
-        Ok(items)
-    })?;
+    server.add_stream_handler(
+        "/app/countdown",
+        "countdown",
+        |params: Countdown, _ctx| async move {
+            if params.from > 1000 {
+                return Err(HandlerError::new("too_far", "count down from 1000 at most"));
+            }
+            // Items and the final value as one type: `into_stream_item` marks which is which.
+            let items = stream::iter((1..=params.from).rev())
+                .map(|n| json!(n).into_stream_item())
+                .chain(stream::once(async {
+                    Last(json!("liftoff")).into_stream_item()
+                }));
+            Ok(items)
+        },
+    )?;
     // `/app/ticker`: an item every 20 ms until cancelled; says when its stream is dropped.
     let stopped = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stopped);
@@ -136,7 +144,10 @@ async fn demo() -> anyhow::Result<()> {
         .into_iter()
         .collect::<Result<_, _>>()?;
     println!("countdown: {items:?}");
-    ensure!(items == [json!(3), json!(2), json!(1), json!("liftoff")], "wrong countdown");
+    ensure!(
+        items == [json!(3), json!(2), json!(1), json!("liftoff")],
+        "wrong countdown"
+    );
 
     // A failing stream: the error is the last item.
     let mut refused = client.stream("/app/countdown", json!({"from": 5000}));
@@ -144,7 +155,10 @@ async fn demo() -> anyhow::Result<()> {
         Some(Err(Error::Server { code, message, .. })) => println!("refused: {code}: {message}"),
         other => anyhow::bail!("expected too_far, got {other:?}"),
     }
-    ensure!(refused.next().await.is_none(), "the stream goes on after its error");
+    ensure!(
+        refused.next().await.is_none(),
+        "the stream goes on after its error"
+    );
 
     // Stop early: take three ticks, drop the stream; the server drops the handler.
     let ticks: Vec<Value> = client
@@ -165,7 +179,10 @@ async fn demo() -> anyhow::Result<()> {
     .context("the server did not stop the ticker")?;
     println!("the server stopped the ticker");
     // The connection carries on.
-    ensure!(client.send("/ipcserver/test/echo", json!(1)).await? == 1, "echo failed");
+    ensure!(
+        client.send("/ipcserver/test/echo", json!(1)).await? == 1,
+        "echo failed"
+    );
 
     client.close().await;
     running.shutdown().await;

@@ -259,7 +259,12 @@ fn stream_client_reads_the_embedded_servers_built_in_streams() {
     server.wait_for_line("listening on");
 
     let stdout = run("stream_client", &[socket_arg]);
-    for expected in ["tick 0", "tick 4", "done after 5 ticks", "stats: 1 connection(s)"] {
+    for expected in [
+        "tick 0",
+        "tick 4",
+        "done after 5 ticks",
+        "stats: 1 connection(s)",
+    ] {
         assert_contains(&stdout, expected);
     }
     assert_eq!(stdout.matches("stats: ").count(), 3, "{stdout}");

@@ -12,8 +12,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use futures_util::StreamExt;
 use clap::{Parser, Subcommand};
+use futures_util::StreamExt;
 use pixl_ipc_client::{Backoff, Client, Error, ReconnectPolicy, ReplyStream, SubscriptionError};
 use serde_json::{json, Value};
 
@@ -335,8 +335,8 @@ async fn print_stream(client: &Client, mut stream: ReplyStream<Value>) -> anyhow
     drop(stream);
     // Give the connection task a moment to write the cancel before the connection closes
     // (closing alone also stops the stream: the server drops a gone client's handlers).
-    let _ = tokio::time::timeout(CANCEL_GRACE, client.send("/ipcserver/test/echo", json!({})))
-        .await;
+    let _ =
+        tokio::time::timeout(CANCEL_GRACE, client.send("/ipcserver/test/echo", json!({}))).await;
     Ok(())
 }
 
