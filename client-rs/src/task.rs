@@ -223,7 +223,14 @@ async fn serve(ctx: &mut TaskContext, connection: Connection) -> Ended {
             Some(id) = ctx.cancels.recv() => cancel_stream(&mut pending, &mut writer, &id),
             outgoing = ctx.requests.recv(), if writer.unsent() < MAX_UNSENT_BYTES => match outgoing {
                 None => break Ended::ByCaller,
-                Some(outgoing) => accept(outgoing, &mut pending, &mut writer),
+                Some(outgoing) => {
+                    // Cancels queued before this request go out before it, so a stream
+                    // dropped before a call is stopped before that call is read.
+                    while let Ok(id) = ctx.cancels.try_recv() {
+                        cancel_stream(&mut pending, &mut writer, &id);
+                    }
+                    accept(outgoing, &mut pending, &mut writer);
+                }
             },
             written = writer.write_some(), if writer.unsent() > 0 => {
                 if let Err(reason) = written {

@@ -20,6 +20,9 @@ use tokio::net::UnixListener;
 
 const LIMIT: Duration = Duration::from_secs(20);
 
+/// The tests that flood this process or measure its memory run one at a time.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Fails the test instead of hanging.
 async fn bounded<T>(future: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(LIMIT, future)
@@ -521,6 +524,7 @@ async fn the_wire_error_and_empty_finals() {
 /// in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_wire_a_stream_nobody_polls_stops_the_client_reading() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     const ITEMS: u64 = 400;
     const ITEM_BYTES: usize = 64 * 1024;
     let written = Arc::new(AtomicU64::new(0));
@@ -574,4 +578,61 @@ async fn the_wire_a_stream_nobody_polls_stops_the_client_reading() {
         next += 1;
     }
     assert_eq!(next, ITEMS + 1);
+}
+
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
+
+/// Against the real server: a stream of a million items nobody polls for three seconds leaves
+/// this process's memory about where it was (the client stopped reading; the server paused the
+/// stream). The documented cost: meanwhile a plain call on the same connection waits (here:
+/// times out) behind the paused stream; dropping the stream cancels it and the connection
+/// serves calls again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_nobody_polls_keeps_memory_bounded_and_holds_up_its_connection() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let target = start(Kind::Unix);
+    let client = connect(&target, Duration::from_secs(10)).await;
+    let short = Duration::from_millis(500);
+    let before = rss_bytes();
+    let mut stream = client.stream("/ipcserver/test/stream", json!({"count": 1_000_000}));
+    assert_eq!(
+        bounded(stream.next()).await.unwrap().unwrap(),
+        json!({"i": 0})
+    );
+    // The whole stream is about 45 MB of lines: far more than the client may hold.
+    // (Without the bound, a debug build took in about 7 MiB a second here.)
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let grew = rss_bytes().saturating_sub(before);
+    eprintln!(
+        "RSS grew {} KiB while the stream was not polled",
+        grew / 1024
+    );
+    assert!(grew < 8 * 1024 * 1024, "RSS grew {} KiB", grew / 1024);
+    let held =
+        bounded(client.send_with_timeout("/ipcserver/test/echo", json!("held"), short)).await;
+    assert!(matches!(held, Err(Error::Timeout { .. })), "{held:?}");
+    // Still in order after the pause.
+    assert_eq!(
+        bounded(stream.next()).await.unwrap().unwrap(),
+        json!({"i": 1})
+    );
+    drop(stream);
+    let echo = bounded(async {
+        loop {
+            match client
+                .send_with_timeout("/ipcserver/test/echo", json!("free"), short)
+                .await
+            {
+                Err(Error::Timeout { .. }) => continue,
+                other => break other,
+            }
+        }
+    })
+    .await;
+    assert_eq!(echo.unwrap(), json!("free"));
 }
