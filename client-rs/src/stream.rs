@@ -49,6 +49,33 @@ pub const STREAM_BUFFER_LINES: usize = 32;
 ///   Requests still go out meanwhile, but every other reply on the same connection waits
 ///   behind it (within its own timeout). Poll streams steadily, or give a consumer that may
 ///   stall for long its own [`Client`].
+/// - **Decoding**: each line is decoded when it is taken, on the polling task (lines are at
+///   most `max_reply_bytes`; a plain call moves replies over 1 MiB to a blocking thread, a
+///   stream does not).
+///
+/// ```
+/// use futures_util::StreamExt;
+/// use serde::Deserialize;
+///
+/// #[derive(Deserialize)]
+/// struct Tick { i: Option<u64> }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let path = dir.path().join("doc.sock");
+/// # let _server = pixl_ipc_server::Server::new(pixl_ipc_server::ServerConfig::new(&path)).start().await?;
+/// # let client = pixl_ipc_client::Client::connect(&path).await?;
+/// let data = serde_json::json!({"count": 1000, "interval": 10});
+/// let mut ticks = client.stream_as::<_, Tick>("/ipcserver/test/stream", &data);
+/// while let Some(tick) = ticks.next().await {
+///     if tick?.i == Some(2) {
+///         break; // dropping `ticks` cancels the rest on the server
+///     }
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[must_use = "a stream does nothing until polled; dropping it cancels the request"]
 pub struct ReplyStream<T> {
     client: Client,
