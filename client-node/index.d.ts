@@ -13,7 +13,8 @@ declare namespace IPCClient {
     | 'client_closed'
     | 'reply_too_large'
     | 'bad_reply'
-    | 'write_queue_full';
+    | 'write_queue_full'
+    | 'stream_buffer_full';
 
   type State = 'disconnected' | 'connecting' | 'connected' | 'reconnecting' | 'closed';
 
@@ -61,6 +62,12 @@ declare namespace IPCClient {
     maxReplyBytes?: number;
     /** Bytes of requests waiting to be written before a send fails at once with 'write_queue_full' (default 64 MiB). */
     maxWriteQueueBytes?: number;
+    /**
+     * Streamed replies: characters of items a stream holds that were not taken yet (default 8 MiB).
+     * Past it Node stops reading the connection until they are taken (the server pauses); the
+     * browser cannot, so there the stream is cancelled and fails with 'stream_buffer_full'.
+     */
+    maxStreamBufferBytes?: number;
     /** ms each connect or reconnect attempt may take (default 10000). */
     connectTimeout?: number;
     /** ms close() lets the server close its side before the connection is cut (default 1000). */
@@ -83,6 +90,33 @@ declare namespace IPCClient {
     servername?: string | null;
   }
 
+  /** Per-call options of `stream()`; each defaults to the client's option of the same name. */
+  interface StreamOptions {
+    /** ms to wait for each line of the stream (the first and each next one). */
+    requestTimeout?: number;
+    /** Characters of unconsumed items held before reading pauses (browser: before the stream fails). */
+    maxStreamBufferBytes?: number;
+  }
+
+  /**
+   * The replies to a streamed request: `for await (const item of client.stream(uri, data))`.
+   * The request is sent on the first `next()`; `break` (`return()`) cancels it on the server.
+   */
+  interface ReplyStream<T = any> extends AsyncIterableIterator<T> {
+    /** Its ipcReqID once sent, else null. */
+    readonly id: string | null;
+    /** Characters of items received and not yet taken. */
+    readonly bufferedBytes: number;
+    /** Stops it, as `break` in the loop does (cancels it on the server). */
+    cancel(): void;
+  }
+
+  /** What the callback form of `stream()` returns. */
+  interface StreamHandle {
+    /** Stops the stream (cancels it on the server); `onEnd(null)` follows. */
+    cancel(): void;
+  }
+
   /** The original's logger shape. */
   interface Logger {
     debug(level: number, message: string, data?: unknown): void;
@@ -98,8 +132,8 @@ declare namespace IPCClient {
   /** The error class used with `errorObjects: true`. */
   const IPCError: typeof _IPCError;
   type IPCError = _IPCError;
-  const ERRORS: Readonly<Record<'SOCKET' | 'NO_STREAM' | 'TIMEOUT' | 'CONNECTION_CLOSED' | 'MESSAGE_TOO_LARGE' | 'CLOSED' | 'REPLY_TOO_LARGE' | 'BAD_REPLY' | 'WRITE_QUEUE_FULL' | 'CONNECT_TIMEOUT', string>>;
-  const DEFAULTS: Readonly<Required<Pick<Options, 'requestTimeout' | 'expireRequest' | 'autoReconnect' | 'maxMessageBytes' | 'maxReplyBytes' | 'maxWriteQueueBytes' | 'connectTimeout' | 'closeTimeout'>>> & Readonly<Options>;
+  const ERRORS: Readonly<Record<'SOCKET' | 'NO_STREAM' | 'TIMEOUT' | 'CONNECTION_CLOSED' | 'MESSAGE_TOO_LARGE' | 'CLOSED' | 'REPLY_TOO_LARGE' | 'BAD_REPLY' | 'WRITE_QUEUE_FULL' | 'STREAM_BUFFER_FULL' | 'CONNECT_TIMEOUT', string>>;
+  const DEFAULTS: Readonly<Required<Pick<Options, 'requestTimeout' | 'expireRequest' | 'autoReconnect' | 'maxMessageBytes' | 'maxReplyBytes' | 'maxWriteQueueBytes' | 'maxStreamBufferBytes' | 'connectTimeout' | 'closeTimeout'>>> & Readonly<Options>;
 }
 
 declare const _IPCClient: typeof IPCClient;
@@ -128,6 +162,18 @@ declare class IPCClient {
   connect(callback: (err: IPCClient.ErrorValue | _IPCError | null) => void): void;
   send<T = any>(uri: string, data: unknown): Promise<T>;
   send<T = any>(uri: string, data: unknown, callback: IPCClient.Callback<T>): void;
+  /**
+   * A streamed request: its items (and the final line's value, if any) as an async iterator.
+   * An error final line, a timeout waiting for a line, or the connection ending throws from the
+   * loop after the items already yielded.
+   */
+  stream<T = any>(uri: string, data?: unknown, options?: IPCClient.StreamOptions | null): IPCClient.ReplyStream<T>;
+  /**
+   * The callback form: `onItem(item)` for each item (a returned promise is awaited before the
+   * next item), then `onEnd(err)` once (err null when it ended normally or was cancelled).
+   */
+  stream<T = any>(uri: string, data: unknown, onItem: (item: T) => unknown, onEnd?: (err: IPCClient.ErrorValue | IPCClient.IPCError | unknown | null) => void): IPCClient.StreamHandle;
+  stream<T = any>(uri: string, data: unknown, options: IPCClient.StreamOptions | null, onItem: (item: T) => unknown, onEnd?: (err: IPCClient.ErrorValue | IPCClient.IPCError | unknown | null) => void): IPCClient.StreamHandle;
   close(): Promise<void>;
   close(callback: (err: null) => void): void;
   /** The original's rule, usable in a custom messageTransform. */

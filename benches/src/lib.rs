@@ -316,6 +316,15 @@ pub fn reps_arg(default: usize) -> anyhow::Result<usize> {
         .unwrap_or(default))
 }
 
+/// The 1-minute load average, from `/proc/loadavg` (`unknown` where there is none): printed
+/// beside results measured on a machine that may be shared.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|text| text.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "unknown".into())
+}
+
 /// One progress line on stderr, rewritten in place.
 pub fn progress(message: &str) {
     eprint!("\r\x1b[2K{message}");

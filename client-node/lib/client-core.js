@@ -76,7 +76,7 @@
     }
     if (given('connectTimeout')) checkNumber('connectTimeout', options.connectTimeout, { minExclusive: true });
     if (given('closeTimeout')) checkNumber('closeTimeout', options.closeTimeout);
-    for (const name of ['maxMessageBytes', 'maxReplyBytes', 'maxWriteQueueBytes']) {
+    for (const name of ['maxMessageBytes', 'maxReplyBytes', 'maxWriteQueueBytes', 'maxStreamBufferBytes']) {
       if (given(name)) checkNumber(name, options[name], { min: 1, integer: true, max: Number.MAX_SAFE_INTEGER });
     }
     for (const name of ['messageTransform']) {
@@ -128,6 +128,188 @@
     });
   }
 
+  /**
+   * The replies to one streamed request (client.stream()): an async iterator over its items.
+   * The request is sent on the first next(). Lines come in through deliver()/end() from the
+   * client; items the consumer has not taken wait in `items` (bounded by maxBufferBytes, see
+   * IPCClient#streamOverLimit). return() (a `break` out of `for await`) cancels it on the server.
+   */
+  class ReplyStream {
+    constructor(client, uri, data, timeoutMs, maxBufferBytes) {
+      this.client = client;
+      this.uri = uri;
+      this.data = data;
+      this.timeoutMs = timeoutMs;
+      this.maxBufferBytes = maxBufferBytes;
+      this.id = null;
+      this.msg = null;
+      this.entry = null; // its request in the write queue
+      this.writer = null; // the connection it was sent on
+      this.started = false;
+      this.items = []; // [{value, size}] not yet taken by the consumer
+      this.bufferedBytes = 0;
+      this.ended = false; // no more lines will be taken for it (final line, failure, or return())
+      this.error = null;
+      this.errorPending = false; // an error the consumer has not been given yet
+      this.waiters = []; // next() calls waiting for a line
+      this.timer = null;
+    }
+
+    [Symbol.asyncIterator]() {
+      return this;
+    }
+
+    next() {
+      if (!this.started) {
+        this.started = true;
+        this.client.startStream(this);
+      }
+      if (this.items.length > 0) {
+        return Promise.resolve(this.take());
+      }
+      if (this.ended) {
+        return this.settled();
+      }
+      return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
+    }
+
+    /** Stops early (what `break` in `for await` calls): cancels it on the server, drops what is buffered. */
+    return(value) {
+      this.started = true;
+      this.stop();
+      return Promise.resolve({ value, done: true });
+    }
+
+    throw(err) {
+      this.started = true;
+      this.stop();
+      return Promise.reject(err);
+    }
+
+    /** The same as return(), for code that holds the stream outside a loop. */
+    cancel() {
+      this.return();
+    }
+
+    stop() {
+      this.clearTimer();
+      this.errorPending = false;
+      if (!this.ended) {
+        this.ended = true;
+        this.client.cancelStream(this);
+      }
+      this.items = [];
+      this.bufferedBytes = 0;
+      this.client.streamDrained(this);
+      const waiters = this.waiters;
+      this.waiters = [];
+      waiters.forEach((waiter) => waiter.resolve({ value: undefined, done: true }));
+    }
+
+    take() {
+      const item = this.items.shift();
+      this.bufferedBytes -= item.size;
+      this.client.streamDrained(this);
+      this.armTimer();
+      return { value: item.value, done: false };
+    }
+
+    /** What a next() gets once everything was taken: the error once, then done. */
+    settled() {
+      if (this.errorPending) {
+        this.errorPending = false;
+        return Promise.reject(this.error);
+      }
+      return Promise.resolve({ value: undefined, done: true });
+    }
+
+    /** An item (or, `final`, the final line's value) arrived. */
+    deliver(value, size, final = false) {
+      this.clearTimer();
+      if (this.waiters.length > 0) {
+        this.waiters.shift().resolve({ value, done: false });
+      } else {
+        this.items.push({ value, size });
+        this.bufferedBytes += size;
+        // One item always fits, however large (it is within maxReplyBytes); the final value
+        // too, since nothing comes after it.
+        if (!final && this.bufferedBytes > this.maxBufferBytes && this.items.length > 1) {
+          this.client.streamOverLimit(this);
+        }
+      }
+      this.armTimer();
+    }
+
+    /** No more lines: the final one came (err null or its error) or the stream failed. */
+    end(err) {
+      if (this.ended) {
+        return;
+      }
+      this.ended = true;
+      this.clearTimer();
+      if (err) {
+        this.error = err;
+        this.errorPending = true;
+      }
+      const waiters = this.waiters;
+      this.waiters = [];
+      for (const waiter of waiters) {
+        // Waiters exist only while nothing is buffered: the first gets the error, if any.
+        if (this.errorPending) {
+          this.errorPending = false;
+          waiter.reject(err);
+        } else {
+          waiter.resolve({ value: undefined, done: true });
+        }
+      }
+    }
+
+    /** The request timeout runs while the stream waits for its next line with nothing buffered. */
+    armTimer() {
+      if (this.ended || this.items.length > 0 || this.timer || this.timeoutMs === Infinity) {
+        return;
+      }
+      this.timer = setTimeout(() => {
+        this.timer = null;
+        this.client.streamTimedOut(this);
+      }, Math.min(this.timeoutMs, MAX_TIMER_MS));
+      if (this.timer.unref) {
+        this.timer.unref();
+      }
+    }
+
+    clearTimer() {
+      if (this.timer) {
+        clearTimeout(this.timer);
+        this.timer = null;
+      }
+    }
+  }
+
+  /** The callback form of client.stream(): runs the iterator, hands each item to onItem. */
+  function runStreamCallbacks(replies, onItem, onEnd) {
+    (async () => {
+      let failure = null;
+      try {
+        for await (const item of replies) {
+          const result = onItem(item);
+          // A promise from onItem is awaited: the next item waits, so backpressure works.
+          if (result && typeof result.then === 'function') {
+            await result;
+          }
+        }
+      } catch (err) {
+        failure = err;
+      }
+      if (typeof onEnd === 'function') {
+        onEnd(failure);
+      } else if (failure) {
+        replies.client.logError('stream_err', 'streamed request to ' + replies.uri + ' failed (no onEnd callback)', failure);
+      }
+    })();
+    return { cancel: () => replies.cancel() };
+  }
+
   function defineClient(EventEmitter, openTransport, environment) {
     class IPCClient extends EventEmitter {
       /**
@@ -153,7 +335,7 @@
         this.messageTransform = settings.messageTransform ? settings.messageTransform : defaultTransform;
         this.serialCounter = 0;
         this.requests = new PendingTable(settings.expireRequest);
-        this.stream = null; // the open transport, like the original's JSON stream
+        this.connection = null; // the open transport (the original called it `stream`; that name is now the stream() method)
         this.opening = null; // the transport of a connect attempt under way
         this.reconnecting = false;
         this.writer = null; // requests waiting to be written on `stream`
@@ -161,11 +343,15 @@
         this.reconnectTimer = null;
         this.reconnectAttempt = 0;
         this.stats = { sent: 0, received: 0, timeouts: 0, pushes: 0 };
+        this.streams = new Map(); // ipcReqID -> ReplyStream still taking lines
+        this.swallowed = new Map(); // ipcReqID of a stream given up (cancel sent) -> {timer, last}; its lines are dropped
+        this.pausedBy = new Set(); // streams whose buffer is over the limit: the connection is not read
         this.statsTimer = null;
       }
 
+      /** Requests waiting for their reply, running streams included. */
       get requestCount() {
-        return this.requests.size;
+        return this.requests.size + this.streams.size;
       }
 
       /**
@@ -174,7 +360,7 @@
        * failed, or the connection ended with no reconnect to come).
        */
       get state() {
-        if (this.stream) return 'connected';
+        if (this.connection) return 'connected';
         if (this.closedByCaller) return 'closed';
         if (this.reconnectTimer || (this.opening && this.reconnecting)) return 'reconnecting';
         if (this.opening) return 'connecting';
@@ -265,13 +451,13 @@
               transport.destroy();
               return;
             }
-            this.stream = transport;
+            this.connection = transport;
             this.writer = { transport, queue: [], queuedBytes: 0, inTransportBytes: 0, pumping: false };
             this.logDebug(8, 'connection created', this.path);
             finish(null);
           },
           onLine: (line) => {
-            if (this.stream === transport) this.handleLine(line);
+            if (this.connection === transport) this.handleLine(line);
           },
           onTooLong: (bytes, head, tail) => this.handleTooLong(bytes, head, tail),
           onError: (err) => {
@@ -281,8 +467,8 @@
           onClose: (reason) => {
             if (!settled) {
               finish(new Error(reason));
-            } else if (this.stream === transport) {
-              this.stream = null;
+            } else if (this.connection === transport) {
+              this.connection = null;
               this.writer = null;
               this.connectionEnded(reason);
             }
@@ -304,7 +490,13 @@
       connectionEnded(reason) {
         this.logDebug(8, 'server disconnected', reason);
         const code = this.closedByCaller ? ERRORS.CLOSED : ERRORS.CONNECTION_CLOSED;
-        const failed = this.requests.settleAll(this.makeError(code, 'connection ended: ' + reason));
+        const failed = this.requests.settleAll(this.makeError(code, 'connection ended: ' + reason)) + this.streams.size;
+        const streams = Array.from(this.streams.values());
+        this.streams.clear();
+        this.pausedBy.clear();
+        this.swallowed.forEach((entry) => clearTimeout(entry.timer));
+        this.swallowed.clear();
+        streams.forEach((replies) => replies.end(this.makeError(code, 'connection ended: ' + reason)));
         if (failed > 0) {
           this.logDebug(5, `${failed} requests failed: ${code}`);
         }
@@ -367,7 +559,7 @@
 
       send(uri, data, callback = null) {
         return settle(callback, (done) => {
-          if (!this.stream) {
+          if (!this.connection) {
             this.logError(ERRORS.NO_STREAM, 'No valid stream is open');
             done(this.makeError(ERRORS.NO_STREAM, 'No valid stream is open'));
             return;
@@ -379,22 +571,13 @@
             pid: environment.pid(),
             userAgent: this.userAgent,
           };
-          const line = JSON.stringify(msg) + '\n';
-          const bytes = environment.byteLength(line);
-          if (bytes - 1 > this.options.maxMessageBytes) {
-            this.logError(ERRORS.MESSAGE_TOO_LARGE, 'request exceeds maxMessageBytes', { uri });
-            done(this.makeError(ERRORS.MESSAGE_TOO_LARGE, 'request exceeds maxMessageBytes'));
+          const entry = this.prepareRequest(msg, uri);
+          if (entry.error) {
+            done(entry.error);
             return;
           }
           const writer = this.writer;
-          const waiting = writer.queuedBytes + writer.inTransportBytes;
-          // One request always fits when nothing waits, however large (up to maxMessageBytes).
-          if (waiting > 0 && waiting + bytes > this.options.maxWriteQueueBytes) {
-            this.logError(ERRORS.WRITE_QUEUE_FULL, 'requests waiting to be written exceed maxWriteQueueBytes', { uri, waiting });
-            done(this.makeError(ERRORS.WRITE_QUEUE_FULL, `${waiting} bytes of requests already wait to be written (maxWriteQueueBytes ${this.options.maxWriteQueueBytes})`));
-            return;
-          }
-          const entry = { id: msg.ipcReqID, line, bytes, state: 'queued' };
+          entry.wanted = () => this.requests.has(msg.ipcReqID);
           this.requests.add(msg.ipcReqID, done, this.requestTimeout, (callback) => {
             this.stats.timeouts += 1;
             // Its caller has given up: if it was not written yet, it never will be.
@@ -403,10 +586,189 @@
             this.logError(ERRORS.TIMEOUT, 'IPCClient request expired: ' + uri, msg);
             callback(this.makeError(ERRORS.TIMEOUT, `no reply to ${uri} within ${this.requestTimeout} ms`));
           });
-          writer.queue.push(entry);
-          writer.queuedBytes += bytes;
-          this.pump(writer);
+          this.enqueue(writer, entry);
         });
+      }
+
+      /**
+       * A write-queue entry for `msg`, or {error} when it cannot be sent (over maxMessageBytes,
+       * or the write queue is full).
+       */
+      prepareRequest(msg, uri) {
+        const line = JSON.stringify(msg) + '\n';
+        const bytes = environment.byteLength(line);
+        if (bytes - 1 > this.options.maxMessageBytes) {
+          this.logError(ERRORS.MESSAGE_TOO_LARGE, 'request exceeds maxMessageBytes', { uri });
+          return { error: this.makeError(ERRORS.MESSAGE_TOO_LARGE, 'request exceeds maxMessageBytes') };
+        }
+        const writer = this.writer;
+        const waiting = writer.queuedBytes + writer.inTransportBytes;
+        // One request always fits when nothing waits, however large (up to maxMessageBytes).
+        if (waiting > 0 && waiting + bytes > this.options.maxWriteQueueBytes) {
+          this.logError(ERRORS.WRITE_QUEUE_FULL, 'requests waiting to be written exceed maxWriteQueueBytes', { uri, waiting });
+          return { error: this.makeError(ERRORS.WRITE_QUEUE_FULL, `${waiting} bytes of requests already wait to be written (maxWriteQueueBytes ${this.options.maxWriteQueueBytes})`) };
+        }
+        return { id: msg.ipcReqID, line, bytes, state: 'queued', wanted: null };
+      }
+
+      enqueue(writer, entry) {
+        writer.queue.push(entry);
+        writer.queuedBytes += entry.bytes;
+        this.pump(writer);
+      }
+
+      /**
+       * Streamed replies: `for await (const item of client.stream(uri, data))`, or with
+       * callbacks `client.stream(uri, data, [options], onItem, onEnd)` (returns {cancel()}).
+       * options: {requestTimeout, maxStreamBufferBytes}, defaulting to the client's.
+       */
+      stream(uri, data, ...rest) {
+        let options = {};
+        if (rest.length > 0 && typeof rest[0] !== 'function') {
+          options = rest.shift();
+          if (options == null) {
+            options = {};
+          } else if (typeof options !== 'object') {
+            throw new TypeError('stream() options must be an object');
+          }
+        }
+        const [onItem, onEnd] = rest;
+        if (onItem !== undefined && typeof onItem !== 'function') {
+          throw new TypeError('stream() onItem must be a function');
+        }
+        if (onEnd !== undefined && typeof onEnd !== 'function') {
+          throw new TypeError('stream() onEnd must be a function');
+        }
+        let timeout = this.requestTimeout;
+        if (options.requestTimeout !== undefined) {
+          checkNumber('requestTimeout', options.requestTimeout, { infinite: true });
+          timeout = options.requestTimeout || this.requestTimeout;
+        }
+        let maxBuffer = this.options.maxStreamBufferBytes;
+        if (options.maxStreamBufferBytes !== undefined) {
+          checkNumber('maxStreamBufferBytes', options.maxStreamBufferBytes, { min: 1, integer: true, max: Number.MAX_SAFE_INTEGER });
+          maxBuffer = options.maxStreamBufferBytes;
+        }
+        const replies = new ReplyStream(this, uri, data, timeout, maxBuffer);
+        return onItem ? runStreamCallbacks(replies, onItem, onEnd) : replies;
+      }
+
+      /** Sends a stream's request (its first next()); a failure to send ends it with the error. */
+      startStream(replies) {
+        if (!this.connection) {
+          this.logError(ERRORS.NO_STREAM, 'No valid stream is open');
+          replies.end(this.makeError(ERRORS.NO_STREAM, 'No valid stream is open'));
+          return;
+        }
+        const msg = {
+          ipcReqID: this.nextID(),
+          uri: replies.uri,
+          data: replies.data,
+          pid: environment.pid(),
+          userAgent: this.userAgent,
+          ipcStream: true,
+        };
+        const entry = this.prepareRequest(msg, replies.uri);
+        if (entry.error) {
+          replies.end(entry.error);
+          return;
+        }
+        entry.wanted = () => this.streams.get(msg.ipcReqID) === replies;
+        replies.id = msg.ipcReqID;
+        replies.msg = msg;
+        replies.entry = entry;
+        replies.writer = this.writer;
+        this.streams.set(msg.ipcReqID, replies);
+        this.enqueue(this.writer, entry);
+        replies.armTimer();
+      }
+
+      /**
+       * The consumer gave up on a stream (return(), a timeout, an overflow): it takes no more
+       * lines; if its request was written, the server is told to stop and its later lines are
+       * dropped quietly.
+       */
+      cancelStream(replies) {
+        const id = replies.id;
+        if (id === null || this.streams.get(id) !== replies) {
+          return;
+        }
+        this.streams.delete(id);
+        this.streamDrained(replies);
+        const writer = replies.writer;
+        if (replies.entry.state === 'queued') {
+          this.dropQueued(writer, replies.entry); // never written: nothing to cancel
+          return;
+        }
+        if (this.writer !== writer) {
+          return; // that connection is gone, and the stream with it
+        }
+        this.swallow(id);
+        const line = JSON.stringify({ ipcReqID: id, ipcCancel: true }) + '\n';
+        // A cancel is small and frees the server: it is queued even over maxWriteQueueBytes.
+        this.enqueue(writer, { id, line, bytes: environment.byteLength(line), state: 'queued', wanted: () => true });
+      }
+
+      /** Drops the lines of a cancelled stream until its final line, or expireRequest ms of silence. */
+      swallow(id) {
+        const wait = Math.min(this.options.expireRequest, MAX_TIMER_MS);
+        const entry = { timer: null, last: Date.now() };
+        const expire = () => {
+          // Each dropped line only stamps `last` (no timer per line): re-armed while lines come.
+          const quiet = Date.now() - entry.last;
+          if (quiet < wait) {
+            entry.timer = setTimeout(expire, wait - quiet);
+            if (entry.timer.unref) entry.timer.unref();
+          } else if (this.swallowed.get(id) === entry) {
+            this.swallowed.delete(id);
+          }
+        };
+        entry.timer = setTimeout(expire, wait);
+        if (entry.timer.unref) {
+          entry.timer.unref();
+        }
+        this.swallowed.set(id, entry);
+      }
+
+      streamTimedOut(replies) {
+        this.stats.timeouts += 1;
+        this.logError(ERRORS.TIMEOUT, 'IPCClient request expired: ' + replies.uri, replies.msg);
+        this.cancelStream(replies);
+        replies.end(this.makeError(ERRORS.TIMEOUT, `no reply line from ${replies.uri} within ${replies.timeoutMs} ms`));
+      }
+
+      /**
+       * A stream holds more unconsumed items than it may. Node: stop reading the connection until
+       * it is drained (the server then pauses). Browser (no way to stop a WebSocket reading):
+       * cancel the stream; it fails with 'stream_buffer_full' after the items it holds.
+       */
+      streamOverLimit(replies) {
+        const transport = this.connection;
+        if (transport && typeof transport.pause === 'function') {
+          if (!this.pausedBy.has(replies)) {
+            this.pausedBy.add(replies);
+            if (this.pausedBy.size === 1) {
+              this.logDebug(8, 'stream buffer full: reading paused', replies.id);
+              transport.pause();
+            }
+          }
+          return;
+        }
+        this.logError(ERRORS.STREAM_BUFFER_FULL, `stream ${replies.id} holds ${replies.bufferedBytes} unconsumed bytes (maxStreamBufferBytes ${replies.maxBufferBytes})`, replies.uri);
+        this.cancelStream(replies);
+        replies.end(this.makeError(ERRORS.STREAM_BUFFER_FULL, `more than ${replies.maxBufferBytes} bytes of items not yet taken from the stream`));
+      }
+
+      /** A stream's consumer took items (or it ended): reading resumes once no stream is over its limit. */
+      streamDrained(replies) {
+        if (!this.pausedBy.has(replies) || (replies.bufferedBytes > replies.maxBufferBytes && this.streams.get(replies.id) === replies)) {
+          return;
+        }
+        this.pausedBy.delete(replies);
+        if (this.pausedBy.size === 0 && this.connection) {
+          this.logDebug(8, 'stream buffer drained: reading resumed', replies.id);
+          this.connection.resume();
+        }
       }
 
       dropQueued(writer, entry) {
@@ -433,7 +795,7 @@
             if (entry.state !== 'queued') {
               continue;
             }
-            if (!this.requests.has(entry.id)) {
+            if (!entry.wanted()) {
               this.dropQueued(writer, entry);
               continue;
             }
@@ -469,12 +831,23 @@
           }
           return;
         }
-        this.handleIPCRequest(msg);
+        this.handleIPCRequest(msg, line.length);
       }
 
       /** Fails the request whose id a broken line carries, if one waits for it; true if so. */
       failUnreadable(head, tail, code, message) {
         const id = findRequestID(head, tail);
+        if (id && this.swallowed.has(id)) {
+          this.logDebug(8, 'unreadable line of a cancelled stream dropped', id);
+          return true;
+        }
+        const replies = id ? this.streams.get(id) : null;
+        if (replies) {
+          this.logError(code, message, id);
+          this.cancelStream(replies);
+          replies.end(this.makeError(code, message, { ipcReqID: id }));
+          return true;
+        }
         if (!id || !this.requests.has(id)) {
           return false;
         }
@@ -491,8 +864,24 @@
         }
       }
 
-      handleIPCRequest(msg) {
+      handleIPCRequest(msg, size = 0) {
         if (msg && msg.ipcReqID) {
+          const replies = this.streams.get(msg.ipcReqID);
+          if (replies) {
+            this.handleStreamLine(replies, msg, size);
+            return;
+          }
+          if (this.swallowed.has(msg.ipcReqID)) {
+            // A line of a stream the consumer gave up on (an item in flight, or its final line).
+            if (msg.ipcMore) {
+              this.swallowed.get(msg.ipcReqID).last = Date.now();
+            } else {
+              clearTimeout(this.swallowed.get(msg.ipcReqID).timer);
+              this.swallowed.delete(msg.ipcReqID);
+            }
+            this.logDebug(8, 'line of a cancelled stream dropped', msg.ipcReqID);
+            return;
+          }
           let err = null;
           let data = msg.data;
           if (this.messageTransform) {
@@ -515,13 +904,50 @@
         }
       }
 
+      /**
+       * A line for a running stream. Each goes through the rule of a plain reply (codeToErr /
+       * messageTransform); without one, a top-level `code` (cancelled, shutting_down, ...) is the
+       * error, since taking it as the end would make a failed stream look complete.
+       */
+      handleStreamLine(replies, msg, size) {
+        this.stats.received += 1;
+        let err = null;
+        let data = msg.data;
+        if (this.messageTransform) {
+          [err, data] = this.messageTransform(msg);
+        } else if (msg.code) {
+          err = this.makeError(String(msg.code), msg.message || String(msg.code), msg);
+        }
+        const final = !msg.ipcMore;
+        if (err) {
+          if (final) {
+            this.streams.delete(replies.id);
+            this.streamDrained(replies);
+          } else {
+            this.cancelStream(replies);
+          }
+          replies.end(err);
+          return;
+        }
+        if (!final) {
+          replies.deliver(data, size);
+          return;
+        }
+        this.streams.delete(replies.id);
+        if (data !== undefined && data !== null) {
+          replies.deliver(data, size, true);
+        }
+        this.streamDrained(replies);
+        replies.end(null);
+      }
+
       startStats() {
         const interval = this.options.logStatsInterval;
         if (!interval || this.statsTimer) {
           return;
         }
         this.statsTimer = setInterval(() => {
-          this.logDebug(5, 'IPCClient stats', Object.assign({ pending: this.requests.size }, this.stats));
+          this.logDebug(5, 'IPCClient stats', Object.assign({ pending: this.requestCount }, this.stats));
         }, Math.min(interval, MAX_TIMER_MS));
         if (this.statsTimer.unref) {
           this.statsTimer.unref();
@@ -548,12 +974,22 @@
             this.opening.destroy();
           }
           this.requests.clear();
-          const stream = this.stream;
+          const stream = this.connection;
           if (!stream) {
             done(null);
             return;
           }
-          this.stream = null;
+          if (this.pausedBy.size > 0) {
+            stream.resume(); // so the server's close can be read
+          }
+          // Running streams are cancelled first: a server still sending one might otherwise
+          // keep its side open after our end until closeTimeout.
+          for (const replies of this.streams.values()) {
+            if (replies.entry.state === 'written') {
+              stream.write(JSON.stringify({ ipcReqID: replies.id, ipcCancel: true }) + '\n');
+            }
+          }
+          this.connection = null;
           this.writer = null;
           this.connectionEnded('closed by the caller');
           stream.end(() => done(null), Math.min(this.options.closeTimeout, MAX_TIMER_MS));

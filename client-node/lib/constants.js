@@ -15,6 +15,11 @@
     // Bytes of requests waiting to be written (queued, or handed to the socket and not yet
     // flushed). A send over it fails at once with 'write_queue_full'.
     maxWriteQueueBytes: 64 * 1024 * 1024,
+    // Streamed replies: characters of items a stream holds that its consumer has not taken yet.
+    // Past it, Node stops reading the connection until the consumer catches up (the server's
+    // backpressure then pauses the stream); the browser cannot stop a WebSocket reading, so
+    // there the stream fails with 'stream_buffer_full' (and is cancelled) instead.
+    maxStreamBufferBytes: 8 * 1024 * 1024,
     connectTimeout: 10 * 1000, // ms each connect attempt (also each reconnect) may take
     closeTimeout: 1000, // ms close() waits for the server to close its side before cutting the connection
     reconnect: null, // {intervalMs, growthRate, maxRetries, maxDelayMs, jitter} replaces autoReconnect
@@ -39,6 +44,7 @@
     REPLY_TOO_LARGE: 'reply_too_large', // the reply line exceeds maxReplyBytes (new)
     BAD_REPLY: 'bad_reply', // the reply to this request is not valid JSON (new)
     WRITE_QUEUE_FULL: 'write_queue_full', // maxWriteQueueBytes of requests already wait to be written (new)
+    STREAM_BUFFER_FULL: 'stream_buffer_full', // browser: a stream's unconsumed items passed maxStreamBufferBytes (new)
     CONNECT_TIMEOUT: 'connect_timeout', // detail of ipc_socket_err: no connection within connectTimeout (new)
   });
 

@@ -7,7 +7,7 @@ const { LineSplitter, splitFrame, EDGE_BYTES } = require('./line-splitter');
 /**
  * Opens a connection to `address` and reports through `handlers`:
  * onOpen(), onLine(text), onTooLong(bytes, head, tail), onError(err), onClose(reason) (once).
- * Returns {write(line, flushed), end(callback, graceMs), destroy()}.
+ * Returns {write(line, flushed), end(callback, graceMs), destroy(), pause(), resume()}.
  */
 function openTransport(address, options, handlers) {
   if (/^wss?:\/\//.test(address)) {
@@ -86,6 +86,9 @@ function openUnix(path, options, handlers) {
       closedReason = 'closed by the caller';
       socket.destroy();
     },
+    // Stop and restart reading: a stream's consumer that falls behind pauses the server.
+    pause: () => socket.pause(),
+    resume: () => socket.resume(),
   };
 }
 
@@ -187,6 +190,9 @@ function openWebSocket(url, options, handlers) {
       byCaller = true;
       ws.terminate();
     },
+    // Stop and restart reading (frames already received may still be delivered after pause()).
+    pause: () => ws.pause(),
+    resume: () => ws.resume(),
   };
 }
 

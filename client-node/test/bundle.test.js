@@ -1,8 +1,9 @@
 'use strict';
 // A bundler's browser build: `import { IPCClient } from 'pixl-ipc-client'` bundled by esbuild for
 // the browser resolves to the browser entry (no node:net, no ws), and the bundle, loaded in
-// headless Chromium, talks to the real server: a request and its reply, a push, and the token
-// in a Sec-WebSocket-Protocol entry (the browser's default), never in the URL.
+// headless Chromium, talks to the real server: a request and its reply, a push, streamed replies
+// (a full stream, a break that cancels, the bounded buffer), and the token in a
+// Sec-WebSocket-Protocol entry (the browser's default), never in the URL.
 const test = require('node:test');
 const assert = require('node:assert');
 const fs = require('node:fs');
@@ -33,10 +34,44 @@ window.runPixl = async (url, token) => {
   // The binary has no push trigger: a request without an id gets a reply without one, which
   // the client treats exactly like a push.
   const pushed = new Promise((resolve) => client.once('data', resolve));
-  client.stream.write('{"uri":"/ipcserver/test/echo","data":{"pushed":true}}\\n');
+  client.connection.write('{"uri":"/ipcserver/test/echo","data":{"pushed":true}}\\n');
   const push = await pushed;
   await client.close();
   return { same, reply, push };
+};
+// Streamed replies through the browser transport.
+window.runStream = async (url, token) => {
+  const client = new IPCClient(url, null, { token, requestTimeout: 5000, autoReconnect: 0 });
+  await client.connect();
+  const pushes = [];
+  client.on('data', (msg) => pushes.push(msg));
+  const full = [];
+  for await (const item of client.stream('/ipcserver/test/stream', { count: 3, interval: 5 })) {
+    full.push(item);
+  }
+  const broken = [];
+  for await (const item of client.stream('/ipcserver/test/stream', { count: 1000000, interval: 20 })) {
+    broken.push(item);
+    if (broken.length === 2) break;
+  }
+  const after = await client.send('/ipcserver/test/echo', 'after the break');
+  // The browser cannot stop reading a WebSocket: a stream not consumed past its limit fails.
+  const flood = client.stream('/ipcserver/test/stream', { count: 5000 }, { maxStreamBufferBytes: 1000 });
+  await flood.next();
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  let held = 0;
+  let overflow = null;
+  try {
+    for await (const item of flood) held += 1;
+  } catch (err) {
+    overflow = String(err);
+  }
+  // Give the 'cancelled' lines time to arrive: they must be swallowed, not pushed.
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  const swallowedLeft = client.swallowed.size;
+  const stillUsable = await client.send('/ipcserver/test/echo', 'still usable');
+  await client.close();
+  return { full, broken, after, overflow, heldBounded: held > 10 && held < 200, pushes, swallowedLeft, stillUsable };
 };
 `;
 
@@ -107,6 +142,17 @@ test('an esbuild browser bundle of the package runs in headless Chromium against
     same: true,
     reply: { text: 'héllo from the bundle' },
     push: { ipcReqID: null, data: { pushed: true } },
+  });
+  const streamed = await page.evaluate(([url, token]) => window.runStream(url, token), [server.url, TOKEN]);
+  assert.deepStrictEqual(streamed, {
+    full: [{ i: 0 }, { i: 1 }, { i: 2 }, { done: 3 }],
+    broken: [{ i: 0 }, { i: 1 }],
+    after: 'after the break',
+    overflow: 'stream_buffer_full',
+    heldBounded: true,
+    pushes: [],
+    swallowedLeft: 0,
+    stillUsable: 'still usable',
   });
   const refused = await page.evaluate(([url]) => window.runPixl(url, 'wrong'), [server.url]);
   assert.ok(refused.connectError, JSON.stringify(refused));

@@ -213,7 +213,7 @@ test('pushes arrive as data events', async () => {
     const client = new IPCClient(server.socket);
     await client.connect();
     const pushed = new Promise((resolve) => client.once('data', resolve));
-    client.stream.write('{"uri":"/ipcserver/test/echo","data":{"pushed":true}}\n');
+    client.connection.write('{"uri":"/ipcserver/test/echo","data":{"pushed":true}}\n');
     assert.deepStrictEqual(await pushed, { ipcReqID: null, data: { pushed: true } });
     await client.close();
   } finally {

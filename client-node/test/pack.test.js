@@ -14,7 +14,7 @@ test('npm pack --dry-run lists what a user needs and nothing of the tests', () =
   const out = execFileSync(npm, ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: ROOT, encoding: 'utf8' });
   const files = JSON.parse(out)[0].files.map((file) => file.path);
   for (const wanted of ['LICENSE', 'README.md', 'package.json', 'index.js', 'wrapper.mjs', 'index.d.ts',
-    'browser.js', 'browser.mjs', 'examples/browser/index.html', 'lib/client-core.js', 'lib/transport-browser.js']) {
+    'browser.js', 'browser.mjs', 'examples/browser/index.html', 'examples/stream.js', 'lib/client-core.js', 'lib/transport-browser.js']) {
     assert.ok(files.includes(wanted), `${wanted} missing from the package:\n${files.join('\n')}`);
   }
   for (const file of files) {

@@ -25,7 +25,13 @@ export async function main(): Promise<number> {
   await client.connect();
   const reply = await client.send<{ x: number }>('/ipcserver/test/echo', { x: 1 });
   const err: IPCError = new IPCError(ERRORS.TIMEOUT);
-  return reply.x + DEFAULTS.requestTimeout + err.code.length + (same === IPCClient ? 1 : 0);
+  let sum = 0;
+  for await (const item of client.stream<{ i: number }>('/ipcserver/test/stream', { count: 3 })) {
+    sum += item.i;
+  }
+  const handle = client.stream<{ i: number }>('/ipcserver/test/stream', {}, { requestTimeout: 100 }, (item) => { sum += item.i; }, (e) => { if (e) throw e; });
+  handle.cancel();
+  return sum + reply.x + DEFAULTS.requestTimeout + err.code.length + (same === IPCClient ? 1 : 0);
 }
 `,
   },
@@ -40,6 +46,9 @@ export async function main(): Promise<unknown> {
   const waited = once(client, 'reconnect');
   const error: IPCClient.IPCError = new IPCClient.IPCError(IPCClient.ERRORS.TIMEOUT);
   client.send('/x', {}, (err, result) => { if (err === 'request_timeout') { console.log(result, error.code); } });
+  const replies: IPCClient.ReplyStream<number> = client.stream<number>('/x', {}, { maxStreamBufferBytes: 1024 });
+  for await (const n of replies) { if (n > 2) break; }
+  client.stream('/x', null, (item: number) => Promise.resolve(item), (err) => { if (err === 'stream_buffer_full') { console.log(replies.id, replies.bufferedBytes); } }).cancel();
   return Promise.race([waited, client.send<string>('/x', {})]);
 }
 `,
@@ -56,6 +65,9 @@ await client.connect();
 const waited = once(client, 'reconnect');
 const error = new IPCError(ERRORS.TIMEOUT, 'late', { uri: '/x' });
 console.log(await client.send<number>('/x', {}), error.code, DEFAULTS.requestTimeout, same, waited);
+for await (const item of client.stream<{ done?: number }>('/ipcserver/test/stream', { count: 1 })) {
+  console.log(item.done, DEFAULTS.maxStreamBufferBytes, ERRORS.STREAM_BUFFER_FULL);
+}
 `,
   },
 };

@@ -10,6 +10,7 @@ use PixlIPC\Exception\ConnectException;
 use PixlIPC\Exception\IPCException;
 use PixlIPC\Exception\ReplyTooLargeException;
 use PixlIPC\Exception\ServerClosedException;
+use PixlIPC\Exception\ServerErrorException;
 use PixlIPC\Exception\TimeoutException;
 use PixlIPC\Exception\WriteException;
 
@@ -35,6 +36,7 @@ abstract class BaseClient
     public const E_SERVER_CLOSE = IPCException::E_SERVER_CLOSE;
     public const E_TIMEOUT = IPCException::E_TIMEOUT;
     public const E_REPLY_TOO_LARGE = IPCException::E_REPLY_TOO_LARGE;
+    public const E_SERVER_ERROR = IPCException::E_SERVER_ERROR;
 
     public const DEFAULT_CONNECT_TIMEOUT_MS = 500;
     public const DEFAULT_REQUEST_TIMEOUT_MS = 500;
@@ -59,6 +61,18 @@ abstract class BaseClient
     protected $pid;
     /** @var string */
     protected $userAgent;
+    /**
+     * The streams of this connection that are not finished: id => the lines that other calls
+     * read for them and that their loop has not taken yet (raw, decoded when taken), the bytes
+     * of those lines, whether the cancel was sent, and the error that ends the stream early.
+     *
+     * @var array<string, array{lines: list<string>, bytes: int, cancelled: bool, error: ?IPCException}>
+     */
+    private array $streams = [];
+    /** Bytes in all the streams' queued lines: at most maxMessageBytes (see enqueue()). */
+    private int $queuedBytes = 0;
+    /** Counts the connections adopted, so that a stream notices its connection was replaced. */
+    private int $connectionSerial = 0;
 
     /**
      * @param string $socketPath The server's socket path.
@@ -199,6 +213,9 @@ abstract class BaseClient
         }
         $this->fp = null;
         $this->reader = null;
+        // The streams of this connection end with 5005 when their loop next asks for an item.
+        $this->streams = [];
+        $this->queuedBytes = 0;
     }
 
     /**
@@ -214,17 +231,103 @@ abstract class BaseClient
      */
     protected function ipcSend($uri, $request, ?int $timeoutMs = null)
     {
+        [$ipcReqID, $deadline] = $this->writeRequest($uri, $request, false, $timeoutMs);
+        return $this->readReply($ipcReqID, $deadline);
+    }
+
+    /**
+     * Sends $request to $uri as a streamed request and yields the stream's items, in order:
+     * `foreach ($client->stream('/ipcserver/test/stream', ['count' => 3]) as $item) { ... }`.
+     * The request is sent when the loop starts. Each item line's `data` is yielded, then the
+     * final line's `data` when it is present and not null. A route that does not stream answers
+     * as to a plain call: its one reply is yielded and the loop ends.
+     *
+     * The request timeout (or $timeoutMs) applies to the wait for each line, not to the whole
+     * stream. Leaving the loop early (break, return, an exception in its body, or the generator
+     * being destroyed) sends the cancel; the stream's lines still in flight are skipped by later
+     * calls. Other calls may be made inside the loop: lines they read for this stream are kept
+     * for it, at most maxMessageBytes in all (past that the stream is cancelled and fails with
+     * 5007 when next resumed, rather than the client buffering without bound).
+     *
+     * @param array<mixed>|object $request The request's data; not modified.
+     * @return \Generator<int, mixed, mixed, void>
+     * @throws ServerErrorException (5008) for an error final line (`cancelled`, `handler_error`,
+     *         `shutting_down`, ...), after the items before it were yielded.
+     * @throws TimeoutException (5006) when a line does not come in time; the cancel is sent.
+     * @throws ServerClosedException (5005) when the connection ends before the final line.
+     * @throws IPCException as send() (ConnectException, BadRequestTypeException, WriteException,
+     *         BadResponseException, ReplyTooLargeException).
+     */
+    public function stream($uri, $request, ?int $timeoutMs = null): \Generator
+    {
+        [$ipcReqID, $deadline] = $this->writeRequest($uri, $request, true, $timeoutMs);
+        $timeout = ($timeoutMs ?? $this->requestTimeoutMs) / 1000.0;
+        $connection = $this->connectionSerial;
+        $this->streams[$ipcReqID] = ['lines' => [], 'bytes' => 0, 'cancelled' => false, 'error' => null];
+        $finished = false;
+        try {
+            while (true) {
+                if ($this->fp === null || $this->connectionSerial !== $connection) {
+                    $finished = true; // nothing to cancel: the connection it ran on is gone
+                    throw new ServerClosedException("Server closed the connection (stream $ipcReqID)");
+                }
+                $error = $this->streams[$ipcReqID]['error'] ?? null;
+                if ($error !== null) {
+                    throw $error;
+                }
+                $response = $this->nextMessage($ipcReqID, $deadline);
+                if ($response === null) {
+                    throw new TimeoutException("No line of stream $ipcReqID within the request timeout");
+                }
+                if (($response['ipcMore'] ?? false) === true) {
+                    yield $response['data'] ?? null;
+                    // The wait for the next line starts when the loop asks for it.
+                    $deadline = microtime(true) + $timeout;
+                    continue;
+                }
+                $finished = true;
+                $error = self::errorOf($response);
+                if ($error !== null) {
+                    throw $error;
+                }
+                if (isset($response['data'])) {
+                    yield $response['data'];
+                }
+                return;
+            }
+        } finally {
+            // Runs on a normal end, on an exception, and when a suspended generator is destroyed.
+            $cancelled = $this->streams[$ipcReqID]['cancelled'] ?? false;
+            $this->forgetStream($ipcReqID);
+            if (!$finished && !$cancelled) {
+                $this->sendCancel($ipcReqID);
+            }
+        }
+    }
+
+    /**
+     * Checks, encodes and writes one request (connecting first when needed).
+     *
+     * @param array<mixed>|object $request
+     * @return array{0: string, 1: float} The request's id and the deadline for its first line.
+     */
+    private function writeRequest($uri, $request, bool $stream, ?int $timeoutMs): array
+    {
         if (is_string($request) || (!is_array($request) && !is_object($request))) {
             throw new BadRequestTypeException('Request must be an object or associative array');
         }
         $ipcReqID = (string) $this->nextID();
-        $line = json_encode([
+        $message = [
             'uri' => $uri,
             'ipcReqID' => $ipcReqID,
             'data' => $request,
-            'pid' => $this->pid,
-            'userAgent' => $this->userAgent,
-        ]);
+        ];
+        if ($stream) {
+            $message['ipcStream'] = true;
+        }
+        $message['pid'] = $this->pid;
+        $message['userAgent'] = $this->userAgent;
+        $line = json_encode($message);
         if ($line === false) {
             throw new BadRequestTypeException('Request cannot be encoded as JSON: ' . json_last_error_msg());
         }
@@ -237,12 +340,64 @@ abstract class BaseClient
             $this->connect();
         }
         if ($timeoutMs !== null && ($timeoutMs < 1 || $timeoutMs > self::MAX_TIMEOUT_MS)) {
-            throw new \InvalidArgumentException('PixlIPCClient send() timeout must be from 1 to ' . self::MAX_TIMEOUT_MS . " ms, got $timeoutMs");
+            $what = $stream ? 'stream()' : 'send()';
+            throw new \InvalidArgumentException("PixlIPCClient $what timeout must be from 1 to " . self::MAX_TIMEOUT_MS . " ms, got $timeoutMs");
         }
         $deadline = microtime(true) + ($timeoutMs ?? $this->requestTimeoutMs) / 1000.0;
         // The JSON and its newline in one write: one syscall, and no half-message on the wire.
         $this->writeAll($line . "\n", $deadline);
-        return $this->readReply($ipcReqID, $deadline);
+        return [$ipcReqID, $deadline];
+    }
+
+    /**
+     * The error a stream's final line carries, by the rule the original Node client applies
+     * with codeToErr: a top-level `code` (the whole line is the error), else a `data` object with
+     * a `code`; null when the line is not an error.
+     *
+     * @param array<mixed> $response
+     */
+    private static function errorOf(array $response): ?ServerErrorException
+    {
+        $source = null;
+        if (isset($response['code'])) {
+            $source = $response;
+        } elseif (is_array($response['data'] ?? null) && isset($response['data']['code'])) {
+            $source = $response['data'];
+        }
+        if ($source === null) {
+            return null;
+        }
+        $code = is_scalar($source['code']) ? (string) $source['code'] : (string) json_encode($source['code']);
+        $message = $source['message'] ?? '';
+        $message = is_scalar($message) ? (string) $message : (string) json_encode($message);
+        $id = is_scalar($response['ipcReqID'] ?? null) ? (string) $response['ipcReqID'] : '?';
+        return new ServerErrorException($code, "Server error $code for $id: $message", $response);
+    }
+
+    /** Stops tracking a stream and releases the lines queued for it. */
+    private function forgetStream(string $ipcReqID): void
+    {
+        if (isset($this->streams[$ipcReqID])) {
+            $this->queuedBytes -= $this->streams[$ipcReqID]['bytes'];
+            unset($this->streams[$ipcReqID]);
+        }
+    }
+
+    /**
+     * Sends `{"ipcReqID":ID,"ipcCancel":true}`. Never throws: it runs in `finally` blocks and
+     * destructors, where an exception would hide the one being thrown. A connection that cannot
+     * take it is closed (the server then drops the handler anyway).
+     */
+    private function sendCancel(string $ipcReqID): void
+    {
+        if ($this->fp === null) {
+            return;
+        }
+        try {
+            $this->writeAll(json_encode(['ipcReqID' => $ipcReqID, 'ipcCancel' => true]) . "\n", microtime(true) + $this->requestTimeoutMs / 1000.0);
+        } catch (IPCException) {
+            $this->close();
+        }
     }
 
     /** @return string */
@@ -256,6 +411,7 @@ abstract class BaseClient
     {
         $this->fp = $stream;
         $this->reader = new LineReader($stream, $this->maxMessageBytes);
+        $this->connectionSerial++;
     }
 
     protected function writeAll(string $bytes, float $deadline): void
@@ -290,18 +446,6 @@ abstract class BaseClient
     }
 
     /**
-     * Reads lines until this call's reply. A line is this call's when its leading "ipcReqID" (the
-     * first key, where every pixl-ipc server puts it) is this call's id; when the id is not the
-     * first key, the line is decoded only if it mentions this id at all. Lines that are not this
-     * call's reply are skipped whatever they hold (bad JSON, nesting past 512, any size), so they
-     * can never fail this call or leave leftovers for the next. A broken line whose id is this
-     * call's fails it (5004), a reply too costly to decode is refused (5007); both lines are
-     * consumed whole, so the connection stays in step. A reply whose decoding ends after the
-     * deadline is a timeout, never a late delivery.
-     *
-     * @return mixed
-     */
-    /**
      * A conservative speed of json_decode, in bytes of the decoded form's estimated memory per
      * second (measured here at 300-400 MB/s for the worst shapes; a quarter of that, so a slow
      * machine still returns by its deadline). A reply whose decode would not end before the
@@ -309,37 +453,80 @@ abstract class BaseClient
      */
     private const DECODE_BYTES_PER_SECOND = 100_000_000;
 
+    /**
+     * Reads lines until this call's reply and returns its data, or false on a timeout (see
+     * nextMessage()).
+     *
+     * @return mixed
+     */
     protected function readReply(string $ipcReqID, float $deadline)
+    {
+        $response = $this->nextMessage($ipcReqID, $deadline);
+        if ($response === null) {
+            return $this->timedOut($ipcReqID);
+        }
+        return $response['data'] ?? null;
+    }
+
+    /**
+     * The next decoded line for $ipcReqID, or null when $deadline passed first. Lines queued for
+     * it by other calls (when it is a stream) come first. A line is this id's when its leading
+     * "ipcReqID" (the first key, where every pixl-ipc server puts it) is this id; when the id is
+     * not the first key, the line is decoded only if it mentions this id or a running stream's.
+     * Lines of running streams of this client are queued for them (see enqueue()); other lines
+     * (pushes, late replies, lines of cancelled streams) are skipped whatever they hold (bad
+     * JSON, nesting past 512, any size), so they can never fail this call or leave leftovers for
+     * the next. A broken line whose id is this one fails the call (5004), a line too costly to
+     * decode is refused (5007); both lines are consumed whole, so the connection stays in step.
+     * A line whose decoding would end after the deadline is a timeout, never a late delivery.
+     *
+     * @return array<mixed>|null
+     */
+    private function nextMessage(string $ipcReqID, float $deadline): ?array
     {
         $quotedID = json_encode($ipcReqID);
         while (true) {
-            try {
-                $line = $this->reader->readLine($deadline);
-            } catch (ServerClosedException | BadResponseException $e) {
-                $this->close();
-                throw $e;
-            }
-            if ($line === null) {
-                return $this->timedOut($ipcReqID);
-            }
-            $line = ltrim($line);
-            if (!str_starts_with($line, '{')) {
-                continue;
-            }
-            $leading = self::leadingID($line);
-            if ($leading !== false) {
-                if ($leading !== $ipcReqID) {
+            if (isset($this->streams[$ipcReqID]) && $this->streams[$ipcReqID]['lines'] !== []) {
+                $line = array_shift($this->streams[$ipcReqID]['lines']);
+                $this->streams[$ipcReqID]['bytes'] -= strlen($line);
+                $this->queuedBytes -= strlen($line);
+                $mine = true; // queued because it decodes, or its leading id reads, to this id
+            } else {
+                if ($this->reader === null) {
+                    // A cancel that could not be written closed the connection (see enqueue()).
+                    throw new ServerClosedException('Server closed the connection (send)');
+                }
+                try {
+                    $line = $this->reader->readLine($deadline);
+                } catch (ServerClosedException | BadResponseException $e) {
+                    $this->close();
+                    throw $e;
+                }
+                if ($line === null) {
+                    return null;
+                }
+                $line = ltrim($line);
+                if (!str_starts_with($line, '{')) {
                     continue;
                 }
-                $mine = true;
-            } else {
-                if (!str_contains($line, $quotedID)) {
-                    continue; // cannot be this call's reply: no need to decode it
+                $leading = self::leadingID($line);
+                if ($leading !== false) {
+                    if ($leading !== $ipcReqID) {
+                        if ($leading !== null && isset($this->streams[$leading])) {
+                            $this->enqueue($leading, $line);
+                        }
+                        continue;
+                    }
+                    $mine = true;
+                } else {
+                    if (!str_contains($line, $quotedID) && !$this->mentionsAStream($line)) {
+                        continue; // cannot be this call's reply nor a stream's: no need to decode it
+                    }
+                    // The id may be anywhere in it, even nested (a push quoting a request): such a
+                    // line is this call's reply only if it decodes to one, and its failures are
+                    // never this call's.
+                    $mine = false;
                 }
-                // The id may be anywhere in it, even nested (a push quoting a request): such a
-                // line is this call's reply only if it decodes to one, and its failures are
-                // never this call's.
-                $mine = false;
             }
             $refusal = $this->refusal($line);
             if ($refusal !== null) {
@@ -352,7 +539,7 @@ abstract class BaseClient
             // not started, so the call returns by its deadline whatever the server sent.
             if (self::estimateDecodeBytes($line) / self::DECODE_BYTES_PER_SECOND > $deadline - microtime(true)) {
                 if ($mine) {
-                    return $this->timedOut($ipcReqID);
+                    return null;
                 }
                 continue;
             }
@@ -365,14 +552,59 @@ abstract class BaseClient
                 }
                 continue;
             }
-            if (($response['ipcReqID'] ?? null) !== $ipcReqID) {
+            $id = $response['ipcReqID'] ?? null;
+            if ($id !== $ipcReqID) {
+                if (!$mine && is_string($id) && isset($this->streams[$id])) {
+                    $this->enqueue($id, $line);
+                }
                 continue;
             }
             if (microtime(true) > $deadline) {
-                return $this->timedOut($ipcReqID); // decoding ran past the deadline: not delivered late
+                return null; // decoding ran past the deadline: not delivered late
             }
-            return $response['data'] ?? null;
+            return $response;
         }
+    }
+
+    /** Whether $line mentions the id of one of this client's running streams (usually none). */
+    private function mentionsAStream(string $line): bool
+    {
+        foreach ($this->streams as $id => $_) {
+            if (str_contains($line, json_encode((string) $id))) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /**
+     * Keeps a line read by another call for the running stream $id until its loop takes it. The
+     * lines kept for all streams are bounded by maxMessageBytes: past that, the stream whose line
+     * does not fit is cancelled, its queue dropped, and its loop fails with 5007 when it resumes
+     * (a loop that makes other calls while its stream runs faster than it reads loses the stream,
+     * never the client's memory). Lines of a stream that already failed are dropped.
+     */
+    private function enqueue(string $id, string $line): void
+    {
+        $stream = &$this->streams[$id];
+        if ($stream['error'] !== null) {
+            return;
+        }
+        if ($this->queuedBytes + strlen($line) > $this->maxMessageBytes) {
+            $this->queuedBytes -= $stream['bytes'];
+            $stream['lines'] = [];
+            $stream['bytes'] = 0;
+            $stream['error'] = new ReplyTooLargeException(
+                "Stream $id cancelled: its items kept while other calls read the connection exceeded maxMessageBytes ({$this->maxMessageBytes})"
+            );
+            $stream['cancelled'] = true;
+            unset($stream);
+            $this->sendCancel($id);
+            return;
+        }
+        $stream['lines'][] = $line;
+        $stream['bytes'] += strlen($line);
+        $this->queuedBytes += strlen($line);
     }
 
     /** @return false */

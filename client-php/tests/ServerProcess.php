@@ -60,6 +60,12 @@ final class ServerProcess
         return sys_get_temp_dir() . '/pixl-ipc-php-' . getmypid() . '-' . bin2hex(random_bytes(4)) . '.sock';
     }
 
+    /** The server's process id. */
+    public function pid(): int
+    {
+        return $this->pid;
+    }
+
     /** SIGTERM (graceful drain) or SIGKILL, then wait for the exit. */
     public function stop(bool $kill = false): void
     {

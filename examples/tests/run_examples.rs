@@ -212,6 +212,7 @@ fn every_demo_checks_itself() {
         "push_server",
         "reconnect",
         "stream_client",
+        "stream_server",
         "typed_handler",
         "websocket_server",
     ] {

@@ -129,7 +129,9 @@ fn delay_ms(given: &Value) -> Result<f64, HandlerError> {
     }
 }
 
-/// What `/ipcserver/test/stream` takes: `{"count": N, "interval": MS}`, both optional.
+/// What `/ipcserver/test/stream` takes: `{"count": N, "interval": MS, "size": BYTES}`, all
+/// optional; `size` pads each item with a string of that many bytes (for memory tests and
+/// throughput benchmarks).
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TestStream {
@@ -137,6 +139,8 @@ struct TestStream {
     count: u64,
     #[serde(default)]
     interval: f64,
+    #[serde(default)]
+    size: usize,
 }
 
 impl TestStream {
@@ -151,6 +155,7 @@ impl Default for TestStream {
         TestStream {
             count: TestStream::default_count(),
             interval: 0.0,
+            size: 0,
         }
     }
 }
@@ -158,13 +163,27 @@ impl Default for TestStream {
 /// The most items `/ipcserver/test/stream` sends for one request.
 pub(crate) const MAX_TEST_STREAM_ITEMS: u64 = 1_000_000;
 
-/// `/ipcserver/test/stream`: `count` items `{"i": k}`, `interval` milliseconds apart, then
-/// the final line `{"done": count}`.
+/// The largest padding `/ipcserver/test/stream` adds to an item.
+pub(crate) const MAX_TEST_STREAM_PAD: usize = 1 << 20;
+
+/// `/ipcserver/test/stream`: `count` items `{"i": k}` (with `"pad"` when `size` is given),
+/// `interval` milliseconds apart, then the final line `{"done": count}`.
 async fn test_stream(
     params: Option<TestStream>,
     _ctx: RequestContext,
 ) -> Result<impl Stream<Item = Result<StreamItem, HandlerError>> + Send, HandlerError> {
-    let TestStream { count, interval } = params.unwrap_or_default();
+    let TestStream {
+        count,
+        interval,
+        size,
+    } = params.unwrap_or_default();
+    if size > MAX_TEST_STREAM_PAD {
+        return Err(HandlerError::new(
+            ErrorCode::InvalidData.as_str(),
+            format!("data.size must be from 0 to {MAX_TEST_STREAM_PAD} bytes, not {size}"),
+        ));
+    }
+    let pad: Option<Arc<str>> = (size > 0).then(|| Arc::from("x".repeat(size)));
     if count > MAX_TEST_STREAM_ITEMS {
         return Err(HandlerError::new(
             ErrorCode::InvalidData.as_str(),
@@ -178,19 +197,22 @@ async fn test_stream(
         )
     })?;
     let pause = Duration::from_secs_f64(pause / 1000.0);
-    let items = stream::unfold(0u64, move |k| async move {
-        if k > count {
-            return None;
+    let items = stream::unfold(0u64, move |k| {
+        let pad = pad.clone();
+        async move {
+            if k > count {
+                return None;
+            }
+            if k > 0 && k < count && !pause.is_zero() {
+                tokio::time::sleep(pause).await;
+            }
+            let item = match (k == count, pad) {
+                (true, _) => Last(json!({ "done": count })).into_stream_item(),
+                (false, None) => json!({ "i": k }).into_stream_item(),
+                (false, Some(pad)) => json!({ "i": k, "pad": &*pad }).into_stream_item(),
+            };
+            Some((item, k + 1))
         }
-        if k > 0 && k < count && !pause.is_zero() {
-            tokio::time::sleep(pause).await;
-        }
-        let item = if k == count {
-            Last(json!({ "done": count })).into_stream_item()
-        } else {
-            json!({ "i": k }).into_stream_item()
-        };
-        Some((item, k + 1))
     });
     Ok(items)
 }

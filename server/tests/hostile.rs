@@ -18,23 +18,6 @@ fn start(args: &[&str]) -> (tempfile::TempDir, ServerProcess) {
     (dir, server)
 }
 
-/// User plus system CPU time the server has used so far.
-fn cpu_time(server: &ServerProcess) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", server.pid())).unwrap();
-    // Fields after the command name (which is in parentheses and may hold spaces).
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .unwrap()
-        .1
-        .split_whitespace()
-        .collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    let per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .unwrap()
-        .unwrap_or(100) as u64;
-    Duration::from_millis(ticks * 1000 / per_second)
-}
-
 /// The `connections` the server reports, not counting the connection that asks.
 fn connections(server: &ServerProcess) -> u64 {
     let mut conn = server.connect();
@@ -253,7 +236,7 @@ fn whitespace_without_a_newline_costs_little_cpu_and_times_out_like_any_partial_
     // The timeout is well above the trickle's gaps, even when the test suite loads both cores.
     let (_dir, server) = start(&["--partial-message-timeout-ms", "4000"]);
     let mut conn = server.connect();
-    let cpu_before = cpu_time(&server);
+    let cpu_before = server.cpu_time();
     conn.send_raw(&vec![b' '; 4 * 1024 * 1024]);
     // Then a byte every millisecond for a second: each read must cost the same, not a rescan
     // of everything buffered.
@@ -261,7 +244,7 @@ fn whitespace_without_a_newline_costs_little_cpu_and_times_out_like_any_partial_
         conn.send_raw(b" ");
         std::thread::sleep(Duration::from_millis(1));
     }
-    let spent = cpu_time(&server) - cpu_before;
+    let spent = server.cpu_time() - cpu_before;
     assert!(spent < Duration::from_millis(600), "server CPU {spent:?}");
     // Others are served promptly meanwhile.
     let mut other = server.connect();

@@ -157,6 +157,43 @@ impl ServerProcess {
         read_rss_kib(&format!("/proc/{}/status", self.child.id())).expect("VmRSS of the server")
     }
 
+    /// User plus system CPU time the server has used so far.
+    pub fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .expect("stat of the server");
+        // Fields after the command name (which is in parentheses and may hold spaces).
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .expect("a stat line")
+            .1
+            .split_whitespace()
+            .collect();
+        let ticks: u64 =
+            fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+        let per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+            .ok()
+            .flatten()
+            .unwrap_or(100) as u64;
+        Duration::from_millis(ticks * 1000 / per_second)
+    }
+
+    /// Waits until the server has stopped using CPU (no more than a tick over `quiet`), for
+    /// at most [`TIMEOUT`]: for tests that check what a server holds once it has done all it
+    /// will do.
+    pub fn wait_until_idle(&self, quiet: Duration) {
+        let deadline = Instant::now() + TIMEOUT;
+        let mut last = self.cpu_time();
+        while Instant::now() < deadline {
+            std::thread::sleep(quiet);
+            let now = self.cpu_time();
+            if now.saturating_sub(last) <= Duration::from_millis(10) {
+                return;
+            }
+            last = now;
+        }
+        panic!("the server kept busy for {TIMEOUT:?}");
+    }
+
     /// Descriptors the process has open now.
     pub fn open_fds(&self) -> usize {
         std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))

@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use pixl_ipc_benches::{
-    build_release_server, progress, repo_root, report, reps_arg, sized_message, ServerUnderTest,
-    Spread, MESSAGES,
+    build_release_server, load_average, progress, repo_root, report, reps_arg, sized_message,
+    ServerUnderTest, Spread, MESSAGES,
 };
 use pixl_ipc_client::{Client, ReconnectPolicy};
 use pixl_ipc_server::{HandlerResult, Request, RequestContext, Server, ServerConfig};
@@ -116,14 +116,6 @@ fn main() -> anyhow::Result<()> {
     println!("{body}");
     report::write_results(&repo_root().join("benches/RESULTS.md"), "forward", &body)?;
     Ok(())
-}
-
-/// The 1-minute load average, from `/proc/loadavg`.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|text| text.split_whitespace().next().map(str::to_owned))
-        .unwrap_or_else(|| "unknown".into())
 }
 
 /// The upstream process: this program with `--upstream PATH`, killed by PID when dropped.

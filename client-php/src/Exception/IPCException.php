@@ -7,7 +7,8 @@ namespace PixlIPC\Exception;
 /**
  * Base of every exception the client throws. It extends \Exception, so code written for the
  * original (`catch (Exception $e)` and `$e->getCode()`) keeps working; the codes are the
- * original's 5001-5006, plus 5007 (a reply too large to decode safely).
+ * original's 5001-5006, plus 5007 (a reply too large to decode safely) and 5008 (an
+ * error reply ending a stream).
  */
 abstract class IPCException extends \Exception
 {
@@ -19,4 +20,6 @@ abstract class IPCException extends \Exception
     public const E_TIMEOUT = 5006;
     /** New in this client: a reply refused before decoding (see ReplyTooLargeException). */
     public const E_REPLY_TOO_LARGE = 5007;
+    /** New in this client: the server answered a stream with an error (see ServerErrorException). */
+    public const E_SERVER_ERROR = 5008;
 }
