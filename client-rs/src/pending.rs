@@ -140,6 +140,52 @@ mod tests {
         assert_eq!(table.len(), 0);
     }
 
+    #[tokio::test]
+    async fn fail_all_ends_streams_after_their_buffered_lines() {
+        let mut table = PendingRequests::default();
+        let (items_tx, mut items_rx) = mpsc::channel(4);
+        let (ended_tx, ended_rx) = oneshot::channel();
+        table.insert_stream(
+            "rq0".into(),
+            StreamSink {
+                items: items_tx,
+                ended: ended_tx,
+            },
+        );
+        table
+            .stream("rq0")
+            .unwrap()
+            .items
+            .try_send(message(1))
+            .unwrap();
+        assert_eq!(table.fail_all(&Error::Closed), 1);
+        assert_eq!(items_rx.recv().await.unwrap(), message(1));
+        assert!(items_rx.recv().await.is_none(), "no more lines");
+        assert!(matches!(ended_rx.await.unwrap(), Error::Closed));
+        assert_eq!(table.len(), 0);
+        assert!(table.remove_stream("rq0").is_none());
+    }
+
+    #[test]
+    fn sweep_leaves_dropped_streams_for_their_cancel() {
+        let mut table = PendingRequests::default();
+        let (items_tx, items_rx) = mpsc::channel(1);
+        let (ended_tx, _ended_rx) = oneshot::channel();
+        table.insert_stream(
+            "rq0".into(),
+            StreamSink {
+                items: items_tx,
+                ended: ended_tx,
+            },
+        );
+        drop(items_rx);
+        assert_eq!(table.sweep_abandoned(), 0);
+        assert!(
+            table.remove_stream("rq0").is_some(),
+            "the cancel still finds it"
+        );
+    }
+
     #[test]
     fn sweep_frees_only_abandoned_requests() {
         let mut table = PendingRequests::default();
