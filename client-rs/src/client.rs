@@ -20,7 +20,8 @@ use crate::error::Error;
 use crate::pushes::{Next, PushHub, PushLimits, Queue};
 use crate::settings::{Settings, MAX_PUSH_BUFFER_PUSHES};
 use crate::state::ConnectionState;
-use crate::task::{self, Outgoing, TaskContext};
+use crate::stream::ReplyStream;
+use crate::task::{self, Outgoing, Reply, TaskContext};
 use crate::transport::Dialer;
 
 /// How many requests may wait for the connection task before callers wait too.
@@ -55,13 +56,15 @@ const INLINE_DECODE_BYTES: usize = 1024 * 1024;
 /// dropped and its bookkeeping freed.
 #[derive(Clone)]
 pub struct Client {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
 }
 
-struct Shared {
+pub(crate) struct Shared {
     address: Address,
-    settings: Settings,
-    requests: mpsc::Sender<Outgoing>,
+    pub(crate) settings: Settings,
+    pub(crate) requests: mpsc::Sender<Outgoing>,
+    /// Streams stopped early, for the task to cancel on the wire.
+    pub(crate) cancels: mpsc::UnboundedSender<String>,
     state: watch::Receiver<ConnectionState>,
     pushes: Arc<PushHub>,
     close: CancellationToken,
@@ -100,6 +103,7 @@ impl Client {
         };
         let connection = dialer.connect().await?;
         let (requests_tx, requests_rx) = mpsc::channel(QUEUE_DEPTH);
+        let (cancels_tx, cancels_rx) = mpsc::unbounded_channel();
         let (state_tx, state_rx) = watch::channel(ConnectionState::Connected);
         let pushes = Arc::new(PushHub::new(PushLimits {
             max_pushes: MAX_PUSH_BUFFER_PUSHES,
@@ -109,6 +113,7 @@ impl Client {
         let context = TaskContext {
             dialer,
             requests: requests_rx,
+            cancels: cancels_rx,
             state: state_tx,
             pushes: Arc::clone(&pushes),
             close: close.clone(),
@@ -121,6 +126,7 @@ impl Client {
                 address,
                 settings,
                 requests: requests_tx,
+                cancels: cancels_tx,
                 state: state_rx,
                 pushes,
                 close,
@@ -229,7 +235,7 @@ impl Client {
         let outgoing = Outgoing {
             id,
             line,
-            reply: None,
+            reply: Reply::None,
         };
         match tokio::time::timeout(timeout, self.shared.requests.send(outgoing)).await {
             Ok(Ok(())) => Ok(()),
@@ -254,7 +260,7 @@ impl Client {
         let outgoing = Outgoing {
             id,
             line,
-            reply: Some(reply_tx),
+            reply: Reply::Call(reply_tx),
         };
         let exchange = async {
             // Waits for queue space, and through a reconnect, within the same deadline.
@@ -286,12 +292,71 @@ impl Client {
         }
     }
 
+    /// Sends `data` to `uri` as a streamed request (`ipcStream`) and returns its replies as a
+    /// [`Stream`](futures_util::Stream): each item the server sends, then the final line's
+    /// `data` when it has one (not `null`). On a route that does not stream, the one reply.
+    ///
+    /// ```
+    /// use futures_util::StreamExt;
+    /// use serde_json::json;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = dir.path().join("doc.sock");
+    /// # let _server = pixl_ipc_server::Server::new(pixl_ipc_server::ServerConfig::new(&path)).start().await?;
+    /// # let client = pixl_ipc_client::Client::connect(&path).await?;
+    /// let mut items = client.stream("/ipcserver/test/stream", json!({"count": 3}));
+    /// while let Some(item) = items.next().await {
+    ///     println!("{}", item?); // {"i":0} {"i":1} {"i":2} {"done":3}
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// Nothing is sent until the stream is first polled. Errors follow the
+    /// [`call`](Self::call) rule (a top-level `code`, or `data` holding a `code`, is an
+    /// [`Error::Server`]), and so do the other failures: see [`ReplyStream`] for timeouts,
+    /// cancelling, connection loss and how much is buffered.
+    pub fn stream(&self, uri: &str, data: impl Borrow<Value>) -> ReplyStream<Value> {
+        ReplyStream::start(self, uri, self.encode_stream(uri, data.borrow()))
+    }
+
+    /// [`stream`](Self::stream) with `request` (any `Serialize`) as the data and each item
+    /// decoded straight into `T`. An item that does not fit `T` is an [`Error::Decode`], after
+    /// which the stream ends (and is cancelled).
+    pub fn stream_as<Req, T>(&self, uri: &str, request: &Req) -> ReplyStream<T>
+    where
+        Req: Serialize + ?Sized,
+        T: DeserializeOwned,
+    {
+        let encoded = serde_json::to_value(request)
+            .map_err(|err| Error::Encode(err.into()))
+            .and_then(|data| self.encode_stream(uri, &data));
+        ReplyStream::start(self, uri, encoded)
+    }
+
+    /// A streamed request's id and line (`"ipcStream":true`).
+    fn encode_stream(&self, uri: &str, data: &Value) -> Result<(String, bytes::Bytes), Error> {
+        self.encode_as(uri, data, false, true)
+    }
+
     /// A request's id (for matching its reply) and its encoded line.
     fn encode(
         &self,
         uri: &str,
         data: &Value,
         no_reply: bool,
+    ) -> Result<(String, bytes::Bytes), Error> {
+        self.encode_as(uri, data, no_reply, false)
+    }
+
+    fn encode_as(
+        &self,
+        uri: &str,
+        data: &Value,
+        no_reply: bool,
+        stream: bool,
     ) -> Result<(String, bytes::Bytes), Error> {
         let id = format!("rq{}", self.shared.next_id.fetch_add(1, Ordering::Relaxed));
         let id_value = Value::String(id.clone());
@@ -303,7 +368,7 @@ impl Client {
             user_agent: Some(&self.shared.settings.user_agent),
             no_reply,
             close_after_reply: false,
-            stream: false,
+            stream,
         });
         let size = line.len() - 1;
         let limit = self.shared.settings.max_message_bytes;
@@ -314,7 +379,7 @@ impl Client {
     }
 
     /// The error for a call made after the task has stopped.
-    fn closed_error(&self) -> Error {
+    pub(crate) fn closed_error(&self) -> Error {
         match &*self.shared.state.borrow() {
             ConnectionState::Closed(reason) => reason.to_error(&self.shared.address),
             _ => Error::Closed,
@@ -463,6 +528,13 @@ fn decode_typed<T: DeserializeOwned>(line: &[u8]) -> Result<T, Error> {
         });
     }
     let data = reply.data.as_deref().map_or("null", RawValue::get);
+    check_data_code(data)?;
+    serde_json::from_str(data).map_err(|err| Error::Decode(err.into()))
+}
+
+/// The `codeToErr` rule for a reply's `data` (as JSON text): an object with a `code` set is an
+/// [`Error::Server`].
+pub(crate) fn check_data_code(data: &str) -> Result<(), Error> {
     if data.starts_with('{') {
         if let Ok(DataCode {
             code: Some(code),
@@ -478,11 +550,11 @@ fn decode_typed<T: DeserializeOwned>(line: &[u8]) -> Result<T, Error> {
             }
         }
     }
-    serde_json::from_str(data).map_err(|err| Error::Decode(err.into()))
+    Ok(())
 }
 
 /// The original's truthiness for `code`: absent, `null`, `false`, `0` and `""` mean no error.
-fn is_set(code: &Value) -> bool {
+pub(crate) fn is_set(code: &Value) -> bool {
     match code {
         Value::Null => false,
         Value::Bool(flag) => *flag,
@@ -492,7 +564,7 @@ fn is_set(code: &Value) -> bool {
     }
 }
 
-fn text_of(value: &Value) -> String {
+pub(crate) fn text_of(value: &Value) -> String {
     match value {
         Value::String(text) => text.clone(),
         other => other.to_string(),

@@ -18,7 +18,10 @@ use serde_json::Value;
 ///   `Server` for a reply with a top-level `code` (request-level errors such as `no_uri`);
 /// - [`Client::call`](crate::Client::call) only: also `Server` when the reply's `data` is an
 ///   object with a `code` (handler-level errors such as `no_handler_found`, the original's
-///   `codeToErr` rule), and `Decode` when `data` does not fit the requested type.
+///   `codeToErr` rule), and `Decode` when `data` does not fit the requested type;
+/// - [`Client::stream`](crate::Client::stream) and [`Client::stream_as`](crate::Client::stream_as):
+///   the `call` rule for the final line, `Decode` for an item that does not fit the type; each
+///   as the stream's last item.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -63,7 +66,8 @@ pub enum Error {
     /// [`Client::close`](crate::Client::close) was called.
     #[error("the client was closed")]
     Closed,
-    /// No reply within the request timeout. A reply that arrives later is dropped.
+    /// No reply within the request timeout (for a stream: no next line within it; the stream
+    /// is cancelled). A reply that arrives later is dropped.
     #[error("no reply to {uri} within {timeout:?}")]
     Timeout {
         /// The request's uri.

@@ -24,6 +24,8 @@
 //! - [`ReconnectPolicy`] decides whether later calls get a new connection (default: retry every
 //!   second, like the original's `autoReconnect`).
 //! - Server pushes arrive on [`Client::subscribe`].
+//! - Streamed replies (`ipcStream`: many reply lines to one request) come from
+//!   [`Client::stream`] as a [`futures_util::Stream`]; dropping it cancels the request.
 //! - The `pixl-ipc` binary in this crate is a command-line client built on it.
 
 mod address;
@@ -36,6 +38,7 @@ mod pushes;
 mod reconnect;
 mod settings;
 mod state;
+mod stream;
 mod task;
 mod transport;
 
@@ -50,6 +53,7 @@ pub use settings::{
     DEFAULT_REQUEST_TIMEOUT, MAX_PUSH_BUFFER_PUSHES,
 };
 pub use state::{CloseReason, ConnectionState};
+pub use stream::{ReplyStream, STREAM_BUFFER_LINES};
 /// The crate the API speaks in, so a user's Cargo.toml need not guess a matching version:
 /// data is [`serde_json::Value`].
 pub use {serde_json, serde_json::Value};

@@ -76,6 +76,35 @@ pub(crate) fn route(line: &[u8], max_scan: usize) -> Route {
     }
 }
 
+/// True when a streamed reply's line is an item (`"ipcMore": true`), false for its final line.
+/// Usually decided without parsing: no `"ipcMore"` anywhere means final, and the server writes
+/// it last; other layouts take a parse that skips the values.
+pub(crate) fn is_more(line: &[u8]) -> bool {
+    const KEY: &[u8] = b"\"ipcMore\"";
+    const LAST: &[u8] = b",\"ipcMore\":true}";
+    if memchr::memmem::find(line, KEY).is_none() {
+        return false;
+    }
+    let end = line
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(0, |last| last + 1);
+    if line[..end].ends_with(LAST) {
+        return true;
+    }
+    #[derive(Deserialize)]
+    struct More {
+        #[serde(rename = "ipcMore", default)]
+        more: Option<Value>,
+    }
+    matches!(
+        serde_json::from_slice::<More>(line),
+        Ok(More {
+            more: Some(Value::Bool(true))
+        })
+    )
+}
+
 /// `None` for a `null` id (the same as none).
 fn route_by_id(id: &[u8]) -> Option<Route> {
     // The usual id (`"rq12"`): a string without escapes, taken as it is.
@@ -144,6 +173,23 @@ mod tests {
         );
         assert_eq!(sniff_id(long.as_bytes()), Sniffed::Unknown);
         assert_eq!(route_any(long.as_bytes()), Route::Reply("rq3".into()));
+    }
+
+    #[test]
+    fn tells_stream_items_from_final_lines() {
+        assert!(is_more(
+            br#"{"ipcReqID":"rq1","data":{"i":0},"ipcMore":true}"#
+        ));
+        assert!(is_more(
+            b"{\"ipcReqID\":\"rq1\",\"data\":1,\"ipcMore\":true}\r"
+        ));
+        assert!(is_more(br#"{"ipcMore": true, "ipcReqID":"rq1","data":1}"#));
+        assert!(!is_more(br#"{"ipcReqID":"rq1","data":{"done":3}}"#));
+        assert!(!is_more(br#"{"ipcReqID":"rq1","data":{"ipcMore":true}}"#));
+        assert!(!is_more(br#"{"ipcReqID":"rq1","ipcMore":false}"#));
+        assert!(!is_more(
+            br#"{"ipcReqID":"rq1","code":"cancelled","message":"x"}"#
+        ));
     }
 
     #[test]

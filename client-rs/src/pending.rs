@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::error::Error;
 
@@ -11,17 +11,48 @@ use crate::error::Error;
 /// under its own deadline), or why there is none.
 pub(crate) type ReplySender = oneshot::Sender<Result<Bytes, Error>>;
 
+/// Where a streamed request's lines go: each line as it arrives, into a bounded buffer (see
+/// [`STREAM_BUFFER_LINES`](crate::stream::STREAM_BUFFER_LINES)), and, when the stream ends
+/// without a final line (connection lost, client closed, a line too long), why.
+pub(crate) struct StreamSink {
+    pub(crate) items: mpsc::Sender<Bytes>,
+    pub(crate) ended: oneshot::Sender<Error>,
+}
+
+impl StreamSink {
+    /// Ends the stream with `error`, after the lines already buffered.
+    pub(crate) fn fail(self, error: Error) {
+        let _ = self.ended.send(error);
+    }
+}
+
 /// Requests written to the connection and not yet answered. Owned by the connection task; every
 /// entry is settled exactly once: by its reply, by a connection failure, or dropped because the
 /// caller stopped waiting (timeout or a cancelled future).
 #[derive(Default)]
 pub(crate) struct PendingRequests {
     waiting: HashMap<String, ReplySender>,
+    /// Streams still running: removed by their final line, a cancel, or a connection failure.
+    streams: HashMap<String, StreamSink>,
 }
 
 impl PendingRequests {
     pub(crate) fn insert(&mut self, id: String, reply: ReplySender) {
         self.waiting.insert(id, reply);
+    }
+
+    pub(crate) fn insert_stream(&mut self, id: String, sink: StreamSink) {
+        self.streams.insert(id, sink);
+    }
+
+    /// The running stream `id`, if it is one.
+    pub(crate) fn stream(&self, id: &str) -> Option<&StreamSink> {
+        self.streams.get(id)
+    }
+
+    /// Forgets the stream `id`; `None` when it is not running (ended, or never a stream).
+    pub(crate) fn remove_stream(&mut self, id: &str) -> Option<StreamSink> {
+        self.streams.remove(id)
     }
 
     /// Hands `outcome` to the request `id`. False when nobody waits for it any more (a late
@@ -35,15 +66,19 @@ impl PendingRequests {
 
     /// Settles every waiting request with an error; returns how many there were.
     pub(crate) fn fail_all(&mut self, error: &Error) -> usize {
-        let count = self.waiting.len();
+        let count = self.waiting.len() + self.streams.len();
         for (_, reply) in self.waiting.drain() {
             let _ = reply.send(Err(error.clone()));
+        }
+        for (_, sink) in self.streams.drain() {
+            sink.fail(error.clone());
         }
         count
     }
 
     /// Forgets requests whose caller has stopped waiting, so an unanswered request that timed
-    /// out does not hold memory until the connection ends.
+    /// out does not hold memory until the connection ends. Streams are left alone: a dropped
+    /// stream is cancelled on the wire (and so forgotten) by its own cancel message.
     pub(crate) fn sweep_abandoned(&mut self) -> usize {
         let before = self.waiting.len();
         self.waiting.retain(|_, reply| !reply.is_closed());
@@ -52,7 +87,7 @@ impl PendingRequests {
 
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.waiting.len()
+        self.waiting.len() + self.streams.len()
     }
 }
 
@@ -103,6 +138,52 @@ mod tests {
             assert!(matches!(rx.await.unwrap(), Err(Error::Closed)));
         }
         assert_eq!(table.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn fail_all_ends_streams_after_their_buffered_lines() {
+        let mut table = PendingRequests::default();
+        let (items_tx, mut items_rx) = mpsc::channel(4);
+        let (ended_tx, ended_rx) = oneshot::channel();
+        table.insert_stream(
+            "rq0".into(),
+            StreamSink {
+                items: items_tx,
+                ended: ended_tx,
+            },
+        );
+        table
+            .stream("rq0")
+            .unwrap()
+            .items
+            .try_send(message(1))
+            .unwrap();
+        assert_eq!(table.fail_all(&Error::Closed), 1);
+        assert_eq!(items_rx.recv().await.unwrap(), message(1));
+        assert!(items_rx.recv().await.is_none(), "no more lines");
+        assert!(matches!(ended_rx.await.unwrap(), Error::Closed));
+        assert_eq!(table.len(), 0);
+        assert!(table.remove_stream("rq0").is_none());
+    }
+
+    #[test]
+    fn sweep_leaves_dropped_streams_for_their_cancel() {
+        let mut table = PendingRequests::default();
+        let (items_tx, items_rx) = mpsc::channel(1);
+        let (ended_tx, _ended_rx) = oneshot::channel();
+        table.insert_stream(
+            "rq0".into(),
+            StreamSink {
+                items: items_tx,
+                ended: ended_tx,
+            },
+        );
+        drop(items_rx);
+        assert_eq!(table.sweep_abandoned(), 0);
+        assert!(
+            table.remove_stream("rq0").is_some(),
+            "the cancel still finds it"
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::address::Address;
 use crate::error::Error;
 use crate::lines::{self, Route};
-use crate::pending::{PendingRequests, ReplySender};
+use crate::pending::{PendingRequests, ReplySender, StreamSink};
 use crate::pushes::PushHub;
 use crate::reconnect::ReconnectPolicy;
 use crate::state::{CloseReason, ConnectionState};
@@ -24,17 +24,60 @@ const MAX_UNSENT_BYTES: usize = 1024 * 1024;
 /// How often requests whose callers gave up are forgotten.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
-/// A request for the task: one encoded line, and where its reply goes (`None` for one-way).
+/// A request for the task: one encoded line, and where its reply goes.
 pub(crate) struct Outgoing {
     pub(crate) id: String,
     pub(crate) line: Bytes,
-    pub(crate) reply: Option<ReplySender>,
+    pub(crate) reply: Reply,
+}
+
+/// Where a request's reply goes.
+pub(crate) enum Reply {
+    /// One-way (`ipcNoReply`): nowhere.
+    None,
+    /// A plain call: its one reply line.
+    Call(ReplySender),
+    /// A streamed call (`ipcStream`): every line until the final one.
+    Stream(StreamSink),
+}
+
+impl Reply {
+    /// True when the caller no longer waits, so the request need not be sent.
+    fn abandoned(&self) -> bool {
+        match self {
+            Reply::None => false,
+            Reply::Call(reply) => reply.is_closed(),
+            Reply::Stream(sink) => sink.items.is_closed(),
+        }
+    }
+
+    fn fail(self, error: Error) {
+        match self {
+            Reply::None => {}
+            Reply::Call(reply) => {
+                let _ = reply.send(Err(error));
+            }
+            Reply::Stream(sink) => sink.fail(error),
+        }
+    }
+}
+
+/// A stream's line that did not fit its full buffer: the task reads nothing more from the
+/// connection until it does (or the stream is dropped), so the server pauses (backpressure).
+struct Parked {
+    id: String,
+    line: Bytes,
+    more: bool,
+    items: mpsc::Sender<Bytes>,
 }
 
 /// Everything the task needs besides the connection.
 pub(crate) struct TaskContext {
     pub(crate) dialer: Dialer,
     pub(crate) requests: mpsc::Receiver<Outgoing>,
+    /// Ids of streams their user stopped early: the task sends the cancel if still running.
+    /// Unbounded, but only the user's own drops fill it, one short id each.
+    pub(crate) cancels: mpsc::UnboundedReceiver<String>,
     pub(crate) state: watch::Sender<ConnectionState>,
     pub(crate) pushes: Arc<PushHub>,
     pub(crate) close: CancellationToken,
@@ -99,10 +142,9 @@ fn finish(ctx: &mut TaskContext, reason: CloseReason) {
     ctx.state.send_replace(ConnectionState::Closed(reason));
     ctx.pushes.close();
     ctx.requests.close();
+    ctx.cancels.close();
     while let Ok(outgoing) = ctx.requests.try_recv() {
-        if let Some(reply) = outgoing.reply {
-            let _ = reply.send(Err(error.clone()));
-        }
+        outgoing.reply.fail(error.clone());
     }
 }
 
@@ -153,22 +195,47 @@ async fn serve(ctx: &mut TaskContext, connection: Connection) -> Ended {
     let mut pending = PendingRequests::default();
     let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
     let mut last_said = LastSaid::default();
+    let mut parked: Option<Parked> = None;
 
     let ended = loop {
         tokio::select! {
             () = ctx.close.cancelled() => break Ended::ByCaller,
-            incoming = reader.next() => match incoming {
+            // While a stream's buffer is full nothing is read: see `Parked`.
+            incoming = reader.next(), if parked.is_none() => match incoming {
                 Err(reason) => break Ended::Lost(last_said.explain(reason)),
-                Ok(incoming) => handle(ctx, &mut pending, &mut last_said, incoming),
+                Ok(incoming) => parked = handle(ctx, &mut pending, &mut writer, &mut last_said, incoming),
             },
+            room = room_for(&parked), if parked.is_some() => {
+                if let Some(waiting) = parked.take() {
+                    match room {
+                        Ok(permit) => {
+                            permit.send(waiting.line);
+                        }
+                        // The stream was dropped meanwhile.
+                        Err(_) => {
+                            if waiting.more {
+                                cancel_stream(&mut pending, &mut writer, &waiting.id);
+                            }
+                        }
+                    }
+                }
+            },
+            Some(id) = ctx.cancels.recv() => cancel_stream(&mut pending, &mut writer, &id),
             outgoing = ctx.requests.recv(), if writer.unsent() < MAX_UNSENT_BYTES => match outgoing {
                 None => break Ended::ByCaller,
-                Some(outgoing) => accept(outgoing, &mut pending, &mut writer),
+                Some(outgoing) => {
+                    // Cancels queued before this request go out before it, so a stream
+                    // dropped before a call is stopped before that call is read.
+                    while let Ok(id) = ctx.cancels.try_recv() {
+                        cancel_stream(&mut pending, &mut writer, &id);
+                    }
+                    accept(outgoing, &mut pending, &mut writer);
+                }
             },
             written = writer.write_some(), if writer.unsent() > 0 => {
                 if let Err(reason) = written {
                     // The server may have answered, or said why it closed, before we noticed.
-                    read_what_is_left(ctx, &mut reader, &mut pending, &mut last_said).await;
+                    read_what_is_left(ctx, &mut reader, &mut pending, &mut writer, &mut last_said).await;
                     break Ended::Lost(last_said.explain(reason));
                 }
             }
@@ -190,6 +257,27 @@ async fn serve(ctx: &mut TaskContext, connection: Connection) -> Ended {
     }
     writer.shutdown().await;
     ended
+}
+
+/// Resolves when the parked line's stream has room for it (or is gone). Only polled while a
+/// line is parked.
+async fn room_for(
+    parked: &Option<Parked>,
+) -> Result<mpsc::OwnedPermit<Bytes>, mpsc::error::SendError<()>> {
+    match parked {
+        Some(parked) => parked.items.clone().reserve_owned().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Stops the stream `id` if it is still running: the server is told, and whatever it still
+/// sends for the id (items in flight, the `cancelled` final line) is dropped as an unknown
+/// reply.
+fn cancel_stream(pending: &mut PendingRequests, writer: &mut Writer, id: &str) {
+    if pending.remove_stream(id).is_some() {
+        queue_cancel(writer, id);
+        tracing::debug!(id, "cancelled a stream");
+    }
 }
 
 /// How long a connection whose write failed is still read for lines the server sent before it
@@ -218,34 +306,46 @@ async fn read_what_is_left(
     ctx: &TaskContext,
     reader: &mut Reader,
     pending: &mut PendingRequests,
+    writer: &mut Writer,
     last_said: &mut LastSaid,
 ) {
     let deadline = tokio::time::Instant::now() + READ_LEFTOVERS;
     while let Ok(Ok(incoming)) = tokio::time::timeout_at(deadline, reader.next()).await {
-        handle(ctx, pending, last_said, incoming);
+        // A stream with a full buffer: the connection is ending, its rest is not waited for.
+        if handle(ctx, pending, writer, last_said, incoming).is_some() {
+            break;
+        }
     }
 }
 
-/// One line from the server, or a line too long to take.
+/// One line from the server, or a line too long to take. Returns a stream line that must wait
+/// for room in its stream's buffer.
 fn handle(
     ctx: &TaskContext,
     pending: &mut PendingRequests,
+    writer: &mut Writer,
     last_said: &mut LastSaid,
     incoming: Result<Bytes, FrameError>,
-) {
+) -> Option<Parked> {
     match incoming {
-        Ok(line) => deliver(ctx, pending, last_said, line),
-        Err(bad_line) => reject(pending, &bad_line),
+        Ok(line) => deliver(ctx, pending, writer, last_said, line),
+        Err(bad_line) => {
+            reject(pending, writer, &bad_line);
+            None
+        }
     }
 }
 
 /// Queues one request's bytes, batching with whatever else is waiting to be written.
 fn accept(outgoing: Outgoing, pending: &mut PendingRequests, writer: &mut Writer) {
+    // The caller already gave up: do not send a request nobody waits for.
+    if outgoing.reply.abandoned() {
+        return;
+    }
     match outgoing.reply {
-        // The caller already gave up: do not send a request nobody waits for.
-        Some(reply) if reply.is_closed() => return,
-        Some(reply) => pending.insert(outgoing.id, reply),
-        None => {}
+        Reply::Call(reply) => pending.insert(outgoing.id, reply),
+        Reply::Stream(sink) => pending.insert_stream(outgoing.id, sink),
+        Reply::None => {}
     }
     writer.queue(&outgoing.line);
 }
@@ -255,11 +355,16 @@ fn accept(outgoing: Outgoing, pending: &mut PendingRequests, writer: &mut Writer
 fn deliver(
     ctx: &TaskContext,
     pending: &mut PendingRequests,
+    writer: &mut Writer,
     last_said: &mut LastSaid,
     line: Bytes,
-) {
+) -> Option<Parked> {
     let route = lines::route(&line, ctx.max_reply_bytes);
     match route {
+        Route::Reply(id) if pending.stream(&id).is_some() => {
+            last_said.0 = None;
+            return deliver_to_stream(ctx, pending, writer, id, line);
+        }
         Route::Reply(id) => {
             last_said.0 = None;
             let outcome = if line.len() > ctx.max_reply_bytes {
@@ -296,10 +401,72 @@ fn deliver(
         Route::Skip(None) => {}
         Route::Skip(Some(error)) => tracing::warn!(%error, "undecodable line from the server"),
     }
+    None
+}
+
+/// One line for the running stream `id`: into its buffer, or parked when the buffer is full.
+fn deliver_to_stream(
+    ctx: &TaskContext,
+    pending: &mut PendingRequests,
+    writer: &mut Writer,
+    id: String,
+    line: Bytes,
+) -> Option<Parked> {
+    if line.len() > ctx.max_reply_bytes {
+        let size = line.len();
+        fail_stream(
+            pending,
+            writer,
+            &id,
+            Error::ReplyTooLarge {
+                size,
+                limit: ctx.max_reply_bytes,
+            },
+        );
+        return None;
+    }
+    let more = lines::is_more(&line);
+    let sink = if more {
+        pending.stream(&id)?.items.clone()
+    } else {
+        // The final line: the stream is over on the wire.
+        pending.remove_stream(&id)?.items
+    };
+    match sink.try_send(line) {
+        Ok(()) => None,
+        Err(mpsc::error::TrySendError::Full(line)) => Some(Parked {
+            id,
+            line,
+            more,
+            items: sink,
+        }),
+        // Dropped, its cancel not seen yet: cancel now, so nothing more is read for it.
+        Err(mpsc::error::TrySendError::Closed(_)) => {
+            if more {
+                cancel_stream(pending, writer, &id);
+            }
+            None
+        }
+    }
+}
+
+/// Ends the running stream `id` with `error` and tells the server to stop it.
+fn fail_stream(pending: &mut PendingRequests, writer: &mut Writer, id: &str, error: Error) {
+    if let Some(sink) = pending.remove_stream(id) {
+        sink.fail(error);
+        queue_cancel(writer, id);
+    }
+}
+
+/// The cancel message for the stream `id` (see the stream spec): no uri, no data.
+fn queue_cancel(writer: &mut Writer, id: &str) {
+    writer.queue(&pixl_ipc_protocol::json::encode_cancel_line(
+        &Value::String(id.to_owned()),
+    ));
 }
 
 /// A line from the server that could not be decoded: fail its request if it names one.
-fn reject(pending: &mut PendingRequests, bad_line: &FrameError) {
+fn reject(pending: &mut PendingRequests, writer: &mut Writer, bad_line: &FrameError) {
     let error = match bad_line {
         FrameError::TooLong { limit, .. } => Error::Protocol(format!(
             "the reply exceeds the maximum message size of {limit} bytes"
@@ -307,6 +474,9 @@ fn reject(pending: &mut PendingRequests, bad_line: &FrameError) {
         other => Error::Protocol(other.to_string()),
     };
     match bad_line.req_id().map(|id| id.to_value()) {
+        Some(Value::String(id)) if pending.stream(&id).is_some() => {
+            fail_stream(pending, writer, &id, error);
+        }
         Some(Value::String(id)) => {
             pending.complete(&id, Err(error));
         }

@@ -475,3 +475,164 @@ fn info_names_an_abstract_socket_as_at_name() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     server.stop();
 }
+
+#[test]
+fn stream_prints_one_json_line_per_item_then_the_final_value() {
+    let (_dir, server) = server();
+    let output = cli(
+        &server.path,
+        &["stream", "/ipcserver/test/stream", r#"{"count":3}"#],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "{\"i\":0}\n{\"i\":1}\n{\"i\":2}\n{\"done\":3}\n"
+    );
+}
+
+#[test]
+fn stream_exits_5_on_an_error_final_and_4_when_a_line_takes_too_long() {
+    let (_dir, server) = server();
+    let output = cli(&server.path, &["stream", "/no/such/route"]);
+    assert_eq!(output.status.code(), Some(5), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("no_handler_found"),
+        "{}",
+        stderr(&output)
+    );
+
+    let output = cli(
+        &server.path,
+        &[
+            "--timeout",
+            "300ms",
+            "stream",
+            "/ipcserver/test/stream",
+            r#"{"count":3,"interval":100}"#,
+        ],
+    );
+    assert!(
+        output.status.success(),
+        "each wait is short: {}",
+        stderr(&output)
+    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout).lines().count(), 4);
+
+    let output = cli(
+        &server.path,
+        &[
+            "--timeout",
+            "300ms",
+            "stream",
+            "/ipcserver/test/stream",
+            r#"{"count":3,"interval":5000}"#,
+        ],
+    );
+    assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
+}
+
+/// A running `pixl-ipc` with stdout piped, and its lines read on a thread (so a missing line
+/// fails the test instead of hanging it).
+struct Streaming {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+fn streaming(socket: &Path, args: &[&str]) -> Streaming {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pixl-ipc"))
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+            if tx.send(line.unwrap()).is_err() {
+                return;
+            }
+        }
+    });
+    Streaming { child, lines }
+}
+
+impl Streaming {
+    fn line(&self) -> Value {
+        let line = self
+            .lines
+            .recv_timeout(pixl_ipc_test_utils::TIMEOUT)
+            .expect("a line within the limit");
+        serde_json::from_str(&line).unwrap()
+    }
+}
+
+#[test]
+fn stream_interrupted_by_ctrl_c_exits_0() {
+    let (_dir, server) = server();
+    let mut running = streaming(
+        &server.path,
+        &[
+            "stream",
+            "/ipcserver/test/stream",
+            r#"{"count":1000000,"interval":50}"#,
+        ],
+    );
+    assert_eq!(running.line(), json!({"i": 0}));
+    assert_eq!(running.line(), json!({"i": 1}));
+    let status = Command::new("kill")
+        .args(["-INT", &running.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let status =
+        pixl_ipc_test_utils::wait_with_timeout(&mut running.child, pixl_ipc_test_utils::TIMEOUT)
+            .expect("pixl-ipc exits after Ctrl-C");
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn stream_into_a_closed_pipe_exits_0() {
+    let (_dir, server) = server();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pixl-ipc"))
+        .arg("--socket")
+        .arg(&server.path)
+        .args([
+            "stream",
+            "/ipcserver/test/stream",
+            r#"{"count":1000000,"interval":20}"#,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut reader = std::io::BufReader::new(stdout);
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut reader, &mut first).unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&first).unwrap(),
+        json!({"i": 0})
+    );
+    // `| head -1`: the reader goes away.
+    drop(reader);
+    let status = pixl_ipc_test_utils::wait_with_timeout(&mut child, pixl_ipc_test_utils::TIMEOUT)
+        .expect("pixl-ipc exits once its output is gone");
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn watch_stats_prints_the_stats_object_each_interval() {
+    let (_dir, server) = server();
+    let mut running = streaming(&server.path, &["watch", "--stats", "--interval", "50"]);
+    let started = Instant::now();
+    for _ in 0..3 {
+        let stats = running.line();
+        assert!(stats.is_object(), "{stats}");
+    }
+    assert!(started.elapsed() >= Duration::from_millis(90));
+    running.child.kill().unwrap();
+    running.child.wait().unwrap();
+}

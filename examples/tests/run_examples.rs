@@ -211,6 +211,7 @@ fn every_demo_checks_itself() {
         "embedded_server",
         "push_server",
         "reconnect",
+        "stream_client",
         "stream_server",
         "typed_handler",
         "websocket_server",
@@ -248,6 +249,27 @@ fn client_calls_the_embedded_server() {
     let stdout = server.stop(Signal::SIGINT);
     assert_contains(&stdout, "stopped after 2 hello calls");
     assert!(!socket.exists(), "the socket file is left behind");
+}
+
+#[test]
+fn stream_client_reads_the_embedded_servers_built_in_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("app.sock");
+    let socket_arg = socket.to_str().unwrap();
+    let mut server = Running::start(command("embedded_server", &[socket_arg]), "embedded_server");
+    server.wait_for_line("listening on");
+
+    let stdout = run("stream_client", &[socket_arg]);
+    for expected in [
+        "tick 0",
+        "tick 4",
+        "done after 5 ticks",
+        "stats: 1 connection(s)",
+    ] {
+        assert_contains(&stdout, expected);
+    }
+    assert_eq!(stdout.matches("stats: ").count(), 3, "{stdout}");
+    server.stop(Signal::SIGINT);
 }
 
 #[test]

@@ -3,6 +3,8 @@
 //! Exit codes: 0 success, 2 usage (including request data that is not JSON), 3 cannot connect, 4 timeout, 5 the server answered with an
 //! error, 1 anything else (connection lost, bad reply). Errors are one line on stderr. `health`
 //! uses the same codes, so a monitor can tell "down" (3) from "hung" (4) and "failing" (5).
+//! `stream` and `watch --stats` use them too (after the lines already printed); interrupted
+//! (Ctrl-C) or with their output closed (a pipe into `head`), they cancel the stream and exit 0.
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
@@ -11,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use pixl_ipc_client::{Backoff, Client, Error, ReconnectPolicy, SubscriptionError};
+use futures_util::StreamExt;
+use pixl_ipc_client::{Backoff, Client, Error, ReconnectPolicy, ReplyStream, SubscriptionError};
 use serde_json::{json, Value};
 
 /// Call a pixl-ipc server over its UNIX socket or a WebSocket.
@@ -72,8 +75,33 @@ enum Command {
         #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
         interval: Duration,
     },
-    /// Print every push the server sends, one JSON line each, until interrupted
-    Watch,
+    /// Send DATA as a streamed request (ipcStream) to URI and print each item's data as one
+    /// JSON line, the final value last, until the stream ends or is interrupted. --timeout
+    /// applies to the wait for each line
+    Stream {
+        /// The uri, e.g. /ipcserver/test/stream
+        uri: String,
+        /// The request data as JSON, or - for stdin
+        data: Option<String>,
+    },
+    /// Print every push the server sends, one JSON line each, until interrupted; with --stats,
+    /// the server's statistics every --interval instead (the /ipcserver/stats/watch stream)
+    Watch {
+        /// Follow /ipcserver/stats/watch: one JSON line of statistics per interval
+        #[arg(long)]
+        stats: bool,
+        /// With --stats: time between two statistics, in ms or with a unit (500, 2s)
+        #[arg(long, requires = "stats", default_value = "1000", value_parser = parse_interval)]
+        interval: Duration,
+    },
+}
+
+/// A duration in milliseconds (`500`) or with a unit (`500ms`, `2s`).
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    match text.parse::<u64>() {
+        Ok(ms) => Ok(Duration::from_millis(ms)),
+        Err(_) => humantime::parse_duration(text).map_err(|err| err.to_string()),
+    }
 }
 
 /// The reply timeout when --timeout is not given.
@@ -137,16 +165,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         (None, None) => pixl_ipc_io::default_socket_path().display().to_string(),
     };
     let reconnect = match cli.command {
-        // Watching is long-lived: ride out server restarts.
-        Command::Watch => ReconnectPolicy::Backoff(Backoff::default()),
+        // Watching pushes is long-lived: ride out server restarts. (A stream is never re-sent
+        // on a new connection, so `watch --stats` ends with the connection instead.)
+        Command::Watch { stats: false, .. } => ReconnectPolicy::Backoff(Backoff::default()),
         _ => ReconnectPolicy::Off,
     };
     let timeout = cli.timeout.unwrap_or(match cli.command {
         Command::Health => HEALTH_TIMEOUT,
         _ => DEFAULT_TIMEOUT,
     });
+    let line_timeout = match cli.command {
+        // The wait for each statistics line includes the interval itself.
+        Command::Watch {
+            stats: true,
+            interval,
+        } => timeout.saturating_add(interval),
+        _ => timeout,
+    };
     let mut builder = Client::builder()
-        .request_timeout(timeout)
+        .request_timeout(line_timeout)
         .connect_timeout(timeout)
         .max_reply_bytes(cli.max_reply_bytes)
         .user_agent(format!("pixl-ipc-cli/{}", env!("CARGO_PKG_VERSION")))
@@ -179,7 +216,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Stats => print_json(&client.send("/ipcserver/stats", json!({})).await?)?,
         Command::Ping { count, interval } => ping(&client, &address, count, interval).await?,
-        Command::Watch => watch(&client).await?,
+        Command::Stream { uri, data } => {
+            let data = read_data(data.as_deref())?;
+            print_stream(&client, client.stream(&uri, &data)).await?;
+        }
+        Command::Watch {
+            stats: true,
+            interval,
+        } => {
+            let ms = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX);
+            let stats = client.stream("/ipcserver/stats/watch", json!({ "interval": ms }));
+            print_stream(&client, stats).await?;
+        }
+        Command::Watch { stats: false, .. } => watch(&client).await?,
     }
     client.close().await;
     Ok(())
@@ -263,6 +312,36 @@ async fn health(
     println!("ok: {address} answered in {ms:.3} ms");
     Ok(())
 }
+
+/// Prints each item of `stream` as one compact JSON line, flushed at once, until it ends, fails,
+/// Ctrl-C, or stdout closes (the last two cancel it: dropping it sends the cancel).
+async fn print_stream(client: &Client, mut stream: ReplyStream<Value>) -> anyhow::Result<()> {
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
+    loop {
+        let item = tokio::select! {
+            _ = &mut interrupted => break,
+            item = stream.next() => item,
+        };
+        let Some(item) = item else { return Ok(()) };
+        let mut out = std::io::stdout().lock();
+        match writeln!(out, "{}", item?).and_then(|()| out.flush()) {
+            Ok(()) => {}
+            // The reader went away (`| head`): what it wanted is printed.
+            Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => break,
+            Err(err) => return Err(err).context("cannot write to stdout"),
+        }
+    }
+    drop(stream);
+    // Give the connection task a moment to write the cancel before the connection closes
+    // (closing alone also stops the stream: the server drops a gone client's handlers).
+    let _ =
+        tokio::time::timeout(CANCEL_GRACE, client.send("/ipcserver/test/echo", json!({}))).await;
+    Ok(())
+}
+
+/// How long an interrupted stream waits for its cancel to go out.
+const CANCEL_GRACE: Duration = Duration::from_millis(200);
 
 async fn watch(client: &Client) -> anyhow::Result<()> {
     let mut pushes = client.subscribe();
