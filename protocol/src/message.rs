@@ -358,6 +358,9 @@ pub enum ErrorCode {
     /// In `data`. A forwarded request got no reply from its upstream server within the
     /// forward's timeout (`--forward-timeout-ms`).
     UpstreamTimeout,
+    /// In `data`. A load-shedding middleware (`tower::load_shed` around the server's handlers)
+    /// refused the request because the handlers were at capacity; the handler did not run.
+    Overloaded,
 }
 
 impl ErrorCode {
@@ -378,6 +381,7 @@ impl ErrorCode {
             ErrorCode::PartialMessageTimeout => "partial_message_timeout",
             ErrorCode::UpstreamUnavailable => "upstream_unavailable",
             ErrorCode::UpstreamTimeout => "upstream_timeout",
+            ErrorCode::Overloaded => "overloaded",
         }
     }
 }

@@ -227,13 +227,13 @@ where
 }
 
 /// A typed handler's reply as JSON text.
-fn to_text<R: Serialize>(reply: &R) -> Result<Box<RawValue>, HandlerError> {
+pub(crate) fn to_text<R: Serialize>(reply: &R) -> Result<Box<RawValue>, HandlerError> {
     serde_json::value::to_raw_value(reply).map_err(|err| unencodable(&err))
 }
 
 /// The error for a reply serde cannot write as JSON (a map with non-string keys, a failing
 /// `Serialize` impl): the handler's bug, reported as `handler_error`.
-fn unencodable(err: &serde_json::Error) -> HandlerError {
+pub(crate) fn unencodable(err: &serde_json::Error) -> HandlerError {
     HandlerError::new(
         ErrorCode::HandlerError.as_str(),
         format!("the handler's reply could not be written as JSON: {err}"),
@@ -243,7 +243,7 @@ fn unencodable(err: &serde_json::Error) -> HandlerError {
 /// The `invalid_data` error for data that does not decode into a typed handler's type: the
 /// field path (peer text when it goes through map keys) and serde's message (which quotes the
 /// peer's values), each cut to [`QUOTE_LIMIT`](pixl_ipc_protocol::quote::QUOTE_LIMIT) bytes.
-fn invalid_data(path: &serde_path_to_error::Path, err: &serde_json::Error) -> HandlerError {
+pub(crate) fn invalid_data(path: &serde_path_to_error::Path, err: &serde_json::Error) -> HandlerError {
     let path = path.to_string();
     let err = err.to_string();
     HandlerError::new(

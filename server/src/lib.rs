@@ -41,6 +41,7 @@ mod config;
 mod connection;
 mod context;
 mod error;
+pub mod extract;
 mod fd_limit;
 #[cfg(feature = "forward")]
 mod forward;
@@ -66,6 +67,7 @@ pub use config::{
     DEFAULT_WS_IDLE_TIMEOUT, DEFAULT_WS_MAX_HANDSHAKES, DEFAULT_WS_PING_INTERVAL,
 };
 pub use error::ServerError;
+pub use extract::{Connection, Data, ExtractHandler, FromRequest, HandlerEnv, Meta, RequestParts, State};
 pub use fd_limit::raise_descriptor_limit;
 #[cfg(feature = "forward")]
 pub use forward::{ForwardError, ForwardSpec, DEFAULT_FORWARD_TIMEOUT};

@@ -12,6 +12,7 @@ use std::future::Future;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::extract::{extracting, ExtractHandler, HandlerEnv};
 use crate::handler::{
     boxed, typed, BoxedHandler, BoxedTextHandler, Handler, HandlerError, HandlerResult,
     RequestContext,
@@ -76,6 +77,13 @@ pub enum RouteError {
         /// What the regex compiler objected to.
         reason: String,
     },
+    /// The handler takes a [`State<S>`](crate::State) for a type `S` that was not registered
+    /// ([`Server::with_state`](crate::Server::with_state), [`Router::insert_state`]) before it.
+    #[error("the handler takes State<{type_name}>, but no state of that type is registered (Server::with_state / Router::insert_state, before the handler)")]
+    MissingState {
+        /// The state's type, as `std::any::type_name` gives it.
+        type_name: &'static str,
+    },
 }
 
 /// One registered route, as listed by [`Router::routes`].
@@ -121,6 +129,8 @@ impl std::fmt::Debug for Matched {
 pub struct Router {
     routes: RwLock<Vec<Route>>,
     default: RwLock<Matched>,
+    /// The states and server extractor handlers are registered with.
+    env: RwLock<HandlerEnv>,
 }
 
 /// The name the default handler is logged under.
@@ -137,6 +147,7 @@ impl Router {
                 text: None,
                 echoes_data: false,
             }),
+            env: RwLock::new(HandlerEnv::default()),
         }
     }
 
@@ -197,6 +208,47 @@ impl Router {
     {
         let (tree, text) = typed(handler);
         self.add_route(pattern.into(), name.into(), tree, Some(text), false)
+    }
+
+    /// Registers a handler that takes its arguments as extractors ([`Data<T>`](crate::Data),
+    /// [`Meta`](crate::Meta), [`Connection`](crate::Connection), [`State<S>`](crate::State),
+    /// [`ServerHandle`](crate::ServerHandle), [`RequestContext`], or any
+    /// [`FromRequest`](crate::FromRequest)), in any order, and answers with any
+    /// `R: Serialize`, for uris matching `pattern`, after every route already registered.
+    /// Closures and `async fn`s alike; see the [`extract`](crate::extract) module.
+    ///
+    /// Arguments are built before the handler runs, in order; the first that fails (data that
+    /// does not decode: `invalid_data`, as for [`add_typed_handler`](Self::add_typed_handler))
+    /// is the reply and the handler does not run. `Data<T>` decodes from the request's text
+    /// and the reply is written straight to text: no `Value` tree is built.
+    ///
+    /// # Errors
+    /// [`RouteError::InvalidPattern`] when a string pattern is not a valid regex;
+    /// [`RouteError::MissingState`] when the handler takes a `State<S>` whose `S` is not
+    /// registered yet. Nothing is registered then.
+    pub fn add_handler<Args: 'static, H: ExtractHandler<Args>>(
+        &self,
+        pattern: impl Into<UriPattern>,
+        name: impl Into<String>,
+        handler: H,
+    ) -> Result<(), RouteError> {
+        let env = read(&self.env).clone();
+        H::check(&env)?;
+        let (tree, text) = extracting(handler, env);
+        self.add_route(pattern.into(), name.into(), tree, Some(text), false)
+    }
+
+    /// Registers `state` for the [`State<S>`](crate::State) extractor of handlers registered
+    /// from now on (replacing a state of the same type for them; handlers already registered
+    /// keep the one they were registered with).
+    pub fn insert_state<S: Clone + Send + Sync + 'static>(&self, state: S) {
+        let mut env = write(&self.env);
+        *env = env.with_state(state);
+    }
+
+    /// The environment handlers registered now get, for [`ServerHandle`](crate::ServerHandle).
+    pub(crate) fn server_link(&self) -> crate::server::ServerLink {
+        read(&self.env).server.clone()
     }
 
     /// Registers `handler`, which must answer with the request's `data` unchanged, as

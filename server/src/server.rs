@@ -134,6 +134,47 @@ impl Server {
         Ok(self)
     }
 
+    /// Registers `state` for the [`State<S>`](crate::State) extractor: every handler registered
+    /// after this with [`add_handler`](Self::add_handler) can take a `State<S>`, a clone of
+    /// it per request. One state per type; several types may be registered.
+    pub fn with_state<S: Clone + Send + Sync + 'static>(self, state: S) -> Self {
+        self.router.insert_state(state);
+        self
+    }
+
+    /// Registers a handler that takes its arguments as extractors, in any order, and answers
+    /// with any `R: Serialize`, after all routes registered so far. See
+    /// [`Router::add_handler`] and the [`extract`](crate::extract) module.
+    ///
+    /// ```no_run
+    /// use pixl_ipc_server::{Connection, Data, HandlerError, Server, ServerConfig, ServerHandle, State, Push};
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use std::sync::Arc;
+    ///
+    /// async fn hit(Data(n): Data<u64>, State(hits): State<Arc<AtomicU64>>, conn: Connection, server: ServerHandle) -> Result<u64, HandlerError> {
+    ///     let total = hits.fetch_add(n, Ordering::Relaxed) + n;
+    ///     server.push(conn.id, &Push { uri: Some("hits".into()), data: serde_json::json!({"total": total}) })?;
+    ///     Ok(total)
+    /// }
+    ///
+    /// let server = Server::new(ServerConfig::new("/tmp/myapp.sock")).with_state(Arc::new(AtomicU64::new(0)));
+    /// server.add_handler("/hit", "hit", hit)?;
+    /// # Ok::<(), pixl_ipc_server::RouteError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`RouteError::InvalidPattern`] for a string pattern that is not a valid regex;
+    /// [`RouteError::MissingState`] for a `State<S>` argument whose `S` is not registered.
+    pub fn add_handler<Args: 'static, H: crate::ExtractHandler<Args>>(
+        &self,
+        pattern: impl Into<UriPattern>,
+        name: impl Into<String>,
+        handler: H,
+    ) -> Result<&Self, RouteError> {
+        self.router.add_handler(pattern, name, handler)?;
+        Ok(self)
+    }
+
     /// Forwards requests whose uri matches `spec.pattern` to the pixl-ipc server at
     /// `spec.address`, after all routes registered so far (see [`ForwardSpec`](crate::ForwardSpec)
     /// for the pattern and address syntax, and the module docs of what a caller gets). Starts
@@ -238,6 +279,8 @@ impl Server {
             exit_timeout: config.exit_timeout,
             stats_interval: config.stats_interval,
         });
+        // A second start of the same router (not possible through this API) keeps the first.
+        let _ = self.router.server_link().set(Arc::downgrade(&shared));
         let task = tokio::spawn(run(shared.clone(), unix_listener, ws_listeners, file));
         Ok(RunningServer {
             handle: ServerHandle { shared },
@@ -312,14 +355,19 @@ pub struct ShutdownReport {
     pub socket_removed: bool,
 }
 
-/// A cheap, cloneable handle to a running server.
+/// A cheap, cloneable handle to a running server. Handlers registered with
+/// [`Server::add_handler`] can take one as an argument.
 #[derive(Clone)]
 pub struct ServerHandle {
     shared: Arc<Shared>,
 }
 
+/// Where a router's extractor handlers find their running server: set once by
+/// [`Server::start`]. Weak, so the routes (which the server holds) do not keep it alive.
+pub(crate) type ServerLink = Arc<std::sync::OnceLock<std::sync::Weak<Shared>>>;
+
 /// What the server's handles and its accept loops share.
-struct Shared {
+pub(crate) struct Shared {
     /// What every connection is served with.
     context: Arc<ConnectionContext>,
     socket_path: PathBuf,
@@ -337,6 +385,12 @@ struct Shared {
 }
 
 impl ServerHandle {
+    /// The handle of the server behind `link`, while it runs.
+    pub(crate) fn from_link(link: &ServerLink) -> Option<ServerHandle> {
+        let shared = link.get()?.upgrade()?;
+        Some(ServerHandle { shared })
+    }
+
     /// Starts a graceful shutdown: stop accepting, stop reading new requests, let in-flight
     /// requests finish and their replies go out for up to `exit_timeout`, then close every
     /// connection and remove the socket if it is still ours. Returns at once.
