@@ -423,12 +423,19 @@ fn dispatch(
         }
         return close;
     }
+    let limit = context.handler_timeout;
+    if let Some(layered) = &context.layered {
+        // With tower layers (`Server::layer`), every routed request goes through them.
+        done.charge = Some(outbound.charge(cost));
+        let future = crate::middleware::call(layered, request, ctx.clone(), route);
+        run(future, done, limit, handlers);
+        return close;
+    }
     if route.echoes_data {
         done.echo(request.data.as_deref());
         return close;
     }
     done.charge = Some(outbound.charge(cost));
-    let limit = context.handler_timeout;
     if let Some(text_handler) = &route.text {
         // A typed handler decodes its data from the text itself: no `Value` tree is built.
         // (It is still charged for one above: a conservative bound for what `T` holds.)

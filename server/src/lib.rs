@@ -46,6 +46,7 @@ mod fd_limit;
 #[cfg(feature = "forward")]
 mod forward;
 mod handler;
+mod middleware;
 mod notify;
 mod outbound;
 mod registry;
@@ -75,6 +76,7 @@ pub use handler::{
     BoxedHandler, ConnectionInfo, Handler, HandlerError, HandlerFuture, HandlerResult,
     PeerCredentials, RequestContext, Transport,
 };
+pub use middleware::{BoxError, HandlerService, IpcReply, IpcRequest, Routes};
 pub use notify::Notifier;
 pub use pixl_ipc_protocol::{Push, Request};
 pub use registry::{BroadcastReport, PushError};

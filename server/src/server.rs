@@ -57,6 +57,8 @@ pub struct Server {
     /// Sockets handed in to serve instead of (UNIX) or besides (WebSocket) binding.
     listeners: Listeners,
     notifier: Option<Notifier>,
+    /// The handlers wrapped in the layers given to [`Server::layer`]; `None` without layers.
+    layered: Option<crate::HandlerService>,
 }
 
 impl Server {
@@ -74,6 +76,7 @@ impl Server {
             listening,
             listeners: Listeners::default(),
             notifier: None,
+            layered: None,
         }
     }
 
@@ -132,6 +135,48 @@ impl Server {
     {
         self.router.add_typed_handler(pattern, name, handler)?;
         Ok(self)
+    }
+
+    /// Wraps every routed handler in `layer`, a [`tower::Layer`]: `TimeoutLayer`,
+    /// `ConcurrencyLimitLayer`, `LoadShedLayer`, tracing layers, or one of your own. Each call
+    /// wraps what the earlier ones built, so the last layer added is the outermost.
+    ///
+    /// The layers see every routed request as an [`IpcRequest`](crate::IpcRequest): user
+    /// routes, the built-in `/ipcserver/*` ones, forwards and the default handler (the
+    /// built-in echo then answers through them too, from its data's text). A layer's error
+    /// is the reply, in `data`: tower's timeout `Elapsed` is `handler_timeout`,
+    /// load-shed's `Overloaded` is `overloaded`, anything else `handler_error`. Without
+    /// layers, requests do not go through tower at all.
+    ///
+    /// ```
+    /// use pixl_ipc_server::{Server, ServerConfig};
+    /// use std::time::Duration;
+    ///
+    /// let server = Server::new(ServerConfig::new("/tmp/myapp.sock"))
+    ///     .layer(tower::timeout::TimeoutLayer::new(Duration::from_secs(5)));
+    /// ```
+    pub fn layer<L>(mut self, layer: L) -> Self
+    where
+        L: tower::Layer<crate::HandlerService>,
+        L::Service: tower::Service<
+                crate::IpcRequest,
+                Response = crate::IpcReply,
+                Future: Send + 'static,
+            > + Clone
+            + Send
+            + Sync
+            + 'static,
+        <L::Service as tower::Service<crate::IpcRequest>>::Error: Into<crate::BoxError>,
+    {
+        use tower::ServiceExt;
+        let inner = self
+            .layered
+            .take()
+            .unwrap_or_else(crate::middleware::base);
+        self.layered = Some(tower::util::BoxCloneSyncService::new(
+            layer.layer(inner).map_err(Into::into),
+        ));
+        self
     }
 
     /// Registers `state` for the [`State<S>`](crate::State) extractor: every handler registered
@@ -255,11 +300,9 @@ impl Server {
             unix_listener.path(),
             websockets.urls(),
         ));
-        let context = Arc::new(ConnectionContext::new(
-            config,
-            self.router.clone(),
-            self.stats.clone(),
-        ));
+        let mut context = ConnectionContext::new(config, self.router.clone(), self.stats.clone());
+        context.layered = self.layered.take();
+        let context = Arc::new(context);
         let socket_path = unix_listener.path().to_path_buf();
         if let Some(notifier) = &self.notifier {
             // Listening now, and nothing accepted yet: the accept loops start below.
