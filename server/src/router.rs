@@ -67,6 +67,7 @@ impl UriPattern {
 
 /// Why a handler could not be registered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RouteError {
     /// The pattern is not a valid regular expression (Rust `regex` syntax: no look-around or
     /// back-references).
