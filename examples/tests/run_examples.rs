@@ -209,8 +209,10 @@ fn assert_contains(output: &str, expected: &str) {
 fn every_demo_checks_itself() {
     for name in [
         "embedded_server",
+        "extractors",
         "push_server",
         "reconnect",
+        "tower_layers",
         "typed_handler",
         "websocket_server",
     ] {
