@@ -84,14 +84,18 @@ fn build_server(path: &Path) -> anyhow::Result<Server> {
     let server = Server::new(ServerConfig::new(path)).with_state(Room::default());
     server.add_handler("/room/say", "say", say)?;
     // A closure works the same; this one has no data, only the envelope and the peer.
-    server.add_handler("/room/whoami", "whoami", |meta: Meta, conn: Connection| async move {
-        Ok::<_, HandlerError>(json!({
-            "connection": conn.id,
-            "uid": conn.peer.map(|peer| peer.uid),
-            "user_agent": meta.user_agent,
-            "claimed_pid": meta.pid,
-        }))
-    })?;
+    server.add_handler(
+        "/room/whoami",
+        "whoami",
+        |meta: Meta, conn: Connection| async move {
+            Ok::<_, HandlerError>(json!({
+                "connection": conn.id,
+                "uid": conn.peer.map(|peer| peer.uid),
+                "user_agent": meta.user_agent,
+                "claimed_pid": meta.pid,
+            }))
+        },
+    )?;
     // A state that was never registered is refused here, at registration.
     let refused = server.add_handler("/oops", "oops", |State(n): State<u8>| async move {
         Ok::<_, HandlerError>(n)
@@ -167,14 +171,24 @@ async fn demo() -> anyhow::Result<()> {
     let next = std::time::Duration::from_secs(5);
     let receipt = tokio::time::timeout(next, alice_pushes.recv()).await??;
     println!("alice: push {:?} {}", receipt.uri, receipt.data);
-    ensure!(receipt.uri.as_deref() == Some("/room/receipt"), "no receipt");
+    ensure!(
+        receipt.uri.as_deref() == Some("/room/receipt"),
+        "no receipt"
+    );
     for (name, pushes) in [("alice", &mut alice_pushes), ("bob", &mut bob_pushes)] {
         let push = tokio::time::timeout(next, pushes.recv()).await??;
         println!("{name}: push {:?} {}", push.uri, push.data);
         ensure!(push.data["text"] == "hi", "{name}: wrong broadcast");
     }
     // The state is shared: bob's message is number 2.
-    let said: Said = bob.call("/room/say", &Say { text: "hello".into() }).await?;
+    let said: Said = bob
+        .call(
+            "/room/say",
+            &Say {
+                text: "hello".into(),
+            },
+        )
+        .await?;
     ensure!(said.number == 2, "the state is not shared");
 
     // Data that does not fit `Say`: `invalid_data`, and the handler did not run.

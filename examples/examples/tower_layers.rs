@@ -57,7 +57,9 @@ fn build_server(path: &Path, counts: &Counts) -> anyhow::Result<Server> {
     })?;
     let counts = counts.clone();
     let count = move |request: IpcRequest| {
-        let mut counts = counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut counts = counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         *counts.entry(request.route_name().to_owned()).or_default() += 1;
         request
     };
@@ -129,14 +131,19 @@ async fn demo() -> anyhow::Result<()> {
     );
     let (first, second, third) = (first?, second?, third?);
     println!("two slow calls -> {first}, {second}; the quick one beside them -> {third}");
-    ensure!(first == json!(300) && second == json!(300), "slow calls failed");
+    ensure!(
+        first == json!(300) && second == json!(300),
+        "slow calls failed"
+    );
     ensure!(third["code"] == "overloaded", "no load shedding");
     // With the slots free again, calls run.
     let reply = client.send("/work/quick", json!(null)).await?;
     ensure!(reply == json!("done"), "the quick call failed");
 
     // The built-ins go through the layers too.
-    let reply = client.send("/ipcserver/test/echo", json!({"echo": 1})).await?;
+    let reply = client
+        .send("/ipcserver/test/echo", json!({"echo": 1}))
+        .await?;
     ensure!(reply == json!({"echo": 1}), "echo failed");
 
     let seen = counts
@@ -146,7 +153,10 @@ async fn demo() -> anyhow::Result<()> {
     println!("requests per route: {seen:?}");
     ensure!(seen.get("sleep") == Some(&3), "wrong count for sleep");
     ensure!(seen.get("quick") == Some(&2), "wrong count for quick");
-    ensure!(seen.get("IPCServer") == Some(&1), "the echo was not counted");
+    ensure!(
+        seen.get("IPCServer") == Some(&1),
+        "the echo was not counted"
+    );
 
     client.close().await;
     running.shutdown().await;

@@ -222,15 +222,10 @@ pub struct State<S>(pub S);
 
 impl<S: Clone + Send + Sync + 'static> FromRequest for State<S> {
     fn from_request(parts: &RequestParts<'_>) -> Result<Self, HandlerError> {
-        parts
-            .env
-            .state::<S>()
-            .cloned()
-            .map(State)
-            .ok_or_else(|| {
-                // Only reachable through a hand-written `FromRequest` that skips `check`.
-                HandlerError::new(ErrorCode::HandlerError.as_str(), missing_state::<S>())
-            })
+        parts.env.state::<S>().cloned().map(State).ok_or_else(|| {
+            // Only reachable through a hand-written `FromRequest` that skips `check`.
+            HandlerError::new(ErrorCode::HandlerError.as_str(), missing_state::<S>())
+        })
     }
 
     fn check(env: &HandlerEnv) -> Result<(), RouteError> {
@@ -358,17 +353,7 @@ where
     let tree: BoxedHandler = Arc::new(move |request: Request, ctx| {
         let text = for_tree.clone();
         Box::pin(async move {
-            // Field by field: a field added to `RawRequest` later keeps its default here.
-            let mut raw = RawRequest::default();
-            raw.ipc_req_id = request.ipc_req_id.as_ref().map(RawId::from_value);
-            raw.uri = request.uri;
-            raw.data = Some(
-                serde_json::value::to_raw_value(&request.data).map_err(|err| unencodable(&err))?,
-            );
-            raw.pid = request.pid;
-            raw.user_agent = request.user_agent;
-            raw.no_reply = request.no_reply;
-            raw.close_after_reply = request.close_after_reply;
+            let raw = raw_from(request)?;
             match text(raw, ctx).await? {
                 ReplyData::Tree(value) => Ok(value),
                 ReplyData::Text(text) => {
@@ -378,4 +363,20 @@ where
         })
     });
     (tree, text)
+}
+
+/// A parsed request back as a [`RawRequest`], its data written to text.
+// Field by field: a field added to `RawRequest` later keeps its default here.
+#[allow(clippy::field_reassign_with_default)]
+fn raw_from(request: Request) -> Result<RawRequest, HandlerError> {
+    let mut raw = RawRequest::default();
+    raw.ipc_req_id = request.ipc_req_id.as_ref().map(RawId::from_value);
+    raw.uri = request.uri;
+    raw.data =
+        Some(serde_json::value::to_raw_value(&request.data).map_err(|err| unencodable(&err))?);
+    raw.pid = request.pid;
+    raw.user_agent = request.user_agent;
+    raw.no_reply = request.no_reply;
+    raw.close_after_reply = request.close_after_reply;
+    Ok(raw)
 }

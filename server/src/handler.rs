@@ -243,7 +243,10 @@ pub(crate) fn unencodable(err: &serde_json::Error) -> HandlerError {
 /// The `invalid_data` error for data that does not decode into a typed handler's type: the
 /// field path (peer text when it goes through map keys) and serde's message (which quotes the
 /// peer's values), each cut to [`QUOTE_LIMIT`](pixl_ipc_protocol::quote::QUOTE_LIMIT) bytes.
-pub(crate) fn invalid_data(path: &serde_path_to_error::Path, err: &serde_json::Error) -> HandlerError {
+pub(crate) fn invalid_data(
+    path: &serde_path_to_error::Path,
+    err: &serde_json::Error,
+) -> HandlerError {
     let path = path.to_string();
     let err = err.to_string();
     HandlerError::new(

@@ -102,8 +102,7 @@ pub struct Routes;
 impl Service<IpcRequest> for Routes {
     type Response = IpcReply;
     type Error = std::convert::Infallible;
-    type Future =
-        Pin<Box<dyn Future<Output = Result<IpcReply, std::convert::Infallible>> + Send>>;
+    type Future = Pin<Box<dyn Future<Output = Result<IpcReply, std::convert::Infallible>> + Send>>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         Poll::Ready(Ok(()))

@@ -158,21 +158,15 @@ impl Server {
     pub fn layer<L>(mut self, layer: L) -> Self
     where
         L: tower::Layer<crate::HandlerService>,
-        L::Service: tower::Service<
-                crate::IpcRequest,
-                Response = crate::IpcReply,
-                Future: Send + 'static,
-            > + Clone
+        L::Service: tower::Service<crate::IpcRequest, Response = crate::IpcReply, Future: Send + 'static>
+            + Clone
             + Send
             + Sync
             + 'static,
         <L::Service as tower::Service<crate::IpcRequest>>::Error: Into<crate::BoxError>,
     {
         use tower::ServiceExt;
-        let inner = self
-            .layered
-            .take()
-            .unwrap_or_else(crate::middleware::base);
+        let inner = self.layered.take().unwrap_or_else(crate::middleware::base);
         self.layered = Some(tower::util::BoxCloneSyncService::new(
             layer.layer(inner).map_err(Into::into),
         ));

@@ -35,7 +35,11 @@ async fn add(Data(add): Data<Add>) -> Result<Sum, HandlerError> {
 #[derive(Clone)]
 struct Hits(Arc<AtomicU64>);
 
-async fn hit(State(hits): State<Hits>, Data(n): Data<u64>, meta: Meta) -> Result<Value, HandlerError> {
+async fn hit(
+    State(hits): State<Hits>,
+    Data(n): Data<u64>,
+    meta: Meta,
+) -> Result<Value, HandlerError> {
     let total = hits.0.fetch_add(n, Ordering::SeqCst) + n;
     Ok(json!({"total": total, "uri": meta.uri}))
 }
@@ -44,7 +48,9 @@ fn server(runs: Arc<AtomicUsize>) -> LibServer {
     LibServer::start(
         |config| config,
         move |server: &Server| {
-            server.router().insert_state(Hits(Arc::new(AtomicU64::new(0))));
+            server
+                .router()
+                .insert_state(Hits(Arc::new(AtomicU64::new(0))));
             let counted = runs.clone();
             server
                 .add_handler("/add", "add", add)
@@ -141,15 +147,16 @@ fn bad_data_gets_invalid_data_and_the_handler_does_not_run() {
 fn meta_has_the_envelope() {
     let server = server(Arc::new(AtomicUsize::new(0)));
     let mut conn = server.connect();
-    let reply: Value = serde_json::from_str(&conn.call(
-        r#"{"ipcReqID":{"k":[1, 2]},"uri":"/meta","pid":4242,"userAgent":"tests/1.0"}"#,
-    ))
+    let reply: Value = serde_json::from_str(
+        &conn.call(r#"{"ipcReqID":{"k":[1, 2]},"uri":"/meta","pid":4242,"userAgent":"tests/1.0"}"#),
+    )
     .unwrap();
     assert_eq!(
         reply["data"],
         json!({"uri": "/meta", "id": {"k": [1, 2]}, "id_json": "{\"k\":[1, 2]}", "pid": 4242, "ua": "tests/1.0"})
     );
-    let reply: Value = serde_json::from_str(&conn.call(r#"{"uri":"/meta","ipcReqID":null}"#)).unwrap();
+    let reply: Value =
+        serde_json::from_str(&conn.call(r#"{"uri":"/meta","ipcReqID":null}"#)).unwrap();
     assert_eq!(
         reply["data"],
         json!({"uri": "/meta", "id": null, "id_json": null, "pid": null, "ua": null})
@@ -196,24 +203,33 @@ fn a_handler_pushes_to_its_caller_and_broadcasts() {
     let mut caller = server.connect();
     let mut other = server.connect();
     // Both are registered once each has had a reply.
-    assert!(other.call(r#"{"ipcReqID":0,"uri":"/none"}"#).contains("no arguments"));
+    assert!(other
+        .call(r#"{"ipcReqID":0,"uri":"/none"}"#)
+        .contains("no arguments"));
     caller.send(r#"{"ipcReqID":1,"uri":"/push","data":"hello"}"#);
     // The push and broadcast are queued before the reply.
     assert_eq!(
         caller.read_line(),
         r#"{"uri":"mine","data":{"to_me":"hello"}}"#
     );
-    assert_eq!(caller.read_line(), r#"{"uri":"all","data":{"from":"/push"}}"#);
-    assert_eq!(caller.read_line(), r#"{"ipcReqID":1,"data":{"delivered":2}}"#);
-    assert_eq!(other.read_line(), r#"{"uri":"all","data":{"from":"/push"}}"#);
+    assert_eq!(
+        caller.read_line(),
+        r#"{"uri":"all","data":{"from":"/push"}}"#
+    );
+    assert_eq!(
+        caller.read_line(),
+        r#"{"ipcReqID":1,"data":{"delivered":2}}"#
+    );
+    assert_eq!(
+        other.read_line(),
+        r#"{"uri":"all","data":{"from":"/push"}}"#
+    );
 }
 
 #[tokio::test]
 async fn a_state_that_is_not_registered_is_refused_at_registration() {
     let router = Router::new();
-    let err = router
-        .add_handler("/hit", "hit", hit)
-        .unwrap_err();
+    let err = router.add_handler("/hit", "hit", hit).unwrap_err();
     assert!(
         matches!(err, RouteError::MissingState { type_name } if type_name.ends_with("Hits")),
         "{err}"
@@ -232,7 +248,9 @@ async fn an_extractor_route_called_through_the_router() {
     let router = Router::new();
     router.add_handler("/add", "add", add).unwrap();
     router
-        .add_handler("/server", "server", |_: ServerHandle| async { Ok::<_, HandlerError>(()) })
+        .add_handler("/server", "server", |_: ServerHandle| async {
+            Ok::<_, HandlerError>(())
+        })
         .unwrap();
     let ctx = RequestContext {
         connection: Arc::new(pixl_ipc_server::ConnectionInfo {
@@ -242,10 +260,20 @@ async fn an_extractor_route_called_through_the_router() {
         }),
     };
     let handler = router.route("/add").handler;
-    let good = handler(pixl_ipc_server::Request::new("/add", json!({"a": 1, "b": 2})), ctx.clone()).await;
+    let good = handler(
+        pixl_ipc_server::Request::new("/add", json!({"a": 1, "b": 2})),
+        ctx.clone(),
+    )
+    .await;
     assert_eq!(good, Ok(json!({"sum": 3})));
     let handler = router.route("/server").handler;
-    let err = handler(pixl_ipc_server::Request::new("/server", Value::Null), ctx).await.unwrap_err();
+    let err = handler(pixl_ipc_server::Request::new("/server", Value::Null), ctx)
+        .await
+        .unwrap_err();
     assert_eq!(err.code, "handler_error");
-    assert!(err.message.contains("not in a running server"), "{}", err.message);
+    assert!(
+        err.message.contains("not in a running server"),
+        "{}",
+        err.message
+    );
 }

@@ -27,9 +27,13 @@ fn routes(server: Server) -> Server {
         .unwrap()
         .add_handler("/fast", "fast", || async { Ok::<_, HandlerError>("fast") })
         .unwrap()
-        .add_uri_handler("/untyped", "untyped", |req: Request, _: RequestContext| async move {
-            HandlerResult::Ok(json!({"got": req.data, "id": req.ipc_req_id}))
-        })
+        .add_uri_handler(
+            "/untyped",
+            "untyped",
+            |req: Request, _: RequestContext| async move {
+                HandlerResult::Ok(json!({"got": req.data, "id": req.ipc_req_id}))
+            },
+        )
         .unwrap();
     server
 }
@@ -79,8 +83,12 @@ fn every_kind_of_route_answers_as_usual_through_the_layers() {
         conn.call(r#"{"ipcReqID":5,"uri":"/sleep","data":"x"}"#),
         r#"{"ipcReqID":5,"data":{"code":"invalid_data","message":"invalid data at .: invalid type: string \"x\", expected u64 at line 1 column 3"}}"#
     );
-    let stats: Value = serde_json::from_str(&conn.call(r#"{"ipcReqID":6,"uri":"/ipcserver/stats"}"#)).unwrap();
-    assert!(stats["data"]["total"]["requests"].as_u64().unwrap() >= 6, "{stats}");
+    let stats: Value =
+        serde_json::from_str(&conn.call(r#"{"ipcReqID":6,"uri":"/ipcserver/stats"}"#)).unwrap();
+    assert!(
+        stats["data"]["total"]["requests"].as_u64().unwrap() >= 6,
+        "{stats}"
+    );
 }
 
 /// Many concurrent calls on several connections: never more than the limit run at once, and
@@ -112,7 +120,10 @@ fn a_concurrency_limit_layer_limits_running_handlers() {
     let mut conns: Vec<_> = (0..4).map(|_| server.connect()).collect();
     for (c, conn) in conns.iter_mut().enumerate() {
         for i in 0..10 {
-            conn.send(&format!(r#"{{"ipcReqID":{i},"uri":"/work","data":{}}}"#, c * 100 + i));
+            conn.send(&format!(
+                r#"{{"ipcReqID":{i},"uri":"/work","data":{}}}"#,
+                c * 100 + i
+            ));
         }
     }
     for (c, conn) in conns.iter_mut().enumerate() {
@@ -125,7 +136,11 @@ fn a_concurrency_limit_layer_limits_running_handlers() {
             assert_eq!(replies[&i], json!(c as u64 * 100 + i));
         }
     }
-    assert_eq!(most.load(Ordering::SeqCst), LIMIT, "most handlers running at once");
+    assert_eq!(
+        most.load(Ordering::SeqCst),
+        LIMIT,
+        "most handlers running at once"
+    );
 }
 
 #[test]
@@ -143,7 +158,9 @@ fn load_shedding_answers_overloaded() {
     busy.send(r#"{"ipcReqID":"long","uri":"/sleep","data":500}"#);
     // Until the long call holds the only slot, a call may still get it.
     common::eventually("the long call holds the slot", || {
-        other.call(r#"{"ipcReqID":"probe","uri":"/fast"}"#).contains("overloaded")
+        other
+            .call(r#"{"ipcReqID":"probe","uri":"/fast"}"#)
+            .contains("overloaded")
     });
     assert_eq!(
         other.call(r#"{"ipcReqID":"shed","uri":"/fast"}"#),
@@ -163,11 +180,19 @@ fn another_layer_error_is_a_handler_error() {
     #[derive(Clone)]
     struct Refuse;
     impl<S> tower::Layer<S> for Refuse {
-        type Service = tower::util::BoxCloneSyncService<pixl_ipc_server::IpcRequest, pixl_ipc_server::IpcReply, pixl_ipc_server::BoxError>;
+        type Service = tower::util::BoxCloneSyncService<
+            pixl_ipc_server::IpcRequest,
+            pixl_ipc_server::IpcReply,
+            pixl_ipc_server::BoxError,
+        >;
         fn layer(&self, _inner: S) -> Self::Service {
-            tower::util::BoxCloneSyncService::new(tower::service_fn(|req: pixl_ipc_server::IpcRequest| async move {
-                Err::<pixl_ipc_server::IpcReply, pixl_ipc_server::BoxError>(format!("refused {}", req.uri()).into())
-            }))
+            tower::util::BoxCloneSyncService::new(tower::service_fn(
+                |req: pixl_ipc_server::IpcRequest| async move {
+                    Err::<pixl_ipc_server::IpcReply, pixl_ipc_server::BoxError>(
+                        format!("refused {}", req.uri()).into(),
+                    )
+                },
+            ))
         }
     }
     let server = LibServer::start_owned(|config| config, |server| routes(server).layer(Refuse));
