@@ -146,7 +146,9 @@ impl Server {
     /// built-in echo then answers through them too, from its data's text). A layer's error
     /// is the reply, in `data`: tower's timeout `Elapsed` is `handler_timeout`,
     /// load-shed's `Overloaded` is `overloaded`, anything else `handler_error`. Without
-    /// layers, requests do not go through tower at all.
+    /// layers, requests do not go through tower at all. The server's own
+    /// [`handler_timeout`](ServerConfig::handler_timeout), the panic guard and the per-connection
+    /// limits still apply, around the layers.
     ///
     /// ```
     /// use pixl_ipc_server::{Server, ServerConfig};
