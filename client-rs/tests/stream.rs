@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use pixl_ipc_client::{Client, ConnectionState, Error, ReconnectPolicy, STREAM_BUFFER_LINES};
-use pixl_ipc_server::{HandlerError, RunningServer, Server, ServerConfig, WebSocketConfig};
+use pixl_ipc_server::{Data, HandlerError, RunningServer, Server, ServerConfig, WebSocketConfig};
 use pixl_ipc_test_utils::ServerProcess;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -170,7 +170,7 @@ async fn lib_target(kind: Kind) -> LibTarget {
     let dropped = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&dropped);
     server
-        .add_stream_handler("/forever", "forever", move |params: Forever, _ctx| {
+        .add_stream_handler("/forever", "forever", move |Data(params): Data<Forever>| {
             let guard = CountDrop(Arc::clone(&counter));
             async move {
                 let pause = Duration::from_millis(params.interval);

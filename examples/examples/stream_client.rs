@@ -94,7 +94,7 @@ async fn main() -> anyhow::Result<()> {
 /// A server with its own streaming route, and the client reading it, in one process.
 async fn demo() -> anyhow::Result<()> {
     use pixl_ipc_server::futures_util::stream;
-    use pixl_ipc_server::{HandlerError, IntoStreamItem, Last, Server, ServerConfig};
+    use pixl_ipc_server::{Data, HandlerError, IntoStreamItem, Last, Server, ServerConfig};
 
     #[derive(Deserialize)]
     struct Countdown {
@@ -108,7 +108,7 @@ async fn demo() -> anyhow::Result<()> {
     server.add_stream_handler(
         "/app/countdown",
         "countdown",
-        |params: Countdown, _ctx| async move {
+        |Data(params): Data<Countdown>| async move {
             if params.from > 1000 {
                 return Err(HandlerError::new("too_far", "count down from 1000 at most"));
             }
@@ -124,7 +124,7 @@ async fn demo() -> anyhow::Result<()> {
     // `/app/ticker`: an item every 20 ms until cancelled; says when its stream is dropped.
     let stopped = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stopped);
-    server.add_stream_handler("/app/ticker", "ticker", move |_: Option<Value>, _ctx| {
+    server.add_stream_handler("/app/ticker", "ticker", move || {
         let guard = SetOnDrop(Arc::clone(&flag));
         async move {
             Ok(stream::unfold((guard, 0u64), |(guard, n)| async move {

@@ -1,7 +1,8 @@
 //! Streamed replies: one request, many replies ("tail", "progress" endpoints).
 //!
 //! Shows:
-//! - `Server::add_stream_handler(pattern, name, |data: T, ctx| async move { Ok(stream) })`:
+//! - `Server::add_stream_handler(pattern, name, |Data(data): Data<T>| async move { Ok(stream) })`
+//!   (any extractors, in any order, as `add_handler` takes):
 //!   the handler decodes its data like a typed handler and returns a `Stream`; each item goes
 //!   out as `{"ipcReqID":..,"data":item,"ipcMore":true}` as soon as it is ready;
 //! - a progress endpoint (`/job/run`) whose last value is the job's result (`Last(..)`: sent as
@@ -30,9 +31,7 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context};
 use futures_util::{stream, Stream, StreamExt};
-use pixl_ipc_server::{
-    HandlerError, IntoStreamItem, Last, RequestContext, Server, ServerConfig, StreamItem,
-};
+use pixl_ipc_server::{Data, HandlerError, IntoStreamItem, Last, Server, ServerConfig, StreamItem};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
@@ -131,16 +130,14 @@ fn build_server(path: &Path) -> anyhow::Result<Server> {
     server.add_stream_handler(
         "/log/tail",
         "tail",
-        move |data: Option<Tail>, _ctx: RequestContext| {
+        move |Data(data): Data<Option<Tail>>| {
             let lines = tail(&log, data.unwrap_or_default());
             async move { Ok::<_, HandlerError>(lines) }
         },
     )?;
-    server.add_stream_handler(
-        "/job/run",
-        "job",
-        |job: Job, _ctx: RequestContext| async move { run_job(job) },
-    )?;
+    server.add_stream_handler("/job/run", "job", |Data(job): Data<Job>| async move {
+        run_job(job)
+    })?;
     Ok(server)
 }
 

@@ -209,10 +209,12 @@ fn assert_contains(output: &str, expected: &str) {
 fn every_demo_checks_itself() {
     for name in [
         "embedded_server",
+        "extractors",
         "push_server",
         "reconnect",
         "stream_client",
         "stream_server",
+        "tower_layers",
         "typed_handler",
         "websocket_server",
     ] {

@@ -378,6 +378,9 @@ pub enum ErrorCode {
     Cancelled,
     /// Top level: the final line of a stream the server ended because it is shutting down.
     ShuttingDown,
+    /// In `data`. A load-shedding middleware (`tower::load_shed` around the server's handlers)
+    /// refused the request because the handlers were at capacity; the handler did not run.
+    Overloaded,
 }
 
 impl ErrorCode {
@@ -401,6 +404,7 @@ impl ErrorCode {
             ErrorCode::StreamRequired => "stream_required",
             ErrorCode::Cancelled => "cancelled",
             ErrorCode::ShuttingDown => "shutting_down",
+            ErrorCode::Overloaded => "overloaded",
         }
     }
 }

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use futures_util::{stream, Stream};
 
+use crate::extract::Data;
 use crate::handler::{
     HandlerError, HandlerResult, IntoStreamItem, Last, RequestContext, StreamItem,
 };
@@ -61,13 +62,17 @@ pub(crate) fn register(router: &Arc<Router>, stats: &Arc<Stats>, listening: &Lis
         )?;
 
         // Ours, after the original's: streamed replies.
-        router.add_stream_handler("/ipcserver/test/stream", BUILTIN_NAME, test_stream)?;
+        router.add_stream_handler(
+            "/ipcserver/test/stream",
+            BUILTIN_NAME,
+            |Data(params): Data<Option<TestStream>>| test_stream(params),
+        )?;
 
         let (watched, watched_routes) = (stats.clone(), Arc::downgrade(router));
         router.add_stream_handler(
             "/ipcserver/stats/watch",
             BUILTIN_NAME,
-            move |watch: Option<StatsWatch>, _: RequestContext| {
+            move |Data(watch): Data<Option<StatsWatch>>| {
                 let answer = watch_stats(
                     watch.unwrap_or_default(),
                     watched.clone(),
@@ -170,7 +175,6 @@ pub(crate) const MAX_TEST_STREAM_PAD: usize = 1 << 20;
 /// `interval` milliseconds apart, then the final line `{"done": count}`.
 async fn test_stream(
     params: Option<TestStream>,
-    _ctx: RequestContext,
 ) -> Result<impl Stream<Item = Result<StreamItem, HandlerError>> + Send, HandlerError> {
     let TestStream {
         count,

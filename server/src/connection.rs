@@ -258,8 +258,10 @@ where
         // Streams have a limit of their own (checked as they start) and do not take request
         // slots: a connection whose slots all held endless streams could never read the
         // cancel that ends one.
-        let requests_running = handlers.len().saturating_sub(streams.len());
-        let can_read = !behind && requests_running < context.max_in_flight;
+        // (The stream count takes a lock: only asked when the slots look full.)
+        let can_read = !behind
+            && (handlers.len() < context.max_in_flight
+                || handlers.len().saturating_sub(streams.len()) < context.max_in_flight);
         tokio::select! {
             biased;
             () = &mut shutdown => return ReadEnd::Shutdown,
@@ -437,10 +439,8 @@ fn dispatch(
         }
         return close;
     }
-    if route.echoes_data {
-        done.echo(request.data.as_deref());
-        return close;
-    }
+    // Streams are not passed through tower layers (a layer sees one reply per request); they
+    // have limits of their own (`--max-streams`, pacing) and end on cancel.
     if let Some(stream_handler) = &route.stream {
         if request.stream {
             done.charge = Some(outbound.charge(cost));
@@ -459,8 +459,19 @@ fn dispatch(
         }
         return close;
     }
-    done.charge = Some(outbound.charge(cost));
     let limit = context.handler_timeout;
+    if let Some(layered) = &context.layered {
+        // With tower layers (`Server::layer`), every routed request goes through them.
+        done.charge = Some(outbound.charge(cost));
+        let future = crate::middleware::call(layered, request, ctx.clone(), route);
+        run(future, done, limit, handlers);
+        return close;
+    }
+    if route.echoes_data {
+        done.echo(request.data.as_deref());
+        return close;
+    }
+    done.charge = Some(outbound.charge(cost));
     if let Some(text_handler) = &route.text {
         // A typed handler decodes its data from the text itself: no `Value` tree is built.
         // (It is still charged for one above: a conservative bound for what `T` holds.)

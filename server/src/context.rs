@@ -38,6 +38,9 @@ pub(crate) struct ConnectionContext {
     pub(crate) shutdown: CancellationToken,
     /// Cancelled when `exit_timeout` has passed: drop whatever is still running.
     pub(crate) abort: CancellationToken,
+    /// The handlers inside the user's tower layers ([`Server::layer`](crate::Server::layer));
+    /// `None` (no tower in the request path) without layers.
+    pub(crate) layered: Option<crate::HandlerService>,
 }
 
 impl ConnectionContext {
@@ -65,6 +68,7 @@ impl ConnectionContext {
             partial_message_timeout: config.partial_message_timeout,
             shutdown: CancellationToken::new(),
             abort: CancellationToken::new(),
+            layered: None,
         }
     }
 }

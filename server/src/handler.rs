@@ -292,31 +292,6 @@ pub(crate) type StreamFuture =
 pub(crate) type BoxedStreamHandler =
     Arc<dyn Fn(RawRequest, RequestContext) -> StreamFuture + Send + Sync>;
 
-/// Erases a typed streaming handler: `T` is decoded from the request's text as for
-/// [`typed`], then the handler's stream has its items written to text as they come.
-pub(crate) fn typed_stream<T, S, I, F, Fut>(handler: F) -> BoxedStreamHandler
-where
-    T: DeserializeOwned + Send + 'static,
-    S: futures_util::Stream<Item = Result<I, HandlerError>> + Send + 'static,
-    I: IntoStreamItem,
-    F: Fn(T, RequestContext) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<S, HandlerError>> + Send + 'static,
-{
-    use futures_util::StreamExt;
-    let handler = Arc::new(handler);
-    Arc::new(move |request: RawRequest, ctx| {
-        let handler = handler.clone();
-        Box::pin(async move {
-            let data = decode_data::<T>(&request)?;
-            drop(request);
-            let items = handler(data, ctx).await?;
-            let items: ItemStream =
-                Box::pin(items.map(|item| item.and_then(IntoStreamItem::into_stream_item)));
-            Ok(items)
-        })
-    })
-}
-
 /// What a plain call to a streaming route gets (through [`Matched::handler`](crate::Matched)):
 /// the `stream_required` error, in `data` like other route-level errors.
 pub(crate) fn stream_required(name: &str) -> HandlerError {
@@ -327,13 +302,13 @@ pub(crate) fn stream_required(name: &str) -> HandlerError {
 }
 
 /// A typed handler's reply as JSON text.
-fn to_text<R: Serialize>(reply: &R) -> Result<Box<RawValue>, HandlerError> {
+pub(crate) fn to_text<R: Serialize>(reply: &R) -> Result<Box<RawValue>, HandlerError> {
     serde_json::value::to_raw_value(reply).map_err(|err| unencodable(&err))
 }
 
 /// The error for a reply serde cannot write as JSON (a map with non-string keys, a failing
 /// `Serialize` impl): the handler's bug, reported as `handler_error`.
-fn unencodable(err: &serde_json::Error) -> HandlerError {
+pub(crate) fn unencodable(err: &serde_json::Error) -> HandlerError {
     HandlerError::new(
         ErrorCode::HandlerError.as_str(),
         format!("the handler's reply could not be written as JSON: {err}"),
@@ -343,7 +318,10 @@ fn unencodable(err: &serde_json::Error) -> HandlerError {
 /// The `invalid_data` error for data that does not decode into a typed handler's type: the
 /// field path (peer text when it goes through map keys) and serde's message (which quotes the
 /// peer's values), each cut to [`QUOTE_LIMIT`](pixl_ipc_protocol::quote::QUOTE_LIMIT) bytes.
-fn invalid_data(path: &serde_path_to_error::Path, err: &serde_json::Error) -> HandlerError {
+pub(crate) fn invalid_data(
+    path: &serde_path_to_error::Path,
+    err: &serde_json::Error,
+) -> HandlerError {
     let path = path.to_string();
     let err = err.to_string();
     HandlerError::new(

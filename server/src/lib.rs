@@ -26,6 +26,12 @@
 //! with any `Serialize` value; data that does not fit `T` is answered `invalid_data`, naming the
 //! field path, without the handler running.
 //!
+//! [`Server::add_handler`] takes handlers whose arguments are extractors, in any order:
+//! [`Data<T>`] (decoded like a typed handler's data), [`Meta`], [`Connection`], [`State<S>`]
+//! (registered with [`Server::with_state`]), [`ServerHandle`] (pushes from a handler) and
+//! [`RequestContext`]; see the [`extract`] module. [`Server::layer`] wraps every routed handler in
+//! a [`tower`] layer (timeouts, concurrency limits, load shedding, tracing); see [`IpcRequest`].
+//!
 //! Under systemd, [`Listeners::from_env`] takes the sockets of a `.socket` unit (socket
 //! activation) and [`Notifier::from_env`] the `NOTIFY_SOCKET` of a `Type=notify` service; hand
 //! them to [`Server::with_listeners`] and [`Server::with_notifier`].
@@ -41,10 +47,12 @@ mod config;
 mod connection;
 mod context;
 mod error;
+pub mod extract;
 mod fd_limit;
 #[cfg(feature = "forward")]
 mod forward;
 mod handler;
+mod middleware;
 mod notify;
 mod outbound;
 mod registry;
@@ -68,6 +76,9 @@ pub use config::{
     DEFAULT_WS_PING_INTERVAL,
 };
 pub use error::ServerError;
+pub use extract::{
+    Connection, Data, ExtractHandler, FromRequest, HandlerEnv, Meta, RequestParts, State,
+};
 pub use fd_limit::raise_descriptor_limit;
 #[cfg(feature = "forward")]
 pub use forward::{ForwardError, ForwardSpec, DEFAULT_FORWARD_TIMEOUT};
@@ -75,6 +86,7 @@ pub use handler::{
     BoxedHandler, ConnectionInfo, Handler, HandlerError, HandlerFuture, HandlerResult,
     IntoStreamItem, Last, PeerCredentials, RequestContext, StreamItem, Transport,
 };
+pub use middleware::{BoxError, HandlerService, IpcReply, IpcRequest, Routes};
 pub use notify::Notifier;
 pub use pixl_ipc_protocol::{Push, Request};
 pub use registry::{BroadcastReport, PushError};
@@ -85,5 +97,6 @@ pub use validate::{
     MAX_ABSTRACT_NAME_BYTES, MAX_TIMEOUT, MAX_WORKER_THREADS, MIN_STATS_INTERVAL, MIN_TIMER,
 };
 /// The crates the API speaks in, so a user's Cargo.toml need not guess matching versions:
-/// patterns are [`regex::Regex`]es, data is [`serde_json::Value`].
-pub use {futures_util, regex, regex::Regex, serde_json, serde_json::Value};
+/// patterns are [`regex::Regex`]es, data is [`serde_json::Value`], streams are
+/// [`futures_util::Stream`]s, middleware are [`tower::Layer`]s.
+pub use {futures_util, regex, regex::Regex, serde_json, serde_json::Value, tower};

@@ -12,9 +12,10 @@ use std::future::Future;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::extract::{extracting, extracting_stream, ExtractHandler, HandlerEnv};
 use crate::handler::{
-    boxed, stream_required, typed, typed_stream, BoxedHandler, BoxedStreamHandler,
-    BoxedTextHandler, Handler, HandlerError, HandlerResult, IntoStreamItem, RequestContext,
+    boxed, stream_required, typed, BoxedHandler, BoxedStreamHandler, BoxedTextHandler, Handler,
+    HandlerError, HandlerResult, IntoStreamItem, RequestContext,
 };
 use pixl_ipc_protocol::Request;
 
@@ -66,6 +67,7 @@ impl UriPattern {
 
 /// Why a handler could not be registered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RouteError {
     /// The pattern is not a valid regular expression (Rust `regex` syntax: no look-around or
     /// back-references).
@@ -75,6 +77,13 @@ pub enum RouteError {
         pattern: String,
         /// What the regex compiler objected to.
         reason: String,
+    },
+    /// The handler takes a [`State<S>`](crate::State) for a type `S` that was not registered
+    /// ([`Server::with_state`](crate::Server::with_state), [`Router::insert_state`]) before it.
+    #[error("the handler takes State<{type_name}>, but no state of that type is registered (Server::with_state / Router::insert_state, before the handler)")]
+    MissingState {
+        /// The state's type, as `std::any::type_name` gives it.
+        type_name: &'static str,
     },
 }
 
@@ -125,6 +134,8 @@ impl std::fmt::Debug for Matched {
 pub struct Router {
     routes: RwLock<Vec<Route>>,
     default: RwLock<Matched>,
+    /// The states and server extractor handlers are registered with.
+    env: RwLock<HandlerEnv>,
 }
 
 /// The name the default handler is logged under.
@@ -142,6 +153,7 @@ impl Router {
                 stream: None,
                 echoes_data: false,
             }),
+            env: RwLock::new(HandlerEnv::default()),
         }
     }
 
@@ -160,11 +172,12 @@ impl Router {
     }
 
     /// Registers a streaming handler for uris matching `pattern`, after every route already
-    /// registered: one request, many replies. The handler takes the request's `data` as any
-    /// `T: DeserializeOwned` (decoded as for [`add_typed_handler`](Self::add_typed_handler))
-    /// and returns a [`Stream`](futures_util::Stream) whose items are sent as they come, each
-    /// as `{"ipcReqID":..,"data":item,"ipcMore":true}`, paced by the connection: while the
-    /// client has the reply limit of bytes unread, the stream is not polled.
+    /// registered: one request, many replies. The handler takes extractors in any order as
+    /// [`add_handler`](Self::add_handler) does ([`Data<T>`](crate::Data) for the request's
+    /// data, [`State`](crate::State), [`Connection`](crate::Connection), ...) and returns a
+    /// [`Stream`](futures_util::Stream) whose items are sent as they come, each as
+    /// `{"ipcReqID":..,"data":item,"ipcMore":true}`, paced by the connection: while the client
+    /// has the reply limit of bytes unread, the stream is not polled.
     ///
     /// The stream's end sends the final line `{"ipcReqID":..,"data":null}`; an item wrapped in
     /// [`Last`](crate::Last) is sent as the final line instead, and the stream is dropped; an
@@ -173,13 +186,14 @@ impl Router {
     /// final line `cancelled`), disconnects, or the server shuts down (`shutting_down`).
     ///
     /// Clients must ask for a stream (`"ipcStream": true`, with an `ipcReqID`); a plain call
-    /// (every original pixl-ipc client) gets one reply, the error `stream_required`. A running
-    /// stream takes one of the connection's in-flight request slots until it ends. The
-    /// server's handler timeout bounds the handler's future up to the stream, not the stream.
+    /// (every original pixl-ipc client) gets one reply, the error `stream_required`. A connection
+    /// runs at most `max_streams_per_connection` streams, beside its requests. The server's
+    /// handler timeout bounds the handler's future up to the stream, not the stream; tower
+    /// layers ([`Server::layer`](crate::Server::layer)) are not applied to streams.
     ///
     /// ```
     /// use futures_util::{stream, StreamExt};
-    /// use pixl_ipc_server::{HandlerError, RequestContext, Router};
+    /// use pixl_ipc_server::{Data, HandlerError, Router};
     /// use serde::Deserialize;
     /// use serde_json::json;
     ///
@@ -187,7 +201,7 @@ impl Router {
     /// struct Count { to: u32 }
     ///
     /// let router = Router::new();
-    /// router.add_stream_handler("/count", "count", |count: Count, _ctx: RequestContext| async move {
+    /// router.add_stream_handler("/count", "count", |Data(count): Data<Count>| async move {
     ///     let items = stream::iter(0..count.to).map(|n| Ok::<_, HandlerError>(json!({"n": n})));
     ///     Ok::<_, HandlerError>(items)
     /// })?;
@@ -195,21 +209,22 @@ impl Router {
     /// ```
     ///
     /// # Errors
-    /// [`RouteError::InvalidPattern`] when a string pattern is not a valid regex; nothing is
-    /// registered then.
-    pub fn add_stream_handler<T, S, I, F, Fut>(
+    /// [`RouteError::InvalidPattern`] when a string pattern is not a valid regex;
+    /// [`RouteError::MissingState`] for a `State<S>` argument whose `S` is not registered.
+    pub fn add_stream_handler<Args, H, I>(
         &self,
         pattern: impl Into<UriPattern>,
         name: impl Into<String>,
-        handler: F,
+        handler: H,
     ) -> Result<(), RouteError>
     where
-        T: DeserializeOwned + Send + 'static,
-        S: futures_util::Stream<Item = Result<I, HandlerError>> + Send + 'static,
+        Args: 'static,
+        H: ExtractHandler<Args>,
+        H::Reply: futures_util::Stream<Item = Result<I, HandlerError>>,
         I: IntoStreamItem,
-        F: Fn(T, RequestContext) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<S, HandlerError>> + Send + 'static,
     {
+        let env = read(&self.env).clone();
+        H::check(&env)?;
         let name = name.into();
         let plain_call = {
             let name = name.clone();
@@ -223,7 +238,7 @@ impl Router {
             name: Arc::from(name),
             handler: boxed(plain_call),
             text: None,
-            stream: Some(typed_stream(handler)),
+            stream: Some(extracting_stream(handler, env)),
             echoes_data: false,
         };
         write(&self.routes).push(route);
@@ -273,6 +288,50 @@ impl Router {
     {
         let (tree, text) = typed(handler);
         self.add_route(pattern.into(), name.into(), tree, Some(text), false)
+    }
+
+    /// Registers a handler that takes its arguments as extractors ([`Data<T>`](crate::Data),
+    /// [`Meta`](crate::Meta), [`Connection`](crate::Connection), [`State<S>`](crate::State),
+    /// [`ServerHandle`](crate::ServerHandle), [`RequestContext`], or any
+    /// [`FromRequest`](crate::FromRequest)), in any order, and answers with any
+    /// `R: Serialize`, for uris matching `pattern`, after every route already registered.
+    /// Closures and `async fn`s alike; see the [`extract`](crate::extract) module.
+    ///
+    /// Arguments are built before the handler runs, in order; the first that fails (data that
+    /// does not decode: `invalid_data`, as for [`add_typed_handler`](Self::add_typed_handler))
+    /// is the reply and the handler does not run. `Data<T>` decodes from the request's text
+    /// and the reply is written straight to text: no `Value` tree is built.
+    ///
+    /// # Errors
+    /// [`RouteError::InvalidPattern`] when a string pattern is not a valid regex;
+    /// [`RouteError::MissingState`] when the handler takes a `State<S>` whose `S` is not
+    /// registered yet. Nothing is registered then.
+    pub fn add_handler<Args: 'static, H: ExtractHandler<Args>>(
+        &self,
+        pattern: impl Into<UriPattern>,
+        name: impl Into<String>,
+        handler: H,
+    ) -> Result<(), RouteError>
+    where
+        H::Reply: Serialize,
+    {
+        let env = read(&self.env).clone();
+        H::check(&env)?;
+        let (tree, text) = extracting(handler, env);
+        self.add_route(pattern.into(), name.into(), tree, Some(text), false)
+    }
+
+    /// Registers `state` for the [`State<S>`](crate::State) extractor of handlers registered
+    /// from now on (replacing a state of the same type for them; handlers already registered
+    /// keep the one they were registered with).
+    pub fn insert_state<S: Clone + Send + Sync + 'static>(&self, state: S) {
+        let mut env = write(&self.env);
+        *env = env.with_state(state);
+    }
+
+    /// The environment handlers registered now get, for [`ServerHandle`](crate::ServerHandle).
+    pub(crate) fn server_link(&self) -> crate::server::ServerLink {
+        read(&self.env).server.clone()
     }
 
     /// Registers `handler`, which must answer with the request's `data` unchanged, as

@@ -57,6 +57,8 @@ pub struct Server {
     /// Sockets handed in to serve instead of (UNIX) or besides (WebSocket) binding.
     listeners: Listeners,
     notifier: Option<Notifier>,
+    /// The handlers wrapped in the layers given to [`Server::layer`]; `None` without layers.
+    layered: Option<crate::HandlerService>,
 }
 
 impl Server {
@@ -74,6 +76,7 @@ impl Server {
             listening,
             listeners: Listeners::default(),
             notifier: None,
+            layered: None,
         }
     }
 
@@ -139,21 +142,105 @@ impl Server {
     /// [`Router::add_stream_handler`].
     ///
     /// # Errors
-    /// [`RouteError::InvalidPattern`] for a string pattern that is not a valid regex.
-    pub fn add_stream_handler<T, S, I, F, Fut>(
+    /// [`RouteError::InvalidPattern`] for a string pattern that is not a valid regex;
+    /// [`RouteError::MissingState`] for a `State<S>` argument whose `S` is not registered.
+    pub fn add_stream_handler<Args, H, I>(
         &self,
         pattern: impl Into<UriPattern>,
         name: impl Into<String>,
-        handler: F,
+        handler: H,
     ) -> Result<&Self, RouteError>
     where
-        T: serde::de::DeserializeOwned + Send + 'static,
-        S: futures_util::Stream<Item = Result<I, crate::HandlerError>> + Send + 'static,
+        Args: 'static,
+        H: crate::ExtractHandler<Args>,
+        H::Reply: futures_util::Stream<Item = Result<I, crate::HandlerError>>,
         I: crate::IntoStreamItem,
-        F: Fn(T, RequestContext) -> Fut + Send + Sync + 'static,
-        Fut: std::future::Future<Output = Result<S, crate::HandlerError>> + Send + 'static,
     {
         self.router.add_stream_handler(pattern, name, handler)?;
+        Ok(self)
+    }
+
+    /// Wraps every routed handler in `layer`, a [`tower::Layer`]: `TimeoutLayer`,
+    /// `ConcurrencyLimitLayer`, `LoadShedLayer`, tracing layers, or one of your own. Each call
+    /// wraps what the earlier ones built, so the last layer added is the outermost.
+    ///
+    /// The layers see every routed request as an [`IpcRequest`](crate::IpcRequest): user
+    /// routes, the built-in `/ipcserver/*` ones, forwards and the default handler (the
+    /// built-in echo then answers through them too, from its data's text). A layer's error
+    /// is the reply, in `data`: tower's timeout `Elapsed` is `handler_timeout`,
+    /// load-shed's `Overloaded` is `overloaded`, anything else `handler_error`. Without
+    /// layers, requests do not go through tower at all. Streamed replies
+    /// ([`add_stream_handler`](Self::add_stream_handler)) do not go through the layers either:
+    /// a layer sees one reply per request, and streams have their own limits. The server's own
+    /// [`handler_timeout`](ServerConfig::handler_timeout), the panic guard and the per-connection
+    /// limits still apply, around the layers.
+    ///
+    /// ```
+    /// use pixl_ipc_server::{Server, ServerConfig};
+    /// use std::time::Duration;
+    ///
+    /// let server = Server::new(ServerConfig::new("/tmp/myapp.sock"))
+    ///     .layer(tower::timeout::TimeoutLayer::new(Duration::from_secs(5)));
+    /// ```
+    pub fn layer<L>(mut self, layer: L) -> Self
+    where
+        L: tower::Layer<crate::HandlerService>,
+        L::Service: tower::Service<crate::IpcRequest, Response = crate::IpcReply, Future: Send + 'static>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        <L::Service as tower::Service<crate::IpcRequest>>::Error: Into<crate::BoxError>,
+    {
+        use tower::ServiceExt;
+        let inner = self.layered.take().unwrap_or_else(crate::middleware::base);
+        self.layered = Some(tower::util::BoxCloneSyncService::new(
+            layer.layer(inner).map_err(Into::into),
+        ));
+        self
+    }
+
+    /// Registers `state` for the [`State<S>`](crate::State) extractor: every handler registered
+    /// after this with [`add_handler`](Self::add_handler) can take a `State<S>`, a clone of
+    /// it per request. One state per type; several types may be registered.
+    pub fn with_state<S: Clone + Send + Sync + 'static>(self, state: S) -> Self {
+        self.router.insert_state(state);
+        self
+    }
+
+    /// Registers a handler that takes its arguments as extractors, in any order, and answers
+    /// with any `R: Serialize`, after all routes registered so far. See
+    /// [`Router::add_handler`] and the [`extract`](crate::extract) module.
+    ///
+    /// ```no_run
+    /// use pixl_ipc_server::{Connection, Data, HandlerError, Server, ServerConfig, ServerHandle, State, Push};
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use std::sync::Arc;
+    ///
+    /// async fn hit(Data(n): Data<u64>, State(hits): State<Arc<AtomicU64>>, conn: Connection, server: ServerHandle) -> Result<u64, HandlerError> {
+    ///     let total = hits.fetch_add(n, Ordering::Relaxed) + n;
+    ///     server.push(conn.id, &Push { uri: Some("hits".into()), data: serde_json::json!({"total": total}) })?;
+    ///     Ok(total)
+    /// }
+    ///
+    /// let server = Server::new(ServerConfig::new("/tmp/myapp.sock")).with_state(Arc::new(AtomicU64::new(0)));
+    /// server.add_handler("/hit", "hit", hit)?;
+    /// # Ok::<(), pixl_ipc_server::RouteError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`RouteError::InvalidPattern`] for a string pattern that is not a valid regex;
+    /// [`RouteError::MissingState`] for a `State<S>` argument whose `S` is not registered.
+    pub fn add_handler<Args: 'static, H: crate::ExtractHandler<Args>>(
+        &self,
+        pattern: impl Into<UriPattern>,
+        name: impl Into<String>,
+        handler: H,
+    ) -> Result<&Self, RouteError>
+    where
+        H::Reply: serde::Serialize,
+    {
+        self.router.add_handler(pattern, name, handler)?;
         Ok(self)
     }
 
@@ -237,11 +324,9 @@ impl Server {
             unix_listener.path(),
             websockets.urls(),
         ));
-        let context = Arc::new(ConnectionContext::new(
-            config,
-            self.router.clone(),
-            self.stats.clone(),
-        ));
+        let mut context = ConnectionContext::new(config, self.router.clone(), self.stats.clone());
+        context.layered = self.layered.take();
+        let context = Arc::new(context);
         let socket_path = unix_listener.path().to_path_buf();
         if let Some(notifier) = &self.notifier {
             // Listening now, and nothing accepted yet: the accept loops start below.
@@ -261,6 +346,8 @@ impl Server {
             exit_timeout: config.exit_timeout,
             stats_interval: config.stats_interval,
         });
+        // A second start of the same router (not possible through this API) keeps the first.
+        let _ = self.router.server_link().set(Arc::downgrade(&shared));
         let task = tokio::spawn(run(shared.clone(), unix_listener, ws_listeners, file));
         Ok(RunningServer {
             handle: ServerHandle { shared },
@@ -335,14 +422,19 @@ pub struct ShutdownReport {
     pub socket_removed: bool,
 }
 
-/// A cheap, cloneable handle to a running server.
+/// A cheap, cloneable handle to a running server. Handlers registered with
+/// [`Server::add_handler`] can take one as an argument.
 #[derive(Clone)]
 pub struct ServerHandle {
     shared: Arc<Shared>,
 }
 
+/// Where a router's extractor handlers find their running server: set once by
+/// [`Server::start`]. Weak, so the routes (which the server holds) do not keep it alive.
+pub(crate) type ServerLink = Arc<std::sync::OnceLock<std::sync::Weak<Shared>>>;
+
 /// What the server's handles and its accept loops share.
-struct Shared {
+pub(crate) struct Shared {
     /// What every connection is served with.
     context: Arc<ConnectionContext>,
     socket_path: PathBuf,
@@ -360,6 +452,12 @@ struct Shared {
 }
 
 impl ServerHandle {
+    /// The handle of the server behind `link`, while it runs.
+    pub(crate) fn from_link(link: &ServerLink) -> Option<ServerHandle> {
+        let shared = link.get()?.upgrade()?;
+        Some(ServerHandle { shared })
+    }
+
     /// Starts a graceful shutdown: stop accepting, stop reading new requests, let in-flight
     /// requests finish and their replies go out for up to `exit_timeout`, then close every
     /// connection and remove the socket if it is still ours. Returns at once.

@@ -91,6 +91,7 @@ fn an_invalid_pattern_is_an_error_not_a_panic_and_registers_nothing() {
         .unwrap_err();
     match &err {
         RouteError::InvalidPattern { pattern, .. } => assert_eq!(pattern, "/api/(unclosed"),
+        other => panic!("unexpected {other}"),
     }
     assert!(err.to_string().contains("invalid uri pattern"), "{err}");
     assert!(router.is_empty());

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use common::{eventually, LibServer, ServerProcess, Wire, WsConn};
 use futures_util::{stream, Stream, StreamExt};
-use pixl_ipc_server::{HandlerError, Last, RequestContext, Server, WebSocketConfig};
+use pixl_ipc_server::{Data, HandlerError, Last, Server, WebSocketConfig};
 use serde_json::{json, Value};
 
 /// Counts the items a stream produced and whether it was dropped.
@@ -62,12 +62,12 @@ fn server(probe: &Arc<Probe>) -> (LibServer, String) {
         },
         move |server: &Server| {
             server
-                .add_stream_handler("/drip", "drip", move |_: Option<Value>, _ctx| {
+                .add_stream_handler("/drip", "drip", move || {
                     let items = drip(drips.clone());
                     async move { Ok::<_, HandlerError>(items) }
                 })
                 .unwrap()
-                .add_stream_handler("/big", "big", move |_: Option<Value>, _ctx| {
+                .add_stream_handler("/big", "big", move || {
                     let probe = bigs.clone();
                     let chunk: Arc<str> = Arc::from("x".repeat(BIG_ITEM));
                     let items = stream::iter(0..BIG_ITEMS).map(move |k| {
@@ -77,7 +77,7 @@ fn server(probe: &Arc<Probe>) -> (LibServer, String) {
                     async move { Ok::<_, HandlerError>(items) }
                 })
                 .unwrap()
-                .add_stream_handler("/fail", "fail", |_: Option<Value>, _ctx| async {
+                .add_stream_handler("/fail", "fail", || async {
                     let items = stream::iter([
                         Ok(json!(1)),
                         Err(HandlerError::new("broke", "the source went away")),
@@ -86,7 +86,7 @@ fn server(probe: &Arc<Probe>) -> (LibServer, String) {
                     Ok::<_, HandlerError>(items)
                 })
                 .unwrap()
-                .add_stream_handler("/panic", "panic", |_: Option<Value>, _ctx| async {
+                .add_stream_handler("/panic", "panic", || async {
                     let items = stream::iter(0..3).map(|k| {
                         assert!(k < 1, "item {k} blew up");
                         Ok::<_, HandlerError>(k)
@@ -94,23 +94,19 @@ fn server(probe: &Arc<Probe>) -> (LibServer, String) {
                     Ok::<_, HandlerError>(items)
                 })
                 .unwrap()
-                .add_stream_handler(
-                    "/last",
-                    "last",
-                    |to: u32, _ctx: RequestContext| async move {
-                        let items = stream::iter(0..=to).map(move |k| {
-                            let item = if k == to {
-                                Last(json!({ "total": to })).into_stream_item()
-                            } else {
-                                pixl_ipc_server::IntoStreamItem::into_stream_item(k)
-                            };
-                            Ok::<_, HandlerError>(item.unwrap())
-                        });
-                        Ok::<_, HandlerError>(items)
-                    },
-                )
+                .add_stream_handler("/last", "last", |Data(to): Data<u32>| async move {
+                    let items = stream::iter(0..=to).map(move |k| {
+                        let item = if k == to {
+                            Last(json!({ "total": to })).into_stream_item()
+                        } else {
+                            pixl_ipc_server::IntoStreamItem::into_stream_item(k)
+                        };
+                        Ok::<_, HandlerError>(item.unwrap())
+                    });
+                    Ok::<_, HandlerError>(items)
+                })
                 .unwrap()
-                .add_stream_handler("/refuse", "refuse", |_: Option<Value>, _ctx| async {
+                .add_stream_handler("/refuse", "refuse", || async {
                     Err::<stream::Empty<Result<u8, HandlerError>>, _>(HandlerError::new(
                         "not_now",
                         "no stream today",
@@ -550,7 +546,7 @@ fn a_stream_gives_back_its_request_charge_once_it_runs_so_its_cancel_is_read() {
         |config| config.with_max_held_bytes(1 << 20, 64 << 20),
         move |server: &Server| {
             server
-                .add_stream_handler("/drip", "drip", move |_: Option<Value>, _ctx| {
+                .add_stream_handler("/drip", "drip", move || {
                     let items = drip(drips.clone());
                     async move { Ok::<_, HandlerError>(items) }
                 })

@@ -288,7 +288,9 @@ fn a_string_pattern_is_checked_when_a_typed_handler_is_registered() {
             Ok::<_, HandlerError>(())
         })
         .unwrap_err();
-    let RouteError::InvalidPattern { pattern, .. } = err;
+    let RouteError::InvalidPattern { pattern, .. } = err else {
+        panic!("unexpected {err}");
+    };
     assert_eq!(pattern, "/api/(unclosed");
     assert!(router.is_empty(), "nothing registered");
     router

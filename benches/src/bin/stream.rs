@@ -6,8 +6,8 @@
 //! `cargo run --release -p pixl-ipc-benches --bin stream [-- --reps N]`
 //!
 //! The client is a lean blocking reader (std `UnixStream`, `BufReader::read_line`, a cheap
-//! check of each line), so the figures are the server's; the Rust client's `stream()` adds its
-//! own parse of each item.
+//! check of each line), so the figures are the server's; one row reads the same stream through
+//! the Rust client's `Client::stream`, which parses each item.
 //!
 //! Writes the `stream` section of `benches/RESULTS.md`.
 
@@ -39,10 +39,14 @@ fn main() -> anyhow::Result<()> {
     let binary = build_release_server()?;
     let server = ServerUnderTest::start(&binary, &[])?;
     let socket = server.socket.clone();
-    let rows: [(&str, Measure); 4] = [
+    let rows: [(&str, Measure); 5] = [
         ("1 stream, 1 connection", |s| {
             streams_on_connections(s, 1, 1)
         }),
+        (
+            "1 stream, Rust client (`Client::stream`)",
+            rust_client_stream,
+        ),
         ("16 streams, 1 connection", |s| {
             streams_on_connections(s, STREAMS, 1)
         }),
@@ -159,6 +163,39 @@ fn read_streams(socket: &Path, streams: usize, count: usize) -> anyhow::Result<u
         bail!("{items} items instead of {}", streams * count);
     }
     Ok(items)
+}
+
+/// One stream of all the items through the Rust client's `Client::stream` (each item parsed
+/// into a `Value`); returns items per second.
+fn rust_client_stream(socket: &Path) -> anyhow::Result<f64> {
+    use futures_util::StreamExt;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let client = pixl_ipc_client::Client::builder()
+            .request_timeout(Duration::from_secs(60))
+            .connect(socket.display().to_string())
+            .await?;
+        let started = Instant::now();
+        let mut items = client.stream(
+            "/ipcserver/test/stream",
+            serde_json::json!({"count": ITEMS, "size": ITEM_PAD}),
+        );
+        let mut received = 0;
+        while let Some(item) = items.next().await {
+            let item = item?;
+            if item.get("done").is_none() {
+                received += 1;
+            }
+        }
+        let elapsed = started.elapsed();
+        if received != ITEMS {
+            bail!("{received} items instead of {ITEMS}");
+        }
+        client.close().await;
+        Ok(received as f64 / elapsed.as_secs_f64())
+    })
 }
 
 /// 1K echo calls with 16 in flight on one connection for as many replies as the stream rows

@@ -23,6 +23,18 @@ impl LibServer {
         configure: impl FnOnce(ServerConfig) -> ServerConfig,
         setup: impl FnOnce(&Server),
     ) -> LibServer {
+        LibServer::start_owned(configure, |server| {
+            setup(&server);
+            server
+        })
+    }
+
+    /// As [`LibServer::start`], for setups that consume the server (`Server::layer`,
+    /// `Server::with_state`).
+    pub fn start_owned(
+        configure: impl FnOnce(ServerConfig) -> ServerConfig,
+        setup: impl FnOnce(Server) -> Server,
+    ) -> LibServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("lib.sock");
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -30,8 +42,7 @@ impl LibServer {
             .enable_all()
             .build()
             .expect("runtime");
-        let server = Server::new(configure(ServerConfig::new(&path)));
-        setup(&server);
+        let server = setup(Server::new(configure(ServerConfig::new(&path))));
         let running = runtime
             .block_on(server.start())
             .expect("start library server");
