@@ -333,6 +333,8 @@
         this.maxReplyBytes = Math.min(settings.maxReplyBytes, settings.maxMessageBytes);
         const defaultTransform = settings.codeToErr ? this.codeToErr.bind(this) : null;
         this.messageTransform = settings.messageTransform ? settings.messageTransform : defaultTransform;
+        // Streams apply only a transform the user wrote (their final lines always use codeToErr's rule).
+        this.userTransform = settings.messageTransform || null;
         this.serialCounter = 0;
         this.requests = new PendingTable(settings.expireRequest);
         this.connection = null; // the open transport (the original called it `stream`; that name is now the stream() method)
@@ -905,35 +907,32 @@
       }
 
       /**
-       * A line for a running stream. Each goes through the rule of a plain reply (codeToErr /
-       * messageTransform); without one, a top-level `code` (cancelled, shutting_down, ...) is the
-       * error, since taking it as the end would make a failed stream look complete.
+       * A line for a running stream. Items (`ipcMore`) are yielded as they are. The final line
+       * is an error when it has a top-level `code` (cancelled, shutting_down, ...) or a
+       * `data.code` (the handler's error), whatever codeToErr says, as the Rust and PHP
+       * clients decide; a messageTransform given by the user decides instead.
        */
       handleStreamLine(replies, msg, size) {
         this.stats.received += 1;
         let err = null;
         let data = msg.data;
-        if (this.messageTransform) {
-          [err, data] = this.messageTransform(msg);
-        } else if (msg.code) {
-          err = this.makeError(String(msg.code), msg.message || String(msg.code), msg);
-        }
-        const final = !msg.ipcMore;
-        if (err) {
-          if (final) {
-            this.streams.delete(replies.id);
-            this.streamDrained(replies);
-          } else {
-            this.cancelStream(replies);
-          }
-          replies.end(err);
-          return;
-        }
-        if (!final) {
+        if (msg.ipcMore === true) {
           replies.deliver(data, size);
           return;
         }
+        if (this.userTransform) {
+          [err, data] = this.userTransform(msg);
+        } else if (msg.code) {
+          err = this.makeError(String(msg.code), msg.message || String(msg.code), msg);
+        } else if (data && typeof data === 'object' && data.code) {
+          err = this.makeError(String(data.code), data.message || String(data.code), msg);
+        }
         this.streams.delete(replies.id);
+        if (err) {
+          this.streamDrained(replies);
+          replies.end(err);
+          return;
+        }
         if (data !== undefined && data !== null) {
           replies.deliver(data, size, true);
         }

@@ -96,6 +96,18 @@ for (const transport of ['unix', 'ws']) {
       await coded.client.close();
     });
 
+    await t.test('a final line with data.code throws, with or without codeToErr, as in the Rust and PHP clients', async () => {
+      for (const options of [{}, { codeToErr: true }]) {
+        const { client } = await watchedClient(address, options);
+        const [items, err] = await collect(client.stream(STREAM, { count: -1 }));
+        assert.deepStrictEqual(items, []);
+        assert.ok(err, 'the invalid_data final line must throw');
+        // The error is the code string (an IPCError with errorObjects: true), as for send().
+        assert.strictEqual(err.code || err, 'invalid_data');
+        await client.close();
+      }
+    });
+
     await t.test('streams and plain calls interleave on one connection', async () => {
       const { client, pushes } = await watchedClient(address);
       const streams = [1, 3, 7].map((interval, n) => collect(client.stream(STREAM, { count: 5 + n, interval })));

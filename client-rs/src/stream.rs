@@ -99,6 +99,9 @@ enum State {
     Done,
 }
 
+/// A per-line timeout this long or longer means none (a year: past anything a sleep takes).
+const NO_LIMIT: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// The stream's side of its [`StreamSink`].
 struct Lines {
     items: mpsc::Receiver<Bytes>,
@@ -126,6 +129,24 @@ impl<T> ReplyStream<T> {
         }
     }
 
+    /// Sets how long to wait for each line of this stream (the first item, and each next one),
+    /// instead of the client's request timeout: for a "watch" or "tail" whose items may be far
+    /// apart. A year or more (`Duration::MAX`) waits without a limit. Applies from the next wait on.
+    ///
+    /// ```no_run
+    /// # async fn f(client: pixl_ipc_client::Client) {
+    /// use std::time::Duration;
+    /// let stats = client
+    ///     .stream("/ipcserver/stats/watch", serde_json::json!({"interval": 60_000}))
+    ///     .timeout(Duration::from_secs(90));
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn timeout(mut self, per_line: Duration) -> Self {
+        self.timeout = per_line;
+        self
+    }
+
     /// The request's `ipcReqID` (empty when it could not be encoded).
     pub fn id(&self) -> &str {
         &self.id
@@ -149,6 +170,9 @@ impl<T> ReplyStream<T> {
     /// Polls the deadline of the current wait, starting it if this is the wait's first poll.
     fn timed_out(&mut self, cx: &mut Context<'_>) -> bool {
         let timeout = self.timeout;
+        if timeout >= NO_LIMIT {
+            return false;
+        }
         let deadline = self
             .deadline
             .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
@@ -174,7 +198,8 @@ impl<T: DeserializeOwned> ReplyStream<T> {
             }
         };
         let data = parsed.data.map_or("null", RawValue::get);
-        if parsed.more.as_ref().is_some_and(is_set) {
+        // The same rule as the connection task's `is_more`: an item is `"ipcMore": true` exactly.
+        if parsed.more.as_ref() == Some(&Value::Bool(true)) {
             return match serde_json::from_str(data) {
                 Ok(item) => Poll::Ready(Some(Ok(item))),
                 Err(err) => self.fail(Error::Decode(err.into())),

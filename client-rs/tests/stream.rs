@@ -329,6 +329,18 @@ async fn the_timeout_applies_to_each_line_and_cancels(kind: Kind) {
     assert_eq!(client.state(), ConnectionState::Connected);
     let echo = bounded(client.send("/ipcserver/test/echo", json!(1))).await;
     assert_eq!(echo.unwrap(), json!(1));
+
+    // Items 700 ms apart (over the 400 ms client timeout) with a per-stream timeout of 5 s.
+    let patient: Vec<_> = bounded(
+        client
+            .stream("/forever", json!({"interval": 700}))
+            .timeout(Duration::from_secs(5))
+            .take(3)
+            .collect::<Vec<_>>(),
+    )
+    .await;
+    assert!(patient.iter().all(Result::is_ok), "{patient:?}");
+    assert_eq!(patient.len(), 3);
 }
 
 async fn a_server_kill_ends_the_stream_with_connection_lost(kind: Kind) {

@@ -8,7 +8,8 @@
 //! - a layer of one's own (`tower::util::MapRequestLayer`) that sees each `IpcRequest` (uri,
 //!   route name, connection) before its handler, here counting requests per route;
 //! - the layer order: each `layer` call wraps the ones before it (the last is the outermost),
-//!   and the layers wrap every routed handler, the built-in `/ipcserver/*` ones included.
+//!   and the layers wrap every routed handler, the built-in `/ipcserver/*` ones included (not
+//!   streamed replies: a layer sees one reply per request).
 //!
 //! Run it (it prints the socket path and keeps running until Ctrl-C):
 //!

@@ -566,6 +566,13 @@ impl Completion {
         })
     }
 
+    /// Forgets the request's id, so the reply carries `"ipcReqID": null` (for an id too long to
+    /// copy back).
+    pub(crate) fn without_id(mut self) -> Self {
+        self.req_id = None;
+        self
+    }
+
     /// Answers with a top-level error (`{"ipcReqID":..,"code":..,"message":..}`).
     pub(crate) fn fail(mut self, code: ErrorCode, message: impl Into<String>) {
         self.count_now();

@@ -1,7 +1,8 @@
 //! Tower middleware around the server's handlers: [`Server::layer`](crate::Server::layer).
 //!
 //! Every routed request (user routes, the built-in `/ipcserver/*` ones, forwards and the
-//! default handler) goes through the layers as an [`IpcRequest`] and comes back as an
+//! default handler) but streamed replies (a stream is many replies; it does its own checks and
+//! has its own limits) goes through the layers as an [`IpcRequest`] and comes back as an
 //! [`IpcReply`]; a layer's error becomes the reply: tower's timeout `Elapsed` is
 //! `handler_timeout`, load-shed's `Overloaded` is `overloaded`, any other error
 //! `handler_error`. Requests refused before routing (no uri, too large, undecodable lines) never

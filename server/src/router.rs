@@ -192,7 +192,7 @@ impl Router {
     /// layers ([`Server::layer`](crate::Server::layer)) are not applied to streams.
     ///
     /// ```
-    /// use futures_util::{stream, StreamExt};
+    /// use pixl_ipc_server::futures_util::{stream, StreamExt};
     /// use pixl_ipc_server::{Data, HandlerError, Router};
     /// use serde::Deserialize;
     /// use serde_json::json;

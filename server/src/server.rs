@@ -201,8 +201,9 @@ impl Server {
     }
 
     /// Registers `state` for the [`State<S>`](crate::State) extractor: every handler registered
-    /// after this with [`add_handler`](Self::add_handler) can take a `State<S>`, a clone of
-    /// it per request. One state per type; several types may be registered.
+    /// after this with [`add_handler`](Self::add_handler) or
+    /// [`add_stream_handler`](Self::add_stream_handler) can take a `State<S>`, a clone of it per
+    /// request. One state per type; several types may be registered.
     pub fn with_state<S: Clone + Send + Sync + 'static>(self, state: S) -> Self {
         self.router.insert_state(state);
         self

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures_util::{FutureExt, StreamExt};
-use pixl_ipc_protocol::{ErrorCode, RawId, RawRequest};
+use pixl_ipc_protocol::{ErrorCode, RawId, RawRequest, MAX_ERROR_REPLY_ID_BYTES};
 use serde_json::Value;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -27,8 +27,12 @@ use crate::connection::Completion;
 use crate::context::ConnectionContext;
 use crate::handler::{BoxedStreamHandler, ItemStream, ReplyData, RequestContext, StreamFuture};
 
+/// The longest id, as JSON text, a streamed request may have: the id outlives the request's
+/// charge (it is in the cancel table and in every item line), so it has to be small.
+pub(crate) const MAX_STREAM_ID_BYTES: usize = MAX_ERROR_REPLY_ID_BYTES;
+
 /// The streams running on one connection, by request id, so that a cancel line finds its
-/// stream. At most `max_in_flight` entries: each stream holds a request slot.
+/// stream. At most `max_streams` entries (each id at most [`MAX_STREAM_ID_BYTES`]).
 #[derive(Default)]
 pub(crate) struct Streams {
     running: Arc<Mutex<HashMap<Box<str>, CancellationToken>>>,
@@ -133,6 +137,15 @@ impl Start<'_> {
                 "a streamed request needs an ipcReqID: its replies carry it",
             );
         };
+        if id.json().len() > MAX_STREAM_ID_BYTES {
+            // Kept for the stream's whole life (and written in every item) once its charge is
+            // given back: so it must be small. Not copied into the refusal either.
+            context.stats.protocol_error();
+            return done.without_id().fail(
+                ErrorCode::InvalidRequest,
+                format!("a streamed request's ipcReqID may be at most {MAX_STREAM_ID_BYTES} bytes of JSON"),
+            );
+        }
         let limit = context.max_streams;
         let registration = match streams.register(id, limit) {
             Ok(registration) => registration,

@@ -585,3 +585,38 @@ fn a_stream_gives_back_its_request_charge_once_it_runs_so_its_cancel_is_read() {
     };
     assert_eq!(line["data"], json!(1));
 }
+
+#[test]
+fn a_stream_id_longer_than_1024_bytes_is_refused_without_being_copied_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&dir.path().join("s.sock"), &[]);
+    let mut conn = server.connect();
+    // The id would outlive the request's charge (cancel table, every item line): refused.
+    let id = format!("\"{}\"", "i".repeat(1023));
+    let reply = conn.read_json_after(&format!(
+        r#"{{"uri":"/ipcserver/stats/watch","ipcReqID":{id},"data":{{"interval":3600000}},"ipcStream":true}}"#
+    ));
+    assert_eq!(reply["code"], json!("invalid_request"), "{reply}");
+    assert_eq!(
+        reply["ipcReqID"],
+        Value::Null,
+        "the long id is not copied back"
+    );
+    assert!(
+        conn.is_silent_for(Duration::from_millis(200)),
+        "no stream runs"
+    );
+    // 1024 bytes of JSON (quotes included) is fine.
+    let id = format!("\"{}\"", "i".repeat(1022));
+    conn.send(&format!(
+        r#"{{"uri":"/ipcserver/test/stream","ipcReqID":{id},"data":{{"count":1}},"ipcStream":true}}"#
+    ));
+    assert_eq!(conn.read_json()["data"], json!({"i": 0}));
+    assert_eq!(conn.read_json()["data"], json!({"done": 1}));
+    // A plain request keeps any id, as before.
+    let id = format!("\"{}\"", "p".repeat(100_000));
+    let reply = conn.read_json_after(&format!(
+        r#"{{"uri":"/ipcserver/test/echo","ipcReqID":{id},"data":1}}"#
+    ));
+    assert_eq!(reply["ipcReqID"].as_str().unwrap().len(), 100_000);
+}
