@@ -141,7 +141,6 @@ impl<T> ReplyStream<T> {
     ///     .timeout(Duration::from_secs(90));
     /// # }
     /// ```
-    #[must_use]
     pub fn timeout(mut self, per_line: Duration) -> Self {
         self.timeout = per_line;
         self
