@@ -325,6 +325,34 @@ pub fn load_average() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// The `--pin [CPU]` command-line option: `Some(cpu)` (CPU 0 when none is named) to run the
+/// whole benchmark on one CPU, `None` without it.
+pub fn pin_arg() -> anyhow::Result<Option<usize>> {
+    let args: Vec<String> = std::env::args().collect();
+    let Some(at) = args.iter().position(|arg| arg == "--pin") else {
+        return Ok(None);
+    };
+    match args.get(at + 1).filter(|next| !next.starts_with("--")) {
+        Some(cpu) => Ok(Some(cpu.parse().context("--pin takes a CPU number")?)),
+        None => Ok(Some(0)),
+    }
+}
+
+/// Pins this process, and so every thread and child it starts from now on (the servers under
+/// test, the floor's echo threads, the Node and PHP clients), to `cpu`.
+///
+/// Why: on a VM whose vCPUs the host schedules freely, a ping-pong between two processes is
+/// bimodal (both ends on one vCPU: a few microseconds; on two: tens, with whatever wakes the
+/// other vCPU), so unpinned ratios swing between runs. On one CPU every hand-off is a context
+/// switch on that CPU, and the figures measure the work each side does.
+pub fn pin_to_cpu(cpu: usize) -> anyhow::Result<()> {
+    let mut set = nix::sched::CpuSet::new();
+    set.set(cpu).context("no such CPU")?;
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
+        .with_context(|| format!("cannot pin to CPU {cpu}"))?;
+    Ok(())
+}
+
 /// One progress line on stderr, rewritten in place.
 pub fn progress(message: &str) {
     eprint!("\r\x1b[2K{message}");

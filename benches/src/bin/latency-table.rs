@@ -1,10 +1,17 @@
 //! The original README's latency table, reproduced with every client and transport beside the
 //! physical floor of this machine, measured side by side in one run.
 //!
-//! `cargo run --release -p pixl-ipc-benches --bin latency-table [-- --reps N]`
+//! `cargo run --release -p pixl-ipc-benches --bin latency-table [-- --reps N] [--pin [CPU]]`
 //!
 //! Prints a markdown table (ms per message: median and min-max of the repetitions, then the
 //! ratio to the floor), and writes `benches/RESULTS.md` and `benches/latency.svg`.
+//!
+//! With `--pin` the whole run (this process, the server, the floor's echo threads, the Node and
+//! PHP clients) is on one CPU (0 unless named), and the table goes to the section
+//! `latency-pinned` and `benches/latency-pinned.svg`: there the floor is stable to a few percent
+//! and a ratio to it is software overhead alone (see [`pin_to_cpu`] for why unpinned ratios
+//! swing on a VM). The "lean client" column is the floor's own std client (one prebuilt line
+//! written, one line read, no parsing) against our server.
 
 use std::path::Path;
 use std::process::Command;
@@ -13,13 +20,14 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use pixl_ipc_benches::{
     build_release_server, chart, echo_request_line, floor_round_trips, floor_round_trips_tcp,
-    progress, repo_root, report, reps_arg, rust_client_echoes, sized_message, FloorServer,
-    ServerUnderTest, Spread, MESSAGES, SIZES,
+    pin_arg, pin_to_cpu, progress, repo_root, report, reps_arg, rust_client_echoes,
+    sized_message, FloorServer, ServerUnderTest, Spread, MESSAGES, SIZES,
 };
 
 /// The columns, in table order.
-const COLUMNS: [&str; 8] = [
+const COLUMNS: [&str; 9] = [
     "floor (raw UNIX socket)",
+    "lean client, UNIX, 1 at a time",
     "Rust, UNIX, 1 at a time",
     "Rust, WebSocket, 1 at a time",
     "Rust, UNIX, 500 in flight",
@@ -31,8 +39,13 @@ const COLUMNS: [&str; 8] = [
 
 fn main() -> anyhow::Result<()> {
     let reps = reps_arg(5)?;
+    let pinned = pin_arg()?;
     progress("building the release server...");
     let binary = build_release_server()?;
+    if let Some(cpu) = pinned {
+        // After the build (which should use every CPU), before anything measured starts.
+        pin_to_cpu(cpu)?;
+    }
     ensure_node_packages()?;
     let server = ServerUnderTest::start(&binary, &[])?;
     let floor = FloorServer::start()?;
@@ -71,12 +84,20 @@ fn main() -> anyhow::Result<()> {
     println!("{table}");
     let svg = chart::latency_svg(&COLUMNS, &SIZES, &spreads);
     let benches = repo_root().join("benches");
-    std::fs::write(benches.join("latency.svg"), svg)?;
-    report::write_results(&benches.join("RESULTS.md"), "latency", &format!(
-        "Command: `cargo run --release -p pixl-ipc-benches --bin latency-table` ({reps} repetitions after a warm-up, \
-         {MESSAGES} echo requests per cell, interleaved)\n\n{table}\n![latency per message size](latency.svg)\n"
+    let (section, flag, pinning) = match pinned {
+        Some(cpu) => (
+            "latency-pinned",
+            " -- --pin",
+            format!("The whole run on CPU {cpu} (server, floor, clients): ratios are software overhead. "),
+        ),
+        None => ("latency", "", String::new()),
+    };
+    std::fs::write(benches.join(format!("{section}.svg")), svg)?;
+    report::write_results(&benches.join("RESULTS.md"), section, &format!(
+        "Command: `cargo run --release -p pixl-ipc-benches --bin latency-table{flag}` ({reps} repetitions after a warm-up, \
+         {MESSAGES} echo requests per cell, interleaved). {pinning}\n\n{table}\n![latency per message size]({section}.svg)\n"
     ))?;
-    eprintln!("wrote benches/RESULTS.md and benches/latency.svg");
+    eprintln!("wrote benches/RESULTS.md and benches/{section}.svg");
     Ok(())
 }
 
@@ -97,8 +118,13 @@ fn measure(
             &echo_request_line(message)?,
             MESSAGES,
         )?)),
-        1..=3 => {
-            let address = if column == 2 {
+        1 => Ok(per_message(floor_round_trips(
+            &server.socket,
+            &echo_request_line(message)?,
+            MESSAGES,
+        )?)),
+        2..=4 => {
+            let address = if column == 3 {
                 server.ws_url.clone()
             } else {
                 server.socket.display().to_string()
@@ -107,11 +133,11 @@ fn measure(
                 &address,
                 message,
                 MESSAGES,
-                column == 3,
+                column == 4,
             ))?))
         }
-        4 | 5 => {
-            let mode = if column == 5 { "burst" } else { "seq" };
+        5 | 6 => {
+            let mode = if column == 6 { "burst" } else { "seq" };
             run_script(
                 "node",
                 &repo_root().join("benches/node/bench.js"),
@@ -120,7 +146,7 @@ fn measure(
                 Some(mode),
             )
         }
-        7 => Ok(per_message(floor_round_trips_tcp(
+        8 => Ok(per_message(floor_round_trips_tcp(
             floor.tcp,
             &echo_request_line(message)?,
             MESSAGES,
