@@ -261,6 +261,8 @@ impl Drop for UnixWriter {
 
 /// Most buffers handed to one vectored write (Linux allows 1024).
 const MAX_SLICES: usize = 512;
+/// The array used for a write of at most this many chunks.
+const FEW_SLICES: usize = 8;
 
 /// Encoded messages waiting to be written, kept as the [`Bytes`] they arrived in rather than
 /// copied into one buffer, and written with vectored writes: a large message is never copied
@@ -301,14 +303,14 @@ impl WriteQueue {
         mut writer: Pin<&mut W>,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<usize>> {
-        let mut slices = [io::IoSlice::new(&[]); MAX_SLICES];
-        let count = self
-            .chunks
-            .iter()
-            .zip(slices.iter_mut())
-            .map(|(chunk, slice)| *slice = io::IoSlice::new(chunk))
-            .count();
-        let written = ready!(writer.as_mut().poll_write_vectored(cx, &slices[..count]))?;
+        // Most writes are one or a few replies: filling 512 slices for those cost ~1,500
+        // instructions per 1K echo under callgrind (9% of the server's), so few chunks get a
+        // small array.
+        let (written, count) = if self.chunks.len() <= FEW_SLICES {
+            ready!(self.poll_write_slices::<FEW_SLICES, W>(writer.as_mut(), cx))?
+        } else {
+            ready!(self.poll_write_slices::<MAX_SLICES, W>(writer.as_mut(), cx))?
+        };
         if written == 0 && count > 0 {
             return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
         }
@@ -321,6 +323,24 @@ impl WriteQueue {
             }
         }
         Poll::Ready(Ok(written))
+    }
+
+    /// One vectored write of the first `N` chunks: bytes written, and how many chunks were
+    /// offered.
+    fn poll_write_slices<const N: usize, W: AsyncWrite + ?Sized>(
+        &self,
+        writer: Pin<&mut W>,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<(usize, usize)>> {
+        let mut slices = [io::IoSlice::new(&[]); N];
+        let count = self
+            .chunks
+            .iter()
+            .zip(slices.iter_mut())
+            .map(|(chunk, slice)| *slice = io::IoSlice::new(chunk))
+            .count();
+        let written = ready!(writer.poll_write_vectored(cx, &slices[..count]))?;
+        Poll::Ready(Ok((written, count)))
     }
 
     fn advance(&mut self, mut written: usize) {

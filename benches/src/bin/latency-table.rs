@@ -20,8 +20,8 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use pixl_ipc_benches::{
     build_release_server, chart, echo_request_line, floor_round_trips, floor_round_trips_tcp,
-    pin_arg, pin_to_cpu, progress, repo_root, report, reps_arg, rust_client_echoes,
-    sized_message, FloorServer, ServerUnderTest, Spread, MESSAGES, SIZES,
+    pin_arg, pin_to_cpu, progress, repo_root, report, reps_arg, rust_client_echoes, sized_message,
+    FloorServer, ServerUnderTest, Spread, MESSAGES, SIZES,
 };
 
 /// The columns, in table order.
