@@ -20,8 +20,8 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use pixl_ipc_benches::{
     build_release_server, chart, echo_request_line, floor_round_trips, floor_round_trips_tcp,
-    pin_arg, pin_to_cpu, progress, repo_root, report, reps_arg, rust_client_echoes, sized_message,
-    FloorServer, ServerUnderTest, Spread, MESSAGES, SIZES,
+    load_average, pin_arg, pin_to_cpu, progress, repo_root, report, reps_arg, rust_client_echoes,
+    sized_message, FloorServer, ServerUnderTest, Spread, MESSAGES, SIZES,
 };
 
 /// The columns, in table order.
@@ -95,7 +95,10 @@ fn main() -> anyhow::Result<()> {
     std::fs::write(benches.join(format!("{section}.svg")), svg)?;
     report::write_results(&benches.join("RESULTS.md"), section, &format!(
         "Command: `cargo run --release -p pixl-ipc-benches --bin latency-table{flag}` ({reps} repetitions after a warm-up, \
-         {MESSAGES} echo requests per cell, interleaved). {pinning}\n\n{table}\n![latency per message size]({section}.svg)\n"
+         {MESSAGES} echo requests per cell, interleaved). {pinning}\n\n{table}\n![latency per message size]({section}.svg)\n\n\
+         Load average (1 min) at the end: {} on {} cores.\n",
+        load_average(),
+        std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
     ))?;
     eprintln!("wrote benches/RESULTS.md and benches/{section}.svg");
     Ok(())
