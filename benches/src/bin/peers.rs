@@ -1,0 +1,647 @@
+//! The peers benchmark: pixl-ipc against the RPC stacks a user might pick instead for local
+//! calls, each with its own idiomatic server and client, echoing the same messages (the
+//! original's 1K and 100K), in one interleaved run, unpinned and pinned to one CPU.
+//!
+//! `cargo run --release -p pixl-ipc-benches --features peers --bin peers [-- --reps N]`
+//!
+//! The stacks (see `benches/src/peers/`): the release pixl-ipc-server with the Rust client
+//! (UNIX socket and WebSocket); axum on a UNIX socket with a hyper HTTP/1.1 keep-alive client;
+//! tonic gRPC on a UNIX socket (the JSON text in a `bytes` field, so its client does no JSON);
+//! jsonrpsee over WebSocket and HTTP; zlink (varlink) on a UNIX socket. Every server runs in a
+//! process of its own (this program with `--serve KIND ADDRESS`); the clients share one
+//! multi-threaded Tokio runtime (two workers here, as `#[tokio::main]` gives), each
+//! measurement a task on it.
+//!
+//! Rows: one call at a time (median and p99 of each call's time), and requests per second with
+//! 16 and 128 calls in flight on one connection and with 16 connections x 16 in flight, for a
+//! fixed time. Stacks that cannot have several calls in flight on one connection (HTTP/1.1,
+//! varlink) get one connection per call in flight instead; the jsonrpsee HTTP client is one
+//! client per "connection", with its own pool. Each repetition measures every row twice: with
+//! everything free to run on any CPU, then with this process and every server pinned to CPU 0
+//! (`sched_setaffinity` on each of their threads); the peers are interleaved within each row.
+//!
+//! Writes the `peers` section of `benches/RESULTS.md`.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use pixl_ipc_benches::peers::{
+    axum_uds, jsonrpsee_ws, memory_kib, set_affinity, tonic_uds, zlink_uds, PeerServer,
+};
+use pixl_ipc_benches::{
+    build_release_server, load_average, progress, repo_root, report, reps_arg, sized_message,
+    ServerUnderTest, Spread,
+};
+use pixl_ipc_client::{Client, ReconnectPolicy};
+use serde_json::Value;
+
+/// The pixl-ipc echo route.
+const URI: &str = "/ipcserver/test/echo";
+/// How long each in-flight row runs per repetition.
+const RUN: Duration = Duration::from_millis(300);
+/// The CPU of the pinned rows.
+const PINNED_CPU: usize = 0;
+
+/// The stacks measured.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stack {
+    OursUnix,
+    OursWs,
+    Axum,
+    Tonic,
+    JsonrpseeWs,
+    JsonrpseeHttp,
+    Zlink,
+}
+
+impl Stack {
+    fn name(self) -> &'static str {
+        match self {
+            Stack::OursUnix => "pixl-ipc, Rust client, UNIX socket",
+            Stack::OursWs => "pixl-ipc, Rust client, WebSocket",
+            Stack::Axum => "axum + hyper client, HTTP/1.1, UNIX socket",
+            Stack::Tonic => "tonic gRPC, UNIX socket",
+            Stack::JsonrpseeWs => "jsonrpsee, WebSocket",
+            Stack::JsonrpseeHttp => "jsonrpsee, HTTP/1.1",
+            Stack::Zlink => "zlink (varlink), UNIX socket",
+        }
+    }
+
+    fn is_ours(self) -> bool {
+        matches!(self, Stack::OursUnix | Stack::OursWs)
+    }
+}
+
+/// A stack with the address of its server.
+#[derive(Clone)]
+struct Peer {
+    stack: Stack,
+    address: String,
+}
+
+/// One measured row.
+#[derive(Clone, Copy)]
+enum Row {
+    /// One call at a time, `calls` calls of the `size`K message.
+    OneAtATime { size: usize, calls: usize },
+    /// Calls of the `size`K message kept in flight for `RUN`.
+    InFlight {
+        size: usize,
+        connections: usize,
+        per_connection: usize,
+    },
+}
+
+const ROWS: [Row; 6] = [
+    Row::OneAtATime {
+        size: 1,
+        calls: 500,
+    },
+    Row::OneAtATime {
+        size: 100,
+        calls: 200,
+    },
+    Row::InFlight {
+        size: 1,
+        connections: 1,
+        per_connection: 16,
+    },
+    Row::InFlight {
+        size: 1,
+        connections: 1,
+        per_connection: 128,
+    },
+    Row::InFlight {
+        size: 1,
+        connections: 16,
+        per_connection: 16,
+    },
+    Row::InFlight {
+        size: 100,
+        connections: 1,
+        per_connection: 16,
+    },
+];
+
+impl Row {
+    fn title(self) -> String {
+        match self {
+            Row::OneAtATime { size, .. } => {
+                format!("{size}K one at a time, us: median (min-max); p99")
+            }
+            Row::InFlight {
+                size,
+                connections: 1,
+                per_connection,
+            } => format!("{size}K, {per_connection} in flight, req/s"),
+            Row::InFlight {
+                size,
+                connections,
+                per_connection,
+            } => format!("{size}K, {connections} conns x {per_connection}, req/s"),
+        }
+    }
+
+    fn size(self) -> usize {
+        match self {
+            Row::OneAtATime { size, .. } | Row::InFlight { size, .. } => size,
+        }
+    }
+}
+
+/// A message in each stack's form: the JSON value, and gRPC's message with its JSON text.
+struct Payload {
+    json: Value,
+    grpc: tonic_uds::EchoMessage,
+}
+
+impl Payload {
+    fn new(size: usize) -> anyhow::Result<Arc<Payload>> {
+        let json = sized_message(size);
+        let grpc = tonic_uds::EchoMessage {
+            body: Bytes::from(serde_json::to_vec(&json)?),
+        };
+        Ok(Arc::new(Payload { json, grpc }))
+    }
+}
+
+/// A client of one stack, owned by one task (clones of a shared client where the stack
+/// shares).
+enum Conn {
+    Ours(Client),
+    Axum(axum_uds::Conn),
+    Tonic(tonic_uds::Conn),
+    Jsonrpsee(jsonrpsee_ws::Conn),
+    Zlink(zlink_uds::Conn),
+}
+
+impl Conn {
+    async fn connect(peer: &Peer) -> anyhow::Result<Conn> {
+        let address = peer.address.as_str();
+        Ok(match peer.stack {
+            Stack::OursUnix | Stack::OursWs => Conn::Ours(
+                Client::builder()
+                    .reconnect(ReconnectPolicy::Off)
+                    .request_timeout(Duration::from_secs(60))
+                    .connect(address)
+                    .await?,
+            ),
+            Stack::Axum => Conn::Axum(axum_uds::Conn::connect(address).await?),
+            Stack::Tonic => Conn::Tonic(tonic_uds::Conn::connect(address).await?),
+            Stack::JsonrpseeWs => Conn::Jsonrpsee(jsonrpsee_ws::Conn::connect_ws(address).await?),
+            Stack::JsonrpseeHttp => Conn::Jsonrpsee(jsonrpsee_ws::Conn::connect_http(address)?),
+            Stack::Zlink => Conn::Zlink(zlink_uds::Conn::connect(address).await?),
+        })
+    }
+
+    /// Another handle on the same client, where the stack shares one.
+    fn share(&self) -> Option<Conn> {
+        match self {
+            Conn::Ours(client) => Some(Conn::Ours(client.clone())),
+            Conn::Tonic(conn) => Some(Conn::Tonic(conn.clone())),
+            Conn::Jsonrpsee(conn) => Some(Conn::Jsonrpsee(conn.clone())),
+            Conn::Axum(_) | Conn::Zlink(_) => None,
+        }
+    }
+
+    /// One echo call; returns whether the reply is the message sent (the caller decides
+    /// whether to look).
+    async fn call(&mut self, payload: &Payload) -> anyhow::Result<Echoed> {
+        Ok(match self {
+            Conn::Ours(client) => Echoed::Json(client.send(URI, &payload.json).await?),
+            Conn::Axum(conn) => Echoed::Json(conn.call(&payload.json).await?),
+            Conn::Tonic(conn) => Echoed::Bytes(conn.call(&payload.grpc).await?.body),
+            Conn::Jsonrpsee(conn) => Echoed::Json(conn.call(&payload.json).await?),
+            Conn::Zlink(conn) => Echoed::Json(conn.call(&payload.json).await?),
+        })
+    }
+
+    async fn close(self) {
+        if let Conn::Ours(client) = self {
+            client.close().await;
+        }
+    }
+}
+
+/// A reply, in the stack's form.
+enum Echoed {
+    Json(Value),
+    Bytes(Bytes),
+}
+
+impl Echoed {
+    fn matches(&self, payload: &Payload) -> bool {
+        match self {
+            Echoed::Json(value) => *value == payload.json,
+            Echoed::Bytes(bytes) => *bytes == payload.grpc.body,
+        }
+    }
+}
+
+/// `connections` clients, each with `per_connection` handles: shared handles where the stack
+/// shares a client, otherwise a client (connection) of its own for each.
+async fn connect_group(
+    peer: &Peer,
+    connections: usize,
+    per_connection: usize,
+) -> anyhow::Result<Vec<Conn>> {
+    let mut conns = Vec::with_capacity(connections * per_connection);
+    for _ in 0..connections {
+        let first = Conn::connect(peer).await?;
+        for _ in 1..per_connection {
+            conns.push(match first.share() {
+                Some(shared) => shared,
+                None => Conn::connect(peer).await?,
+            });
+        }
+        conns.push(first);
+    }
+    Ok(conns)
+}
+
+/// Each call's time in microseconds, `calls` calls one at a time on a fresh connection.
+async fn one_at_a_time(
+    peer: Peer,
+    payload: Arc<Payload>,
+    calls: usize,
+) -> anyhow::Result<Vec<f64>> {
+    let mut conn = Conn::connect(&peer).await?;
+    let mut times = Vec::with_capacity(calls);
+    for _ in 0..calls {
+        let started = Instant::now();
+        conn.call(&payload).await?;
+        times.push(started.elapsed().as_secs_f64() * 1e6);
+    }
+    conn.close().await;
+    Ok(times)
+}
+
+/// Requests per second with `connections x per_connection` calls kept in flight for `RUN`,
+/// a task per call in flight.
+async fn in_flight(
+    peer: Peer,
+    payload: Arc<Payload>,
+    connections: usize,
+    per_connection: usize,
+) -> anyhow::Result<f64> {
+    let conns = connect_group(&peer, connections, per_connection).await?;
+    let started = Instant::now();
+    let deadline = started + RUN;
+    let tasks: Vec<_> = conns
+        .into_iter()
+        .map(|mut conn| {
+            let payload = payload.clone();
+            tokio::spawn(async move {
+                let mut done = 0u64;
+                while Instant::now() < deadline {
+                    conn.call(&payload).await?;
+                    done += 1;
+                }
+                anyhow::Ok((done, conn))
+            })
+        })
+        .collect();
+    let mut done = 0;
+    let mut conns = Vec::new();
+    for task in tasks {
+        let (count, conn) = task.await??;
+        done += count;
+        conns.push(conn);
+    }
+    let rate = done as f64 / started.elapsed().as_secs_f64();
+    for conn in conns {
+        conn.close().await;
+    }
+    Ok(rate)
+}
+
+/// The samples of one cell (mode, row, stack): per repetition, the median call time (or the
+/// rate) and the p99 call time (one-at-a-time rows only).
+#[derive(Clone, Default)]
+struct Cell {
+    values: Vec<f64>,
+    p99: Vec<f64>,
+}
+
+fn percentile(sorted: &[f64], fraction: f64) -> f64 {
+    let index = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
+    sorted.get(index).copied().unwrap_or(0.0)
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(at) = args.iter().position(|arg| arg == "--serve") {
+        let kind = args.get(at + 1).context("--serve takes KIND ADDRESS")?;
+        let address = args.get(at + 2).map_or("", String::as_str);
+        return pixl_ipc_benches::peers::serve(kind, address);
+    }
+    let reps = reps_arg(5)?;
+    if reps == 0 {
+        bail!("--reps must be at least 1");
+    }
+    progress("building the release server...");
+    let binary = build_release_server()?;
+    let ours = ServerUnderTest::start(&binary, &[])?;
+    let dir = tempfile::tempdir()?;
+    let socket = |name: &str| dir.path().join(name).display().to_string();
+    let axum = PeerServer::start("axum", &socket("axum.sock"))?;
+    let tonic = PeerServer::start("tonic", &socket("tonic.sock"))?;
+    let jsonrpsee = PeerServer::start("jsonrpsee", "")?;
+    let zlink = PeerServer::start("zlink", &socket("zlink.sock"))?;
+    let servers: [(&str, u32); 5] = [
+        ("pixl-ipc-server (UNIX and WebSocket)", ours.pid()),
+        ("axum", axum.pid()),
+        ("tonic", tonic.pid()),
+        ("jsonrpsee (WebSocket and HTTP)", jsonrpsee.pid()),
+        ("zlink", zlink.pid()),
+    ];
+    let idle_rss: Vec<u64> = servers.iter().map(|(_, pid)| memory_kib(*pid).0).collect();
+    let peer = |stack, address: &str| Peer {
+        stack,
+        address: address.to_owned(),
+    };
+    let peers = [
+        peer(Stack::OursUnix, &ours.socket.display().to_string()),
+        peer(Stack::OursWs, &ours.ws_url),
+        peer(Stack::Axum, &axum.address),
+        peer(Stack::Tonic, &tonic.address),
+        peer(Stack::JsonrpseeWs, &jsonrpsee.address),
+        peer(Stack::JsonrpseeHttp, &jsonrpsee.address),
+        peer(Stack::Zlink, &zlink.address),
+    ];
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let payloads = [(1, Payload::new(1)?), (100, Payload::new(100)?)];
+    let payload = |size: usize| {
+        payloads
+            .iter()
+            .find(|(s, _)| *s == size)
+            .map(|(_, p)| p.clone())
+            .context("no payload of that size")
+    };
+
+    // Every stack echoes every message exactly before anything is timed.
+    for peer in &peers {
+        for (size, payload) in &payloads {
+            let (peer, payload) = (peer.clone(), payload.clone());
+            let name = peer.stack.name();
+            let ok = runtime.block_on(runtime.spawn(async move {
+                let mut conn = Conn::connect(&peer).await?;
+                let ok = conn.call(&payload).await?.matches(&payload);
+                conn.close().await;
+                anyhow::Ok(ok)
+            }))??;
+            if !ok {
+                bail!("{name}: the {size}K echo differs from the message sent");
+            }
+        }
+    }
+
+    let load_before = load_average();
+    let pids: Vec<u32> = std::iter::once(std::process::id())
+        .chain(servers.iter().map(|(_, pid)| *pid))
+        .collect();
+    // cells[mode][row][stack]; mode 0 unpinned, 1 pinned.
+    let mut cells = vec![vec![vec![Cell::default(); peers.len()]; ROWS.len()]; 2];
+    let started = Instant::now();
+    for rep in 0..=reps {
+        for (mode, cpu) in [None, Some(PINNED_CPU)].into_iter().enumerate() {
+            for pid in &pids {
+                set_affinity(*pid, cpu)?;
+            }
+            for (row_index, row) in ROWS.iter().enumerate() {
+                for (stack_index, peer) in peers.iter().enumerate() {
+                    progress(&format!(
+                        "rep {rep}/{reps}{} {}, {}: {}   [{:.0}s]",
+                        if rep == 0 { " (warm-up)" } else { "" },
+                        ["unpinned", "pinned"][mode],
+                        row.title(),
+                        peer.stack.name(),
+                        started.elapsed().as_secs_f64()
+                    ));
+                    let payload = payload(row.size())?;
+                    let cell = &mut cells[mode][row_index][stack_index];
+                    let context = || format!("{} at {}", peer.stack.name(), row.title());
+                    match *row {
+                        Row::OneAtATime { calls, .. } => {
+                            let mut times = runtime
+                                .block_on(runtime.spawn(one_at_a_time(
+                                    peer.clone(),
+                                    payload,
+                                    calls,
+                                )))?
+                                .with_context(context)?;
+                            times.sort_by(f64::total_cmp);
+                            if rep > 0 {
+                                cell.values.push(percentile(&times, 0.5));
+                                cell.p99.push(percentile(&times, 0.99));
+                            }
+                        }
+                        Row::InFlight {
+                            connections,
+                            per_connection,
+                            ..
+                        } => {
+                            let rate = runtime
+                                .block_on(runtime.spawn(in_flight(
+                                    peer.clone(),
+                                    payload,
+                                    connections,
+                                    per_connection,
+                                )))?
+                                .with_context(context)?;
+                            if rep > 0 {
+                                cell.values.push(rate);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for pid in &pids {
+        set_affinity(*pid, None)?;
+    }
+    progress("");
+    eprintln!();
+    let memory: Vec<(u64, u64)> = servers.iter().map(|(_, pid)| memory_kib(*pid)).collect();
+
+    let body = render(
+        reps,
+        &peers,
+        &cells,
+        &servers,
+        &idle_rss,
+        &memory,
+        &load_before,
+    );
+    println!("{body}");
+    report::write_results(&repo_root().join("benches/RESULTS.md"), "peers", &body)?;
+    Ok(())
+}
+
+fn render(
+    reps: usize,
+    peers: &[Peer],
+    cells: &[Vec<Vec<Cell>>],
+    servers: &[(&str, u32)],
+    idle_rss: &[u64],
+    memory: &[(u64, u64)],
+    load_before: &str,
+) -> String {
+    let mut body = format!(
+        "Command: `cargo run --release -p pixl-ipc-benches --features peers --bin peers` \
+         ({reps} repetitions after a warm-up, interleaved: in each repetition every row \
+         unpinned then pinned, the stacks one after another within a row)\n\n\
+         Each stack with its own server and client as a user of it would write them (see \
+         `benches/src/peers/`), echoing the original's 1K and 100K messages \
+         (`sized_message(1)`, `sized_message(100)`): as the JSON body (axum), the JSON-RPC \
+         parameter (jsonrpsee), the varlink parameter (zlink), the pixl-ipc request's data, \
+         and for tonic the message's JSON text in a `bytes` field (its client does no JSON \
+         work at all). Every server in a process of its own; the clients on one Tokio \
+         runtime with two workers. One at a time: a fresh connection, 500 calls at 1K and \
+         200 at 100K, each call timed. In flight: tasks each keeping one call going for \
+         {} ms; HTTP/1.1 (axum) and varlink (zlink) carry one call at a time per connection, \
+         so they get one connection per call in flight; the jsonrpsee HTTP client is one \
+         client (its own connection pool) per connection of the other stacks. Pinned: this \
+         process and every server on CPU {PINNED_CPU} (`sched_setaffinity` on each thread).\n\n\
+         Versions: {}.\n",
+        RUN.as_millis(),
+        versions()
+    );
+    let ours = peers
+        .iter()
+        .position(|peer| peer.stack == Stack::OursUnix)
+        .unwrap_or(0);
+    for (mode, title) in ["unpinned", "pinned to one CPU"].iter().enumerate() {
+        let _ = write!(body, "\n### {title}\n\n| stack |");
+        for row in ROWS {
+            let _ = write!(body, " {} |", row.title());
+        }
+        body.push_str("\n| --- |");
+        body.push_str(&" ---: |".repeat(ROWS.len()));
+        body.push('\n');
+        for (stack_index, peer) in peers.iter().enumerate() {
+            let _ = write!(body, "| {} |", peer.stack.name());
+            for (row_index, row) in ROWS.iter().enumerate() {
+                let cell = &cells[mode][row_index][stack_index];
+                let spread = Spread::of(&cell.values);
+                match row {
+                    Row::OneAtATime { .. } => {
+                        let p99 = Spread::of(&cell.p99);
+                        let _ = write!(
+                            body,
+                            " {:.1} ({:.1}-{:.1}); {:.1} |",
+                            spread.median, spread.min, spread.max, p99.median
+                        );
+                    }
+                    Row::InFlight { .. } => {
+                        let _ = write!(
+                            body,
+                            " {} ({}-{}) |",
+                            thousands(spread.median),
+                            thousands(spread.min),
+                            thousands(spread.max)
+                        );
+                    }
+                }
+            }
+            body.push('\n');
+        }
+        // Where we lead: pixl-ipc over its UNIX socket against the best other stack.
+        let _ = write!(
+            body,
+            "\nLead of pixl-ipc (UNIX socket) over the fastest other stack in each row, {title} \
+             (latency: their median / ours; rate: ours / theirs), and in how many of the \
+             {reps} repetitions ours beat that stack's figure of the same repetition:\n\n\
+             | row | fastest other stack | lead | repetitions ahead | 2x target |\n\
+             | --- | --- | ---: | ---: | --- |\n"
+        );
+        for (row_index, row) in ROWS.iter().enumerate() {
+            let latency = matches!(row, Row::OneAtATime { .. });
+            let median =
+                |stack_index: usize| Spread::of(&cells[mode][row_index][stack_index].values).median;
+            let better = |a: f64, b: f64| if latency { a < b } else { a > b };
+            let Some(best) = (0..peers.len())
+                .filter(|&index| !peers[index].stack.is_ours())
+                .reduce(|a, b| if better(median(b), median(a)) { b } else { a })
+            else {
+                continue;
+            };
+            let lead = if latency {
+                median(best) / median(ours)
+            } else {
+                median(ours) / median(best)
+            };
+            let ahead = cells[mode][row_index][ours]
+                .values
+                .iter()
+                .zip(&cells[mode][row_index][best].values)
+                .filter(|(mine, theirs)| better(**mine, **theirs))
+                .count();
+            let _ = writeln!(
+                body,
+                "| {} | {} | {lead:.2}x | {ahead} of {reps} | {} |",
+                row.title(),
+                peers[best].stack.name(),
+                if lead >= 2.0 { "met" } else { "missed" }
+            );
+        }
+    }
+    body.push_str(
+        "\nServer memory (one process per server; pixl-ipc's serves both its transports, \
+         jsonrpsee's both of its):\n\n| server | RSS idle, MiB | RSS after the run, MiB | \
+         peak RSS, MiB |\n| --- | ---: | ---: | ---: |\n",
+    );
+    for (((name, _), idle), (rss, peak)) in servers.iter().zip(idle_rss).zip(memory) {
+        let _ = writeln!(
+            body,
+            "| {name} | {:.1} | {:.1} | {:.1} |",
+            *idle as f64 / 1024.0,
+            *rss as f64 / 1024.0,
+            *peak as f64 / 1024.0
+        );
+    }
+    let _ = writeln!(
+        body,
+        "\nLoad average (1 min) before and after the run: {load_before} and {} on {} cores.",
+        load_average(),
+        std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+    );
+    body
+}
+
+/// `12345.6` as `12.3k`.
+fn thousands(rate: f64) -> String {
+    format!("{:.1}k", rate / 1000.0)
+}
+
+/// The peers' crate versions, from the workspace's `Cargo.lock`.
+fn versions() -> String {
+    let lock = std::fs::read_to_string(repo_root().join("Cargo.lock")).unwrap_or_default();
+    let version = |name: &str| {
+        let marker = format!("name = \"{name}\"\nversion = \"");
+        lock.find(&marker)
+            .and_then(|at| lock[at + marker.len()..].split('"').next())
+            .unwrap_or("?")
+            .to_owned()
+    };
+    [
+        "axum",
+        "hyper",
+        "tonic",
+        "prost",
+        "jsonrpsee",
+        "zlink",
+        "tokio",
+    ]
+    .iter()
+    .map(|name| format!("{name} {}", version(name)))
+    .collect::<Vec<_>>()
+    .join(", ")
+}
