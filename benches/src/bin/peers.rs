@@ -29,7 +29,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use bytes::Bytes;
 use pixl_ipc_benches::peers::{
-    axum_uds, jsonrpsee_ws, memory_kib, set_affinity, tonic_uds, zlink_uds, PeerServer,
+    axum_uds, current_affinity, jsonrpsee_ws, memory_kib, one_cpu, set_thread_affinity, tonic_uds,
+    zlink_uds, PeerServer,
 };
 use pixl_ipc_benches::{
     build_release_server, load_average, progress, repo_root, report, reps_arg, sized_message,
@@ -80,6 +81,68 @@ impl Stack {
 struct Peer {
     stack: Stack,
     address: String,
+}
+
+/// The servers, in the order of [`StackSet::pids`].
+const SERVERS: [&str; 5] = ["pixl-ipc-server", "axum", "tonic", "jsonrpsee", "zlink"];
+
+/// Every stack's server, and a client runtime, started with the calling thread's CPU affinity.
+struct StackSet {
+    runtime: tokio::runtime::Runtime,
+    peers: Vec<Peer>,
+    pids: [u32; 5],
+    idle_rss: [u64; 5],
+    _ours: ServerUnderTest,
+    _servers: [PeerServer; 4],
+    _dir: tempfile::TempDir,
+}
+
+impl StackSet {
+    fn start(binary: &std::path::Path) -> anyhow::Result<StackSet> {
+        let ours = ServerUnderTest::start(binary, &[])?;
+        let dir = tempfile::tempdir()?;
+        let socket = |name: &str| dir.path().join(name).display().to_string();
+        let servers = [
+            PeerServer::start("axum", &socket("axum.sock"))?,
+            PeerServer::start("tonic", &socket("tonic.sock"))?,
+            PeerServer::start("jsonrpsee", "")?,
+            PeerServer::start("zlink", &socket("zlink.sock"))?,
+        ];
+        let pids = [
+            ours.pid(),
+            servers[0].pid(),
+            servers[1].pid(),
+            servers[2].pid(),
+            servers[3].pid(),
+        ];
+        let peer = |stack, address: &str| Peer {
+            stack,
+            address: address.to_owned(),
+        };
+        let [axum, tonic, jsonrpsee, zlink] = &servers;
+        let peers = vec![
+            peer(Stack::OursUnix, &ours.socket.display().to_string()),
+            peer(Stack::OursWs, &ours.ws_url),
+            peer(Stack::Axum, &axum.address),
+            peer(Stack::Tonic, &tonic.address),
+            peer(Stack::JsonrpseeWs, &jsonrpsee.address),
+            peer(Stack::JsonrpseeHttp, &jsonrpsee.address),
+            peer(Stack::Zlink, &zlink.address),
+        ];
+        // What `#[tokio::main]` builds: a worker per CPU this thread may use.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        Ok(StackSet {
+            runtime,
+            peers,
+            idle_rss: pids.map(|pid| memory_kib(pid).0),
+            pids,
+            _ours: ours,
+            _servers: servers,
+            _dir: dir,
+        })
+    }
 }
 
 /// One measured row.
@@ -324,6 +387,8 @@ async fn in_flight(
 struct Cell {
     values: Vec<f64>,
     p99: Vec<f64>,
+    /// Time spent measuring the cell, warm-up included (to keep the run's length in check).
+    seconds: f64,
 }
 
 fn percentile(sorted: &[f64], fraction: f64) -> f64 {
@@ -344,38 +409,17 @@ fn main() -> anyhow::Result<()> {
     }
     progress("building the release server...");
     let binary = build_release_server()?;
-    let ours = ServerUnderTest::start(&binary, &[])?;
-    let dir = tempfile::tempdir()?;
-    let socket = |name: &str| dir.path().join(name).display().to_string();
-    let axum = PeerServer::start("axum", &socket("axum.sock"))?;
-    let tonic = PeerServer::start("tonic", &socket("tonic.sock"))?;
-    let jsonrpsee = PeerServer::start("jsonrpsee", "")?;
-    let zlink = PeerServer::start("zlink", &socket("zlink.sock"))?;
-    let servers: [(&str, u32); 5] = [
-        ("pixl-ipc-server (UNIX and WebSocket)", ours.pid()),
-        ("axum", axum.pid()),
-        ("tonic", tonic.pid()),
-        ("jsonrpsee (WebSocket and HTTP)", jsonrpsee.pid()),
-        ("zlink", zlink.pid()),
-    ];
-    let idle_rss: Vec<u64> = servers.iter().map(|(_, pid)| memory_kib(*pid).0).collect();
-    let peer = |stack, address: &str| Peer {
-        stack,
-        address: address.to_owned(),
-    };
-    let peers = [
-        peer(Stack::OursUnix, &ours.socket.display().to_string()),
-        peer(Stack::OursWs, &ours.ws_url),
-        peer(Stack::Axum, &axum.address),
-        peer(Stack::Tonic, &tonic.address),
-        peer(Stack::JsonrpseeWs, &jsonrpsee.address),
-        peer(Stack::JsonrpseeHttp, &jsonrpsee.address),
-        peer(Stack::Zlink, &zlink.address),
-    ];
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    // Two sets of servers and client runtimes: one started as this process was started, one
+    // started with this thread on one CPU, so that its processes and threads inherit that CPU
+    // and size their runtimes to it, as the whole run would under `taskset -c 0`.
+    let unpinned = StackSet::start(&binary)?;
+    let free = current_affinity()?;
+    set_thread_affinity(&one_cpu(PINNED_CPU)?)?;
+    let pinned = StackSet::start(&binary);
+    set_thread_affinity(&free)?;
+    let sets = [unpinned, pinned?];
+    let peers = sets[0].peers.clone();
     let payloads = [(1, Payload::new(1)?), (100, Payload::new(100)?)];
     let payload = |size: usize| {
         payloads
@@ -386,7 +430,11 @@ fn main() -> anyhow::Result<()> {
     };
 
     // Every stack echoes every message exactly before anything is timed.
-    for peer in &peers {
+    for (set, peer) in sets
+        .iter()
+        .flat_map(|set| set.peers.iter().map(move |peer| (set, peer)))
+    {
+        let runtime = &set.runtime;
         for (size, payload) in &payloads {
             let (peer, payload) = (peer.clone(), payload.clone());
             let name = peer.stack.name();
@@ -403,19 +451,14 @@ fn main() -> anyhow::Result<()> {
     }
 
     let load_before = load_average();
-    let pids: Vec<u32> = std::iter::once(std::process::id())
-        .chain(servers.iter().map(|(_, pid)| *pid))
-        .collect();
     // cells[mode][row][stack]; mode 0 unpinned, 1 pinned.
     let mut cells = vec![vec![vec![Cell::default(); peers.len()]; ROWS.len()]; 2];
     let started = Instant::now();
     for rep in 0..=reps {
-        for (mode, cpu) in [None, Some(PINNED_CPU)].into_iter().enumerate() {
-            for pid in &pids {
-                set_affinity(*pid, cpu)?;
-            }
+        for (mode, set) in sets.iter().enumerate() {
+            let runtime = &set.runtime;
             for (row_index, row) in ROWS.iter().enumerate() {
-                for (stack_index, peer) in peers.iter().enumerate() {
+                for (stack_index, peer) in set.peers.iter().enumerate() {
                     progress(&format!(
                         "rep {rep}/{reps}{} {}, {}: {}   [{:.0}s]",
                         if rep == 0 { " (warm-up)" } else { "" },
@@ -425,6 +468,7 @@ fn main() -> anyhow::Result<()> {
                         started.elapsed().as_secs_f64()
                     ));
                     let payload = payload(row.size())?;
+                    let cell_started = Instant::now();
                     let cell = &mut cells[mode][row_index][stack_index];
                     let context = || format!("{} at {}", peer.stack.name(), row.title());
                     match *row {
@@ -460,25 +504,50 @@ fn main() -> anyhow::Result<()> {
                             }
                         }
                     }
+                    cell.seconds += cell_started.elapsed().as_secs_f64();
                 }
             }
         }
     }
-    for pid in &pids {
-        set_affinity(*pid, None)?;
-    }
     progress("");
     eprintln!();
-    let memory: Vec<(u64, u64)> = servers.iter().map(|(_, pid)| memory_kib(*pid)).collect();
+    eprintln!(
+        "whole run {:.0} s; the slowest cells over all repetitions:",
+        started.elapsed().as_secs_f64()
+    );
+    let mut slow: Vec<(f64, String)> = Vec::new();
+    for (mode, rows) in cells.iter().enumerate() {
+        for (row, stacks) in rows.iter().enumerate() {
+            for (stack, cell) in stacks.iter().enumerate() {
+                let name = format!(
+                    "{} {}, {}",
+                    ["unpinned", "pinned"][mode],
+                    ROWS[row].title(),
+                    peers[stack].stack.name()
+                );
+                slow.push((cell.seconds, name));
+            }
+        }
+    }
+    slow.sort_by(|a, b| b.0.total_cmp(&a.0));
+    for (seconds, name) in slow.iter().take(6) {
+        eprintln!("  {seconds:.1} s  {name}");
+    }
+    let memory: Vec<[(u64, u64); 2]> = (0..SERVERS.len())
+        .map(|index| sets.each_ref().map(|set| memory_kib(set.pids[index])))
+        .collect();
+    let idle_rss: Vec<[u64; 2]> = (0..SERVERS.len())
+        .map(|index| sets.each_ref().map(|set| set.idle_rss[index]))
+        .collect();
 
     let body = render(
         reps,
         &peers,
         &cells,
-        &servers,
         &idle_rss,
         &memory,
         &load_before,
+        cores,
     );
     println!("{body}");
     report::write_results(&repo_root().join("benches/RESULTS.md"), "peers", &body)?;
@@ -489,10 +558,10 @@ fn render(
     reps: usize,
     peers: &[Peer],
     cells: &[Vec<Vec<Cell>>],
-    servers: &[(&str, u32)],
-    idle_rss: &[u64],
-    memory: &[(u64, u64)],
+    idle_rss: &[[u64; 2]],
+    memory: &[[(u64, u64); 2]],
     load_before: &str,
+    cores: usize,
 ) -> String {
     let mut body = format!(
         "Command: `cargo run --release -p pixl-ipc-benches --features peers --bin peers` \
@@ -594,31 +663,50 @@ fn render(
         }
     }
     body.push_str(
-        "\nServer memory (one process per server; pixl-ipc's serves both its transports, \
-         jsonrpsee's both of its):\n\n| server | RSS idle, MiB | RSS after the run, MiB | \
-         peak RSS, MiB |\n| --- | ---: | ---: | ---: |\n",
+        "\nServer memory, in MiB, of the unpinned and the pinned instance of each server (one \
+         process per server; pixl-ipc's serves both its transports, jsonrpsee's both of its):\n\n\
+         | server | RSS idle | RSS after the run | peak RSS |\n| --- | ---: | ---: | ---: |\n",
     );
-    for (((name, _), idle), (rss, peak)) in servers.iter().zip(idle_rss).zip(memory) {
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    for ((name, idle), [free, pinned]) in SERVERS.iter().zip(idle_rss).zip(memory) {
         let _ = writeln!(
             body,
-            "| {name} | {:.1} | {:.1} | {:.1} |",
-            *idle as f64 / 1024.0,
-            *rss as f64 / 1024.0,
-            *peak as f64 / 1024.0
+            "| {name} | {:.1} / {:.1} | {:.1} / {:.1} | {:.1} / {:.1} |",
+            mib(idle[0]),
+            mib(idle[1]),
+            mib(free.0),
+            mib(pinned.0),
+            mib(free.1),
+            mib(pinned.1)
         );
     }
+    let load_after = load_average();
     let _ = writeln!(
         body,
-        "\nLoad average (1 min) before and after the run: {load_before} and {} on {} cores.",
-        load_average(),
-        std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+        "\nLoad average (1 min) before and after the run: {load_before} and {load_after} on \
+         {cores} cores."
     );
+    let busy = [load_before, load_after.as_str()]
+        .iter()
+        .any(|load| load.parse::<f64>().is_ok_and(|load| load > 2.5));
+    if busy {
+        let _ = writeln!(
+            body,
+            "**The machine was busy (load above 2.5) during this run**: other work shared the \
+             CPUs, pinned CPU {PINNED_CPU} included, so every absolute figure is inflated; the \
+             ratios between stacks, measured interleaved, are the figures to read."
+        );
+    }
     body
 }
 
-/// `12345.6` as `12.3k`.
+/// `12345.6` as `12.3k`; below 10,000 the whole number (`987`).
 fn thousands(rate: f64) -> String {
-    format!("{:.1}k", rate / 1000.0)
+    if rate >= 10_000.0 {
+        format!("{:.1}k", rate / 1000.0)
+    } else {
+        format!("{rate:.0}")
+    }
 }
 
 /// The peers' crate versions, from the workspace's `Cargo.lock`.

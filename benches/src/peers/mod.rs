@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use anyhow::{bail, Context};
-use nix::sched::{sched_setaffinity, CpuSet};
+use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
 use nix::unistd::Pid;
 
 pub mod axum_uds;
@@ -82,31 +82,22 @@ fn announce(address: &str) {
     let _ = out.flush();
 }
 
-/// Sets the CPU affinity of every thread of process `pid` (threads it starts later inherit it
-/// from their parent thread): `Some(cpu)` pins to that CPU, `None` allows all of them.
-pub fn set_affinity(pid: u32, cpu: Option<usize>) -> anyhow::Result<()> {
+/// The CPUs the calling thread may run on.
+pub fn current_affinity() -> anyhow::Result<CpuSet> {
+    Ok(sched_getaffinity(Pid::from_raw(0))?)
+}
+
+/// The set of the one CPU `cpu`.
+pub fn one_cpu(cpu: usize) -> anyhow::Result<CpuSet> {
     let mut set = CpuSet::new();
-    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    match cpu {
-        Some(cpu) => set.set(cpu)?,
-        None => {
-            for cpu in 0..cpus.min(CpuSet::count()) {
-                set.set(cpu)?;
-            }
-        }
-    }
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
-        .with_context(|| format!("no threads listed for process {pid}"))?;
-    for task in tasks {
-        let tid: i32 = task?
-            .file_name()
-            .to_string_lossy()
-            .parse()
-            .context("a thread id")?;
-        // A thread may have ended since the listing: not an error.
-        let _ = sched_setaffinity(Pid::from_raw(tid), &set);
-    }
-    Ok(())
+    set.set(cpu)?;
+    Ok(set)
+}
+
+/// Sets the CPUs the calling thread may run on; threads and processes it starts afterwards
+/// inherit them (and a Tokio runtime built then sizes itself to them, as under `taskset`).
+pub fn set_thread_affinity(set: &CpuSet) -> anyhow::Result<()> {
+    Ok(sched_setaffinity(Pid::from_raw(0), set)?)
 }
 
 /// Resident and peak resident memory of process `pid`, in KiB (zeros if it is gone).
