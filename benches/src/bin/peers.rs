@@ -2,7 +2,8 @@
 //! calls, each with its own idiomatic server and client, echoing the same messages (the
 //! original's 1K and 100K), in one interleaved run, unpinned and pinned to one CPU.
 //!
-//! `cargo run --release -p pixl-ipc-benches --features peers --bin peers [-- --reps N]`
+//! `cargo run --release -p pixl-ipc-benches --features peers --bin peers [-- --reps N]
+//! [--current-thread]`
 //!
 //! The stacks (see `benches/src/peers/`): the release pixl-ipc-server with the Rust client
 //! (UNIX socket and WebSocket); axum on a UNIX socket with a hyper HTTP/1.1 keep-alive client;
@@ -98,7 +99,7 @@ struct StackSet {
 }
 
 impl StackSet {
-    fn start(binary: &std::path::Path) -> anyhow::Result<StackSet> {
+    fn start(binary: &std::path::Path, current_thread: bool) -> anyhow::Result<StackSet> {
         let ours = ServerUnderTest::start(binary, &[])?;
         let dir = tempfile::tempdir()?;
         let socket = |name: &str| dir.path().join(name).display().to_string();
@@ -129,10 +130,17 @@ impl StackSet {
             peer(Stack::JsonrpseeHttp, &jsonrpsee.address),
             peer(Stack::Zlink, &zlink.address),
         ];
-        // What `#[tokio::main]` builds: a worker per CPU this thread may use.
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?;
+        // What `#[tokio::main]` builds: a worker per CPU this thread may use; or with
+        // `--current-thread`, the measuring thread alone.
+        let runtime = if current_thread {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+        } else {
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+        };
         Ok(StackSet {
             runtime,
             peers,
@@ -413,10 +421,12 @@ fn main() -> anyhow::Result<()> {
     // Two sets of servers and client runtimes: one started as this process was started, one
     // started with this thread on one CPU, so that its processes and threads inherit that CPU
     // and size their runtimes to it, as the whole run would under `taskset -c 0`.
-    let unpinned = StackSet::start(&binary)?;
+    let current_thread = std::env::args().any(|arg| arg == "--current-thread");
+    let unpinned = StackSet::start(&binary, current_thread)?;
     let free = current_affinity()?;
-    set_thread_affinity(&one_cpu(PINNED_CPU)?)?;
-    let pinned = StackSet::start(&binary);
+    let pinned_cpu = one_cpu(PINNED_CPU)?;
+    set_thread_affinity(&pinned_cpu)?;
+    let pinned = StackSet::start(&binary, current_thread);
     set_thread_affinity(&free)?;
     let sets = [unpinned, pinned?];
     let peers = sets[0].peers.clone();
@@ -457,6 +467,8 @@ fn main() -> anyhow::Result<()> {
     for rep in 0..=reps {
         for (mode, set) in sets.iter().enumerate() {
             let runtime = &set.runtime;
+            // This thread drives a current-thread runtime, and waits on a multi-threaded one.
+            set_thread_affinity(if mode == 1 { &pinned_cpu } else { &free })?;
             for (row_index, row) in ROWS.iter().enumerate() {
                 for (stack_index, peer) in set.peers.iter().enumerate() {
                     progress(&format!(
@@ -509,6 +521,7 @@ fn main() -> anyhow::Result<()> {
             }
         }
     }
+    set_thread_affinity(&free)?;
     progress("");
     eprintln!();
     eprintln!(
@@ -540,31 +553,41 @@ fn main() -> anyhow::Result<()> {
         .map(|index| sets.each_ref().map(|set| set.idle_rss[index]))
         .collect();
 
-    let body = render(
+    let run = RunInfo {
         reps,
-        &peers,
-        &cells,
-        &idle_rss,
-        &memory,
-        &load_before,
+        load_before,
         cores,
-    );
+        current_thread,
+    };
+    let body = render(&run, &peers, &cells, &idle_rss, &memory);
     println!("{body}");
     report::write_results(&repo_root().join("benches/RESULTS.md"), "peers", &body)?;
     Ok(())
 }
 
-fn render(
+/// What the report says about the run as a whole.
+struct RunInfo {
     reps: usize,
+    load_before: String,
+    cores: usize,
+    current_thread: bool,
+}
+
+fn render(
+    run: &RunInfo,
     peers: &[Peer],
     cells: &[Vec<Vec<Cell>>],
     idle_rss: &[[u64; 2]],
     memory: &[[(u64, u64); 2]],
-    load_before: &str,
-    cores: usize,
 ) -> String {
+    let RunInfo {
+        reps,
+        ref load_before,
+        cores,
+        current_thread,
+    } = *run;
     let mut body = format!(
-        "Command: `cargo run --release -p pixl-ipc-benches --features peers --bin peers` \
+        "Command: `cargo run --release -p pixl-ipc-benches --features peers --bin peers{}` \
          ({reps} repetitions after a warm-up, interleaved: in each repetition every row \
          unpinned then pinned, the stacks one after another within a row)\n\n\
          Each stack with its own server and client as a user of it would write them (see \
@@ -572,14 +595,23 @@ fn render(
          (`sized_message(1)`, `sized_message(100)`): as the JSON body (axum), the JSON-RPC \
          parameter (jsonrpsee), the varlink parameter (zlink), the pixl-ipc request's data, \
          and for tonic the message's JSON text in a `bytes` field (its client does no JSON \
-         work at all). Every server in a process of its own; the clients on one Tokio \
-         runtime with two workers. One at a time: a fresh connection, 500 calls at 1K and \
+         work at all). Every server in a process of its own; the clients on {}. One at a time: a fresh connection, 500 calls at 1K and \
          200 at 100K, each call timed. In flight: tasks each keeping one call going for \
          {} ms; HTTP/1.1 (axum) and varlink (zlink) carry one call at a time per connection, \
          so they get one connection per call in flight; the jsonrpsee HTTP client is one \
-         client (its own connection pool) per connection of the other stacks. Pinned: this \
-         process and every server on CPU {PINNED_CPU} (`sched_setaffinity` on each thread).\n\n\
+         client (its own connection pool) per connection of the other stacks. Pinned: a \
+         second instance of every server and of the clients' runtime, started from a thread \
+         on CPU {PINNED_CPU} (`sched_setaffinity`) so that all their threads inherit that CPU \
+         and size themselves to it, as the whole run would under `taskset -c {PINNED_CPU}`; \
+         unpinned, the first instance, free to use every CPU.\n\n\
          Versions: {}.\n",
+        if current_thread { " -- --current-thread" } else { "" },
+        if current_thread {
+            "a current-thread Tokio runtime (`--current-thread`)"
+        } else {
+            "a multi-threaded Tokio runtime as `#[tokio::main]` builds it (a worker per \
+             CPU it may use: two unpinned, one pinned), each measurement a task on it"
+        },
         RUN.as_millis(),
         versions()
     );
@@ -686,7 +718,7 @@ fn render(
         "\nLoad average (1 min) before and after the run: {load_before} and {load_after} on \
          {cores} cores."
     );
-    let busy = [load_before, load_after.as_str()]
+    let busy = [load_before.as_str(), load_after.as_str()]
         .iter()
         .any(|load| load.parse::<f64>().is_ok_and(|load| load > 2.5));
     if busy {
