@@ -21,7 +21,8 @@
 //! everything free to run on any CPU, then with this process and every server pinned to CPU 0
 //! (`sched_setaffinity` on each of their threads); the peers are interleaved within each row.
 //!
-//! Writes the `peers` section of `benches/RESULTS.md`.
+//! Writes the `peers` section of `benches/RESULTS.md` (`peers-current-thread` with
+//! `--current-thread`).
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -561,7 +562,13 @@ fn main() -> anyhow::Result<()> {
     };
     let body = render(&run, &peers, &cells, &idle_rss, &memory);
     println!("{body}");
-    report::write_results(&repo_root().join("benches/RESULTS.md"), "peers", &body)?;
+    // The two client runtimes each keep a section of their own.
+    let section = if current_thread {
+        "peers-current-thread"
+    } else {
+        "peers"
+    };
+    report::write_results(&repo_root().join("benches/RESULTS.md"), section, &body)?;
     Ok(())
 }
 
