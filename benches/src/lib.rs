@@ -362,5 +362,7 @@ pub fn progress(message: &str) {
 pub mod chart;
 pub mod echo_load;
 pub mod hostile;
+#[cfg(feature = "peers")]
+pub mod peers;
 pub mod report;
 pub mod soak;
