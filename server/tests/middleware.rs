@@ -155,7 +155,9 @@ fn load_shedding_answers_overloaded() {
     );
     let mut busy = server.connect();
     let mut other = server.connect();
-    busy.send(r#"{"ipcReqID":"long","uri":"/sleep","data":500}"#);
+    // Long enough that a loaded machine still sees it hold the slot (500 ms was missed once in
+    // CI: every probe came after it had ended).
+    busy.send(r#"{"ipcReqID":"long","uri":"/sleep","data":3000}"#);
     // Until the long call holds the only slot, a call may still get it.
     common::eventually("the long call holds the slot", || {
         other
@@ -166,7 +168,7 @@ fn load_shedding_answers_overloaded() {
         other.call(r#"{"ipcReqID":"shed","uri":"/fast"}"#),
         r#"{"ipcReqID":"shed","data":{"code":"overloaded","message":"handler 'fast' is overloaded; try again later"}}"#
     );
-    assert_eq!(busy.read_line(), r#"{"ipcReqID":"long","data":500}"#);
+    assert_eq!(busy.read_line(), r#"{"ipcReqID":"long","data":3000}"#);
     // With the slot free again, calls run.
     assert_eq!(
         other.call(r#"{"ipcReqID":"again","uri":"/fast"}"#),
