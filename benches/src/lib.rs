@@ -123,16 +123,7 @@ impl ServerUnderTest {
 
     /// Resident and peak resident memory of the server, in KiB.
     pub fn memory_kib(&self) -> (u64, u64) {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix(name))
-                .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-                .unwrap_or(0)
-        };
-        (field("VmRSS:"), field("VmHWM:"))
+        memory_kib(self.pid())
     }
 }
 
@@ -346,11 +337,43 @@ pub fn pin_arg() -> anyhow::Result<Option<usize>> {
 /// other vCPU), so unpinned ratios swing between runs. On one CPU every hand-off is a context
 /// switch on that CPU, and the figures measure the work each side does.
 pub fn pin_to_cpu(cpu: usize) -> anyhow::Result<()> {
+    set_thread_affinity(&one_cpu(cpu)?).with_context(|| format!("cannot pin to CPU {cpu}"))
+}
+
+/// The CPUs the calling thread may run on.
+pub fn current_affinity() -> anyhow::Result<nix::sched::CpuSet> {
+    Ok(nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(
+        0,
+    ))?)
+}
+
+/// The set of the one CPU `cpu`.
+pub fn one_cpu(cpu: usize) -> anyhow::Result<nix::sched::CpuSet> {
     let mut set = nix::sched::CpuSet::new();
     set.set(cpu).context("no such CPU")?;
-    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
-        .with_context(|| format!("cannot pin to CPU {cpu}"))?;
-    Ok(())
+    Ok(set)
+}
+
+/// Sets the CPUs the calling thread may run on; threads and processes it starts afterwards
+/// inherit them (and a Tokio runtime built then sizes itself to them, as under `taskset`).
+pub fn set_thread_affinity(set: &nix::sched::CpuSet) -> anyhow::Result<()> {
+    Ok(nix::sched::sched_setaffinity(
+        nix::unistd::Pid::from_raw(0),
+        set,
+    )?)
+}
+
+/// Resident and peak resident memory of process `pid`, in KiB (zeros if it is gone).
+pub fn memory_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
 }
 
 /// One progress line on stderr, rewritten in place.

@@ -196,7 +196,7 @@ where
         // Everything happens in the future, so the connection's panic guard around its first
         // poll covers the decode (a `Deserialize` impl may panic) and the handler's call.
         Box::pin(async move {
-            let data = decode_data::<T>(&request)?;
+            let data = crate::extract::decode::<T>(request.data.as_deref())?;
             // The text is not needed any more while the handler runs.
             drop(request);
             let reply = handler(data, ctx).await?;
@@ -219,14 +219,6 @@ where
         }
     });
     (tree, text)
-}
-
-/// Decodes a request's `data` text (`null` when absent) into `T`, without a `Value` tree.
-fn decode_data<T: DeserializeOwned>(request: &RawRequest) -> Result<T, HandlerError> {
-    let text = request.data.as_deref().map_or("null", RawValue::get);
-    let mut deserializer = serde_json::Deserializer::from_str(text);
-    serde_path_to_error::deserialize::<_, T>(&mut deserializer)
-        .map_err(|err| invalid_data(err.path(), err.inner()))
 }
 
 /// The final item of a streamed reply: yielded by a streaming handler's stream, it is sent as

@@ -25,6 +25,20 @@ fn final_line_within(conn: &mut Conn, id: &Value, within: Duration) -> Option<Va
     None
 }
 
+/// The `code` of each final line (one without `ipcMore`) read within `within`, by the id's
+/// JSON text, until `count` streams have ended.
+fn final_codes_within(conn: &mut Conn, count: usize, within: Duration) -> HashMap<String, Value> {
+    let mut finals = HashMap::new();
+    let deadline = Instant::now() + within;
+    while finals.len() < count && Instant::now() < deadline {
+        let line = conn.read_json();
+        if line.get("ipcMore").is_none() {
+            finals.insert(line["ipcReqID"].to_string(), line["code"].clone());
+        }
+    }
+    finals
+}
+
 /// `/ipcserver/stats/watch` every 20 ms, as a stream with id `id`.
 fn watch(id: u32) -> String {
     format!(
@@ -165,24 +179,18 @@ fn a_cancel_that_overtakes_its_waiting_stream_request_still_ends_it() {
         r#"{{"uri":"/ipcserver/test/delay","ipcReqID":"hog","data":{{"delay":60000,"pad":"{pad}"}}}}"#
     ));
     std::thread::sleep(Duration::from_millis(500));
-    // With the budget spent, stream 2 waits to start; its cancel is read past it (streams
-    // run), and must end it rather than be ignored as the cancel of nothing.
+    // With the budget spent, stream 2's request may wait to be admitted; its cancel, right
+    // behind it, must end it once it starts rather than be lost as the cancel of nothing.
     conn.send(&watch(2));
     conn.send(r#"{"ipcReqID":2,"ipcCancel":true}"#);
     std::thread::sleep(Duration::from_millis(200));
     conn.send(r#"{"ipcReqID":1,"ipcCancel":true}"#);
-    let mut finals = HashMap::new();
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while finals.len() < 2 && Instant::now() < deadline {
-        let line = conn.read_json();
-        if line.get("ipcMore").is_none() {
-            finals.insert(line["ipcReqID"].to_string(), line["code"].clone());
-        }
-    }
+    let finals = final_codes_within(&mut conn, 2, Duration::from_secs(3));
     assert_eq!(finals.get("1"), Some(&json!("cancelled")), "{finals:?}");
     assert_eq!(finals.get("2"), Some(&json!("cancelled")), "{finals:?}");
     assert!(conn.is_silent_for(Duration::from_millis(300)));
 }
+
 #[test]
 fn a_cancel_sent_right_after_its_stream_request_still_ends_it_while_the_slots_are_full() {
     let dir = tempfile::tempdir().unwrap();
@@ -190,20 +198,13 @@ fn a_cancel_sent_right_after_its_stream_request_still_ends_it_while_the_slots_ar
     let mut conn = server.connect();
     conn.send(&watch(1));
     let _ = conn.read_json();
-    // The one slot is taken: stream 2 waits for it, and its cancel comes right behind it (a
-    // client that gave up at once). The cancel must not be lost by overtaking the request.
+    // The one request slot is taken by stream 1 (streams take none, so stream 2 starts at
+    // once), and stream 2's cancel comes right behind it (a client that gave up at once).
     conn.send(&watch(2));
     conn.send(r#"{"ipcReqID":2,"ipcCancel":true}"#);
     std::thread::sleep(Duration::from_millis(200));
     conn.send(r#"{"ipcReqID":1,"ipcCancel":true}"#);
-    let mut finals = HashMap::new();
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while finals.len() < 2 && Instant::now() < deadline {
-        let line = conn.read_json();
-        if line.get("ipcMore").is_none() {
-            finals.insert(line["ipcReqID"].to_string(), line["code"].clone());
-        }
-    }
+    let finals = final_codes_within(&mut conn, 2, Duration::from_secs(3));
     assert_eq!(finals.get("1"), Some(&json!("cancelled")), "{finals:?}");
     assert_eq!(finals.get("2"), Some(&json!("cancelled")), "{finals:?}");
     // Nothing runs any more: no stray items.

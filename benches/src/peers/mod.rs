@@ -10,8 +10,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use anyhow::{bail, Context};
-use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
-use nix::unistd::Pid;
+
+// The affinity and memory helpers live in the crate root, shared with the other benches.
+pub use crate::{current_affinity, memory_kib, one_cpu, set_thread_affinity};
 
 pub mod axum_uds;
 pub mod jsonrpsee_ws;
@@ -80,35 +81,4 @@ fn announce(address: &str) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "ready {address}");
     let _ = out.flush();
-}
-
-/// The CPUs the calling thread may run on.
-pub fn current_affinity() -> anyhow::Result<CpuSet> {
-    Ok(sched_getaffinity(Pid::from_raw(0))?)
-}
-
-/// The set of the one CPU `cpu`.
-pub fn one_cpu(cpu: usize) -> anyhow::Result<CpuSet> {
-    let mut set = CpuSet::new();
-    set.set(cpu)?;
-    Ok(set)
-}
-
-/// Sets the CPUs the calling thread may run on; threads and processes it starts afterwards
-/// inherit them (and a Tokio runtime built then sizes itself to them, as under `taskset`).
-pub fn set_thread_affinity(set: &CpuSet) -> anyhow::Result<()> {
-    Ok(sched_setaffinity(Pid::from_raw(0), set)?)
-}
-
-/// Resident and peak resident memory of process `pid`, in KiB (zeros if it is gone).
-pub fn memory_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix(name))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
 }
