@@ -278,6 +278,56 @@ pub fn encode_stream_item_line(ipc_req_id: Option<&RawId>, data: &RawValue) -> B
     Bytes::from(out)
 }
 
+/// Payloads at least this long are written by [`raw_response_pieces`] and
+/// [`stream_item_pieces`] from the buffer they already are, not copied into the line. Below it
+/// one buffer is cheaper than the extra slices and the payload's allocation kept until the
+/// write; at 100 KB the copy was about a fifth of the server's instructions per echo
+/// (benches/RESULTS.md, `profile`).
+pub const SHARED_PAYLOAD_BYTES: usize = 8 * 1024;
+
+/// A reply `{"ipcReqID":<id>,"data":<text>}` + `\n` as up to three pieces to be written back to
+/// back: the same bytes as [`encode_raw_response_line`], but a payload of at least
+/// [`SHARED_PAYLOAD_BYTES`] is its own piece, moved from the `Box` it was decoded or encoded into
+/// without a copy. A shorter one makes the whole line the first piece and the other two empty.
+pub fn raw_response_pieces(ipc_req_id: Option<&RawId>, data: Option<Box<RawValue>>) -> [Bytes; 3] {
+    line_pieces(ipc_req_id, data, b"}\n")
+}
+
+/// One item of a streamed reply in pieces, as [`raw_response_pieces`] does for a reply: the
+/// same bytes as [`encode_stream_item_line`].
+pub fn stream_item_pieces(ipc_req_id: Option<&RawId>, data: Box<RawValue>) -> [Bytes; 3] {
+    line_pieces(ipc_req_id, Some(data), b",\"ipcMore\":true}\n")
+}
+
+fn line_pieces(
+    ipc_req_id: Option<&RawId>,
+    data: Option<Box<RawValue>>,
+    end: &'static [u8],
+) -> [Bytes; 3] {
+    const START: &str = "{\"ipcReqID\":";
+    const DATA: &str = ",\"data\":";
+    let id = ipc_req_id.map_or("null", RawId::json);
+    let text = data.as_deref().map_or("null", RawValue::get);
+    let head_len = START.len() + id.len() + DATA.len();
+    if text.len() < SHARED_PAYLOAD_BYTES {
+        let mut out = Vec::with_capacity(head_len + text.len() + end.len());
+        for piece in [START, id, DATA, text] {
+            out.extend_from_slice(piece.as_bytes());
+        }
+        out.extend_from_slice(end);
+        return [Bytes::from(out), Bytes::new(), Bytes::new()];
+    }
+    let mut head = String::with_capacity(head_len);
+    for piece in [START, id, DATA] {
+        head.push_str(piece);
+    }
+    // Long enough, so `data` is `Some`; moving the box into `Bytes` copies nothing.
+    let payload = data.map_or_else(Bytes::new, |data| {
+        Bytes::from(Box::<str>::from(data).into_boxed_bytes())
+    });
+    [Bytes::from(head), payload, Bytes::from_static(end)]
+}
+
 /// The line a client sends to cancel its stream `ipc_req_id`, `\n` included:
 /// `{"ipcReqID":<id>,"ipcCancel":true}`.
 pub fn encode_cancel_line(ipc_req_id: &Value) -> Bytes {

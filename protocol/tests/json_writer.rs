@@ -2,7 +2,8 @@
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 use pixl_ipc_protocol::json::{
-    encode_raw_response_line, encode_request_line, encode_response_line, to_json_string,
+    encode_raw_response_line, encode_request_line, encode_response_line, encode_stream_item_line,
+    raw_response_pieces, stream_item_pieces, to_json_string, SHARED_PAYLOAD_BYTES,
 };
 use pixl_ipc_protocol::{encode_line, RawId, RawResponse, Request, Response};
 use proptest::prelude::*;
@@ -88,6 +89,29 @@ proptest! {
         let id = RawId::from(&id);
         let response = RawResponse { ipc_req_id: Some(&id), data: raw.as_deref() };
         prop_assert_eq!(encode_raw_response_line(&response), encode_line(&response).unwrap());
+    }
+
+    /// The pieces, written back to back, are the one-buffer line, for payloads on both sides
+    /// of the size from which the payload is its own piece.
+    #[test]
+    fn pieces_are_the_line_cut_in_three(
+        data in prop::option::of(any_value()),
+        padding in prop::sample::select(vec![0, SHARED_PAYLOAD_BYTES - 20, SHARED_PAYLOAD_BYTES]),
+        id in prop::option::of(any_value()),
+    ) {
+        let data = data.map(|data| json!([data, "x".repeat(padding)]));
+        let raw = || data.as_ref().map(|data| serde_json::value::to_raw_value(data).unwrap());
+        let id = id.map(|id| RawId::from(&id));
+        let pieces = raw_response_pieces(id.as_ref(), raw());
+        let line = encode_raw_response_line(&RawResponse { ipc_req_id: id.as_ref(), data: raw().as_deref() });
+        prop_assert_eq!(pieces.concat(), line.to_vec());
+        let shared = raw().is_some_and(|raw| raw.get().len() >= SHARED_PAYLOAD_BYTES);
+        prop_assert_eq!(pieces[1].is_empty(), !shared);
+        if let Some(item) = raw() {
+            let pieces = stream_item_pieces(id.as_ref(), item);
+            let line = encode_stream_item_line(id.as_ref(), &raw().unwrap());
+            prop_assert_eq!(pieces.concat(), line.to_vec());
+        }
     }
 }
 

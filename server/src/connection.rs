@@ -12,13 +12,11 @@ use std::time::{Duration, Instant};
 
 use futures_util::{FutureExt, Stream, StreamExt};
 use pixl_ipc_protocol::cost::value_bytes;
-use pixl_ipc_protocol::json::{
-    encode_raw_response_line, encode_response_line, encode_stream_item_line,
-};
+use pixl_ipc_protocol::json::{encode_response_line, raw_response_pieces, stream_item_pieces};
 use pixl_ipc_protocol::quote::bounded;
 use pixl_ipc_protocol::MAX_ERROR_REPLY_ID_BYTES;
 use pixl_ipc_protocol::{
-    encode_line, ErrorCode, ErrorReply, FrameError, RawId, RawRequest, RawResponse, Response,
+    encode_line, ErrorCode, ErrorReply, FrameError, RawId, RawRequest, Response,
 };
 use serde_json::json;
 use tokio::task::{JoinHandle, JoinSet};
@@ -468,7 +466,7 @@ fn dispatch(
         return close;
     }
     if route.echoes_data {
-        done.echo(request.data.as_deref());
+        done.echo(request.data);
         return close;
     }
     done.charge = Some(outbound.charge(cost));
@@ -559,11 +557,11 @@ impl Completion {
     }
 
     /// Queues one item of a streamed reply. `Err` when the peer is gone.
-    pub(crate) fn item(&self, data: &serde_json::value::RawValue) -> Result<(), QueueError> {
-        self.outbound.send(Line {
-            bytes: encode_stream_item_line(self.req_id.as_ref(), data),
-            binary: self.binary,
-        })
+    pub(crate) fn item(&self, data: Box<serde_json::value::RawValue>) -> Result<(), QueueError> {
+        self.outbound.send(Line::from_pieces(
+            stream_item_pieces(self.req_id.as_ref(), data),
+            self.binary,
+        ))
     }
 
     /// Forgets the request's id, so the reply carries `"ipcReqID": null` (for an id too long to
@@ -595,21 +593,23 @@ impl Completion {
         )
     }
 
-    /// Answers with the request's data exactly as it arrived (the built-in echo).
-    fn echo(self, data: Option<&serde_json::value::RawValue>) {
-        self.reply_with(|ipc_req_id| encode_raw_response_line(&RawResponse { ipc_req_id, data }));
+    /// Answers with the request's data exactly as it arrived (the built-in echo), a large one
+    /// written from the buffer it was decoded into.
+    fn echo(self, data: Option<Box<serde_json::value::RawValue>>) {
+        self.reply_with(|ipc_req_id| {
+            Line::from_pieces(raw_response_pieces(ipc_req_id, data), false)
+        });
     }
 
     /// Counts the response and, unless the request was one-way, queues the line `encode`
-    /// makes for the request's id.
-    fn reply_with(mut self, encode: impl FnOnce(Option<&RawId>) -> bytes::Bytes) {
+    /// makes for the request's id (as a text frame unless the request came in a binary one).
+    fn reply_with(mut self, encode: impl FnOnce(Option<&RawId>) -> Line) {
         self.count_now();
         if self.reply {
+            let mut line = encode(self.req_id.as_ref());
+            line.binary = self.binary;
             // A closed queue means the peer is gone; its reply has nowhere to go.
-            let _ = self.outbound.send(Line {
-                bytes: encode(self.req_id.as_ref()),
-                binary: self.binary,
-            });
+            let _ = self.outbound.send(line);
         }
     }
 
@@ -619,10 +619,7 @@ impl Completion {
             Ok(Ok(ReplyData::Tree(data))) => data,
             Ok(Ok(ReplyData::Text(text))) => {
                 self.reply_with(|ipc_req_id| {
-                    encode_raw_response_line(&RawResponse {
-                        ipc_req_id,
-                        data: Some(&text),
-                    })
+                    Line::from_pieces(raw_response_pieces(ipc_req_id, Some(text)), false)
                 });
                 return;
             }
@@ -642,10 +639,13 @@ impl Completion {
             }
         };
         self.reply_with(|ipc_req_id| {
-            encode_response_line(&Response {
-                ipc_req_id,
-                data: &data,
-            })
+            Line::new(
+                encode_response_line(&Response {
+                    ipc_req_id,
+                    data: &data,
+                }),
+                false,
+            )
         });
     }
 }
@@ -653,7 +653,7 @@ impl Completion {
 fn queue<T: serde::Serialize>(outbound: &Outbound, message: &T, binary: bool) {
     match encode_line(message) {
         // A closed queue means the peer is gone; its replies have nowhere to go.
-        Ok(bytes) => drop(outbound.send(Line { bytes, binary })),
+        Ok(bytes) => drop(outbound.send(Line::new(bytes, binary))),
         Err(err) => tracing::error!(error = %err, "reply could not be encoded as JSON"),
     }
 }

@@ -15,9 +15,55 @@ use tokio::sync::{mpsc, Notify};
 /// types (WebSocket) to send it as a binary frame, because the request came in one.
 #[derive(Debug, Clone)]
 pub(crate) struct Line {
-    pub(crate) bytes: Bytes,
+    /// The message, or its first piece when `rest` holds more.
+    bytes: Bytes,
+    /// Pieces that follow `bytes`, in order; empty for most lines. A large payload travels here
+    /// as the buffer it already was (the echo's data, a handler's encoded reply), so the UNIX
+    /// writer sends it with its vectored write and never copies it into one line.
+    rest: [Bytes; 2],
     #[cfg_attr(not(feature = "ws"), allow(dead_code))] // Read by the WebSocket transport only.
     pub(crate) binary: bool,
+}
+
+impl Line {
+    /// A message in one buffer.
+    pub(crate) fn new(bytes: Bytes, binary: bool) -> Line {
+        Line {
+            bytes,
+            rest: [Bytes::new(), Bytes::new()],
+            binary,
+        }
+    }
+
+    /// A message in pieces written back to back (see [`pixl_ipc_protocol::json::raw_response_pieces`]).
+    pub(crate) fn from_pieces([bytes, middle, end]: [Bytes; 3], binary: bool) -> Line {
+        Line {
+            bytes,
+            rest: [middle, end],
+            binary,
+        }
+    }
+
+    /// The message's length in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.bytes.len() + self.rest[0].len() + self.rest[1].len()
+    }
+
+    /// The pieces, in order (empty ones included).
+    pub(crate) fn into_pieces(self) -> [Bytes; 3] {
+        let [middle, end] = self.rest;
+        [self.bytes, middle, end]
+    }
+
+    /// The message in one buffer, for a transport that frames each message (one copy, only
+    /// when it is in pieces).
+    #[cfg_attr(not(feature = "ws"), allow(dead_code))] // Used by the WebSocket transport only.
+    pub(crate) fn into_bytes(self) -> Bytes {
+        if self.rest.iter().all(Bytes::is_empty) {
+            return self.bytes;
+        }
+        Bytes::from(self.into_pieces().concat())
+    }
 }
 
 /// The sending side, cloned into every handler task and the push registry.
@@ -147,7 +193,7 @@ impl Outbound {
     /// Queues a reply. Replies are always accepted while the writer runs: the request was
     /// accepted, so its answer is owed; the reader's pause bounds how many can pile up.
     pub(crate) fn send(&self, line: Line) -> Result<(), QueueError> {
-        let length = line.bytes.len();
+        let length = line.len();
         self.gauge.grow(&self.gauge.queued, length);
         self.tx.send(line).map_err(|_| {
             self.gauge.shrink(&self.gauge.queued, length);

@@ -103,10 +103,7 @@ impl Registry {
             .and_then(|entry| entry.outbound.upgrade())
             .ok_or(PushError::NoSuchConnection(connection_id))?;
         outbound
-            .try_push(Line {
-                bytes: line,
-                binary: false,
-            })
+            .try_push(Line::new(line, false))
             .map_err(|err| match err {
                 QueueError::Full => PushError::PeerBehind(connection_id),
                 QueueError::Closed => PushError::NoSuchConnection(connection_id),
@@ -126,10 +123,7 @@ impl Registry {
             .collect();
         let mut report = BroadcastReport::default();
         for outbound in targets {
-            match outbound.try_push(Line {
-                bytes: line.clone(),
-                binary: false,
-            }) {
+            match outbound.try_push(Line::new(line.clone(), false)) {
                 Ok(()) => report.delivered += 1,
                 Err(_) => report.skipped += 1,
             }

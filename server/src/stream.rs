@@ -255,7 +255,7 @@ async fn serve(
                 return done.complete(Ok(Ok(ReplyData::Text(item.data))));
             }
             Ok(Ok(Some(Ok(item)))) => {
-                if done.item(&item.data).is_err() {
+                if done.item(item.data).is_err() {
                     // The peer is gone: nobody to stream to.
                     return;
                 }

@@ -221,6 +221,11 @@ fn a_websocket_frame_of_many_tiny_messages_is_decoded_as_the_server_takes_them()
     frame.push_str(r#"{"ipcReqID":"last","uri":"/ipcserver/test/echo","data":1}"#);
     let sampler = RssSampler::start(server.pid());
     ws.send(&frame);
+    // A debug build takes over ten seconds for 200,000 messages, more on a loaded machine: this
+    // test is about memory, so the one reply gets a minute, not the usual 15 s.
+    ws.tcp()
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
     let reply = ws.read_json();
     let peak = sampler.peak_kib();
     assert_eq!(reply, json!({"ipcReqID": "last", "data": 1}));

@@ -82,6 +82,39 @@ fn echo_answers_absent_or_null_data_with_null_and_keeps_the_senders_spelling() {
 }
 
 #[test]
+fn large_payloads_come_back_byte_for_byte_around_the_shared_payload_size() {
+    // From 8 KiB a reply's data is written from its own buffer (a vectored write of three
+    // pieces), below it copied into the line: either way the line must be exactly the request's
+    // data and id, in order, even with many replies queued behind each other.
+    let (_dir, server) = start(&[]);
+    let mut conn = server.connect();
+    let sizes = [
+        8 * 1024 - 40,
+        8 * 1024 - 1,
+        8 * 1024,
+        8 * 1024 + 1,
+        100 * 1024,
+        3 << 20,
+    ];
+    let mut expected = Vec::new();
+    let mut batch = String::new();
+    for (i, size) in sizes.iter().enumerate() {
+        // Spaces and escapes as sent: the echo must not re-encode them.
+        let data = format!("[ \"{}\\u00e9\" , {i} ]", "x".repeat(*size));
+        let id = format!("{{ \"n\" : {i} }}");
+        batch.push_str(&format!(
+            r#"{{"ipcReqID":{id},"uri":"/ipcserver/test/echo","data":{data}}}"#
+        ));
+        batch.push('\n');
+        expected.push(format!(r#"{{"ipcReqID":{id},"data":{data}}}"#));
+    }
+    conn.send_raw(batch.as_bytes());
+    for line in expected {
+        assert_eq!(conn.read_line(), line);
+    }
+}
+
+#[test]
 fn data_nested_past_the_json_limit_is_refused_for_handlers_and_the_connection_lives_on() {
     let (_dir, server) = start(&[]);
     let mut conn = server.connect();

@@ -186,6 +186,20 @@ fn binary_frames_are_answered_in_binary_and_text_in_text() {
         conn.read_frame(),
         (r#"{"ipcReqID":"t","data":"text"}"#.to_owned(), false)
     );
+    // A large echo (its data is written from its own buffer on UNIX sockets) is one frame of
+    // the request's type too.
+    let data = format!("\"{}\"", "y".repeat(100 * 1024));
+    let request = format!(r#"{{"ipcReqID":"B","uri":"/ipcserver/test/echo","data":{data}}}"#);
+    conn.send_binary(request.as_bytes());
+    assert_eq!(
+        conn.read_frame(),
+        (format!(r#"{{"ipcReqID":"B","data":{data}}}"#), true)
+    );
+    conn.send(&request.replace("\"B\"", "\"T\""));
+    assert_eq!(
+        conn.read_frame(),
+        (format!(r#"{{"ipcReqID":"T","data":{data}}}"#), false)
+    );
 }
 
 #[test]

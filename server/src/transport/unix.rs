@@ -30,7 +30,7 @@ use crate::connection::{self, PeerWatch, Received};
 use crate::context::ConnectionContext;
 use crate::error::ServerError;
 use crate::handler::{ConnectionInfo, PeerCredentials, Transport};
-use crate::outbound::{Outbound, OutboundReceiver};
+use crate::outbound::{Line, Outbound, OutboundReceiver};
 
 /// The longest path a `sockaddr_un` holds, without its terminating NUL (Linux and most BSDs).
 pub(crate) const MAX_SOCKET_PATH_BYTES: usize = 107;
@@ -463,6 +463,13 @@ impl Listener for SocketListener {
     }
 }
 
+/// Adds a line's pieces to what the writer sends next.
+fn queue_line(unsent: &mut WriteQueue, line: Line) {
+    for piece in line.into_pieces() {
+        unsent.push(piece);
+    }
+}
+
 /// The connection's one writer: replies go from the outbound queue to the socket as the
 /// `Bytes` they were encoded into (vectored writes, never copied together), up to
 /// [`WRITE_BATCH`] at a time. Each byte stays counted by the connection's gauge until the kernel
@@ -473,13 +480,13 @@ async fn write_replies(mut replies: OutboundReceiver, mut socket: UnixWriter) ->
     loop {
         if unsent.is_empty() {
             match replies.recv().await {
-                Some(line) => unsent.push(line.bytes),
+                Some(line) => queue_line(&mut unsent, line),
                 None => break,
             }
         }
         while unsent.len() < WRITE_BATCH {
             match replies.try_recv() {
-                Some(line) => unsent.push(line.bytes),
+                Some(line) => queue_line(&mut unsent, line),
                 None => break,
             }
         }

@@ -301,7 +301,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                         break Err(io::ErrorKind::ConnectionReset.into());
                     }
                     Event::Reply(Some(line)) => {
-                        let counted = line.bytes.len();
+                        let counted = line.len();
                         unsent.push(frame_for(line), counted);
                     }
                     Event::Reply(None) => {
@@ -426,11 +426,12 @@ async fn peer_finished(watch: Option<&AsyncFd<OwnedFd>>) {
 
 /// The core's line as a frame of the request's type, without the line's `\n`.
 fn frame_for(line: Line) -> Message {
-    let mut bytes = line.bytes;
+    let binary = line.binary;
+    let mut bytes = line.into_bytes();
     if bytes.last() == Some(&b'\n') {
         bytes.truncate(bytes.len() - 1);
     }
-    if line.binary {
+    if binary {
         return Message::Binary(bytes);
     }
     match bytes.clone().try_into() {
