@@ -99,3 +99,134 @@ pub fn latency_svg(columns: &[&str], sizes: &[usize], cells: &[Vec<Spread>]) -> 
     svg.push_str("</svg>\n");
     svg
 }
+
+/// What a grouped bar chart shows: one group of bars per row (`groups`), one bar per series in
+/// each, every value a ratio drawn on a log scale from 1, with a dashed line at `target`.
+pub struct Bars<'a> {
+    /// The chart's heading.
+    pub title: &'a str,
+    /// The label under each group.
+    pub groups: &'a [String],
+    /// The legend, one entry per bar of a group.
+    pub series: &'a [&'a str],
+    /// `values[group][series]`; a value of 0 or less is left out.
+    pub values: &'a [Vec<f64>],
+    /// Where the dashed line is drawn, and its label.
+    pub target: (f64, &'a str),
+}
+
+/// A grouped bar chart of ratios as an SVG document (the peers benchmark's "times slower than
+/// pixl-ipc" per row).
+pub fn bars_svg(chart: &Bars<'_>) -> String {
+    const BAR_TOP: f64 = 40.0;
+    const BAR_BOTTOM: f64 = 70.0;
+    let high = chart
+        .values
+        .iter()
+        .flatten()
+        .copied()
+        .fold(chart.target.0, f64::max)
+        .max(2.0)
+        .log10();
+    let plot_w = WIDTH - LEFT - RIGHT;
+    let plot_h = HEIGHT - BAR_TOP - BAR_BOTTOM;
+    let y = |ratio: f64| BAR_TOP + plot_h * (1.0 - ratio.max(1.0).log10() / high);
+    let group_w = plot_w / chart.groups.len().max(1) as f64;
+    let bar_w = group_w * 0.8 / chart.series.len().max(1) as f64;
+
+    let mut svg = String::new();
+    let _ = writeln!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" font-family="sans-serif" font-size="11">"#
+    );
+    let _ = writeln!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(
+        svg,
+        r#"<text x="{LEFT}" y="18" font-size="13">{}</text>"#,
+        chart.title
+    );
+    for tick in [1.0_f64, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0] {
+        if tick.log10() > high + 1e-9 {
+            break;
+        }
+        let at = y(tick);
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{LEFT}" x2="{}" y1="{at:.1}" y2="{at:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">{tick}x</text>"##,
+            LEFT + plot_w,
+            LEFT - 6.0,
+            at + 4.0
+        );
+    }
+    let (target, label) = chart.target;
+    let at = y(target);
+    let _ = writeln!(
+        svg,
+        r##"<line x1="{LEFT}" x2="{}" y1="{at:.1}" y2="{at:.1}" stroke="#000" stroke-dasharray="6 4"/><text x="{}" y="{:.1}">{label}</text>"##,
+        LEFT + plot_w,
+        LEFT + plot_w + 4.0,
+        at + 4.0
+    );
+    for (group, (name, values)) in chart.groups.iter().zip(chart.values).enumerate() {
+        let left = LEFT + group_w * group as f64 + group_w * 0.1;
+        for (series, value) in values.iter().enumerate() {
+            if *value <= 0.0 {
+                continue;
+            }
+            let top = y(*value);
+            let _ = writeln!(
+                svg,
+                r#"<rect x="{:.1}" y="{top:.1}" width="{:.1}" height="{:.1}" fill="{}"><title>{}: {value:.2}x</title></rect>"#,
+                left + bar_w * series as f64,
+                bar_w * 0.9,
+                (y(1.0) - top).max(0.5),
+                COLORS[series % COLORS.len()],
+                chart.series[series]
+            );
+        }
+        // Group labels on two lines: "1K one at a time" is too wide for one.
+        let center = LEFT + group_w * (group as f64 + 0.5);
+        let (first, second) = name.split_once(", ").unwrap_or((name.as_str(), ""));
+        let _ = writeln!(
+            svg,
+            r#"<text x="{center:.1}" y="{:.1}" text-anchor="middle">{first}</text><text x="{center:.1}" y="{:.1}" text-anchor="middle">{second}</text>"#,
+            HEIGHT - BAR_BOTTOM + 16.0,
+            HEIGHT - BAR_BOTTOM + 30.0
+        );
+    }
+    for (series, name) in chart.series.iter().enumerate() {
+        let legend_y = BAR_TOP + 18.0 * series as f64;
+        let _ = writeln!(
+            svg,
+            r#"<rect x="{}" y="{:.1}" width="14" height="10" fill="{}"/><text x="{}" y="{:.1}">{name}</text>"#,
+            WIDTH - RIGHT + 40.0,
+            legend_y - 8.0,
+            COLORS[series % COLORS.len()],
+            WIDTH - RIGHT + 60.0,
+            legend_y + 1.0
+        );
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bars_draw_one_bar_per_positive_value_and_the_target_line() {
+        let groups = ["1K, one at a time".to_owned(), "1K, 16 in flight".to_owned()];
+        let svg = bars_svg(&Bars {
+            title: "t",
+            groups: &groups,
+            series: &["a", "b"],
+            values: &[vec![1.5, 3.0], vec![0.0, 12.0]],
+            target: (2.0, "2x target"),
+        });
+        assert_eq!(svg.matches("<rect x=").count(), 3 + 2, "{svg}"); // bars + legend
+        assert!(svg.contains("2x target") && svg.contains("stroke-dasharray"));
+        assert!(svg.contains("<title>b: 12.00x</title>"));
+        assert!(svg.contains(">16 in flight<"));
+    }
+}

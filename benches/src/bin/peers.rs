@@ -35,8 +35,8 @@ use pixl_ipc_benches::peers::{
     zlink_uds, PeerServer,
 };
 use pixl_ipc_benches::{
-    build_release_server, load_average, progress, repo_root, report, reps_arg, sized_message,
-    ServerUnderTest, Spread,
+    build_release_server, chart, load_average, progress, repo_root, report, reps_arg,
+    sized_message, ServerUnderTest, Spread,
 };
 use pixl_ipc_client::{Client, ReconnectPolicy};
 use serde_json::Value;
@@ -214,6 +214,23 @@ impl Row {
                 connections,
                 per_connection,
             } => format!("{size}K, {connections} conns x {per_connection}, req/s"),
+        }
+    }
+
+    /// The row's label under its bars in the chart.
+    fn short(self) -> String {
+        match self {
+            Row::OneAtATime { size, .. } => format!("{size}K, one at a time"),
+            Row::InFlight {
+                size,
+                connections: 1,
+                per_connection,
+            } => format!("{size}K, {per_connection} in flight"),
+            Row::InFlight {
+                size,
+                connections,
+                per_connection,
+            } => format!("{size}K, {connections} conns x {per_connection}"),
         }
     }
 
@@ -560,14 +577,25 @@ fn main() -> anyhow::Result<()> {
         cores,
         current_thread,
     };
-    let body = render(&run, &peers, &cells, &idle_rss, &memory);
-    println!("{body}");
+    let mut body = render(&run, &peers, &cells, &idle_rss, &memory);
     // The two client runtimes each keep a section of their own.
     let section = if current_thread {
         "peers-current-thread"
     } else {
         "peers"
     };
+    for (mode, name) in ["unpinned", "pinned"].iter().enumerate() {
+        let file = format!("{section}-{name}.svg");
+        std::fs::write(
+            repo_root().join("benches").join(&file),
+            slowdown_chart(&peers, &cells[mode], name),
+        )?;
+        let _ = write!(
+            body,
+            "\n![times slower than pixl-ipc over its UNIX socket, {name}]({file})\n"
+        );
+    }
+    println!("{body}");
     report::write_results(&repo_root().join("benches/RESULTS.md"), section, &body)?;
     Ok(())
 }
@@ -737,6 +765,45 @@ fn render(
         );
     }
     body
+}
+
+/// The chart of one mode: for each row, how many times slower than pixl-ipc over its UNIX
+/// socket every other stack is (latency: its median / ours; rate: ours / its median).
+fn slowdown_chart(peers: &[Peer], cells: &[Vec<Cell>], mode: &str) -> String {
+    let ours = peers
+        .iter()
+        .position(|peer| peer.stack == Stack::OursUnix)
+        .unwrap_or(0);
+    let others: Vec<usize> = (0..peers.len()).filter(|&index| index != ours).collect();
+    let values: Vec<Vec<f64>> = ROWS
+        .iter()
+        .zip(cells)
+        .map(|(row, stacks)| {
+            let median = |index: usize| Spread::of(&stacks[index].values).median;
+            others
+                .iter()
+                .map(|&index| match row {
+                    Row::OneAtATime { .. } => median(index) / median(ours),
+                    Row::InFlight { .. } => median(ours) / median(index),
+                })
+                .collect()
+        })
+        .collect();
+    let groups: Vec<String> = ROWS.iter().map(|row| row.short()).collect();
+    let series: Vec<&str> = others
+        .iter()
+        .map(|&index| peers[index].stack.name())
+        .collect();
+    let title = format!(
+        "Times slower than pixl-ipc (Rust client, UNIX socket), {mode}: medians, log scale"
+    );
+    chart::bars_svg(&chart::Bars {
+        title: &title,
+        groups: &groups,
+        series: &series,
+        values: &values,
+        target: (2.0, "2x target"),
+    })
 }
 
 /// `12345.6` as `12.3k`; below 10,000 the whole number (`987`).
