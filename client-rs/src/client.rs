@@ -12,10 +12,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio_util::sync::CancellationToken;
 
 use crate::address::Address;
 use crate::builder::ClientBuilder;
+use crate::close::CloseSignal;
 use crate::error::Error;
 use crate::pushes::{Next, PushHub, PushLimits, Queue};
 use crate::settings::{Settings, MAX_PUSH_BUFFER_PUSHES};
@@ -67,7 +67,7 @@ pub(crate) struct Shared {
     pub(crate) cancels: mpsc::UnboundedSender<String>,
     state: watch::Receiver<ConnectionState>,
     pushes: Arc<PushHub>,
-    close: CancellationToken,
+    close: Arc<CloseSignal>,
     next_id: AtomicU64,
     pid: u32,
 }
@@ -75,7 +75,7 @@ pub(crate) struct Shared {
 impl Drop for Shared {
     fn drop(&mut self) {
         // The last handle is gone: stop the task even if it is waiting to reconnect.
-        self.close.cancel();
+        self.close.close();
     }
 }
 
@@ -109,14 +109,14 @@ impl Client {
             max_pushes: MAX_PUSH_BUFFER_PUSHES,
             max_bytes: settings.max_push_buffer_bytes,
         }));
-        let close = CancellationToken::new();
+        let close = Arc::new(CloseSignal::default());
         let context = TaskContext {
             dialer,
             requests: requests_rx,
             cancels: cancels_rx,
             state: state_tx,
             pushes: Arc::clone(&pushes),
-            close: close.clone(),
+            close: Arc::clone(&close),
             policy: settings.reconnect.clone(),
             max_reply_bytes: settings.max_reply_bytes,
         };
@@ -358,8 +358,9 @@ impl Client {
         no_reply: bool,
         stream: bool,
     ) -> Result<(String, bytes::Bytes), Error> {
-        let id = format!("rq{}", self.shared.next_id.fetch_add(1, Ordering::Relaxed));
-        let id_value = Value::String(id.clone());
+        let id_value = Value::String(request_id(
+            self.shared.next_id.fetch_add(1, Ordering::Relaxed),
+        ));
         let line = encode_request_ref(&RequestRef {
             ipc_req_id: Some(&id_value),
             uri: Some(uri),
@@ -375,6 +376,10 @@ impl Client {
         if size > limit {
             return Err(Error::MessageTooLarge { size, limit });
         }
+        // The id string back out of its `Value`, not a copy of it.
+        let Value::String(id) = id_value else {
+            unreachable!("built as a string above")
+        };
         Ok((id, line))
     }
 
@@ -424,7 +429,7 @@ impl Client {
     /// Closes the connection: every call in flight or waiting fails with [`Error::Closed`], the
     /// background task ends, and later calls fail the same way. Resolves once that is done.
     pub async fn close(&self) {
-        self.shared.close.cancel();
+        self.shared.close.close();
         let mut state = self.shared.state.clone();
         let _ = state
             .wait_for(|state| matches!(state, ConnectionState::Closed(_)))
@@ -475,6 +480,29 @@ impl Subscription {
             }
         }
     }
+}
+
+/// The id of request number `number`: `rq` and the number in decimal. Written by hand, as
+/// `format!` costs several hundred instructions per call here.
+fn request_id(number: u64) -> String {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    let mut rest = number;
+    loop {
+        start -= 1;
+        // `rest % 10` is below 10, so the cast cannot truncate.
+        digits[start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    let mut id = String::with_capacity(2 + digits.len() - start);
+    id.push_str("rq");
+    for &digit in &digits[start..] {
+        id.push(char::from(digit));
+    }
+    id
 }
 
 /// A reply line decoded as `T`, with the errors the connection task used to report.
@@ -568,5 +596,17 @@ pub(crate) fn text_of(value: &Value) -> String {
     match value {
         Value::String(text) => text.clone(),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::request_id;
+
+    #[test]
+    fn request_ids_are_rq_and_the_number() {
+        for number in [0, 7, 10, 99, 100, 12_345, u64::MAX] {
+            assert_eq!(request_id(number), format!("rq{number}"));
+        }
     }
 }

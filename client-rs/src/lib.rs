@@ -31,6 +31,7 @@
 mod address;
 mod builder;
 mod client;
+mod close;
 mod error;
 mod lines;
 mod pending;
