@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use pixl_ipc_protocol::json::{encode_request_ref, RequestRef};
 use pixl_ipc_protocol::{decode_line, Push, ServerMessage};
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -512,9 +512,26 @@ fn decode_reply<T: DeserializeOwned>(line: &[u8]) -> Result<T, Error> {
     })
 }
 
+/// A reply line as [`Client::send`] reads it: [`ServerMessage`]'s fields with the same types,
+/// so the same lines decode or fail, but the id (matched already by the connection task) is
+/// checked without being built.
+#[derive(Deserialize)]
+struct ReplyLine {
+    #[serde(rename = "ipcReqID", default)]
+    _id: Option<IgnoredAny>,
+    #[serde(default)]
+    data: Value,
+    #[serde(default)]
+    code: Option<Value>,
+    #[serde(default)]
+    message: Option<Value>,
+    #[serde(rename = "uri", default)]
+    _uri: Option<String>,
+}
+
 /// A reply line for [`Client::send`]: its `data`, or a top-level `code` as an error.
 fn decode_value(line: &[u8]) -> Result<Value, Error> {
-    let reply = decode_reply::<ServerMessage>(line)?;
+    let reply = decode_reply::<ReplyLine>(line)?;
     match reply.code {
         Some(code) if is_set(&code) => Err(Error::Server {
             code: text_of(&code),
@@ -601,7 +618,43 @@ pub(crate) fn text_of(value: &Value) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::request_id;
+    use super::{decode_reply, decode_value, request_id, Error};
+    use pixl_ipc_protocol::ServerMessage;
+
+    /// `send` decodes with its own lean struct: it must accept and refuse the same lines as
+    /// [`ServerMessage`], and give the same `data` or error code.
+    #[test]
+    fn send_decodes_replies_as_server_message_does() {
+        let lines: [&[u8]; 12] = [
+            br#"{"ipcReqID":"rq1","data":{"a":[1,2,{"b":null}]}}"#,
+            br#"{"ipcReqID":"rq1"}"#,
+            br#"{"ipcReqID":{"odd":1},"data":3}"#,
+            br#"{"ipcReqID":"rq1","code":"no_uri","message":"no uri"}"#,
+            br#"{"ipcReqID":"rq1","code":0,"data":"zero is no error"}"#,
+            br#"{"ipcReqID":"rq1","uri":"/topic","data":1}"#,
+            br#"{"ipcReqID":"rq1","uri":5,"data":1}"#,
+            br#"{"ipcReqID":"rq1","ipcReqID":"rq2","data":1}"#,
+            br#"{"ipcReqID":"rq1","data":1,"data":2}"#,
+            br#"{"ipcReqID":"rq1","data":1,"extra":[true]}"#,
+            br#"{"ipcReqID":"rq1","data":"#,
+            br#"[1,2]"#,
+        ];
+        for line in lines {
+            let lean = decode_value(line);
+            let full = decode_reply::<ServerMessage>(line);
+            let text = String::from_utf8_lossy(line);
+            match (lean, full) {
+                (Ok(data), Ok(message)) => assert_eq!(data, message.data, "{text}"),
+                (Err(Error::Server { code, .. }), Ok(message)) => {
+                    assert_eq!(Some(serde_json::json!(code)), message.code, "{text}");
+                }
+                (Err(Error::Protocol(lean)), Err(Error::Protocol(full))) => {
+                    assert_eq!(lean, full, "{text}");
+                }
+                (lean, full) => panic!("{text}: send gave {lean:?}, ServerMessage {full:?}"),
+            }
+        }
+    }
 
     #[test]
     fn request_ids_are_rq_and_the_number() {
