@@ -17,6 +17,7 @@ use crate::address::Address;
 use crate::builder::ClientBuilder;
 use crate::close::CloseSignal;
 use crate::error::Error;
+use crate::notes::{Note, Notes};
 use crate::pushes::{Next, PushHub, PushLimits, Queue};
 use crate::settings::{Settings, MAX_PUSH_BUFFER_PUSHES};
 use crate::state::ConnectionState;
@@ -63,8 +64,9 @@ pub(crate) struct Shared {
     address: Address,
     pub(crate) settings: Settings,
     pub(crate) requests: mpsc::Sender<Outgoing>,
-    /// Streams stopped early, for the task to cancel on the wire.
-    pub(crate) cancels: mpsc::UnboundedSender<String>,
+    /// Streams stopped early, for the task to cancel on the wire, and calls given up on, for
+    /// it to forget.
+    pub(crate) notes: Arc<Notes>,
     state: watch::Receiver<ConnectionState>,
     pushes: Arc<PushHub>,
     close: Arc<CloseSignal>,
@@ -103,7 +105,7 @@ impl Client {
         };
         let connection = dialer.connect().await?;
         let (requests_tx, requests_rx) = mpsc::channel(QUEUE_DEPTH);
-        let (cancels_tx, cancels_rx) = mpsc::unbounded_channel();
+        let notes = Arc::new(Notes::default());
         let (state_tx, state_rx) = watch::channel(ConnectionState::Connected);
         let pushes = Arc::new(PushHub::new(PushLimits {
             max_pushes: MAX_PUSH_BUFFER_PUSHES,
@@ -113,7 +115,7 @@ impl Client {
         let context = TaskContext {
             dialer,
             requests: requests_rx,
-            cancels: cancels_rx,
+            notes: Arc::clone(&notes),
             state: state_tx,
             pushes: Arc::clone(&pushes),
             close: Arc::clone(&close),
@@ -126,7 +128,7 @@ impl Client {
                 address,
                 settings,
                 requests: requests_tx,
-                cancels: cancels_tx,
+                notes,
                 state: state_rx,
                 pushes,
                 close,
@@ -255,7 +257,8 @@ impl Client {
         timeout: Duration,
         decode: fn(&[u8]) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let (id, line) = self.encode(uri, data, false)?;
+        let number = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let (id, line) = self.encode_numbered(number, uri, data, false, false)?;
         let (reply_tx, reply_rx) = oneshot::channel();
         let outgoing = Outgoing {
             id,
@@ -263,13 +266,22 @@ impl Client {
             reply: Reply::Call(reply_tx),
         };
         let exchange = async {
+            // Until the outcome is in, dropping this (a timeout, a dropped future) tells the
+            // task to forget the call.
+            let mut forget = ForgetIfAbandoned {
+                notes: &self.shared.notes,
+                number,
+                armed: true,
+            };
             // Waits for queue space, and through a reconnect, within the same deadline.
             if self.shared.requests.send(outgoing).await.is_err() {
+                forget.armed = false;
                 return Err(self.closed_error());
             }
-            let line = reply_rx
-                .await
-                .unwrap_or_else(|_| Err(self.closed_error()))?;
+            let outcome = reply_rx.await;
+            // Settled: the task has removed the entry (or ended).
+            forget.armed = false;
+            let line = outcome.unwrap_or_else(|_| Err(self.closed_error()))?;
             if line.len() <= INLINE_DECODE_BYTES {
                 return decode(&line);
             }
@@ -358,9 +370,20 @@ impl Client {
         no_reply: bool,
         stream: bool,
     ) -> Result<(String, bytes::Bytes), Error> {
-        let id_value = Value::String(request_id(
-            self.shared.next_id.fetch_add(1, Ordering::Relaxed),
-        ));
+        let number = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        self.encode_numbered(number, uri, data, no_reply, stream)
+    }
+
+    /// [`encode_as`](Self::encode_as) with the id's number drawn already.
+    fn encode_numbered(
+        &self,
+        number: u64,
+        uri: &str,
+        data: &Value,
+        no_reply: bool,
+        stream: bool,
+    ) -> Result<(String, bytes::Bytes), Error> {
+        let id_value = Value::String(request_id(number));
         let line = encode_request_ref(&RequestRef {
             ipc_req_id: Some(&id_value),
             uri: Some(uri),
@@ -478,6 +501,22 @@ impl Subscription {
                     None => {}
                 },
             }
+        }
+    }
+}
+
+/// Tells the connection task to forget a call whose caller stopped waiting, when dropped armed.
+/// Holds the id's number, not its text: the text is only built for an abandoned call.
+struct ForgetIfAbandoned<'a> {
+    notes: &'a Notes,
+    number: u64,
+    armed: bool,
+}
+
+impl Drop for ForgetIfAbandoned<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.notes.push(Note::Forget(request_id(self.number)));
         }
     }
 }
@@ -654,6 +693,43 @@ mod tests {
                 (lean, full) => panic!("{text}: send gave {lean:?}, ServerMessage {full:?}"),
             }
         }
+    }
+
+    /// A call that times out leaves a note for the task to forget it (no periodic sweep); one
+    /// that is answered leaves none. On a current-thread runtime the task cannot take the note
+    /// before the test looks.
+    #[tokio::test]
+    async fn an_abandoned_call_is_left_for_the_task_to_forget() {
+        use crate::notes::Note;
+        use std::time::Duration;
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("forget.sock");
+        let _server = pixl_ipc_server::Server::new(pixl_ipc_server::ServerConfig::new(&path))
+            .start()
+            .await
+            .unwrap();
+        let client = super::Client::connect(&path).await.unwrap();
+        let answered = client
+            .send("/ipcserver/test/echo", serde_json::json!({"a": 1}))
+            .await
+            .unwrap();
+        assert_eq!(answered, serde_json::json!({"a": 1}));
+        assert!(
+            client.shared.notes.try_take().is_empty(),
+            "nothing to forget"
+        );
+
+        let late = client
+            .send_with_timeout(
+                "/ipcserver/test/delay",
+                serde_json::json!({"delay": 2000}),
+                Duration::from_millis(50),
+            )
+            .await;
+        assert!(matches!(late, Err(Error::Timeout { .. })), "{late:?}");
+        assert_eq!(client.shared.notes.try_take(), [Note::Forget("rq1".into())]);
+        client.close().await;
     }
 
     #[test]

@@ -34,6 +34,7 @@ mod client;
 mod close;
 mod error;
 mod lines;
+mod notes;
 mod pending;
 mod pushes;
 mod reconnect;

@@ -109,13 +109,12 @@ impl PendingRequests {
         count
     }
 
-    /// Forgets requests whose caller has stopped waiting, so an unanswered request that timed
-    /// out does not hold memory until the connection ends. Streams are left alone: a dropped
-    /// stream is cancelled on the wire (and so forgotten) by its own cancel message.
-    pub(crate) fn sweep_abandoned(&mut self) -> usize {
-        let before = self.waiting.len();
-        self.waiting.retain(|_, reply| !reply.is_closed());
-        before - self.waiting.len()
+    /// Forgets the call `id`, whose caller stopped waiting (timed out, or its future dropped),
+    /// so an unanswered request does not hold memory until the connection ends. Streams are
+    /// left alone: a dropped stream is forgotten by its cancel. A reply that comes later is
+    /// dropped as unknown.
+    pub(crate) fn forget(&mut self, id: &str) {
+        self.waiting.remove(id);
     }
 
     #[cfg(test)]
@@ -200,7 +199,7 @@ mod tests {
     }
 
     #[test]
-    fn sweep_leaves_dropped_streams_for_their_cancel() {
+    fn forgetting_leaves_streams_for_their_cancel() {
         let mut table = PendingRequests::default();
         let (items_tx, items_rx) = mpsc::channel(1);
         let (ended_tx, _ended_rx) = oneshot::channel();
@@ -212,7 +211,7 @@ mod tests {
             },
         );
         drop(items_rx);
-        assert_eq!(table.sweep_abandoned(), 0);
+        table.forget("rq0");
         assert!(
             table.remove_stream("rq0").is_some(),
             "the cancel still finds it"
@@ -241,14 +240,19 @@ mod tests {
     }
 
     #[test]
-    fn sweep_frees_only_abandoned_requests() {
+    fn forgetting_frees_only_that_call() {
         let mut table = PendingRequests::default();
         let (kept_tx, _kept_rx) = oneshot::channel();
-        let (gone_tx, gone_rx) = oneshot::channel();
+        let (gone_tx, _gone_rx) = oneshot::channel();
         table.insert("kept".into(), kept_tx);
         table.insert("gone".into(), gone_tx);
-        drop(gone_rx);
-        assert_eq!(table.sweep_abandoned(), 1);
+        table.forget("gone");
+        table.forget("never sent");
         assert_eq!(table.len(), 1);
+        assert!(
+            !table.complete("gone", Ok(message(1))),
+            "a late reply finds nobody"
+        );
+        assert!(table.complete("kept", Ok(message(1))));
     }
 }

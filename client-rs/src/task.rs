@@ -14,6 +14,7 @@ use crate::address::Address;
 use crate::close::CloseSignal;
 use crate::error::Error;
 use crate::lines::{self, Route};
+use crate::notes::{Note, Notes};
 use crate::pending::{PendingRequests, ReplySender, StreamSink};
 use crate::pushes::PushHub;
 use crate::reconnect::ReconnectPolicy;
@@ -22,8 +23,6 @@ use crate::transport::{Connection, Dialer, Reader, Writer};
 
 /// Past this many unsent bytes the task stops taking new requests until the server reads.
 const MAX_UNSENT_BYTES: usize = 1024 * 1024;
-/// How often requests whose callers gave up are forgotten.
-const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A request for the task: one encoded line, and where its reply goes.
 pub(crate) struct Outgoing {
@@ -76,9 +75,10 @@ struct Parked {
 pub(crate) struct TaskContext {
     pub(crate) dialer: Dialer,
     pub(crate) requests: mpsc::Receiver<Outgoing>,
-    /// Ids of streams their user stopped early: the task sends the cancel if still running.
-    /// Unbounded, but only the user's own drops fill it, one short id each.
-    pub(crate) cancels: mpsc::UnboundedReceiver<String>,
+    /// Streams their user stopped early (the task sends the cancel if still running) and calls
+    /// their caller gave up on (forgotten at once). Only the user's own drops and timeouts fill
+    /// it, one short id each.
+    pub(crate) notes: Arc<Notes>,
     pub(crate) state: watch::Sender<ConnectionState>,
     pub(crate) pushes: Arc<PushHub>,
     pub(crate) close: Arc<CloseSignal>,
@@ -143,7 +143,7 @@ fn finish(ctx: &mut TaskContext, reason: CloseReason) {
     ctx.state.send_replace(ConnectionState::Closed(reason));
     ctx.pushes.close();
     ctx.requests.close();
-    ctx.cancels.close();
+    ctx.notes.close();
     while let Ok(outgoing) = ctx.requests.try_recv() {
         outgoing.reply.fail(error.clone());
     }
@@ -194,7 +194,6 @@ async fn serve(ctx: &mut TaskContext, connection: Connection) -> Ended {
         mut writer,
     } = connection;
     let mut pending = PendingRequests::default();
-    let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
     let mut last_said = LastSaid::default();
     let mut parked: Option<Parked> = None;
 
@@ -221,15 +220,13 @@ async fn serve(ctx: &mut TaskContext, connection: Connection) -> Ended {
                     }
                 }
             },
-            Some(id) = ctx.cancels.recv() => cancel_stream(&mut pending, &mut writer, &id),
+            notes = ctx.notes.take() => apply(notes, &mut pending, &mut writer),
             outgoing = ctx.requests.recv(), if writer.unsent() < MAX_UNSENT_BYTES => match outgoing {
                 None => break Ended::ByCaller,
                 Some(outgoing) => {
                     // Cancels queued before this request go out before it, so a stream
                     // dropped before a call is stopped before that call is read.
-                    while let Ok(id) = ctx.cancels.try_recv() {
-                        cancel_stream(&mut pending, &mut writer, &id);
-                    }
+                    apply(ctx.notes.try_take(), &mut pending, &mut writer);
                     accept(outgoing, &mut pending, &mut writer);
                     // Written now, not on the next turn of the loop: saves a turn (a poll of
                     // every branch) per request. A write that cannot finish yet is left to the
@@ -249,9 +246,6 @@ async fn serve(ctx: &mut TaskContext, connection: Connection) -> Ended {
                     break Ended::Lost(last_said.explain(reason));
                 }
             }
-            _ = sweep.tick() => {
-                pending.sweep_abandoned();
-            }
         }
     };
     let error = match &ended {
@@ -267,6 +261,16 @@ async fn serve(ctx: &mut TaskContext, connection: Connection) -> Ended {
     }
     writer.shutdown().await;
     ended
+}
+
+/// Carries out the notes left by dropped streams and abandoned calls, oldest first.
+fn apply(notes: Vec<Note>, pending: &mut PendingRequests, writer: &mut Writer) {
+    for note in notes {
+        match note {
+            Note::Cancel(id) => cancel_stream(pending, writer, &id),
+            Note::Forget(id) => pending.forget(&id),
+        }
+    }
 }
 
 /// Resolves when the parked line's stream has room for it (or is gone). Only polled while a
