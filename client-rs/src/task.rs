@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::FutureExt;
 use pixl_ipc_protocol::FrameError;
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
@@ -232,7 +231,7 @@ async fn serve(ctx: &mut TaskContext, connection: Connection) -> Ended {
                     // every branch) per request. A write that cannot finish yet is left to the
                     // branch below, which waits for the socket.
                     if writer.unsent() > 0 {
-                        if let Some(Err(reason)) = writer.write_some().now_or_never() {
+                        if let Some(Err(reason)) = writer.try_write_now() {
                             read_what_is_left(ctx, &mut reader, &mut pending, &mut writer, &mut last_said).await;
                             break Ended::Lost(last_said.explain(reason));
                         }
