@@ -7,16 +7,17 @@ use std::time::Duration;
 
 use pixl_ipc_protocol::json::{encode_request_ref, RequestRef};
 use pixl_ipc_protocol::{decode_line, Push, ServerMessage};
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio_util::sync::CancellationToken;
 
 use crate::address::Address;
 use crate::builder::ClientBuilder;
+use crate::close::CloseSignal;
 use crate::error::Error;
+use crate::notes::{Note, Notes};
 use crate::pushes::{Next, PushHub, PushLimits, Queue};
 use crate::settings::{Settings, MAX_PUSH_BUFFER_PUSHES};
 use crate::state::ConnectionState;
@@ -63,11 +64,12 @@ pub(crate) struct Shared {
     address: Address,
     pub(crate) settings: Settings,
     pub(crate) requests: mpsc::Sender<Outgoing>,
-    /// Streams stopped early, for the task to cancel on the wire.
-    pub(crate) cancels: mpsc::UnboundedSender<String>,
+    /// Streams stopped early, for the task to cancel on the wire, and calls given up on, for
+    /// it to forget.
+    pub(crate) notes: Arc<Notes>,
     state: watch::Receiver<ConnectionState>,
     pushes: Arc<PushHub>,
-    close: CancellationToken,
+    close: Arc<CloseSignal>,
     next_id: AtomicU64,
     pid: u32,
 }
@@ -75,7 +77,7 @@ pub(crate) struct Shared {
 impl Drop for Shared {
     fn drop(&mut self) {
         // The last handle is gone: stop the task even if it is waiting to reconnect.
-        self.close.cancel();
+        self.close.close();
     }
 }
 
@@ -103,20 +105,20 @@ impl Client {
         };
         let connection = dialer.connect().await?;
         let (requests_tx, requests_rx) = mpsc::channel(QUEUE_DEPTH);
-        let (cancels_tx, cancels_rx) = mpsc::unbounded_channel();
+        let notes = Arc::new(Notes::default());
         let (state_tx, state_rx) = watch::channel(ConnectionState::Connected);
         let pushes = Arc::new(PushHub::new(PushLimits {
             max_pushes: MAX_PUSH_BUFFER_PUSHES,
             max_bytes: settings.max_push_buffer_bytes,
         }));
-        let close = CancellationToken::new();
+        let close = Arc::new(CloseSignal::default());
         let context = TaskContext {
             dialer,
             requests: requests_rx,
-            cancels: cancels_rx,
+            notes: Arc::clone(&notes),
             state: state_tx,
             pushes: Arc::clone(&pushes),
-            close: close.clone(),
+            close: Arc::clone(&close),
             policy: settings.reconnect.clone(),
             max_reply_bytes: settings.max_reply_bytes,
         };
@@ -126,7 +128,7 @@ impl Client {
                 address,
                 settings,
                 requests: requests_tx,
-                cancels: cancels_tx,
+                notes,
                 state: state_rx,
                 pushes,
                 close,
@@ -255,7 +257,8 @@ impl Client {
         timeout: Duration,
         decode: fn(&[u8]) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let (id, line) = self.encode(uri, data, false)?;
+        let number = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let (id, line) = self.encode_numbered(number, uri, data, false, false)?;
         let (reply_tx, reply_rx) = oneshot::channel();
         let outgoing = Outgoing {
             id,
@@ -263,13 +266,22 @@ impl Client {
             reply: Reply::Call(reply_tx),
         };
         let exchange = async {
+            // Until the outcome is in, dropping this (a timeout, a dropped future) tells the
+            // task to forget the call.
+            let mut forget = ForgetIfAbandoned {
+                notes: &self.shared.notes,
+                number,
+                armed: true,
+            };
             // Waits for queue space, and through a reconnect, within the same deadline.
             if self.shared.requests.send(outgoing).await.is_err() {
+                forget.armed = false;
                 return Err(self.closed_error());
             }
-            let line = reply_rx
-                .await
-                .unwrap_or_else(|_| Err(self.closed_error()))?;
+            let outcome = reply_rx.await;
+            // Settled: the task has removed the entry (or ended).
+            forget.armed = false;
+            let line = outcome.unwrap_or_else(|_| Err(self.closed_error()))?;
             if line.len() <= INLINE_DECODE_BYTES {
                 return decode(&line);
             }
@@ -358,8 +370,20 @@ impl Client {
         no_reply: bool,
         stream: bool,
     ) -> Result<(String, bytes::Bytes), Error> {
-        let id = format!("rq{}", self.shared.next_id.fetch_add(1, Ordering::Relaxed));
-        let id_value = Value::String(id.clone());
+        let number = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        self.encode_numbered(number, uri, data, no_reply, stream)
+    }
+
+    /// [`encode_as`](Self::encode_as) with the id's number drawn already.
+    fn encode_numbered(
+        &self,
+        number: u64,
+        uri: &str,
+        data: &Value,
+        no_reply: bool,
+        stream: bool,
+    ) -> Result<(String, bytes::Bytes), Error> {
+        let id_value = Value::String(request_id(number));
         let line = encode_request_ref(&RequestRef {
             ipc_req_id: Some(&id_value),
             uri: Some(uri),
@@ -375,6 +399,10 @@ impl Client {
         if size > limit {
             return Err(Error::MessageTooLarge { size, limit });
         }
+        // The id string back out of its `Value`, not a copy of it.
+        let Value::String(id) = id_value else {
+            unreachable!("built as a string above")
+        };
         Ok((id, line))
     }
 
@@ -424,7 +452,7 @@ impl Client {
     /// Closes the connection: every call in flight or waiting fails with [`Error::Closed`], the
     /// background task ends, and later calls fail the same way. Resolves once that is done.
     pub async fn close(&self) {
-        self.shared.close.cancel();
+        self.shared.close.close();
         let mut state = self.shared.state.clone();
         let _ = state
             .wait_for(|state| matches!(state, ConnectionState::Closed(_)))
@@ -477,6 +505,45 @@ impl Subscription {
     }
 }
 
+/// Tells the connection task to forget a call whose caller stopped waiting, when dropped armed.
+/// Holds the id's number, not its text: the text is only built for an abandoned call.
+struct ForgetIfAbandoned<'a> {
+    notes: &'a Notes,
+    number: u64,
+    armed: bool,
+}
+
+impl Drop for ForgetIfAbandoned<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.notes.push(Note::Forget(request_id(self.number)));
+        }
+    }
+}
+
+/// The id of request number `number`: `rq` and the number in decimal. Written by hand, as
+/// `format!` costs several hundred instructions per call here.
+fn request_id(number: u64) -> String {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    let mut rest = number;
+    loop {
+        start -= 1;
+        // `rest % 10` is below 10, so the cast cannot truncate.
+        digits[start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    let mut id = String::with_capacity(2 + digits.len() - start);
+    id.push_str("rq");
+    for &digit in &digits[start..] {
+        id.push(char::from(digit));
+    }
+    id
+}
+
 /// A reply line decoded as `T`, with the errors the connection task used to report.
 fn decode_reply<T: DeserializeOwned>(line: &[u8]) -> Result<T, Error> {
     serde_json::from_slice(line).map_err(|err| {
@@ -484,9 +551,26 @@ fn decode_reply<T: DeserializeOwned>(line: &[u8]) -> Result<T, Error> {
     })
 }
 
+/// A reply line as [`Client::send`] reads it: [`ServerMessage`]'s fields with the same types,
+/// so the same lines decode or fail, but the id (matched already by the connection task) is
+/// checked without being built.
+#[derive(Deserialize)]
+struct ReplyLine {
+    #[serde(rename = "ipcReqID", default)]
+    _id: Option<IgnoredAny>,
+    #[serde(default)]
+    data: Value,
+    #[serde(default)]
+    code: Option<Value>,
+    #[serde(default)]
+    message: Option<Value>,
+    #[serde(rename = "uri", default)]
+    _uri: Option<String>,
+}
+
 /// A reply line for [`Client::send`]: its `data`, or a top-level `code` as an error.
 fn decode_value(line: &[u8]) -> Result<Value, Error> {
-    let reply = decode_reply::<ServerMessage>(line)?;
+    let reply = decode_reply::<ReplyLine>(line)?;
     match reply.code {
         Some(code) if is_set(&code) => Err(Error::Server {
             code: text_of(&code),
@@ -568,5 +652,90 @@ pub(crate) fn text_of(value: &Value) -> String {
     match value {
         Value::String(text) => text.clone(),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{decode_reply, decode_value, request_id, Error};
+    use pixl_ipc_protocol::ServerMessage;
+
+    /// `send` decodes with its own lean struct: it must accept and refuse the same lines as
+    /// [`ServerMessage`], and give the same `data` or error code.
+    #[test]
+    fn send_decodes_replies_as_server_message_does() {
+        let lines: [&[u8]; 12] = [
+            br#"{"ipcReqID":"rq1","data":{"a":[1,2,{"b":null}]}}"#,
+            br#"{"ipcReqID":"rq1"}"#,
+            br#"{"ipcReqID":{"odd":1},"data":3}"#,
+            br#"{"ipcReqID":"rq1","code":"no_uri","message":"no uri"}"#,
+            br#"{"ipcReqID":"rq1","code":0,"data":"zero is no error"}"#,
+            br#"{"ipcReqID":"rq1","uri":"/topic","data":1}"#,
+            br#"{"ipcReqID":"rq1","uri":5,"data":1}"#,
+            br#"{"ipcReqID":"rq1","ipcReqID":"rq2","data":1}"#,
+            br#"{"ipcReqID":"rq1","data":1,"data":2}"#,
+            br#"{"ipcReqID":"rq1","data":1,"extra":[true]}"#,
+            br#"{"ipcReqID":"rq1","data":"#,
+            br#"[1,2]"#,
+        ];
+        for line in lines {
+            let lean = decode_value(line);
+            let full = decode_reply::<ServerMessage>(line);
+            let text = String::from_utf8_lossy(line);
+            match (lean, full) {
+                (Ok(data), Ok(message)) => assert_eq!(data, message.data, "{text}"),
+                (Err(Error::Server { code, .. }), Ok(message)) => {
+                    assert_eq!(Some(serde_json::json!(code)), message.code, "{text}");
+                }
+                (Err(Error::Protocol(lean)), Err(Error::Protocol(full))) => {
+                    assert_eq!(lean, full, "{text}");
+                }
+                (lean, full) => panic!("{text}: send gave {lean:?}, ServerMessage {full:?}"),
+            }
+        }
+    }
+
+    /// A call that times out leaves a note for the task to forget it (no periodic sweep); one
+    /// that is answered leaves none. On a current-thread runtime the task cannot take the note
+    /// before the test looks.
+    #[tokio::test]
+    async fn an_abandoned_call_is_left_for_the_task_to_forget() {
+        use crate::notes::Note;
+        use std::time::Duration;
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("forget.sock");
+        let _server = pixl_ipc_server::Server::new(pixl_ipc_server::ServerConfig::new(&path))
+            .start()
+            .await
+            .unwrap();
+        let client = super::Client::connect(&path).await.unwrap();
+        let answered = client
+            .send("/ipcserver/test/echo", serde_json::json!({"a": 1}))
+            .await
+            .unwrap();
+        assert_eq!(answered, serde_json::json!({"a": 1}));
+        assert!(
+            client.shared.notes.try_take().is_empty(),
+            "nothing to forget"
+        );
+
+        let late = client
+            .send_with_timeout(
+                "/ipcserver/test/delay",
+                serde_json::json!({"delay": 2000}),
+                Duration::from_millis(50),
+            )
+            .await;
+        assert!(matches!(late, Err(Error::Timeout { .. })), "{late:?}");
+        assert_eq!(client.shared.notes.try_take(), [Note::Forget("rq1".into())]);
+        client.close().await;
+    }
+
+    #[test]
+    fn request_ids_are_rq_and_the_number() {
+        for number in [0, 7, 10, 99, 100, 12_345, u64::MAX] {
+            assert_eq!(request_id(number), format!("rq{number}"));
+        }
     }
 }

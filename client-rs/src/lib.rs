@@ -31,8 +31,10 @@
 mod address;
 mod builder;
 mod client;
+mod close;
 mod error;
 mod lines;
+mod notes;
 mod pending;
 mod pushes;
 mod reconnect;

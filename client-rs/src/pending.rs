@@ -1,6 +1,7 @@
 //! The table of requests waiting for their replies, keyed by `ipcReqID`.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
@@ -26,14 +27,46 @@ impl StreamSink {
     }
 }
 
+/// The hash of the tables' ids: this client's own `rq<n>` ids, a few bytes each, hashed twice per
+/// call. The default SipHash cost ~300 instructions per call; its protection against chosen
+/// keys is not needed, as only this client inserts keys (a server's ids are only looked up, and
+/// a lookup of a colliding id costs one probe sequence).
+#[derive(Default)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        // FxHash's step, a word at a time.
+        const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        let mut words = bytes.chunks_exact(8);
+        for word in &mut words {
+            let mut buf = [0u8; 8];
+            buf.copy_from_slice(word);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(buf)).wrapping_mul(SEED);
+        }
+        let rest = words.remainder();
+        if !rest.is_empty() {
+            let mut buf = [0u8; 8];
+            buf[..rest.len()].copy_from_slice(rest);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(buf)).wrapping_mul(SEED);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type IdMap<T> = HashMap<String, T, BuildHasherDefault<IdHasher>>;
+
 /// Requests written to the connection and not yet answered. Owned by the connection task; every
 /// entry is settled exactly once: by its reply, by a connection failure, or dropped because the
 /// caller stopped waiting (timeout or a cancelled future).
 #[derive(Default)]
 pub(crate) struct PendingRequests {
-    waiting: HashMap<String, ReplySender>,
+    waiting: IdMap<ReplySender>,
     /// Streams still running: removed by their final line, a cancel, or a connection failure.
-    streams: HashMap<String, StreamSink>,
+    streams: IdMap<StreamSink>,
 }
 
 impl PendingRequests {
@@ -76,13 +109,12 @@ impl PendingRequests {
         count
     }
 
-    /// Forgets requests whose caller has stopped waiting, so an unanswered request that timed
-    /// out does not hold memory until the connection ends. Streams are left alone: a dropped
-    /// stream is cancelled on the wire (and so forgotten) by its own cancel message.
-    pub(crate) fn sweep_abandoned(&mut self) -> usize {
-        let before = self.waiting.len();
-        self.waiting.retain(|_, reply| !reply.is_closed());
-        before - self.waiting.len()
+    /// Forgets the call `id`, whose caller stopped waiting (timed out, or its future dropped),
+    /// so an unanswered request does not hold memory until the connection ends. Streams are
+    /// left alone: a dropped stream is forgotten by its cancel. A reply that comes later is
+    /// dropped as unknown.
+    pub(crate) fn forget(&mut self, id: &str) {
+        self.waiting.remove(id);
     }
 
     #[cfg(test)]
@@ -167,7 +199,7 @@ mod tests {
     }
 
     #[test]
-    fn sweep_leaves_dropped_streams_for_their_cancel() {
+    fn forgetting_leaves_streams_for_their_cancel() {
         let mut table = PendingRequests::default();
         let (items_tx, items_rx) = mpsc::channel(1);
         let (ended_tx, _ended_rx) = oneshot::channel();
@@ -179,7 +211,7 @@ mod tests {
             },
         );
         drop(items_rx);
-        assert_eq!(table.sweep_abandoned(), 0);
+        table.forget("rq0");
         assert!(
             table.remove_stream("rq0").is_some(),
             "the cancel still finds it"
@@ -187,14 +219,40 @@ mod tests {
     }
 
     #[test]
-    fn sweep_frees_only_abandoned_requests() {
+    fn many_ids_are_kept_apart() {
+        let mut table = PendingRequests::default();
+        let receivers: Vec<_> = (0..10_000)
+            .map(|i| {
+                let (tx, rx) = oneshot::channel();
+                table.insert(format!("rq{i}"), tx);
+                rx
+            })
+            .collect();
+        assert_eq!(table.len(), 10_000);
+        // Ids that share a prefix, or differ only past the first 8 bytes, are different keys.
+        assert!(!table.complete("rq", Ok(message(0))));
+        assert!(!table.complete("rq12345678", Ok(message(0))));
+        for i in (0..10_000).rev() {
+            assert!(table.complete(&format!("rq{i}"), Ok(message(1))));
+        }
+        assert_eq!(table.len(), 0);
+        drop(receivers);
+    }
+
+    #[test]
+    fn forgetting_frees_only_that_call() {
         let mut table = PendingRequests::default();
         let (kept_tx, _kept_rx) = oneshot::channel();
-        let (gone_tx, gone_rx) = oneshot::channel();
+        let (gone_tx, _gone_rx) = oneshot::channel();
         table.insert("kept".into(), kept_tx);
         table.insert("gone".into(), gone_tx);
-        drop(gone_rx);
-        assert_eq!(table.sweep_abandoned(), 1);
+        table.forget("gone");
+        table.forget("never sent");
         assert_eq!(table.len(), 1);
+        assert!(
+            !table.complete("gone", Ok(message(1))),
+            "a late reply finds nobody"
+        );
+        assert!(table.complete("kept", Ok(message(1))));
     }
 }

@@ -17,6 +17,7 @@ use tokio::time::Sleep;
 
 use crate::client::{check_data_code, is_set, text_of, Client};
 use crate::error::Error;
+use crate::notes::Note;
 use crate::pending::StreamSink;
 use crate::task::{Outgoing, Reply};
 
@@ -157,7 +158,7 @@ impl<T> ReplyStream<T> {
         let state = std::mem::replace(&mut self.state, State::Done);
         if matches!(state, State::Receiving(_)) {
             // The task sends the cancel only if the stream is still running there.
-            let _ = self.client.shared.cancels.send(self.id.clone());
+            self.client.shared.notes.push(Note::Cancel(self.id.clone()));
         }
     }
 

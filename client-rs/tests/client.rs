@@ -121,7 +121,34 @@ on_both_transports!(
     calls_in_flight_fail_with_connection_lost_within_100ms_of_a_server_kill,
     the_client_reconnects_after_a_server_restart_on_the_same_address,
     running_out_of_retries_fails_waiting_and_later_calls_clearly,
+    requests_larger_than_the_socket_buffer_are_written_whole,
 );
+
+/// A request is written as soon as the task takes it; one the socket cannot take at once must
+/// still go out whole (the rest written when the socket has room), with other calls queued
+/// behind it and beside it.
+async fn requests_larger_than_the_socket_buffer_are_written_whole(kind: Kind) {
+    let server = lib_server_on(kind, |_| {}).await;
+    let client = Client::connect(server.address.as_str()).await.unwrap();
+    let calls = (0..4u8).map(|n| {
+        let client = client.clone();
+        tokio::spawn(async move {
+            // 3 MiB, far past a socket buffer; different per call so a mix-up shows.
+            let big = json!({"n": n, "text": char::from(b'a' + n).to_string().repeat(3 << 20)});
+            let echo = client.send("/ipcserver/test/echo", &big).await.unwrap();
+            assert!(echo == big, "call {n}: the echo differs");
+            let small = json!({"after": n});
+            assert_eq!(
+                client.send("/ipcserver/test/echo", &small).await.unwrap(),
+                small
+            );
+        })
+    });
+    for call in calls.collect::<Vec<_>>() {
+        bounded(call).await.unwrap();
+    }
+    client.close().await;
+}
 
 fn fast_reconnect(max_retries: Option<u32>) -> ReconnectPolicy {
     ReconnectPolicy::Fixed {

@@ -151,3 +151,22 @@ fn the_benchmark_message_is_written_exactly_as_serde_json_writes_it() {
         serde_json::to_string(&message).unwrap()
     );
 }
+
+/// The writer skips clean text 16 and 8 bytes at a time: an escape at any offset of a long
+/// string, or two side by side, must still be found.
+#[test]
+fn an_escape_is_found_at_every_offset_of_a_long_string() {
+    for length in [15, 16, 17, 24, 31, 32, 33, 47, 64] {
+        for at in 0..length {
+            for escape in ["\"", "\\", "\n", "\u{1}", "\"\\"] {
+                let mut text = "a".repeat(length);
+                text.replace_range(at..at + 1, escape);
+                let value = Value::String(text);
+                assert_eq!(
+                    to_json_string(&value),
+                    serde_json::to_string(&value).unwrap()
+                );
+            }
+        }
+    }
+}

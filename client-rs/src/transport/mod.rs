@@ -11,7 +11,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use pixl_ipc_io::unix::{split_tokio, UnixReader, UnixWriter, WriteQueue};
 use pixl_ipc_protocol::{FrameError, LineSplitter};
 use tokio::io::AsyncWriteExt;
@@ -197,6 +197,22 @@ impl Writer {
             }
             #[cfg(feature = "ws")]
             Writer::WebSocket(writer) => writer.write_some().await,
+        }
+    }
+
+    /// Writes what the connection takes right now, without waiting: `None` when that needs a
+    /// wait (or, on a WebSocket, is always left to [`write_some`](Self::write_some)), else how
+    /// the write went.
+    ///
+    /// Only a UNIX socket's queue keeps its bytes until the kernel has them, so a write that
+    /// could not finish stays visible in [`unsent`](Self::unsent) and is finished by
+    /// `write_some` with the task's waker. A WebSocket sink takes frames into its own buffer
+    /// before flushing them: a flush left pending here (with no waker) would be seen by nobody.
+    pub(crate) fn try_write_now(&mut self) -> Option<Result<(), String>> {
+        match self {
+            Writer::Unix { .. } => self.write_some().now_or_never(),
+            #[cfg(feature = "ws")]
+            Writer::WebSocket(_) => None,
         }
     }
 
