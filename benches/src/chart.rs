@@ -216,7 +216,10 @@ mod tests {
 
     #[test]
     fn bars_draw_one_bar_per_positive_value_and_the_target_line() {
-        let groups = ["1K, one at a time".to_owned(), "1K, 16 in flight".to_owned()];
+        let groups = [
+            "1K, one at a time".to_owned(),
+            "1K, 16 in flight".to_owned(),
+        ];
         let svg = bars_svg(&Bars {
             title: "t",
             groups: &groups,
