@@ -345,7 +345,10 @@ abstract class BaseClient
         }
         $deadline = microtime(true) + ($timeoutMs ?? $this->requestTimeoutMs) / 1000.0;
         // The JSON and its newline in one write: one syscall, and no half-message on the wire.
-        $this->writeAll($line . "\n", $deadline);
+        // Appended in place (`.=` extends the string, usually without moving it) rather than
+        // `$line . "\n"`, which copies the whole request.
+        $line .= "\n";
+        $this->writeAll($line, $deadline);
         return [$ipcReqID, $deadline];
     }
 
