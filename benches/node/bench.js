@@ -1,10 +1,13 @@
 'use strict';
-// node bench.js SOCKET SIZE COUNT MODE  -> prints ms per message
+// node bench.js SOCKET SIZE COUNT MODE [ORIGINAL]  -> prints ms per message
 // MODE "seq": one request at a time; "burst": all COUNT in flight at once (the original bench);
 // "bare": no client library, the floor a Node client can reach: one prebuilt request line
 // written, the reply line collected and JSON.parse'd, one at a time (issue 17's yardstick).
+// ORIGINAL: a folder holding the original pixl-ipc's client.js (and its node_modules) to
+// measure instead of ours; both have the same constructor, connect(), send() and close().
 const net = require('node:net');
-const IPCClient = require('../../client-node');
+const original = process.argv[6];
+const IPCClient = require(original ? require('node:path').resolve(original, 'client.js') : '../../client-node');
 
 function sizedMessage(size) {
   const message = {};

@@ -1,11 +1,13 @@
 <?php
-// php bench.php SOCKET SIZE COUNT  -> prints ms per message, one request at a time (the
-// original's PHP bench).
+// php bench.php SOCKET SIZE COUNT [ORIGINAL]  -> prints ms per message, one request at a time
+// (the original's PHP bench). ORIGINAL: a folder holding the original pixl-ipc's
+// clients/PixlIPCClient.class.php to measure instead of ours (the same class name and send()).
 declare(strict_types=1);
 
-require __DIR__ . '/../../client-php/autoload.php';
-
 [$_, $socket, $size, $count] = $argv;
+require isset($argv[4])
+    ? $argv[4] . '/clients/PixlIPCClient.class.php'
+    : __DIR__ . '/../../client-php/autoload.php';
 $message = [];
 for ($i = 0; $i < (int) $size; $i++) {
     $message["key_$i"] = str_pad('GiveMe', 1024, 'Dataz');

@@ -11,8 +11,9 @@ const LEFT: f64 = 70.0;
 const RIGHT: f64 = 260.0;
 const TOP: f64 = 30.0;
 const BOTTOM: f64 = 50.0;
-const COLORS: [&str; 8] = [
+const COLORS: [&str; 13] = [
     "#000000", "#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
+    "#17becf", "#bcbd22", "#7f7f7f", "#aec7e8", "#ff9896",
 ];
 
 /// The chart as an SVG document.
@@ -76,6 +77,12 @@ pub fn latency_svg(columns: &[&str], sizes: &[usize], cells: &[Vec<Spread>]) -> 
     }
     for (column, name) in columns.iter().enumerate() {
         let color = COLORS[column % COLORS.len()];
+        // The original clients' lines are dashed, to tell them from ours at a glance.
+        let dash = if name.starts_with("original ") {
+            r#" stroke-dasharray="6 3""#
+        } else {
+            ""
+        };
         let points: Vec<String> = cells
             .iter()
             .enumerate()
@@ -83,13 +90,13 @@ pub fn latency_svg(columns: &[&str], sizes: &[usize], cells: &[Vec<Spread>]) -> 
             .collect();
         let _ = writeln!(
             svg,
-            r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
+            r#"<polyline fill="none" stroke="{color}" stroke-width="2"{dash} points="{}"/>"#,
             points.join(" ")
         );
         let legend_y = TOP + 18.0 * column as f64;
         let _ = writeln!(
             svg,
-            r#"<line x1="{}" x2="{}" y1="{legend_y}" y2="{legend_y}" stroke="{color}" stroke-width="3"/><text x="{}" y="{}">{name}</text>"#,
+            r#"<line x1="{}" x2="{}" y1="{legend_y}" y2="{legend_y}" stroke="{color}" stroke-width="3"{dash}/><text x="{}" y="{}">{name}</text>"#,
             WIDTH - RIGHT + 15.0,
             WIDTH - RIGHT + 35.0,
             WIDTH - RIGHT + 40.0,

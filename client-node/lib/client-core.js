@@ -454,7 +454,17 @@
               return;
             }
             this.connection = transport;
-            this.writer = { transport, queue: [], queuedBytes: 0, inTransportBytes: 0, pumping: false };
+            const writer = { transport, queue: [], queuedBytes: 0, inTransportBytes: 0, pumping: false, written: [], flushed: null };
+            // One callback for every write (Node calls them in write order): each takes the
+            // size of the oldest unflushed write off inTransportBytes. A shared function also
+            // lets Node batch the callbacks of writes made in one tick.
+            writer.flushed = () => {
+              writer.inTransportBytes -= writer.written.shift();
+              if (this.writer === writer) {
+                this.pump(writer);
+              }
+            };
+            this.writer = writer;
             this.logDebug(8, 'connection created', this.path);
             finish(null);
           },
@@ -579,7 +589,6 @@
             return;
           }
           const writer = this.writer;
-          entry.wanted = () => this.requests.has(msg.ipcReqID);
           this.requests.add(msg.ipcReqID, done, this.requestTimeout, (callback) => {
             this.stats.timeouts += 1;
             // Its caller has given up: if it was not written yet, it never will be.
@@ -797,7 +806,8 @@
             if (entry.state !== 'queued') {
               continue;
             }
-            if (!entry.wanted()) {
+            // A send is wanted while its caller waits (no closure per request for that).
+            if (entry.wanted === null ? !this.requests.has(entry.id) : !entry.wanted()) {
               this.dropQueued(writer, entry);
               continue;
             }
@@ -807,12 +817,8 @@
             const line = entry.line;
             entry.line = null;
             this.stats.sent += 1;
-            writer.transport.write(line, () => {
-              writer.inTransportBytes -= entry.bytes;
-              if (this.writer === writer) {
-                this.pump(writer);
-              }
-            });
+            writer.written.push(entry.bytes);
+            writer.transport.write(line, writer.flushed);
           }
         } finally {
           writer.pumping = false;
@@ -820,7 +826,7 @@
       }
 
       handleLine(line) {
-        if (line.trimStart()[0] !== '{') {
+        if (line.charCodeAt(0) !== 0x7b && line.trimStart()[0] !== '{') {
           this.failUnreadable(line, line, ERRORS.BAD_REPLY, 'the reply is not a JSON object');
           return;
         }

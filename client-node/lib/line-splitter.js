@@ -34,6 +34,12 @@
         if (end === -1) {
           break;
         }
+        if (this.chunks.length === 0 && !this.discarding && end - start <= this.maxBytes) {
+          // The whole line is in this chunk (the usual case): decoded in place, no copy.
+          lines.push(chunk.toString('utf8', start, end));
+          start = end + 1;
+          continue;
+        }
         const piece = chunk.subarray(start, end);
         if (this.discarding) {
           this.keepTail(piece);

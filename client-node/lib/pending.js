@@ -1,6 +1,13 @@
 'use strict';
 // The requests waiting for replies. Each settles exactly once: reply, timeout, or failure.
 (function (root) {
+  // setTimeout turns any delay above 2^31-1 ms into 1 ms.
+  const MAX_TIMER_MS = 2147483647;
+  const now =
+    typeof performance !== 'undefined' && typeof performance.now === 'function'
+      ? () => performance.now()
+      : () => Date.now();
+
   class PendingTable {
     /**
      * @param {number} expireRequest ms a timed-out id is remembered, so its late reply is
@@ -8,8 +15,15 @@
      */
     constructor(expireRequest) {
       this.expireRequest = expireRequest;
-      this.waiting = new Map();
+      this.waiting = new Map(); // id -> {callback, deadline, onTimeout}, in the order added
       this.expired = new Map();
+      // One timer for every request, armed for the earliest deadline, instead of a setTimeout
+      // and clearTimeout per request (most requests are answered long before their deadline).
+      this.timer = null;
+      this.armedFor = Infinity; // the deadline `timer` fires at
+      // The one timeout every request so far was added with (null: none yet; NaN: mixed). While
+      // it is one, deadlines grow in the order added and a sweep stops at the first live one.
+      this.sameTimeout = null;
     }
 
     get size() {
@@ -17,23 +31,24 @@
     }
 
     /**
-     * Registers `id`; `onTimeout` runs if nothing settles it within `timeoutMs` (Infinity: no
-     * timeout; above 2^31-1 ms, which setTimeout would turn into 1 ms, it is clamped).
+     * Registers `id`; `onTimeout(callback)` runs if nothing settles it within `timeoutMs`
+     * (Infinity: no timeout; above 2^31-1 ms it is clamped, as setTimeout would misread it).
      */
     add(id, callback, timeoutMs, onTimeout) {
-      let timer = null;
+      let deadline = Infinity;
       if (timeoutMs !== Infinity) {
-        timer = setTimeout(() => {
-          if (this.waiting.delete(id)) {
-            this.rememberExpired(id);
-            onTimeout(callback);
-          }
-        }, Math.min(timeoutMs, 2147483647));
-        if (timer.unref) {
-          timer.unref();
+        const ms = Math.min(timeoutMs, MAX_TIMER_MS);
+        deadline = now() + ms;
+        if (this.sameTimeout === null) {
+          this.sameTimeout = ms;
+        } else if (this.sameTimeout !== ms) {
+          this.sameTimeout = NaN;
+        }
+        if (deadline < this.armedFor) {
+          this.arm(deadline);
         }
       }
-      this.waiting.set(id, { callback, timer });
+      this.waiting.set(id, { callback, deadline, onTimeout });
     }
 
     /** Whether `id` still waits for its reply. */
@@ -46,7 +61,11 @@
       const entry = this.waiting.get(id);
       if (entry) {
         this.waiting.delete(id);
-        clearTimeout(entry.timer);
+        // The timer stays armed (no timer call per reply): when it fires it finds this one gone
+        // and re-arms for the earliest request still waiting, if any.
+        if (this.waiting.size === 0) {
+          this.sameTimeout = null;
+        }
         return entry.callback;
       }
       return this.expired.has(id) ? 'expired' : null;
@@ -56,15 +75,68 @@
     settleAll(err) {
       const entries = Array.from(this.waiting.values());
       this.waiting.clear();
-      for (const { callback, timer } of entries) {
-        clearTimeout(timer);
+      this.disarm();
+      for (const { callback } of entries) {
         callback(err);
       }
       return entries.length;
     }
 
+    arm(deadline) {
+      if (this.timer !== null) {
+        clearTimeout(this.timer);
+      }
+      this.armedFor = deadline;
+      this.timer = setTimeout(() => this.sweep(), Math.max(1, Math.ceil(deadline - now())));
+      if (this.timer.unref) {
+        this.timer.unref();
+      }
+    }
+
+    disarm() {
+      if (this.timer !== null) {
+        clearTimeout(this.timer);
+        this.timer = null;
+      }
+      this.armedFor = Infinity;
+      this.sameTimeout = null;
+    }
+
+    /** The timer fired: times out every request whose deadline has passed, re-arms for the rest. */
+    sweep() {
+      this.timer = null;
+      this.armedFor = Infinity;
+      const at = now();
+      const due = [];
+      let next = Infinity;
+      for (const [id, entry] of this.waiting) {
+        if (entry.deadline <= at) {
+          due.push([id, entry]);
+        } else if (entry.deadline < next) {
+          next = entry.deadline;
+          if (this.sameTimeout === this.sameTimeout) {
+            break; // one timeout for all (not NaN): every later deadline is later still
+          }
+        }
+      }
+      // Re-armed first, so a callback that adds a request leaves a timer for it either way.
+      if (next !== Infinity) {
+        this.arm(next);
+      } else if (due.length === this.waiting.size) {
+        this.sameTimeout = null; // nothing left waiting with a timeout
+      }
+      for (const [id, entry] of due) {
+        // A callback run earlier in this loop may have settled it (close(), say).
+        if (this.waiting.get(id) === entry) {
+          this.waiting.delete(id);
+          this.rememberExpired(id);
+          entry.onTimeout(entry.callback);
+        }
+      }
+    }
+
     rememberExpired(id) {
-      const timer = setTimeout(() => this.expired.delete(id), Math.min(this.expireRequest, 2147483647));
+      const timer = setTimeout(() => this.expired.delete(id), Math.min(this.expireRequest, MAX_TIMER_MS));
       if (timer.unref) {
         timer.unref();
       }

@@ -67,7 +67,7 @@ function openUnix(path, options, handlers) {
   socket.on('close', () => handlers.onClose(closedReason));
   return {
     // `flushed` runs once the line has left Node's buffer (or the write failed).
-    write: (line, flushed) => socket.write(line, flushed ? () => flushed() : undefined),
+    write: (line, flushed) => socket.write(line, flushed),
     end: (callback, graceMs) => {
       closedReason = 'closed by the caller';
       if (socket.destroyed) {

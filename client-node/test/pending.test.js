@@ -29,3 +29,54 @@ test('settleAll fails every waiting request exactly once', () => {
   assert.deepStrictEqual(errors, ['connection_closed', 'connection_closed', 'connection_closed']);
   assert.strictEqual(table.settleAll('again'), 0);
 });
+
+// One timer serves every request (armed for the earliest deadline): these pin down that it is
+// re-armed for a shorter timeout added later, that a request added after the table emptied
+// still times out, and that no timeout fires before its time.
+test('timeouts: a shorter one added later fires first, none early', async () => {
+  const table = new PendingTable(1000);
+  const fired = [];
+  const started = performance.now();
+  const add = (id, ms) => table.add(id, () => {}, ms, () => fired.push([id, performance.now() - started]));
+  add('long', 400);
+  add('short', 40);
+  add('never', Infinity);
+  await new Promise((resolve) => setTimeout(resolve, 150));
+  assert.deepStrictEqual(fired.map(([id]) => id), ['short'], 'the short one, alone');
+  assert.ok(fired[0][1] >= 40, `short fired after ${fired[0][1]} ms, not before 40`);
+  await new Promise((resolve) => setTimeout(resolve, 350));
+  assert.deepStrictEqual(fired.map(([id]) => id), ['short', 'long']);
+  assert.ok(fired[1][1] >= 400, `long fired after ${fired[1][1]} ms, not before 400`);
+  assert.ok(table.has('never'), 'no timeout: still waiting');
+  assert.strictEqual(table.settleAll('closed'), 1);
+  table.clear();
+});
+
+test('timeouts: a request added after a reply emptied the table still times out', async () => {
+  const table = new PendingTable(1000);
+  const fired = [];
+  table.add('rq0', () => {}, 30, () => fired.push('rq0'));
+  table.take('rq0'); // answered: the timer stays armed for rq0's deadline
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  table.add('rq1', () => {}, 60, () => fired.push('rq1'));
+  await new Promise((resolve) => setTimeout(resolve, 40));
+  assert.deepStrictEqual(fired, [], 'rq0 was answered; rq1 is not due yet');
+  await new Promise((resolve) => setTimeout(resolve, 60));
+  assert.deepStrictEqual(fired, ['rq1']);
+  assert.strictEqual(table.take('rq1'), 'expired');
+  table.clear();
+});
+
+test('timeouts: many requests with one timeout all fire, in order, once', async () => {
+  const table = new PendingTable(1000);
+  const fired = [];
+  for (let i = 0; i < 50; i++) {
+    table.add('rq' + i, () => {}, 20 + (i % 5), () => fired.push(i));
+    if (i % 7 === 0) table.take('rq' + i);
+  }
+  await new Promise((resolve) => setTimeout(resolve, 120));
+  const expected = Array.from({ length: 50 }, (_, i) => i).filter((i) => i % 7 !== 0);
+  assert.deepStrictEqual([...fired].sort((a, b) => a - b), expected, 'every unanswered one, once');
+  assert.strictEqual(table.size, 0);
+  table.clear();
+});

@@ -101,6 +101,12 @@ final class LineReader
             }
             $got += strlen($chunk);
             $this->buffer .= $chunk;
+            if (strlen($chunk) < self::CHUNK) {
+                // Short read: the socket is most likely drained. Reading again would only
+                // return EAGAIN (one wasted syscall per reply); readLine() selects again if
+                // the line is not complete.
+                break;
+            }
         }
         if ($got === 0 && feof($this->stream)) {
             throw new ServerClosedException('Server closed the connection (readMessage)');

@@ -19,12 +19,12 @@ cleanup() {
 trap cleanup EXIT
 
 cargo build --quiet --manifest-path "$repo/Cargo.toml" -p pixl-ipc-server
-# The original client.js requires 'pixl-json-stream' from its own folder: give it a copy of the
-# client beside a private node_modules so the checkout is left untouched.
+# The original client.js requires 'pixl-json-stream' and 'pixl-perf' from its own folder: give
+# it a copy of the client beside a private node_modules so the checkout is left untouched.
 mkdir -p "$work/original/clients"
 cp "$original/client.js" "$work/original/"
 cp "$original/clients/PixlIPCClient.class.php" "$work/original/clients/"
-(cd "$work/original" && npm install --silent --no-audit --no-fund --no-save pixl-json-stream@1.0.6 >/dev/null)
+(cd "$work/original" && npm install --silent --no-audit --no-fund --no-save pixl-json-stream@1.0.6 'pixl-perf@^1.0.8' >/dev/null)
 
 socket="$work/server.sock"
 "$repo/target/debug/pixl-ipc-server" --socket "$socket" >"$work/server.out" 2>"$work/server.log" &
