@@ -504,7 +504,8 @@ abstract class BaseClient
                     throw new ServerClosedException('Server closed the connection (send)');
                 }
                 try {
-                    $line = $this->reader->readLine($deadline);
+                    // Kept with its ending when that saves a copy: every use below reads it as JSON.
+                    $line = $this->reader->readLine($deadline, true);
                 } catch (ServerClosedException | BadResponseException $e) {
                     $this->close();
                     throw $e;

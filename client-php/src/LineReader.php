@@ -41,10 +41,14 @@ final class LineReader
      * The next line without its "\n" (and "\r"), or null when $deadline (microtime(true)) has
      * passed, even if a complete line is already buffered.
      *
+     * With $keepEnding the line may end with its "\n" (or "\r\n"): when it is all that is
+     * buffered it is handed over as it is, without the copy cutting its ending off would take
+     * (the reply of a call made one at a time usually is; for JSON the ending is whitespace).
+     *
      * @throws ServerClosedException when the peer closed the connection.
      * @throws BadResponseException when a line exceeds maxLineBytes.
      */
-    public function readLine(float $deadline): ?string
+    public function readLine(float $deadline, bool $keepEnding = false): ?string
     {
         while (true) {
             $left = $deadline - microtime(true);
@@ -53,6 +57,14 @@ final class LineReader
             }
             $end = strpos($this->buffer, "\n", max($this->pos, $this->scanned));
             if ($end !== false) {
+                if ($keepEnding && $this->pos === 0 && $end === strlen($this->buffer) - 1) {
+                    // The buffer is this line: no substr copy of it (100 KB replies measured
+                    // about 100,000 instructions a call, the gap to the original client).
+                    $line = $this->buffer;
+                    $this->buffer = '';
+                    $this->scanned = 0;
+                    return $line;
+                }
                 $line = substr($this->buffer, $this->pos, $end - $this->pos);
                 $this->pos = $end + 1;
                 $this->scanned = $this->pos;

@@ -31,6 +31,19 @@ final class LineReaderTest extends TestCase
         $this->assertSame('{"b":2}', $reader->readLine(microtime(true) + 1), 'the rest stays buffered');
     }
 
+    public function testKeepEndingHandsOverALoneLineWithItsEndingAndCutsOthers(): void
+    {
+        [$near, $far] = $this->pair();
+        $reader = new LineReader($near, 1024);
+        fwrite($far, "{\"a\":1}\r\n");
+        $this->assertSame("{\"a\":1}\r\n", $reader->readLine(microtime(true) + 1, true), 'all that was buffered');
+        fwrite($far, "{\"b\":2}\n{\"c\":3}\n");
+        $this->assertSame('{"b":2}', $reader->readLine(microtime(true) + 1, true), 'more follows: cut out');
+        $this->assertSame('{"c":3}', $reader->readLine(microtime(true) + 1, true), 'not at the buffer\'s start: cut out');
+        fwrite($far, "{\"d\":4}\n");
+        $this->assertSame('{"d":4}', $reader->readLine(microtime(true) + 1), 'without the flag, as before');
+    }
+
     public function testTheDeadlineCoversTheWholeLineNotEachRead(): void
     {
         [$near, $far] = $this->pair();
