@@ -316,6 +316,22 @@ pub fn load_average() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// The machine's CPUs, however few this process is allowed to use (a pinned run's
+/// `available_parallelism` is 1): counted from `/proc/cpuinfo`, or that figure where there is none.
+pub fn machine_cpus() -> usize {
+    let listed = std::fs::read_to_string("/proc/cpuinfo")
+        .map(|text| {
+            text.lines()
+                .filter(|line| line.starts_with("processor"))
+                .count()
+        })
+        .unwrap_or(0);
+    if listed > 0 {
+        return listed;
+    }
+    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+}
+
 /// The `--pin [CPU]` command-line option: `Some(cpu)` (CPU 0 when none is named) to run the
 /// whole benchmark on one CPU, `None` without it.
 pub fn pin_arg() -> anyhow::Result<Option<usize>> {

@@ -111,7 +111,7 @@ fn main() -> anyhow::Result<()> {
         "\nLoad average (1 min) before and after the run: {load_before} and {} on {} cores: \
          the machine is shared, so read the ratios, not the absolute figures.",
         load_average(),
-        std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+        pixl_ipc_benches::machine_cpus()
     );
     println!("{body}");
     report::write_results(&repo_root().join("benches/RESULTS.md"), "forward", &body)?;

@@ -220,7 +220,7 @@ fn main() -> anyhow::Result<()> {
          {MESSAGES} echo requests per cell, interleaved). {pinning}{originals}\n\n{table}\n![latency per message size]({section}.svg)\n\n\
          Load average (1 min) at the end: {} on {} cores.\n",
         load_average(),
-        std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+        pixl_ipc_benches::machine_cpus()
     ))?;
     eprintln!("wrote benches/RESULTS.md and benches/{section}.svg");
     Ok(())

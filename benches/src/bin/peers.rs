@@ -435,7 +435,7 @@ fn main() -> anyhow::Result<()> {
     }
     progress("building the release server...");
     let binary = build_release_server()?;
-    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let cores = pixl_ipc_benches::machine_cpus();
     // Two sets of servers and client runtimes: one started as this process was started, one
     // started with this thread on one CPU, so that its processes and threads inherit that CPU
     // and size their runtimes to it, as the whole run would under `taskset -c 0`.

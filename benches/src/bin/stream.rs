@@ -99,7 +99,7 @@ fn main() -> anyhow::Result<()> {
         rss / 1024,
         peak / 1024,
         load_average(),
-        std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+        pixl_ipc_benches::machine_cpus()
     );
     println!("{body}");
     report::write_results(&repo_root().join("benches/RESULTS.md"), "stream", &body)?;
