@@ -266,18 +266,20 @@ impl Client {
             reply: Reply::Call(reply_tx),
         };
         let exchange = async {
-            // Until the outcome is in, dropping this (a timeout, a dropped future) tells the
-            // task to forget the call.
+            // From the moment the task has the call until the outcome is in, dropping this (a
+            // timeout, a dropped future) tells the task to forget the call. Not before: a call
+            // given up while it waits for queue space is in no table, and a note for it would
+            // only pile up while the task reconnects (it takes no notes then).
             let mut forget = ForgetIfAbandoned {
                 notes: &self.shared.notes,
                 number,
-                armed: true,
+                armed: false,
             };
             // Waits for queue space, and through a reconnect, within the same deadline.
             if self.shared.requests.send(outgoing).await.is_err() {
-                forget.armed = false;
                 return Err(self.closed_error());
             }
+            forget.armed = true;
             let outcome = reply_rx.await;
             // Settled: the task has removed the entry (or ended).
             forget.armed = false;
@@ -729,6 +731,40 @@ mod tests {
             .await;
         assert!(matches!(late, Err(Error::Timeout { .. })), "{late:?}");
         assert_eq!(client.shared.notes.try_take(), [Note::Forget("rq1".into())]);
+        client.close().await;
+    }
+
+    /// While the task reconnects it takes no notes, so a caller that gives up on calls in a
+    /// loop must not leave one per call: only calls the task was handed (at most the queue's
+    /// depth) can be in a table. One still waiting for queue space is in none.
+    #[tokio::test]
+    async fn calls_given_up_before_the_task_took_them_leave_no_note() {
+        use futures_util::FutureExt;
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("reconnecting.sock");
+        let server = pixl_ipc_server::Server::new(pixl_ipc_server::ServerConfig::new(&path))
+            .start()
+            .await
+            .unwrap();
+        let client = super::Client::connect(&path).await.unwrap();
+        server.shutdown().await;
+        client
+            .state_changes()
+            .wait_for(|state| matches!(state, crate::ConnectionState::Reconnecting { .. }))
+            .await
+            .unwrap();
+        for _ in 0..3 * super::QUEUE_DEPTH {
+            // Polled once, then dropped: a caller that gave up (a zero timeout, a `select!`).
+            let call = client.send("/ipcserver/test/echo", serde_json::json!(1));
+            assert!(call.now_or_never().is_none(), "no reply while reconnecting");
+        }
+        let left = client.shared.notes.try_take().len();
+        assert!(
+            left <= super::QUEUE_DEPTH,
+            "{left} notes for {} abandoned calls while reconnecting",
+            3 * super::QUEUE_DEPTH
+        );
         client.close().await;
     }
 

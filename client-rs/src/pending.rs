@@ -53,7 +53,10 @@ impl Hasher for IdHasher {
     }
 
     fn finish(&self) -> u64 {
-        self.0
+        // The table indexes by the low bits, and those of a product depend only on the low bits
+        // of what was multiplied: for an id of one word (`rq0` to `rq999999`) that is the
+        // constant `rq`. The high bits are well mixed; rotate them down (as rustc-hash 2 does).
+        self.0.rotate_left(26)
     }
 }
 
@@ -237,6 +240,25 @@ mod tests {
         }
         assert_eq!(table.len(), 0);
         drop(receivers);
+    }
+
+    #[test]
+    fn ids_spread_over_the_low_bits_the_table_indexes_by() {
+        use std::hash::BuildHasher;
+        // The table starts each probe at `hash & (buckets - 1)`. `rq0` to `rq999999` fit one
+        // word whose low two bytes are always `rq`, and the low bits of a product depend only
+        // on the low bits of its factors: without a final mix every such id started at one of
+        // 32 buckets, so thousands of calls in flight probed one long run of groups.
+        let build = BuildHasherDefault::<IdHasher>::default();
+        let starts: std::collections::HashSet<u64> = (0..10_000)
+            .map(|i| build.hash_one(format!("rq{i}")) & 0x3fff)
+            .collect();
+        // Random hashes would give about 7,800 of 16,384.
+        assert!(
+            starts.len() > 6_000,
+            "{} distinct start buckets",
+            starts.len()
+        );
     }
 
     #[test]
