@@ -17,10 +17,11 @@ use tokio::sync::{mpsc, Notify};
 pub(crate) struct Line {
     /// The message, or its first piece when `rest` holds more.
     bytes: Bytes,
-    /// Pieces that follow `bytes`, in order; empty for most lines. A large payload travels here
+    /// Pieces that follow `bytes`, in order; `None` for most lines. A large payload travels here
     /// as the buffer it already was (the echo's data, a handler's encoded reply), so the UNIX
-    /// writer sends it with its vectored write and never copies it into one line.
-    rest: [Bytes; 2],
+    /// writer sends it with its vectored write and never copies it into one line. Boxed so
+    /// that every queued line, most of them small, stays small.
+    rest: Option<Box<[Bytes; 2]>>,
     #[cfg_attr(not(feature = "ws"), allow(dead_code))] // Read by the WebSocket transport only.
     pub(crate) binary: bool,
 }
@@ -30,41 +31,57 @@ impl Line {
     pub(crate) fn new(bytes: Bytes, binary: bool) -> Line {
         Line {
             bytes,
-            rest: [Bytes::new(), Bytes::new()],
+            rest: None,
             binary,
         }
     }
 
     /// A message in pieces written back to back (see [`pixl_ipc_protocol::json::raw_response_pieces`]).
     pub(crate) fn from_pieces([bytes, middle, end]: [Bytes; 3], binary: bool) -> Line {
+        let rest = (!middle.is_empty() || !end.is_empty()).then(|| Box::new([middle, end]));
         Line {
             bytes,
-            rest: [middle, end],
+            rest,
             binary,
         }
     }
 
     /// The message's length in bytes.
     pub(crate) fn len(&self) -> usize {
-        self.bytes.len() + self.rest[0].len() + self.rest[1].len()
+        self.bytes.len()
+            + self
+                .rest
+                .as_deref()
+                .map_or(0, |[middle, end]| middle.len() + end.len())
     }
 
     /// The pieces, in order (empty ones included).
     pub(crate) fn into_pieces(self) -> [Bytes; 3] {
-        let [middle, end] = self.rest;
-        [self.bytes, middle, end]
+        match self.rest {
+            Some(rest) => {
+                let [middle, end] = *rest;
+                [self.bytes, middle, end]
+            }
+            None => [self.bytes, Bytes::new(), Bytes::new()],
+        }
     }
 
     /// The message in one buffer, for a transport that frames each message (one copy, only
     /// when it is in pieces).
     #[cfg_attr(not(feature = "ws"), allow(dead_code))] // Used by the WebSocket transport only.
     pub(crate) fn into_bytes(self) -> Bytes {
-        if self.rest.iter().all(Bytes::is_empty) {
+        if self.rest.is_none() {
             return self.bytes;
         }
         Bytes::from(self.into_pieces().concat())
     }
 }
+
+/// What the gauge counts for each queued line beyond its bytes: its slot in the queue, its
+/// buffer's header and the allocator's rounding. Without it a peer that never reads could queue
+/// a million 24-byte replies under the 16 MiB limit, about 90 MiB of memory (measured: about 120
+/// bytes per tiny reply besides its text). Released when the writer takes the line.
+pub(crate) const LINE_OVERHEAD: usize = 128;
 
 /// The sending side, cloned into every handler task and the push registry.
 #[derive(Clone)]
@@ -193,7 +210,7 @@ impl Outbound {
     /// Queues a reply. Replies are always accepted while the writer runs: the request was
     /// accepted, so its answer is owed; the reader's pause bounds how many can pile up.
     pub(crate) fn send(&self, line: Line) -> Result<(), QueueError> {
-        let length = line.len();
+        let length = line.len().saturating_add(LINE_OVERHEAD);
         self.gauge.grow(&self.gauge.queued, length);
         self.tx.send(line).map_err(|_| {
             self.gauge.shrink(&self.gauge.queued, length);
@@ -314,12 +331,24 @@ pub(crate) struct OutboundReceiver {
 impl OutboundReceiver {
     /// The next line to write; `None` once every sender is gone and the queue is empty.
     pub(crate) async fn recv(&mut self) -> Option<Line> {
-        self.rx.recv().await
+        let line = self.rx.recv().await;
+        self.taken(&line);
+        line
     }
 
     /// The next line if one is ready now.
     pub(crate) fn try_recv(&mut self) -> Option<Line> {
-        self.rx.try_recv().ok()
+        let line = self.rx.try_recv().ok();
+        self.taken(&line);
+        line
+    }
+
+    /// A line left the queue: its [`LINE_OVERHEAD`] is no longer held (its bytes are, until
+    /// [`written`](Self::written)).
+    fn taken(&self, line: &Option<Line>) {
+        if line.is_some() {
+            self.written(LINE_OVERHEAD);
+        }
     }
 
     /// Reports `bytes` of received lines as handed to the socket: the gauge drops by that

@@ -83,6 +83,34 @@ fn slow_requests_on_one_connection_hold_at_most_its_budget() {
     drop(stream);
 }
 
+#[test]
+fn tiny_replies_to_a_peer_that_never_reads_count_what_each_queued_line_costs() {
+    // The reply limit (16 MiB) counts each queued line as its bytes plus a fixed overhead (the
+    // queue slot, buffer header, allocator rounding: about 120 bytes measured). Counted as its
+    // bytes alone, a million 24-byte echo replies fit under it and held about 90 MiB.
+    let (_dir, server) = start(&[]);
+    let before = server.rss_kib();
+    let sampler = RssSampler::start(server.pid());
+    let line = "{\"ipcReqID\":1,\"uri\":\"/ipcserver/test/echo\",\"data\":1}\n";
+    let batch = line.repeat(1000);
+    let mut stream = UnixStream::connect(&server.path).unwrap();
+    stream
+        .set_write_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    // Until the server stops reading (a write blocks for 3 s); never read a reply.
+    let batches = (0..2000)
+        .take_while(|_| stream.write_all(batch.as_bytes()).is_ok())
+        .count();
+    std::thread::sleep(Duration::from_millis(200));
+    let growth = sampler.peak_kib().saturating_sub(before) / MIB;
+    eprintln!("{batches}000 tiny echoes sent, none read: RSS grew by {growth} MiB");
+    assert!(batches < 2000, "the server never stopped reading");
+    // The reply limit, twice over for what the allocator keeps, and the kernel's and read
+    // buffer's share.
+    assert!(growth < 40, "RSS grew by {growth} MiB");
+    drop(stream);
+}
+
 /// Runs `connections` senders at once, each `send` returning its still-open connection and how
 /// many requests it sent whole; returns how many were sent in all and the server's peak RSS
 /// growth meanwhile, in MiB. The connections close only after the peak is taken.
