@@ -126,25 +126,26 @@ pub struct Bars<'a> {
 /// pixl-ipc" per row).
 pub fn bars_svg(chart: &Bars<'_>) -> String {
     const BAR_TOP: f64 = 40.0;
+    // The peers' names are longer than the latency table's columns.
+    const LEGEND_EXTRA: f64 = 120.0;
     const BAR_BOTTOM: f64 = 70.0;
-    let high = chart
-        .values
-        .iter()
-        .flatten()
-        .copied()
-        .fold(chart.target.0, f64::max)
-        .max(2.0)
-        .log10();
+    let positive = || chart.values.iter().flatten().copied().filter(|v| *v > 0.0);
+    let high = positive().fold(chart.target.0, f64::max).max(2.0).log10();
+    // Below 1x (a stack faster than ours) the bar goes down from the 1x line.
+    let low = positive().fold(1.0, f64::min).max(0.1).log10();
     let plot_w = WIDTH - LEFT - RIGHT;
     let plot_h = HEIGHT - BAR_TOP - BAR_BOTTOM;
-    let y = |ratio: f64| BAR_TOP + plot_h * (1.0 - ratio.max(1.0).log10() / high);
+    let y = |ratio: f64| {
+        BAR_TOP + plot_h * (1.0 - (ratio.max(0.1).log10() - low) / (high - low).max(0.1))
+    };
     let group_w = plot_w / chart.groups.len().max(1) as f64;
     let bar_w = group_w * 0.8 / chart.series.len().max(1) as f64;
 
     let mut svg = String::new();
     let _ = writeln!(
         svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" font-family="sans-serif" font-size="11">"#
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{HEIGHT}" font-family="sans-serif" font-size="11">"#,
+        WIDTH + LEGEND_EXTRA
     );
     let _ = writeln!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#);
     let _ = writeln!(
@@ -152,7 +153,10 @@ pub fn bars_svg(chart: &Bars<'_>) -> String {
         r#"<text x="{LEFT}" y="18" font-size="13">{}</text>"#,
         chart.title
     );
-    for tick in [1.0_f64, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0] {
+    for tick in [0.1_f64, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0] {
+        if tick.log10() < low - 1e-9 {
+            continue;
+        }
         if tick.log10() > high + 1e-9 {
             break;
         }
@@ -165,6 +169,12 @@ pub fn bars_svg(chart: &Bars<'_>) -> String {
             at + 4.0
         );
     }
+    let one = y(1.0);
+    let _ = writeln!(
+        svg,
+        r##"<line x1="{LEFT}" x2="{}" y1="{one:.1}" y2="{one:.1}" stroke="#000"/>"##,
+        LEFT + plot_w
+    );
     let (target, label) = chart.target;
     let at = y(target);
     let _ = writeln!(
@@ -180,13 +190,17 @@ pub fn bars_svg(chart: &Bars<'_>) -> String {
             if *value <= 0.0 {
                 continue;
             }
-            let top = y(*value);
+            let (top, bottom) = if *value >= 1.0 {
+                (y(*value), y(1.0))
+            } else {
+                (y(1.0), y(*value))
+            };
             let _ = writeln!(
                 svg,
                 r#"<rect x="{:.1}" y="{top:.1}" width="{:.1}" height="{:.1}" fill="{}"><title>{}: {value:.2}x</title></rect>"#,
                 left + bar_w * series as f64,
                 bar_w * 0.9,
-                (y(1.0) - top).max(0.5),
+                (bottom - top).max(0.5),
                 COLORS[series % COLORS.len()],
                 chart.series[series]
             );
@@ -226,15 +240,24 @@ mod tests {
         let groups = [
             "1K, one at a time".to_owned(),
             "1K, 16 in flight".to_owned(),
+            "100K, one at a time".to_owned(),
         ];
         let svg = bars_svg(&Bars {
             title: "t",
             groups: &groups,
             series: &["a", "b"],
-            values: &[vec![1.5, 3.0], vec![0.0, 12.0]],
+            values: &[vec![1.5, 3.0], vec![0.0, 12.0], vec![0.5, 2.0]],
             target: (2.0, "2x target"),
         });
-        assert_eq!(svg.matches("<rect x=").count(), 3 + 2, "{svg}"); // bars + legend
+        assert_eq!(svg.matches("<rect x=").count(), 5 + 2, "{svg}"); // bars + legend
+                                                                     // A stack faster than ours (0.5x) is a bar down from the 1x line, as tall as 2x is up.
+        let height = |title: &str| -> f64 {
+            let bar = svg.lines().find(|line| line.contains(title)).unwrap();
+            let at = bar.find("height=\"").unwrap() + 8;
+            bar[at..].split('"').next().unwrap().parse().unwrap()
+        };
+        let (down, up) = (height("a: 0.50x"), height("b: 2.00x"));
+        assert!((down - up).abs() < 0.2 && down > 10.0, "{down} vs {up}");
         assert!(svg.contains("2x target") && svg.contains("stroke-dasharray"));
         assert!(svg.contains("<title>b: 12.00x</title>"));
         assert!(svg.contains(">16 in flight<"));
