@@ -544,11 +544,12 @@ abstract class BaseClient
             // at most once, at most 384 for a container): when that bound passes both checks
             // below, so does the estimate, and the line need not be counted (the usual case).
             $estimate = 385 * strlen($line) + 64;
-            if ($this->refusal($line, $estimate) !== null
+            $refusal = $this->refusal($line, $estimate);
+            if ($refusal !== null
                 || $estimate / self::DECODE_BYTES_PER_SECOND > $deadline - microtime(true)) {
                 $estimate = self::estimateDecodeBytes($line);
+                $refusal = $this->refusal($line, $estimate);
             }
-            $refusal = $this->refusal($line, $estimate);
             if ($refusal !== null) {
                 if ($mine) {
                     throw new ReplyTooLargeException("Reply to $ipcReqID refused before decoding: $refusal");
@@ -689,7 +690,22 @@ abstract class BaseClient
     /** PHP's memory_limit in bytes, or -1 for none. */
     private static function memoryLimit(): int
     {
-        $value = trim((string) ini_get('memory_limit'));
+        // Parsed again only when the setting changes (ini_set): this runs for every reply.
+        static $seen = null;
+        static $bytes = -1;
+        $setting = ini_get('memory_limit');
+        if ($setting === $seen) {
+            return $bytes;
+        }
+        $seen = $setting;
+        $bytes = self::parseMemoryLimit((string) $setting);
+        return $bytes;
+    }
+
+    /** A memory_limit setting in bytes, or -1 for none. */
+    private static function parseMemoryLimit(string $setting): int
+    {
+        $value = trim($setting);
         if ($value === '' || $value === '-1') {
             return -1;
         }
