@@ -271,13 +271,7 @@ pub fn encode_response_line(response: &Response<'_>) -> Bytes {
 pub fn encode_raw_response_line(response: &RawResponse<'_>) -> Bytes {
     let id = response.ipc_req_id.map_or("null", RawId::json);
     let data = response.data.map_or("null", RawValue::get);
-    let mut out = String::with_capacity(32 + id.len() + data.len());
-    out.push_str("{\"ipcReqID\":");
-    out.push_str(id);
-    out.push_str(",\"data\":");
-    out.push_str(data);
-    out.push_str("}\n");
-    Bytes::from(out)
+    Bytes::from(text_line(id, data, REPLY_END))
 }
 
 /// One item of a streamed reply as one line, `\n` included:
@@ -285,14 +279,34 @@ pub fn encode_raw_response_line(response: &RawResponse<'_>) -> Bytes {
 /// reply ([`encode_raw_response_line`]) or error.
 pub fn encode_stream_item_line(ipc_req_id: Option<&RawId>, data: &RawValue) -> Bytes {
     let id = ipc_req_id.map_or("null", RawId::json);
-    let data = data.get();
-    let mut out = String::with_capacity(48 + id.len() + data.len());
-    out.push_str("{\"ipcReqID\":");
-    out.push_str(id);
-    out.push_str(",\"data\":");
-    out.push_str(data);
-    out.push_str(",\"ipcMore\":true}\n");
-    Bytes::from(out)
+    Bytes::from(text_line(id, data.get(), STREAM_ITEM_END))
+}
+
+/// What follows a reply's data, and a stream item's.
+const REPLY_END: &[u8] = b"}\n";
+const STREAM_ITEM_END: &[u8] = b",\"ipcMore\":true}\n";
+
+/// The line's text before the id, and between the id and the data.
+const ID_START: &[u8] = b"{\"ipcReqID\":";
+const DATA_START: &[u8] = b",\"data\":";
+
+/// `{"ipcReqID":<id>,"data":` in a buffer with room for `more` bytes after it. Capacities are
+/// exact: `Bytes::from` a `Vec` with spare room allocates a second block to share it.
+fn line_head(id: &str, more: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(ID_START.len() + id.len() + DATA_START.len() + more);
+    out.extend_from_slice(ID_START);
+    // The id's own text, byte for byte: ids are opaque to the server.
+    out.extend_from_slice(id.as_bytes());
+    out.extend_from_slice(DATA_START);
+    out
+}
+
+/// `{"ipcReqID":<id>,"data":<data>` + `end`, in one buffer.
+fn text_line(id: &str, data: &str, end: &[u8]) -> Vec<u8> {
+    let mut out = line_head(id, data.len() + end.len());
+    out.extend_from_slice(data.as_bytes());
+    out.extend_from_slice(end);
+    out
 }
 
 /// Payloads at least this long are written by [`raw_response_pieces`] and
@@ -307,13 +321,13 @@ pub const SHARED_PAYLOAD_BYTES: usize = 8 * 1024;
 /// [`SHARED_PAYLOAD_BYTES`] is its own piece, moved from the `Box` it was decoded or encoded into
 /// without a copy. A shorter one makes the whole line the first piece and the other two empty.
 pub fn raw_response_pieces(ipc_req_id: Option<&RawId>, data: Option<Box<RawValue>>) -> [Bytes; 3] {
-    line_pieces(ipc_req_id, data, b"}\n")
+    line_pieces(ipc_req_id, data, REPLY_END)
 }
 
 /// One item of a streamed reply in pieces, as [`raw_response_pieces`] does for a reply: the
 /// same bytes as [`encode_stream_item_line`].
 pub fn stream_item_pieces(ipc_req_id: Option<&RawId>, data: Box<RawValue>) -> [Bytes; 3] {
-    line_pieces(ipc_req_id, Some(data), b",\"ipcMore\":true}\n")
+    line_pieces(ipc_req_id, Some(data), STREAM_ITEM_END)
 }
 
 fn line_pieces(
@@ -321,28 +335,23 @@ fn line_pieces(
     data: Option<Box<RawValue>>,
     end: &'static [u8],
 ) -> [Bytes; 3] {
-    const START: &str = "{\"ipcReqID\":";
-    const DATA: &str = ",\"data\":";
     let id = ipc_req_id.map_or("null", RawId::json);
-    let text = data.as_deref().map_or("null", RawValue::get);
-    let head_len = START.len() + id.len() + DATA.len();
-    if text.len() < SHARED_PAYLOAD_BYTES {
-        let mut out = Vec::with_capacity(head_len + text.len() + end.len());
-        for piece in [START, id, DATA, text] {
-            out.extend_from_slice(piece.as_bytes());
+    match data {
+        Some(data) if data.get().len() >= SHARED_PAYLOAD_BYTES => [
+            Bytes::from(line_head(id, 0)),
+            // Moving the box into `Bytes` copies nothing.
+            Bytes::from(Box::<str>::from(data).into_boxed_bytes()),
+            Bytes::from_static(end),
+        ],
+        data => {
+            let text = data.as_deref().map_or("null", RawValue::get);
+            [
+                Bytes::from(text_line(id, text, end)),
+                Bytes::new(),
+                Bytes::new(),
+            ]
         }
-        out.extend_from_slice(end);
-        return [Bytes::from(out), Bytes::new(), Bytes::new()];
     }
-    let mut head = String::with_capacity(head_len);
-    for piece in [START, id, DATA] {
-        head.push_str(piece);
-    }
-    // Long enough, so `data` is `Some`; moving the box into `Bytes` copies nothing.
-    let payload = data.map_or_else(Bytes::new, |data| {
-        Bytes::from(Box::<str>::from(data).into_boxed_bytes())
-    });
-    [Bytes::from(head), payload, Bytes::from_static(end)]
 }
 
 /// The line a client sends to cancel its stream `ipc_req_id`, `\n` included:

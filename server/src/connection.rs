@@ -596,18 +596,15 @@ impl Completion {
     /// Answers with the request's data exactly as it arrived (the built-in echo), a large one
     /// written from the buffer it was decoded into.
     fn echo(self, data: Option<Box<serde_json::value::RawValue>>) {
-        self.reply_with(|ipc_req_id| {
-            Line::from_pieces(raw_response_pieces(ipc_req_id, data), false)
-        });
+        self.reply_with(|ipc_req_id| raw_response_pieces(ipc_req_id, data));
     }
 
     /// Counts the response and, unless the request was one-way, queues the line `encode`
-    /// makes for the request's id (as a text frame unless the request came in a binary one).
-    fn reply_with(mut self, encode: impl FnOnce(Option<&RawId>) -> Line) {
+    /// makes for the request's id, in the pieces [`Line::from_pieces`] takes.
+    fn reply_with(mut self, encode: impl FnOnce(Option<&RawId>) -> [bytes::Bytes; 3]) {
         self.count_now();
         if self.reply {
-            let mut line = encode(self.req_id.as_ref());
-            line.binary = self.binary;
+            let line = Line::from_pieces(encode(self.req_id.as_ref()), self.binary);
             // A closed queue means the peer is gone; its reply has nowhere to go.
             let _ = self.outbound.send(line);
         }
@@ -618,9 +615,7 @@ impl Completion {
         let data = match outcome {
             Ok(Ok(ReplyData::Tree(data))) => data,
             Ok(Ok(ReplyData::Text(text))) => {
-                self.reply_with(|ipc_req_id| {
-                    Line::from_pieces(raw_response_pieces(ipc_req_id, Some(text)), false)
-                });
+                self.reply_with(|ipc_req_id| raw_response_pieces(ipc_req_id, Some(text)));
                 return;
             }
             Ok(Err(err)) => {
@@ -639,13 +634,11 @@ impl Completion {
             }
         };
         self.reply_with(|ipc_req_id| {
-            Line::new(
-                encode_response_line(&Response {
-                    ipc_req_id,
-                    data: &data,
-                }),
-                false,
-            )
+            let line = encode_response_line(&Response {
+                ipc_req_id,
+                data: &data,
+            });
+            [line, bytes::Bytes::new(), bytes::Bytes::new()]
         });
     }
 }

@@ -203,7 +203,11 @@ impl Outbound {
                 tx,
                 gauge: gauge.clone(),
             },
-            OutboundReceiver { rx, gauge },
+            OutboundReceiver {
+                rx,
+                gauge,
+                taken_overhead: 0,
+            },
         )
     }
 
@@ -326,6 +330,10 @@ impl WeakOutbound {
 pub(crate) struct OutboundReceiver {
     rx: mpsc::UnboundedReceiver<Line>,
     gauge: Arc<Gauge>,
+    /// The [`LINE_OVERHEAD`] of lines taken off the queue since the last
+    /// [`written`](Self::written), given back with it: one update of the gauge per write, not
+    /// one more per line.
+    taken_overhead: usize,
 }
 
 impl OutboundReceiver {
@@ -344,16 +352,19 @@ impl OutboundReceiver {
     }
 
     /// A line left the queue: its [`LINE_OVERHEAD`] is no longer held (its bytes are, until
-    /// [`written`](Self::written)).
-    fn taken(&self, line: &Option<Line>) {
+    /// written); the gauge is told with the next [`written`](Self::written), which always
+    /// follows, since a line is never empty.
+    fn taken(&mut self, line: &Option<Line>) {
         if line.is_some() {
-            self.written(LINE_OVERHEAD);
+            self.taken_overhead += LINE_OVERHEAD;
         }
     }
 
     /// Reports `bytes` of received lines as handed to the socket: the gauge drops by that
-    /// much, and a reader paused on it re-checks.
-    pub(crate) fn written(&self, bytes: usize) {
+    /// much (and by the overhead of the lines taken since the last report), and a reader paused
+    /// on it re-checks.
+    pub(crate) fn written(&mut self, bytes: usize) {
+        let bytes = bytes + std::mem::take(&mut self.taken_overhead);
         if bytes > 0 {
             let before = self.gauge.shrink(&self.gauge.queued, bytes);
             self.gauge.drained.notify_one();
