@@ -697,6 +697,22 @@ mod tests {
         }
     }
 
+    /// A server on a temp socket (kept while the directory lives) and a client connected to it.
+    async fn server_and_client() -> (
+        tempfile::TempDir,
+        pixl_ipc_server::RunningServer,
+        super::Client,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("client.sock");
+        let server = pixl_ipc_server::Server::new(pixl_ipc_server::ServerConfig::new(&path))
+            .start()
+            .await
+            .unwrap();
+        let client = super::Client::connect(&path).await.unwrap();
+        (dir, server, client)
+    }
+
     /// A call that times out leaves a note for the task to forget it (no periodic sweep); one
     /// that is answered leaves none. On a current-thread runtime the task cannot take the note
     /// before the test looks.
@@ -705,13 +721,7 @@ mod tests {
         use crate::notes::Note;
         use std::time::Duration;
 
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("forget.sock");
-        let _server = pixl_ipc_server::Server::new(pixl_ipc_server::ServerConfig::new(&path))
-            .start()
-            .await
-            .unwrap();
-        let client = super::Client::connect(&path).await.unwrap();
+        let (_dir, _server, client) = server_and_client().await;
         let answered = client
             .send("/ipcserver/test/echo", serde_json::json!({"a": 1}))
             .await
@@ -741,13 +751,7 @@ mod tests {
     async fn calls_given_up_before_the_task_took_them_leave_no_note() {
         use futures_util::FutureExt;
 
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("reconnecting.sock");
-        let server = pixl_ipc_server::Server::new(pixl_ipc_server::ServerConfig::new(&path))
-            .start()
-            .await
-            .unwrap();
-        let client = super::Client::connect(&path).await.unwrap();
+        let (_dir, server, client) = server_and_client().await;
         server.shutdown().await;
         client
             .state_changes()

@@ -134,6 +134,20 @@ mod tests {
         Bytes::from(vec![data])
     }
 
+    /// Registers callers `rq0`..`rq{count-1}` and returns their receivers, in that order.
+    fn waiting(
+        table: &mut PendingRequests,
+        count: usize,
+    ) -> Vec<oneshot::Receiver<Result<Bytes, Error>>> {
+        (0..count)
+            .map(|i| {
+                let (tx, rx) = oneshot::channel();
+                table.insert(format!("rq{i}"), tx);
+                rx
+            })
+            .collect()
+    }
+
     #[tokio::test]
     async fn a_reply_reaches_its_caller_once() {
         let mut table = PendingRequests::default();
@@ -161,13 +175,7 @@ mod tests {
     #[tokio::test]
     async fn fail_all_settles_every_request() {
         let mut table = PendingRequests::default();
-        let receivers: Vec<_> = (0..5)
-            .map(|i| {
-                let (tx, rx) = oneshot::channel();
-                table.insert(format!("rq{i}"), tx);
-                rx
-            })
-            .collect();
+        let receivers = waiting(&mut table, 5);
         assert_eq!(table.fail_all(&Error::Closed), 5);
         for rx in receivers {
             assert!(matches!(rx.await.unwrap(), Err(Error::Closed)));
@@ -224,13 +232,7 @@ mod tests {
     #[test]
     fn many_ids_are_kept_apart() {
         let mut table = PendingRequests::default();
-        let receivers: Vec<_> = (0..10_000)
-            .map(|i| {
-                let (tx, rx) = oneshot::channel();
-                table.insert(format!("rq{i}"), tx);
-                rx
-            })
-            .collect();
+        let receivers = waiting(&mut table, 10_000);
         assert_eq!(table.len(), 10_000);
         // Ids that share a prefix, or differ only past the first 8 bytes, are different keys.
         assert!(!table.complete("rq", Ok(message(0))));
