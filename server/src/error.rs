@@ -75,11 +75,11 @@ pub enum ServerError {
         source: io::Error,
     },
     /// The process may open too few descriptors to serve any connection.
-    #[error("the descriptor limit ({limit}) leaves no room for connections (each needs up to 2, and {reserved} are kept for the server itself): raise it with `ulimit -n` or LimitNOFILE= in the service unit")]
+    #[error("the descriptor limit ({limit}) leaves no room for connections (each needs up to 2, and {reserved} are kept for the server itself and its WebSocket handshakes, if any): raise it with `ulimit -n` or LimitNOFILE= in the service unit")]
     DescriptorLimit {
         /// The soft limit in force.
         limit: u64,
-        /// Descriptors kept for the server itself.
+        /// Descriptors kept for the server itself and its WebSocket handshakes.
         reserved: u64,
     },
     /// A socket handed in (socket activation) could not be set up for serving.

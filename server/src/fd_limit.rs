@@ -1,7 +1,11 @@
 //! The process's descriptor limit, and how many connections it allows. Each connection needs
 //! up to two descriptors at once: its socket, and for a while a second one (a UNIX writer
 //! waiting for room registers a duplicate; a WebSocket whose frames wait for the core watches a
-//! duplicate for the peer's FIN).
+//! duplicate for the peer's FIN). With WebSocket listeners, the handshakes in progress hold
+//! sockets of their own before they take a connection slot: see [`handshake_sockets`].
+//!
+//! So at most `RESERVED_DESCRIPTORS + 2 * max_connections + handshake_sockets(max_handshakes)`
+//! descriptors are open, and `max_connections` is lowered at start until that fits the limit.
 
 use nix::sys::resource::{getrlimit, setrlimit, Resource};
 
@@ -10,6 +14,20 @@ pub(crate) const DESCRIPTORS_PER_CONNECTION: u64 = 2;
 /// Descriptors kept for everything that is not a connection: the listeners, the socket lock,
 /// the runtimes' event queues and wakers, log files, a handler's own files.
 pub(crate) const RESERVED_DESCRIPTORS: u64 = 64;
+
+/// Sockets the WebSocket handshakes may hold at once: the `max_handshakes` live ones, and as
+/// many that the pool dropped to make room and whose tasks have not closed them yet (the
+/// listeners wait for one to close before accepting more).
+pub(crate) fn handshake_sockets(max_handshakes: usize) -> usize {
+    max_handshakes.max(1).saturating_mul(2)
+}
+
+/// Descriptors kept for everything but the connections' own: the server's
+/// [`RESERVED_DESCRIPTORS`], and with WebSocket listeners their handshakes' sockets.
+pub(crate) fn reserved(websocket_handshakes: Option<usize>) -> u64 {
+    let handshakes = websocket_handshakes.map_or(0, handshake_sockets);
+    RESERVED_DESCRIPTORS.saturating_add(u64::try_from(handshakes).unwrap_or(u64::MAX))
+}
 
 /// Raises the soft descriptor limit to the hard limit (what a daemon that serves many
 /// connections wants; the soft default of 1024 is for interactive shells). Returns the limit in
@@ -33,9 +51,10 @@ pub(crate) fn current_limit() -> Option<u64> {
         .map(|(soft, _)| soft)
 }
 
-/// How many connections `limit` descriptors can serve without running out.
-pub(crate) fn connections_for(limit: u64) -> u64 {
-    limit.saturating_sub(RESERVED_DESCRIPTORS) / DESCRIPTORS_PER_CONNECTION
+/// How many connections `limit` descriptors can serve without running out, `reserved` of them
+/// kept for the rest (see [`reserved`]).
+pub(crate) fn connections_for(limit: u64, reserved: u64) -> u64 {
+    limit.saturating_sub(reserved) / DESCRIPTORS_PER_CONNECTION
 }
 
 #[cfg(test)]
@@ -44,9 +63,14 @@ mod tests {
 
     #[test]
     fn the_limit_is_shared_out_after_the_reserve() {
-        assert_eq!(connections_for(1024), 480);
-        assert_eq!(connections_for(64), 0);
-        assert_eq!(connections_for(10), 0);
-        assert_eq!(connections_for(20_064), 10_000);
+        let unix_only = reserved(None);
+        assert_eq!(connections_for(1024, unix_only), 480);
+        assert_eq!(connections_for(64, unix_only), 0);
+        assert_eq!(connections_for(10, unix_only), 0);
+        assert_eq!(connections_for(20_064, unix_only), 10_000);
+        // The default 64 handshakes keep 128 sockets more.
+        assert_eq!(reserved(Some(64)), 192);
+        assert_eq!(connections_for(256, reserved(Some(64))), 32);
+        assert_eq!(connections_for(192, reserved(Some(64))), 0);
     }
 }

@@ -301,7 +301,9 @@ impl Server {
     /// A failed start leaves no socket file behind.
     pub async fn start(mut self) -> Result<RunningServer, ServerError> {
         self.config.validate()?;
-        fit_connections_to_descriptors(&mut self.config)?;
+        let websockets_on =
+            !self.config.websocket.listen.is_empty() || !self.listeners.websocket.is_empty();
+        fit_connections_to_descriptors(&mut self.config, websockets_on)?;
         let config = &self.config;
         // Everything that can fail is prepared before the UNIX socket exists, so a bad TLS file
         // or a taken port leaves no socket file behind.
@@ -360,16 +362,17 @@ impl Server {
 /// Keeps `max_connections` within what the descriptor limit can serve, so the server never runs
 /// out of descriptors before it reaches its own limit (at which point accepts, and the UNIX
 /// writers' and WebSocket watches' duplicates, would start failing for everyone).
-fn fit_connections_to_descriptors(config: &mut ServerConfig) -> Result<(), ServerError> {
+fn fit_connections_to_descriptors(
+    config: &mut ServerConfig,
+    websockets_on: bool,
+) -> Result<(), ServerError> {
     let Some(limit) = fd_limit::current_limit() else {
         return Ok(());
     };
-    let allowed = fd_limit::connections_for(limit);
+    let reserved = fd_limit::reserved(websockets_on.then_some(config.websocket.max_handshakes));
+    let allowed = fd_limit::connections_for(limit, reserved);
     if allowed == 0 {
-        return Err(ServerError::DescriptorLimit {
-            limit,
-            reserved: fd_limit::RESERVED_DESCRIPTORS,
-        });
+        return Err(ServerError::DescriptorLimit { limit, reserved });
     }
     let allowed = usize::try_from(allowed).unwrap_or(usize::MAX);
     if config.max_connections > allowed {
@@ -377,8 +380,7 @@ fn fit_connections_to_descriptors(config: &mut ServerConfig) -> Result<(), Serve
             asked = config.max_connections,
             serving = allowed,
             descriptor_limit = limit,
-            "max_connections lowered to what the descriptor limit allows (each connection may use 2 descriptors, {} are kept for the server); raise the limit (ulimit -n, LimitNOFILE=) to serve more",
-            fd_limit::RESERVED_DESCRIPTORS
+            "max_connections lowered to what the descriptor limit allows (each connection may use 2 descriptors, {reserved} are kept for the server and its WebSocket handshakes); raise the limit (ulimit -n, LimitNOFILE=) to serve more"
         );
         config.max_connections = allowed;
     }

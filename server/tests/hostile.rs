@@ -414,6 +414,24 @@ fn at_a_low_descriptor_limit_the_server_fits_its_limits_and_keeps_serving_its_so
         log.contains("max_connections lowered") && log.contains("serving=96"),
         "{log}"
     );
+
+    // With WebSocket listeners, the handshakes' 2 x 64 sockets come out of the budget too.
+    let path = dir.path().join("fds3.sock");
+    let mut command = std::process::Command::new("prlimit");
+    command
+        .arg("--nofile=256:256")
+        .arg("--")
+        .arg(common::server_binary())
+        .arg("--socket")
+        .arg(&path)
+        .args(["--ws", "127.0.0.1:0"]);
+    let server = ServerProcess::spawn(command, &path)
+        .unwrap_or_else(|failure| panic!("start failed: {}", failure.stderr));
+    let (_status, log) = server.stop();
+    assert!(
+        log.contains("max_connections lowered") && log.contains("serving=32"),
+        "{log}"
+    );
 }
 
 #[test]

@@ -17,7 +17,7 @@ use futures_util::{Stream, StreamExt};
 use pixl_ipc_protocol::quote::bounded;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_tungstenite::tungstenite::handshake::server::{
     ErrorResponse, Request as Upgrade, Response,
 };
@@ -40,6 +40,7 @@ use crate::config::{ServerConfig, WebSocketConfig};
 use crate::connection::{self, Inbound, PeerWatch};
 use crate::context::ConnectionContext;
 use crate::error::ServerError;
+use crate::fd_limit;
 use crate::handler::{ConnectionInfo, PeerCredentials, Transport};
 use crate::outbound::Outbound;
 
@@ -158,6 +159,13 @@ struct WsSetup {
     idle_timeout: Duration,
     wire: WireConfig,
     max_message_bytes: usize,
+    /// Sockets accepted and not yet upgraded or closed, across every WebSocket listener:
+    /// `2 * max_handshakes` permits. The pool keeps `max_handshakes` handshakes live; one it
+    /// drops keeps its socket until its task next runs, so a burst of connects could otherwise
+    /// pile up closing sockets faster than the workers close them and run the process out of
+    /// descriptors. With none free, the listeners stop accepting (the kernel's backlog holds
+    /// the newcomers) until a socket is closed or upgraded.
+    handshake_sockets: Arc<Semaphore>,
 }
 
 /// Bytes tungstenite offers each socket read. It zeroes that much before every read, so its
@@ -192,6 +200,9 @@ impl WsSetup {
                 .max_message_size(Some(max_message_bytes))
                 .max_frame_size(Some(max_message_bytes)),
             max_message_bytes,
+            handshake_sockets: Arc::new(Semaphore::new(fd_limit::handshake_sockets(
+                config.max_handshakes,
+            ))),
         })
     }
 
@@ -487,14 +498,33 @@ pub(crate) struct WsTicket {
     setup: Arc<WsSetup>,
 }
 
+/// An accepted TCP connection, holding its place among the handshake sockets.
+pub(crate) struct Accepted {
+    tcp: TcpStream,
+    peer: SocketAddr,
+    socket_place: OwnedSemaphorePermit,
+}
+
 impl Listener for WsListener {
-    type Io = (TcpStream, SocketAddr);
+    type Io = Accepted;
     type Ticket = WsTicket;
 
-    async fn accept(&mut self) -> io::Result<(TcpStream, SocketAddr)> {
-        let (stream, peer) = self.listener.accept().await?;
-        let _ = stream.set_nodelay(true);
-        Ok((stream, peer))
+    async fn accept(&mut self) -> io::Result<Accepted> {
+        // The semaphore is never closed; the error arm is there only to avoid a panic path.
+        let socket_place = self
+            .setup
+            .handshake_sockets
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(io::Error::other)?;
+        let (tcp, peer) = self.listener.accept().await?;
+        let _ = tcp.set_nodelay(true);
+        Ok(Accepted {
+            tcp,
+            peer,
+            socket_place,
+        })
     }
 
     fn admit(&self, ctx: &ConnectionContext, _io: &Self::Io) -> Result<WsTicket, Refusal> {
@@ -520,7 +550,7 @@ impl Listener for WsListener {
         // A handshake the pool drops to make room ends here; once upgraded it has left the
         // pool and can no longer be dropped.
         let evicted = handshake.evicted();
-        let peer = io.1;
+        let peer = io.peer;
         tokio::select! {
             () = evicted.cancelled() => {
                 tracing::debug!(conn = id, %peer, "handshake dropped to make room for a newer one");
@@ -535,7 +565,11 @@ async fn handshake_and_serve(
     ctx: Arc<ConnectionContext>,
     setup: &WsSetup,
     id: u64,
-    (tcp, peer): (TcpStream, SocketAddr),
+    Accepted {
+        tcp,
+        peer,
+        socket_place,
+    }: Accepted,
     handshake: Handshake,
 ) {
     let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
@@ -564,6 +598,7 @@ async fn handshake_and_serve(
     let handshake = Pending {
         deadline,
         _handshake: handshake,
+        _socket_place: socket_place,
         local,
         peer,
         credentials,
@@ -586,6 +621,8 @@ struct Pending {
     /// When the whole handshake (TLS and upgrade) must be done.
     deadline: tokio::time::Instant,
     _handshake: Handshake,
+    /// Its place among the handshake sockets, until the upgrade or the socket's close.
+    _socket_place: OwnedSemaphorePermit,
     local: SocketAddr,
     peer: SocketAddr,
     credentials: Option<PeerCredentials>,
@@ -662,6 +699,7 @@ async fn upgrade_and_serve<S>(
     let Pending {
         deadline,
         _handshake,
+        _socket_place,
         local,
         peer,
         credentials,
@@ -711,8 +749,9 @@ async fn upgrade_and_serve<S>(
             return;
         }
     };
-    // The handshake's place goes back to the pool; the slot is held until the connection ends.
+    // The handshake's places go back; the slot is held until the connection ends.
     drop(_handshake);
+    drop(_socket_place);
     let _slot = slot;
     let info = Arc::new(ConnectionInfo {
         id,
@@ -761,7 +800,40 @@ fn tokio_stream_from(
 
 #[cfg(test)]
 mod tests {
-    use super::{base64url_decode, same_secret};
+    use std::time::Duration;
+
+    use super::{base64url_decode, same_secret, Listener, WebSockets};
+    use crate::config::{ServerConfig, WebSocketConfig};
+
+    /// A listener stops accepting once handshakes hold `2 * max_handshakes` sockets, whatever
+    /// the workers have not yet closed, and goes on when one is closed.
+    #[tokio::test]
+    async fn handshakes_hold_at_most_twice_the_pool_in_sockets() {
+        let config = ServerConfig::new("unused.sock").with_websocket(
+            WebSocketConfig::default()
+                .listen_on(([127, 0, 0, 1], 0).into())
+                .with_max_handshakes(2),
+        );
+        let (websockets, mut listeners) = WebSockets::bind(&config, Vec::new()).await.unwrap();
+        let address = websockets.addrs[0];
+        let mut listener = listeners.remove(0);
+        let peers: Vec<_> = (0..5)
+            .map(|_| std::net::TcpStream::connect(address).unwrap())
+            .collect();
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            held.push(listener.accept().await.unwrap());
+        }
+        let fifth = tokio::time::timeout(Duration::from_millis(300), listener.accept()).await;
+        assert!(fifth.is_err(), "a fifth socket was accepted with four held");
+        held.pop();
+        let fifth = tokio::time::timeout(Duration::from_secs(5), listener.accept()).await;
+        assert!(
+            matches!(fifth, Ok(Ok(_))),
+            "no accept after a socket was closed"
+        );
+        drop(peers);
+    }
 
     #[test]
     fn a_token_matches_only_itself_whatever_the_lengths() {
