@@ -142,6 +142,11 @@ pub(crate) struct Args {
     /// Close connections whose last line stays incomplete this long [default: 30000]
     #[arg(long, value_name = "MS")]
     pub(crate) partial_message_timeout_ms: Option<u64>,
+    /// Low-latency mode: after a UNIX-socket connection's data comes in, busy-poll it this
+    /// long for more instead of sleeping (1-1000; costs up to that much CPU per request)
+    /// [default: off]
+    #[arg(long, value_name = "US")]
+    pub(crate) spin_us: Option<u64>,
     /// Serve only peers with this uid: UNIX-socket peers, and WebSocket peers on this machine
     /// (uid of their TCP socket); remote WebSocket peers then need the token (repeatable; with
     /// --allow-gid: either matches)
@@ -330,6 +335,8 @@ pub(crate) fn resolve(args: &Args) -> anyhow::Result<ServerConfig> {
     if let Some(ms) = args.partial_message_timeout_ms {
         config = config.with_partial_message_timeout(Duration::from_millis(ms));
     }
+    // Set as given, not through `with_read_spin`, so `--spin-us 0` is refused, not read as off.
+    config.read_spin = args.spin_us.map(Duration::from_micros);
     config = config.with_allowed_peers(uids, gids);
     config.worker_threads = Some(args.threads.unwrap_or_else(default_worker_threads));
     Ok(config.with_websocket(websocket(args)?))

@@ -131,6 +131,12 @@ pub struct ServerConfig {
     /// A connection stays on its thread, so a request and its reply never hop between
     /// threads; handlers that block should use `tokio::task::spawn_blocking`.
     pub worker_threads: Option<usize>,
+    /// The low-latency mode (default: off): for this long after a UNIX-socket connection's
+    /// last bytes came in, its reads busy-poll the socket instead of letting the worker thread
+    /// park, so a client that calls one request at a time is read without a thread wake-up.
+    /// Costs CPU: up to this much after every request (none while connections are idle).
+    /// At most [`MAX_READ_SPIN`](crate::MAX_READ_SPIN). WebSocket connections do not spin.
+    pub read_spin: Option<Duration>,
 }
 
 impl ServerConfig {
@@ -158,6 +164,7 @@ impl ServerConfig {
             allowed_uids: Vec::new(),
             allowed_gids: Vec::new(),
             worker_threads: None,
+            read_spin: None,
         }
     }
 
@@ -208,6 +215,13 @@ impl ServerConfig {
     /// Cancels handlers that run longer than `timeout` (default: never).
     pub fn with_handler_timeout(mut self, timeout: Duration) -> Self {
         self.handler_timeout = Some(timeout);
+        self
+    }
+
+    /// Turns on the low-latency mode (see [`ServerConfig::read_spin`]); a zero window turns it
+    /// off.
+    pub fn with_read_spin(mut self, window: Duration) -> Self {
+        self.read_spin = (!window.is_zero()).then_some(window);
         self
     }
 

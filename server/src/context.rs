@@ -34,6 +34,8 @@ pub(crate) struct ConnectionContext {
     pub(crate) max_message_bytes: usize,
     pub(crate) handler_timeout: Option<Duration>,
     pub(crate) partial_message_timeout: Duration,
+    /// The low-latency mode's window for UNIX-socket reads (`None`: off).
+    pub(crate) read_spin: Option<Duration>,
     /// Cancelled when the server starts shutting down: stop reading, finish in-flight work.
     pub(crate) shutdown: CancellationToken,
     /// Cancelled when `exit_timeout` has passed: drop whatever is still running.
@@ -66,6 +68,7 @@ impl ConnectionContext {
             max_message_bytes: config.max_message_bytes,
             handler_timeout: config.handler_timeout,
             partial_message_timeout: config.partial_message_timeout,
+            read_spin: config.read_spin,
             shutdown: CancellationToken::new(),
             abort: CancellationToken::new(),
             layered: None,

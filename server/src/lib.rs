@@ -94,7 +94,8 @@ pub use router::{Matched, RouteError, RouteInfo, Router, UriPattern};
 pub use server::{RunningServer, Server, ServerHandle, ShutdownReport};
 pub use stats::{ForwardStats, IntervalStats, LatencySummary, StatsSnapshot, TotalStats};
 pub use validate::{
-    MAX_ABSTRACT_NAME_BYTES, MAX_TIMEOUT, MAX_WORKER_THREADS, MIN_STATS_INTERVAL, MIN_TIMER,
+    MAX_ABSTRACT_NAME_BYTES, MAX_READ_SPIN, MAX_TIMEOUT, MAX_WORKER_THREADS, MIN_STATS_INTERVAL,
+    MIN_TIMER,
 };
 /// The crates the API speaks in, so a user's Cargo.toml need not guess matching versions:
 /// patterns are [`regex::Regex`]es, data is [`serde_json::Value`], streams are

@@ -21,6 +21,9 @@ pub const MAX_ABSTRACT_NAME_BYTES: usize = 107;
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
 /// The most connection threads `worker_threads` accepts; more than this is a typo.
 pub const MAX_WORKER_THREADS: usize = 1024;
+/// The longest low-latency spin window (`read_spin`): past a millisecond, spinning costs far
+/// more CPU than the wake-up it saves (tens of microseconds).
+pub const MAX_READ_SPIN: Duration = Duration::from_millis(1);
 /// The shortest statistics interval: below it the log is mostly statistics.
 pub const MIN_STATS_INTERVAL: Duration = Duration::from_millis(10);
 /// The shortest timer setting (`ping_interval`, `partial_message_timeout`, `handler_timeout`).
@@ -172,6 +175,16 @@ impl ServerConfig {
             self.partial_message_timeout,
             MIN_TIMER,
         )?;
+        if let Some(window) = self.read_spin {
+            if window.is_zero() || window > MAX_READ_SPIN {
+                return Err(invalid(
+                    "read_spin",
+                    "--spin-us",
+                    format!("{} us", window.as_micros()),
+                    format!("1 ..= {} us", MAX_READ_SPIN.as_micros()),
+                ));
+            }
+        }
         if let Some(threads) = self.worker_threads {
             count("worker_threads", "--threads", threads, MAX_WORKER_THREADS)?;
         }

@@ -154,6 +154,8 @@ fn settings_out_of_range_are_refused_at_start_naming_the_flag_and_creating_nothi
         &["--max-connections", "0"],
         &["--max-in-flight", "0"],
         &["--threads", "0"],
+        &["--spin-us", "0"],
+        &["--spin-us", "1001"],
         &["--exit-timeout-ms", &max_ms],
         &["--handler-timeout-ms", "0"],
         &["--partial-message-timeout-ms", &max_ms],

@@ -378,3 +378,58 @@ fn bad_delays_get_invalid_request_never_a_panic() {
         );
     }
 }
+
+/// CPU time (user + system) the process has used, in clock ticks (1/100 s).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may hold spaces) start after its closing ')'.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..]
+        .split_whitespace()
+        .collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn in_the_low_latency_mode_every_byte_is_read_the_peer_is_seen_leaving_and_idle_costs_nothing() {
+    // The longest window, so the pieces below arrive both inside it and after it.
+    let (_dir, server) = start(&["--spin-us", "1000"]);
+    let mut conn = server.connect();
+    // A line in pieces: 100 us apart (inside the window), then 20 ms apart (past it).
+    conn.send_raw(br#"{"ipcReqID":1,"uri":"/ipcserver/test/echo","#);
+    std::thread::sleep(Duration::from_micros(100));
+    conn.send_raw(br#""data":{"a":"#);
+    std::thread::sleep(Duration::from_millis(20));
+    conn.send_raw(b"1}}\n");
+    assert_eq!(conn.read_line(), r#"{"ipcReqID":1,"data":{"a":1}}"#);
+    // Pipelined lines and a 100K message that takes many reads.
+    let big = json!({"ipcReqID": 2, "uri": "/ipcserver/test/echo", "data": sized_message(100)});
+    let mut batch = format!("{big}\n");
+    for id in 3..=50 {
+        batch.push_str(&format!(
+            "{{\"ipcReqID\":{id},\"uri\":\"/ipcserver/test/echo\",\"data\":{id}}}\n"
+        ));
+    }
+    conn.send_raw(batch.as_bytes());
+    let first = conn.read_json();
+    assert_eq!(first["ipcReqID"], json!(2));
+    assert_eq!(first["data"], sized_message(100));
+    for id in 3..=50 {
+        assert_eq!(
+            conn.read_line(),
+            format!("{{\"ipcReqID\":{id},\"data\":{id}}}")
+        );
+    }
+    // Idle: the window has passed, so the worker parks again rather than spinning.
+    std::thread::sleep(Duration::from_millis(50));
+    let before = cpu_ticks(server.pid().as_raw() as u32);
+    std::thread::sleep(Duration::from_millis(500));
+    let spent = cpu_ticks(server.pid().as_raw() as u32) - before;
+    assert!(spent <= 5, "{spent} ticks of CPU in 500 ms of idle");
+    // A peer that leaves inside the window is seen leaving: the server ends the connection.
+    assert_eq!(
+        conn.call(r#"{"ipcReqID":51,"uri":"/ipcserver/test/echo","data":51}"#),
+        r#"{"ipcReqID":51,"data":51}"#
+    );
+    conn.stream().shutdown(std::net::Shutdown::Write).unwrap();
+    conn.expect_eof();
+}

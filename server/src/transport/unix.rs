@@ -438,13 +438,16 @@ impl Listener for SocketListener {
         });
         tracing::debug!(conn = id, ?peer, "connection opened");
 
-        let (read, write) = match pixl_ipc_io::unix::split_tokio(stream) {
+        let (mut read, write) = match pixl_ipc_io::unix::split_tokio(stream) {
             Ok(halves) => halves,
             Err(err) => {
                 tracing::warn!(conn = id, error = %err, "cannot set up the connection");
                 return;
             }
         };
+        if let Some(window) = ctx.read_spin {
+            read.spin_after_data(window);
+        }
         let hangup = read.hangup();
         let codec = JsonLinesCodec::<RawRequest>::with_max_length(ctx.max_message_bytes);
         // Small initial buffers: an idle connection should cost little (buffers grow on demand).
