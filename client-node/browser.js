@@ -14,7 +14,9 @@
   const IPCClient = defineClient(Emitter, openBrowserTransport, {
     defaultUserAgent: () => 'Browser/IPCClient' + (root.location ? root.location.pathname : ''),
     pid: () => 0,
-    byteLength: (text) => new TextEncoder().encode(text).length,
+    // WebSocket.send() takes the text (a Uint8Array would go as a binary frame); the count is
+    // its UTF-8 length.
+    encodeLine: (line) => ({ payload: line, bytes: new TextEncoder().encode(line).length }),
   });
   if (commonJS) {
     module.exports = IPCClient;

@@ -606,8 +606,9 @@
        * or the write queue is full).
        */
       prepareRequest(msg, uri) {
-        const line = JSON.stringify(msg) + '\n';
-        const bytes = environment.byteLength(line);
+        // Encoded once here: the transport writes these bytes as they are, and their count is
+        // exact for the limits below without a second pass over the text.
+        const { payload, bytes } = environment.encodeLine(JSON.stringify(msg) + '\n');
         if (bytes - 1 > this.options.maxMessageBytes) {
           this.logError(ERRORS.MESSAGE_TOO_LARGE, 'request exceeds maxMessageBytes', { uri });
           return { error: this.makeError(ERRORS.MESSAGE_TOO_LARGE, 'request exceeds maxMessageBytes') };
@@ -619,7 +620,7 @@
           this.logError(ERRORS.WRITE_QUEUE_FULL, 'requests waiting to be written exceed maxWriteQueueBytes', { uri, waiting });
           return { error: this.makeError(ERRORS.WRITE_QUEUE_FULL, `${waiting} bytes of requests already wait to be written (maxWriteQueueBytes ${this.options.maxWriteQueueBytes})`) };
         }
-        return { id: msg.ipcReqID, line, bytes, state: 'queued', wanted: null };
+        return { id: msg.ipcReqID, line: payload, bytes, state: 'queued', wanted: null };
       }
 
       enqueue(writer, entry) {
@@ -715,9 +716,9 @@
           return; // that connection is gone, and the stream with it
         }
         this.swallow(id);
-        const line = JSON.stringify({ ipcReqID: id, ipcCancel: true }) + '\n';
+        const { payload, bytes } = environment.encodeLine(JSON.stringify({ ipcReqID: id, ipcCancel: true }) + '\n');
         // A cancel is small and frees the server: it is queued even over maxWriteQueueBytes.
-        this.enqueue(writer, { id, line, bytes: environment.byteLength(line), state: 'queued', wanted: () => true });
+        this.enqueue(writer, { id, line: payload, bytes, state: 'queued', wanted: () => true });
       }
 
       /** Drops the lines of a cancelled stream until its final line, or expireRequest ms of silence. */

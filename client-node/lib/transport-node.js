@@ -170,7 +170,9 @@ function openWebSocket(url, options, handlers) {
   });
   return {
     // A message per frame, without the line's newline. `flushed` runs once it left Node.
-    write: (line, flushed) => ws.send(line.endsWith('\n') ? line.slice(0, -1) : line, flushed ? () => flushed() : undefined),
+    // `line` is the encoded request (a Buffer ending in "\n"), or a string; either goes as a
+    // text frame.
+    write: (line, flushed) => ws.send(withoutNewline(line), { binary: false }, flushed ? () => flushed() : undefined),
     end: (callback, graceMs) => {
       closedReason = 'closed by the caller';
       byCaller = true;
@@ -201,6 +203,13 @@ function openWebSocket(url, options, handlers) {
  * which the server selects, and 'pixl-ipc.bearer.' + the token's UTF-8 bytes in base64url
  * without padding, which it never echoes.
  */
+function withoutNewline(line) {
+  if (typeof line === 'string') {
+    return line.endsWith('\n') ? line.slice(0, -1) : line;
+  }
+  return line.length > 0 && line[line.length - 1] === 0x0a ? line.subarray(0, line.length - 1) : line;
+}
+
 function tokenProtocols(token) {
   return ['pixl-ipc', 'pixl-ipc.bearer.' + Buffer.from(token, 'utf8').toString('base64url')];
 }

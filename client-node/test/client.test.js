@@ -220,3 +220,36 @@ test('pushes arrive as data events', async () => {
     await server.kill();
   }
 });
+
+test('requests and cancels go over a WebSocket as text frames, the line without its newline', async () => {
+  const { WebSocketServer } = require('ws');
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, handleProtocols: () => 'pixl-ipc' });
+  await new Promise((resolve) => wss.once('listening', resolve));
+  const frames = [];
+  wss.on('connection', (ws) => ws.on('message', (data, isBinary) => {
+    frames.push({ isBinary, text: data.toString('utf8') });
+    const request = JSON.parse(data.toString('utf8'));
+    if (!request.ipcStream && !request.ipcCancel) {
+      ws.send(JSON.stringify({ ipcReqID: request.ipcReqID, data: request.data }));
+    }
+  }));
+  const client = new IPCClient(`ws://127.0.0.1:${wss.address().port}/`, null, { requestTimeout: 5000 });
+  await client.connect();
+  assert.deepStrictEqual(await client.send('/echo', { text: 'é∑😀' }), { text: 'é∑😀' });
+  const stream = client.stream('/stream', {}, () => {}, () => {});
+  while (frames.length < 2) {
+    await sleep(10);
+  }
+  stream.cancel();
+  while (frames.length < 3) {
+    await sleep(10);
+  }
+  await client.close();
+  await new Promise((resolve) => wss.close(resolve));
+  assert.deepStrictEqual(frames.map((frame) => frame.isBinary), [false, false, false]);
+  for (const frame of frames) {
+    assert.ok(!frame.text.endsWith('\n'), frame.text);
+  }
+  assert.deepStrictEqual(JSON.parse(frames[0].text).data, { text: 'é∑😀' });
+  assert.strictEqual(JSON.parse(frames[2].text).ipcCancel, true);
+});
