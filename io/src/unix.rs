@@ -139,8 +139,13 @@ impl UnixReader {
             spin.until = None;
             return Poll::Pending;
         }
+        // The reactor's readiness check may have said Pending only because the task's
+        // cooperative budget is spent: reading anyway would let a peer that keeps the socket
+        // full hold the thread, starving every other task on it.
+        let coop = ready!(tokio::task::coop::poll_proceed(cx));
         match read_uninit(self.stream.get_ref(), buf, room) {
             Ok(read) => {
+                coop.made_progress();
                 self.after_read(read);
                 Poll::Ready(Ok(()))
             }

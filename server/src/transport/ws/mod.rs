@@ -96,6 +96,10 @@ impl WebSockets {
             .iter()
             .filter_map(|listener| listener.local_addr().ok())
             .collect();
+        // Each listener's accept loop holds a place while it waits for a connection: one more
+        // place per listener, or with more listeners than handshake places a loop could wait
+        // for a live handshake to time out instead of accepting (and so evicting) it.
+        setup.handshake_sockets.add_permits(listeners.len());
         let listeners = listeners
             .into_iter()
             .map(|listener| WsListener {
@@ -805,8 +809,8 @@ mod tests {
     use super::{base64url_decode, same_secret, Listener, WebSockets};
     use crate::config::{ServerConfig, WebSocketConfig};
 
-    /// A listener stops accepting once handshakes hold `2 * max_handshakes` sockets, whatever
-    /// the workers have not yet closed, and goes on when one is closed.
+    /// A listener stops accepting once handshakes hold `2 * max_handshakes` sockets plus one
+    /// per listener, whatever the workers have not yet closed, and goes on when one is closed.
     #[tokio::test]
     async fn handshakes_hold_at_most_twice_the_pool_in_sockets() {
         let config = ServerConfig::new("unused.sock").with_websocket(
@@ -817,19 +821,19 @@ mod tests {
         let (websockets, mut listeners) = WebSockets::bind(&config, Vec::new()).await.unwrap();
         let address = websockets.addrs[0];
         let mut listener = listeners.remove(0);
-        let peers: Vec<_> = (0..5)
+        let peers: Vec<_> = (0..6)
             .map(|_| std::net::TcpStream::connect(address).unwrap())
             .collect();
         let mut held = Vec::new();
-        for _ in 0..4 {
+        for _ in 0..5 {
             held.push(listener.accept().await.unwrap());
         }
-        let fifth = tokio::time::timeout(Duration::from_millis(300), listener.accept()).await;
-        assert!(fifth.is_err(), "a fifth socket was accepted with four held");
+        let sixth = tokio::time::timeout(Duration::from_millis(300), listener.accept()).await;
+        assert!(sixth.is_err(), "a sixth socket was accepted with five held");
         held.pop();
-        let fifth = tokio::time::timeout(Duration::from_secs(5), listener.accept()).await;
+        let sixth = tokio::time::timeout(Duration::from_secs(5), listener.accept()).await;
         assert!(
-            matches!(fifth, Ok(Ok(_))),
+            matches!(sixth, Ok(Ok(_))),
             "no accept after a socket was closed"
         );
         drop(peers);
