@@ -75,7 +75,7 @@ pub enum ServerError {
         source: io::Error,
     },
     /// The process may open too few descriptors to serve any connection.
-    #[error("the descriptor limit ({limit}) leaves no room for connections (each needs up to 2, and {reserved} are kept for the server itself and its WebSocket handshakes, if any): raise it with `ulimit -n` or LimitNOFILE= in the service unit")]
+    #[error("the descriptor limit ({limit}) leaves no room for connections: each needs up to 2, and {reserved} are kept for the server itself (64) and its WebSocket handshakes (2 per place in the handshake pool, 64 places by default, and 1 per listener, if any); at least {} are needed: raise it with `ulimit -n` or LimitNOFILE= in the service unit", reserved + 2)]
     DescriptorLimit {
         /// The soft limit in force.
         limit: u64,

@@ -4,8 +4,9 @@
 //! duplicate for the peer's FIN). With WebSocket listeners, the handshakes in progress hold
 //! sockets of their own before they take a connection slot: see [`handshake_sockets`].
 //!
-//! So at most `RESERVED_DESCRIPTORS + 2 * max_connections + handshake_sockets(max_handshakes)`
-//! descriptors are open, and `max_connections` is lowered at start until that fits the limit.
+//! So at most `RESERVED_DESCRIPTORS + 2 * max_connections + handshake_sockets(max_handshakes)
+//! + websocket_listeners` descriptors are open (the last two terms only with WebSocket
+//! listeners), and `max_connections` is lowered at start until that fits the limit.
 
 use nix::sys::resource::{getrlimit, setrlimit, Resource};
 
@@ -23,10 +24,14 @@ pub(crate) fn handshake_sockets(max_handshakes: usize) -> usize {
 }
 
 /// Descriptors kept for everything but the connections' own: the server's
-/// [`RESERVED_DESCRIPTORS`], and with WebSocket listeners their handshakes' sockets.
-pub(crate) fn reserved(websocket_handshakes: Option<usize>) -> u64 {
-    let handshakes = websocket_handshakes.map_or(0, handshake_sockets);
-    RESERVED_DESCRIPTORS.saturating_add(u64::try_from(handshakes).unwrap_or(u64::MAX))
+/// [`RESERVED_DESCRIPTORS`], and with `listeners` WebSocket listeners their handshakes' sockets,
+/// plus one per listener (each accept loop holds a handshake place while it waits).
+pub(crate) fn reserved(max_handshakes: usize, listeners: usize) -> u64 {
+    if listeners == 0 {
+        return RESERVED_DESCRIPTORS;
+    }
+    let sockets = handshake_sockets(max_handshakes).saturating_add(listeners);
+    RESERVED_DESCRIPTORS.saturating_add(u64::try_from(sockets).unwrap_or(u64::MAX))
 }
 
 /// Raises the soft descriptor limit to the hard limit (what a daemon that serves many
@@ -63,14 +68,15 @@ mod tests {
 
     #[test]
     fn the_limit_is_shared_out_after_the_reserve() {
-        let unix_only = reserved(None);
+        let unix_only = reserved(64, 0);
         assert_eq!(connections_for(1024, unix_only), 480);
         assert_eq!(connections_for(64, unix_only), 0);
         assert_eq!(connections_for(10, unix_only), 0);
         assert_eq!(connections_for(20_064, unix_only), 10_000);
-        // The default 64 handshakes keep 128 sockets more.
-        assert_eq!(reserved(Some(64)), 192);
-        assert_eq!(connections_for(256, reserved(Some(64))), 32);
-        assert_eq!(connections_for(192, reserved(Some(64))), 0);
+        // The default 64 handshakes keep 128 sockets more, and one listener one more.
+        assert_eq!(reserved(64, 1), 193);
+        assert_eq!(connections_for(256, reserved(64, 1)), 31);
+        assert_eq!(connections_for(194, reserved(64, 1)), 0);
+        assert_eq!(connections_for(195, reserved(64, 1)), 1);
     }
 }

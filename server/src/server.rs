@@ -301,9 +301,9 @@ impl Server {
     /// A failed start leaves no socket file behind.
     pub async fn start(mut self) -> Result<RunningServer, ServerError> {
         self.config.validate()?;
-        let websockets_on =
-            !self.config.websocket.listen.is_empty() || !self.listeners.websocket.is_empty();
-        fit_connections_to_descriptors(&mut self.config, websockets_on)?;
+        let websocket_listeners =
+            self.config.websocket.listen.len() + self.listeners.websocket.len();
+        fit_connections_to_descriptors(&mut self.config, websocket_listeners)?;
         let config = &self.config;
         // Everything that can fail is prepared before the UNIX socket exists, so a bad TLS file
         // or a taken port leaves no socket file behind.
@@ -364,23 +364,28 @@ impl Server {
 /// writers' and WebSocket watches' duplicates, would start failing for everyone).
 fn fit_connections_to_descriptors(
     config: &mut ServerConfig,
-    websockets_on: bool,
+    websocket_listeners: usize,
 ) -> Result<(), ServerError> {
     let Some(limit) = fd_limit::current_limit() else {
         return Ok(());
     };
-    let reserved = fd_limit::reserved(websockets_on.then_some(config.websocket.max_handshakes));
+    let reserved = fd_limit::reserved(config.websocket.max_handshakes, websocket_listeners);
     let allowed = fd_limit::connections_for(limit, reserved);
     if allowed == 0 {
         return Err(ServerError::DescriptorLimit { limit, reserved });
     }
     let allowed = usize::try_from(allowed).unwrap_or(usize::MAX);
     if config.max_connections > allowed {
+        let kept_for = if websocket_listeners == 0 {
+            "the server"
+        } else {
+            "the server and its WebSocket handshakes"
+        };
         tracing::warn!(
             asked = config.max_connections,
             serving = allowed,
             descriptor_limit = limit,
-            "max_connections lowered to what the descriptor limit allows (each connection may use 2 descriptors, {reserved} are kept for the server and its WebSocket handshakes); raise the limit (ulimit -n, LimitNOFILE=) to serve more"
+            "max_connections lowered to what the descriptor limit allows (each connection may use 2 descriptors, {reserved} are kept for {kept_for}); raise the limit (ulimit -n, LimitNOFILE=) to serve more"
         );
         config.max_connections = allowed;
     }

@@ -214,7 +214,8 @@ impl ServerConfig {
             "websocket.max_handshakes",
             "max_handshakes",
             ws.max_handshakes,
-            tokio::sync::Semaphore::MAX_PERMITS,
+            // Twice this, plus a place per listener, makes the handshake-socket semaphore.
+            tokio::sync::Semaphore::MAX_PERMITS / 4,
         )?;
         duration(
             "websocket.ping_interval",

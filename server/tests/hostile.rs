@@ -9,7 +9,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use common::{Conn, RssSampler, ServerProcess, Wire, WsConn};
+use common::{Conn, LibServer, RssSampler, ServerProcess, Wire, WsConn};
 use serde_json::{json, Value};
 
 fn start(args: &[&str]) -> (tempfile::TempDir, ServerProcess) {
@@ -314,6 +314,81 @@ fn silent_tcp_peers(url: &str, count: usize) -> Vec<std::net::TcpStream> {
         .collect()
 }
 
+/// Threads the process has now.
+fn threads_of(pid: u32) -> usize {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|line| line.strip_prefix("Threads:"))
+        .and_then(|count| count.trim().parse().ok())
+        .unwrap()
+}
+
+/// With an allow-list, each WebSocket handshake looks its peer's uid up in /proc/net/tcp on a
+/// blocking thread, a lookup that outlives a handshake dropped meanwhile: a flood of connects
+/// once grew the server to 514 threads, each holding the file open. At most 4 run at once.
+#[test]
+fn a_connect_flood_under_an_allow_list_runs_a_bounded_number_of_uid_lookups() {
+    let uid = nix::unistd::getuid().to_string();
+    let (_dir, server) = start(&["--ws", "127.0.0.1:0", "--threads", "1", "--allow-uid", &uid]);
+    let url = server.ws_url().unwrap();
+    let pid = server.pid().as_raw() as u32;
+    let before = threads_of(pid);
+    let flooding = std::thread::spawn(move || {
+        for _ in 0..6 {
+            drop(silent_tcp_peers(&url, 100));
+        }
+    });
+    let mut most = before;
+    while !flooding.is_finished() {
+        most = most.max(threads_of(pid));
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    flooding.join().unwrap();
+    assert!(
+        most <= before + 8,
+        "{before} threads before, {most} during the flood"
+    );
+    let mut conn = server.connect();
+    assert_eq!(
+        conn.call(r#"{"ipcReqID":1,"uri":"/ipcserver/test/echo","data":1}"#),
+        r#"{"ipcReqID":1,"data":1}"#
+    );
+}
+
+/// Each listener's accept loop holds a handshake-socket place while it waits: with more
+/// listeners than handshake places, a loop that found no place left could not accept (and so
+/// evict) a silent peer, and a real client waited out the peer's 5 s handshake timeout.
+#[test]
+fn with_more_websocket_listeners_than_handshake_places_a_silent_peer_cannot_keep_a_client_out() {
+    for (listeners, places) in [(2, 1), (3, 2)] {
+        let server = LibServer::start(
+            |config| {
+                let mut ws = pixl_ipc_server::WebSocketConfig::default();
+                for _ in 0..listeners {
+                    ws = ws.listen_on(([127, 0, 0, 1], 0).into());
+                }
+                config.with_websocket(ws.with_max_handshakes(places))
+            },
+            |_| {},
+        );
+        let first = server.handle.ws_addrs()[0];
+        let _silent: Vec<_> = (0..places)
+            .map(|_| std::net::TcpStream::connect(first).unwrap())
+            .collect();
+        std::thread::sleep(Duration::from_millis(200));
+        let started = Instant::now();
+        let mut ws = WsConn::open(&format!("ws://{first}/"));
+        ws.send(r#"{"ipcReqID":1,"uri":"/ipcserver/test/echo","data":1}"#);
+        assert_eq!(ws.read_json()["data"], json!(1));
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_secs(2),
+            "{listeners} listeners, {places} places: served after {took:?}"
+        );
+    }
+}
+
 #[test]
 fn silent_websocket_connects_take_no_served_slots_and_cannot_keep_clients_out() {
     let (_dir, server) = start(&[
@@ -415,7 +490,8 @@ fn at_a_low_descriptor_limit_the_server_fits_its_limits_and_keeps_serving_its_so
         "{log}"
     );
 
-    // With WebSocket listeners, the handshakes' 2 x 64 sockets come out of the budget too.
+    // With a WebSocket listener, the handshakes' 2 x 64 sockets and the listener's waiting
+    // place come out of the budget too: (256 - 64 - 128 - 1) / 2.
     let path = dir.path().join("fds3.sock");
     let mut command = std::process::Command::new("prlimit");
     command
@@ -429,7 +505,7 @@ fn at_a_low_descriptor_limit_the_server_fits_its_limits_and_keeps_serving_its_so
         .unwrap_or_else(|failure| panic!("start failed: {}", failure.stderr));
     let (_status, log) = server.stop();
     assert!(
-        log.contains("max_connections lowered") && log.contains("serving=32"),
+        log.contains("max_connections lowered") && log.contains("serving=31"),
         "{log}"
     );
 }

@@ -170,7 +170,15 @@ struct WsSetup {
     /// descriptors. With none free, the listeners stop accepting (the kernel's backlog holds
     /// the newcomers) until a socket is closed or upgraded.
     handshake_sockets: Arc<Semaphore>,
+    /// Places for `/proc/net/tcp` lookups (allow-list checks) running at once, each on a
+    /// blocking thread with the file open: [`UID_LOOKUPS`]. A lookup outlives a handshake dropped
+    /// meanwhile (it cannot be interrupted), so without this a flood of silent connects could
+    /// fill the blocking pool with threads each holding the file open.
+    uid_lookups: Arc<Semaphore>,
 }
+
+/// Allow-list lookups of a WebSocket peer's uid running at once (threads, and open files).
+const UID_LOOKUPS: usize = 4;
 
 /// Bytes tungstenite offers each socket read. It zeroes that much before every read, so its
 /// 128 KiB default cost more than the rest of a small message's handling (11% of the
@@ -207,6 +215,7 @@ impl WsSetup {
             handshake_sockets: Arc::new(Semaphore::new(fd_limit::handshake_sockets(
                 config.max_handshakes,
             ))),
+            uid_lookups: Arc::new(Semaphore::new(UID_LOOKUPS)),
         })
     }
 
@@ -282,6 +291,7 @@ impl WsSetup {
     /// may go on (`None`: no allow-list, or a peer on another machine, which the token checks),
     /// or why it is refused.
     async fn check_peer(
+        &self,
         rules: &Reloadable,
         peer: SocketAddr,
         local: SocketAddr,
@@ -290,8 +300,20 @@ impl WsSetup {
             return Ok(None);
         }
         let allowed = &rules.allowed_uids;
-        // The table is as long as the machine has TCP sockets: read it off the reactor.
-        let lookup = tokio::task::spawn_blocking(move || tcp_owner::owner_uid(peer, local)).await;
+        // Never closed: the error arm only avoids a panic path.
+        let place = self
+            .uid_lookups
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|err| format!("the peer's uid cannot be determined: {err}"))?;
+        // The table is as long as the machine has TCP sockets: read it off the reactor. The
+        // place is held until the read ends, even if this handshake is dropped meanwhile.
+        let lookup = tokio::task::spawn_blocking(move || {
+            let _place = place;
+            tcp_owner::owner_uid(peer, local)
+        })
+        .await;
         match lookup {
             Ok(Ok(Some(uid))) if allowed.contains(&uid) => Ok(Some(PeerCredentials {
                 uid,
@@ -591,7 +613,7 @@ async fn handshake_and_serve(
     // reload makes them later.
     let rules = ctx.access.current();
     // The allow-list comes before TLS and the upgrade: a refused peer reaches no handler.
-    let credentials = match WsSetup::check_peer(&rules, peer, local).await {
+    let credentials = match setup.check_peer(&rules, peer, local).await {
         Ok(credentials) => credentials,
         Err(reason) => {
             let _ = tokio::time::timeout_at(deadline, refuse_peer(&ctx, setup, tcp, peer, &reason))
