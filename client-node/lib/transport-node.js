@@ -203,15 +203,16 @@ function openWebSocket(url, options, handlers) {
  * which the server selects, and 'pixl-ipc.bearer.' + the token's UTF-8 bytes in base64url
  * without padding, which it never echoes.
  */
+function tokenProtocols(token) {
+  return ['pixl-ipc', 'pixl-ipc.bearer.' + Buffer.from(token, 'utf8').toString('base64url')];
+}
+
+/** A request (a Buffer or a string) without its ending newline: a WebSocket frame is one message. */
 function withoutNewline(line) {
   if (typeof line === 'string') {
     return line.endsWith('\n') ? line.slice(0, -1) : line;
   }
   return line.length > 0 && line[line.length - 1] === 0x0a ? line.subarray(0, line.length - 1) : line;
-}
-
-function tokenProtocols(token) {
-  return ['pixl-ipc', 'pixl-ipc.bearer.' + Buffer.from(token, 'utf8').toString('base64url')];
 }
 
 module.exports = { openTransport, tokenProtocols, abstractName, libuvConnectsAbstractNames };

@@ -72,8 +72,8 @@ pub struct UnixReader {
     spin: Option<Spin>,
 }
 
-/// The low-latency mode of [`UnixReader::spin_after_data`]: for `window` after the last bytes
-/// came in, a read that finds nothing tries again at the next turn of the runtime instead of
+/// The low-latency mode of [`UnixReader::spin_after_lines`]: for `window` after the last line
+/// ended, a read that finds nothing tries again at the next turn of the runtime instead of
 /// leaving the thread to park.
 #[derive(Debug, Clone, Copy)]
 struct Spin {
@@ -91,31 +91,36 @@ const MIN_OFFER: usize = 4 * 1024;
 const MAX_OFFER: usize = 256 * 1024;
 
 impl UnixReader {
-    /// Turns on the low-latency mode: for `window` after each read that brought data, a read
+    /// Turns on the low-latency mode: for `window` after each read that ended a line, a read
     /// that would wait tries the socket again at the runtime's next turn (after a
     /// `sched_yield`, so a client sharing the CPU runs first) instead of letting the thread park
     /// in `epoll_wait`. On a host where waking a parked thread is slow (a VM's idle vCPU), the
     /// next request of a client that calls one at a time is then read without that wake-up.
-    /// The price is CPU: up to `window` of it after every burst of data, and none while the
-    /// connection is idle. Other tasks on the same runtime still run between tries, with I/O
-    /// events polled every `event_interval` (61) of them.
-    pub fn spin_after_data(&mut self, window: Duration) {
+    /// The price is CPU: up to `window` of it after every line received, and none while the
+    /// connection is idle or a line is still coming in. Other tasks on the same runtime still
+    /// run between tries, with I/O events polled every `event_interval` (61) of them, and each
+    /// try spends the task's cooperative budget like any read.
+    pub fn spin_after_lines(&mut self, window: Duration) {
         self.spin = (!window.is_zero()).then_some(Spin {
             window,
             until: None,
         });
     }
 
-    /// Doubles the offer while reads fill it, halves it while they use little of it, and (in
-    /// the low-latency mode) opens a new spin window after data.
-    fn after_read(&mut self, read: usize) {
+    /// After a read that brought `fresh` into the caller's buffer: doubles the offer while
+    /// reads fill it, halves it while they use little of it, and (in the low-latency mode)
+    /// opens a spin window when `fresh` ends a line. Only a complete line opens one, so a peer
+    /// trickling a line a byte at a time costs no spinning, and the mode's CPU stays at most
+    /// one window per line received.
+    fn after_read(&mut self, fresh: &[u8]) {
+        let read = fresh.len();
         if read == self.offer {
             self.offer = (self.offer * 2).min(MAX_OFFER);
         } else if read < self.offer / 8 {
             self.offer = (self.offer / 2).max(MIN_OFFER);
         }
         if let Some(spin) = &mut self.spin {
-            if read > 0 {
+            if fresh.contains(&b'\n') {
                 spin.until = Some(Instant::now() + spin.window);
             }
         }
@@ -146,7 +151,7 @@ impl UnixReader {
         match read_uninit(self.stream.get_ref(), buf, room) {
             Ok(read) => {
                 coop.made_progress();
-                self.after_read(read);
+                self.after_read(fresh(buf, read));
                 Poll::Ready(Ok(()))
             }
             Err(err)
@@ -231,7 +236,7 @@ impl AsyncRead for UnixReader {
                     if read > 0 && read < room {
                         guard.clear_ready();
                     }
-                    this.after_read(read);
+                    this.after_read(fresh(buf, read));
                     return Poll::Ready(Ok(()));
                 }
                 Ok(Err(err)) if err.kind() == io::ErrorKind::Interrupted => continue,
@@ -240,6 +245,12 @@ impl AsyncRead for UnixReader {
             }
         }
     }
+}
+
+/// The last `read` bytes `buf` was filled with.
+fn fresh<'a>(buf: &'a ReadBuf<'_>, read: usize) -> &'a [u8] {
+    let filled = buf.filled();
+    &filled[filled.len().saturating_sub(read)..]
 }
 
 /// Reads at most `room` bytes from `stream` into `buf`'s unfilled part, without zeroing it

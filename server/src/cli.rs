@@ -142,9 +142,9 @@ pub(crate) struct Args {
     /// Close connections whose last line stays incomplete this long [default: 30000]
     #[arg(long, value_name = "MS")]
     pub(crate) partial_message_timeout_ms: Option<u64>,
-    /// Low-latency mode: after a UNIX-socket connection's data comes in, busy-poll it this
-    /// long for more instead of sleeping (1-1000; costs up to that much CPU per request)
-    /// [default: off]
+    /// Low-latency mode: after a UNIX-socket connection receives a line, busy-poll it this
+    /// long for the next instead of sleeping (1-1000; costs up to that much CPU per line
+    /// received; only worth it with clients on other CPUs) [default: off]
     #[arg(long, value_name = "US")]
     pub(crate) spin_us: Option<u64>,
     /// Serve only peers with this uid: UNIX-socket peers, and WebSocket peers on this machine

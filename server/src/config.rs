@@ -131,10 +131,10 @@ pub struct ServerConfig {
     /// A connection stays on its thread, so a request and its reply never hop between
     /// threads; handlers that block should use `tokio::task::spawn_blocking`.
     pub worker_threads: Option<usize>,
-    /// The low-latency mode (default: off): for this long after a UNIX-socket connection's
-    /// last bytes came in, its reads busy-poll the socket instead of letting the worker thread
+    /// The low-latency mode (default: off): for this long after a UNIX-socket connection
+    /// received a line, its reads busy-poll the socket instead of letting the worker thread
     /// park, so a client that calls one request at a time is read without a thread wake-up.
-    /// Costs CPU: up to this much after every request (none while connections are idle).
+    /// Costs CPU: up to this much per line received (none while connections are idle).
     /// At most [`MAX_READ_SPIN`](crate::MAX_READ_SPIN). WebSocket connections do not spin.
     pub read_spin: Option<Duration>,
 }

@@ -390,7 +390,8 @@ fn cpu_ticks(pid: u32) -> u64 {
 }
 
 #[test]
-fn in_the_low_latency_mode_every_byte_is_read_the_peer_is_seen_leaving_and_idle_costs_nothing() {
+fn in_the_low_latency_mode_every_byte_is_read_the_peer_is_seen_leaving_and_idle_or_trickling_costs_nothing(
+) {
     // The longest window, so the pieces below arrive both inside it and after it.
     let (_dir, server) = start(&["--spin-us", "1000"]);
     let mut conn = server.connect();
@@ -425,6 +426,24 @@ fn in_the_low_latency_mode_every_byte_is_read_the_peer_is_seen_leaving_and_idle_
     std::thread::sleep(Duration::from_millis(500));
     let spent = cpu_ticks(server.pid().as_raw() as u32) - before;
     assert!(spent <= 5, "{spent} ticks of CPU in 500 ms of idle");
+    // A line trickled a byte every 200 us: only a complete line opens a window, so this costs
+    // no spinning (with every byte opening one, the worker spun the whole time).
+    let before = cpu_ticks(server.pid().as_raw() as u32);
+    let started = std::time::Instant::now();
+    conn.send_raw(br#"{"ipcReqID":52,"uri":"/ipcserver/test/echo","data":""#);
+    while started.elapsed() < Duration::from_millis(600) {
+        conn.send_raw(b"x");
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let spent = cpu_ticks(server.pid().as_raw() as u32) - before;
+    conn.send_raw(b"\"}\n");
+    assert!(conn
+        .read_line()
+        .starts_with(r#"{"ipcReqID":52,"data":"xxx"#));
+    assert!(
+        spent <= 20,
+        "{spent} ticks of CPU in 600 ms of a trickled line"
+    );
     // A peer that leaves inside the window is seen leaving: the server ends the connection.
     assert_eq!(
         conn.call(r#"{"ipcReqID":51,"uri":"/ipcserver/test/echo","data":51}"#),

@@ -446,7 +446,7 @@ impl Listener for SocketListener {
             }
         };
         if let Some(window) = ctx.read_spin {
-            read.spin_after_data(window);
+            read.spin_after_lines(window);
         }
         let hangup = read.hangup();
         let codec = JsonLinesCodec::<RawRequest>::with_max_length(ctx.max_message_bytes);
