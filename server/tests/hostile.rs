@@ -443,20 +443,26 @@ fn silent_websocket_connects_take_no_served_slots_and_cannot_keep_clients_out() 
     assert_eq!(stats["data"]["total"]["refusedConnections"], json!(7));
 }
 
-#[test]
-fn at_a_low_descriptor_limit_the_server_fits_its_limits_and_keeps_serving_its_socket() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("fds.sock");
+/// The server on `path` with `args`, under a limit of 256 descriptors.
+fn start_with_256_descriptors(path: &std::path::Path, args: &[&str]) -> ServerProcess {
     let mut command = std::process::Command::new("prlimit");
     command
         .arg("--nofile=256:256")
         .arg("--")
         .arg(common::server_binary())
         .arg("--socket")
-        .arg(&path)
-        .args(["--ws", "127.0.0.1:0", "--max-connections", "16"]);
-    let server = ServerProcess::spawn(command, &path)
-        .unwrap_or_else(|failure| panic!("start failed: {}", failure.stderr));
+        .arg(path)
+        .args(args);
+    ServerProcess::spawn(command, path)
+        .unwrap_or_else(|failure| panic!("start failed: {}", failure.stderr))
+}
+
+#[test]
+fn at_a_low_descriptor_limit_the_server_fits_its_limits_and_keeps_serving_its_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fds.sock");
+    let server =
+        start_with_256_descriptors(&path, &["--ws", "127.0.0.1:0", "--max-connections", "16"]);
     let url = server.ws_url().unwrap();
     // 400 peers that connect and say nothing: the server must not run out of descriptors.
     let silent = silent_tcp_peers(&url, 400);
@@ -470,44 +476,23 @@ fn at_a_low_descriptor_limit_the_server_fits_its_limits_and_keeps_serving_its_so
     );
     drop(silent);
     drop(conn);
-    // With the default limit of 10,000 connections it says what it can really serve.
     let (_status, log) = server.stop();
     assert!(!log.contains("accept failed"), "{log}");
 
-    let path = dir.path().join("fds2.sock");
-    let mut command = std::process::Command::new("prlimit");
-    command
-        .arg("--nofile=256:256")
-        .arg("--")
-        .arg(common::server_binary())
-        .arg("--socket")
-        .arg(&path);
-    let server = ServerProcess::spawn(command, &path)
-        .unwrap_or_else(|failure| panic!("start failed: {}", failure.stderr));
-    let (_status, log) = server.stop();
-    assert!(
-        log.contains("max_connections lowered") && log.contains("serving=96"),
-        "{log}"
-    );
-
-    // With a WebSocket listener, the handshakes' 2 x 64 sockets and the listener's waiting
-    // place come out of the budget too: (256 - 64 - 128 - 1) / 2.
-    let path = dir.path().join("fds3.sock");
-    let mut command = std::process::Command::new("prlimit");
-    command
-        .arg("--nofile=256:256")
-        .arg("--")
-        .arg(common::server_binary())
-        .arg("--socket")
-        .arg(&path)
-        .args(["--ws", "127.0.0.1:0"]);
-    let server = ServerProcess::spawn(command, &path)
-        .unwrap_or_else(|failure| panic!("start failed: {}", failure.stderr));
-    let (_status, log) = server.stop();
-    assert!(
-        log.contains("max_connections lowered") && log.contains("serving=31"),
-        "{log}"
-    );
+    // With the default limit of 10,000 connections it says what it can really serve: without
+    // WebSocket listeners (256 - 64) / 2; with one, the handshakes' 2 x 64 sockets and the
+    // listener's waiting place come out of the budget too: (256 - 64 - 128 - 1) / 2.
+    for (name, args, serving) in [
+        ("fds2.sock", &[][..], "serving=96"),
+        ("fds3.sock", &["--ws", "127.0.0.1:0"][..], "serving=31"),
+    ] {
+        let server = start_with_256_descriptors(&dir.path().join(name), args);
+        let (_status, log) = server.stop();
+        assert!(
+            log.contains("max_connections lowered") && log.contains(serving),
+            "{log}"
+        );
+    }
 }
 
 #[test]
