@@ -62,7 +62,8 @@ impl Hasher for IdHasher {
 
 type IdMap<T> = HashMap<String, T, BuildHasherDefault<IdHasher>>;
 
-/// Requests written to the connection and not yet answered. Owned by the connection task; every
+/// Requests written to the connection and not yet answered. Kept in the shared [`Wire`](crate::wire::Wire)
+/// (the task inserts, the task or a reading caller routes); every
 /// entry is settled exactly once: by its reply, by a connection failure, or dropped because the
 /// caller stopped waiting (timeout or a cancelled future).
 #[derive(Default)]
