@@ -548,3 +548,314 @@ impl Drop for AwaitReply<'_> {
         self.release();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The hand-over rules, driven step by step: a real socket pair (the test writes the
+    //! server's side), the task's side polled by hand with a waker that counts its wake-ups.
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use pixl_ipc_io::unix::{split_tokio, UnixWriter};
+    use pixl_ipc_protocol::LineSplitter;
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::UnixStream;
+    use tokio_util::codec::FramedRead;
+
+    use super::*;
+    use crate::pending::StreamSink;
+    use crate::pushes::PushLimits;
+
+    #[derive(Default)]
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Wakers that count, and their counts.
+    fn counter() -> (Arc<Count>, Waker) {
+        let count = Arc::new(Count::default());
+        (Arc::clone(&count), Waker::from(count))
+    }
+
+    fn woken(count: &Count) -> usize {
+        count.0.load(Ordering::SeqCst)
+    }
+
+    /// A wire with a new connection whose other end the test writes; our write half is
+    /// returned so the connection stays open in both directions.
+    fn connected(wire: &Wire) -> (UnixStream, UnixWriter) {
+        let (ours, peer) = UnixStream::pair().unwrap();
+        let (read, write) = split_tokio(ours).unwrap();
+        wire.install(Some(FramedRead::new(read, LineSplitter::new(1 << 20))));
+        (peer, write)
+    }
+
+    fn wire() -> Wire {
+        let pushes = Arc::new(PushHub::new(PushLimits {
+            max_pushes: 16,
+            max_bytes: 1 << 20,
+        }));
+        Wire::new(pushes, 1 << 20)
+    }
+
+    /// A waiting call `id`, as the task registers it.
+    fn waiting(wire: &Wire, id: &str) -> oneshot::Receiver<Result<Bytes, Error>> {
+        let (tx, rx) = oneshot::channel();
+        wire.lock().pending.insert(id.into(), tx);
+        rx
+    }
+
+    /// Lets the reactor see what the peer wrote.
+    async fn settle() {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+
+    /// The readiness woke the task too (and took its waker); this stands for the task having
+    /// been polled since, without reading, so that only the hand-over can wake it now.
+    fn task_waits_again(wire: &Wire, task_waker: &Waker) {
+        wire.fan.task.register(task_waker);
+    }
+
+    fn poll_caller(call: &mut AwaitReply<'_>, waker: &Waker) -> Poll<Result<Bytes, Error>> {
+        Pin::new(call)
+            .poll(&mut Context::from_waker(waker))
+            .map(|outcome| outcome.expect("the reply's sender is alive"))
+    }
+
+    fn poll_task(wire: &Wire, waker: &Waker) -> Poll<Event> {
+        wire.poll_task(&mut Context::from_waker(waker))
+    }
+
+    fn line_of(outcome: Result<Result<Bytes, Error>, oneshot::error::TryRecvError>) -> Bytes {
+        outcome.expect("answered").expect("a reply line")
+    }
+
+    /// A caller that reads the reply for another caller and part of a third one's, then is
+    /// dropped (a timeout, a `select!`): the partial line stays in the shared buffer, the role
+    /// goes back to the task, which is woken and completes the third reply.
+    #[tokio::test]
+    async fn a_caller_dropped_mid_read_leaves_the_rest_to_the_task() {
+        let wire = wire();
+        let (mut peer, _write) = connected(&wire);
+        let (task_count, task_waker) = counter();
+        let (_, caller_waker) = counter();
+        let a = waiting(&wire, "rq1");
+        let mut b = waiting(&wire, "rq2");
+        let mut c = waiting(&wire, "rq3");
+        assert!(poll_task(&wire, &task_waker).is_pending());
+
+        let mut call = AwaitReply::new(&wire, a, 1);
+        assert!(poll_caller(&mut call, &caller_waker).is_pending());
+        assert_eq!(wire.lock().claim, Some(1), "the caller reads");
+
+        peer.write_all(b"{\"ipcReqID\":\"rq2\",\"data\":2}\n{\"ipcReqID\":\"rq3\",\"da")
+            .await
+            .unwrap();
+        settle().await;
+        assert!(poll_caller(&mut call, &caller_waker).is_pending());
+        assert_eq!(
+            &line_of(b.try_recv())[..],
+            br#"{"ipcReqID":"rq2","data":2}"#
+        );
+        assert!(c.try_recv().is_err(), "half a line so far");
+
+        task_waits_again(&wire, &task_waker);
+        let before = woken(&task_count);
+        drop(call);
+        assert_eq!(wire.lock().claim, None, "the role is handed back");
+        assert!(woken(&task_count) > before, "the task is woken to read on");
+
+        peer.write_all(b"ta\":3}\n").await.unwrap();
+        settle().await;
+        assert!(matches!(
+            poll_task(&wire, &task_waker),
+            Poll::Ready(Event::Routed(_))
+        ));
+        assert_eq!(
+            &line_of(c.try_recv())[..],
+            br#"{"ipcReqID":"rq3","data":3}"#
+        );
+    }
+
+    /// A caller's own reply, with another caller's behind it in the same read: the caller
+    /// stops at its own, hands the role back and wakes the task, which finds the other one
+    /// already buffered (no readiness will announce it).
+    #[tokio::test]
+    async fn a_caller_stops_at_its_own_reply_and_wakes_the_task_for_the_rest() {
+        let wire = wire();
+        let (mut peer, _write) = connected(&wire);
+        let (task_count, task_waker) = counter();
+        let (_, caller_waker) = counter();
+        let a = waiting(&wire, "rq1");
+        let mut b = waiting(&wire, "rq2");
+        assert!(poll_task(&wire, &task_waker).is_pending());
+        let mut call = AwaitReply::new(&wire, a, 1);
+        assert!(poll_caller(&mut call, &caller_waker).is_pending());
+
+        peer.write_all(b"{\"ipcReqID\":\"rq1\",\"data\":1}\n{\"ipcReqID\":\"rq2\",\"data\":2}\n")
+            .await
+            .unwrap();
+        settle().await;
+        task_waits_again(&wire, &task_waker);
+        let before = woken(&task_count);
+        match poll_caller(&mut call, &caller_waker) {
+            Poll::Ready(Ok(line)) => assert_eq!(&line[..], br#"{"ipcReqID":"rq1","data":1}"#),
+            other => panic!("expected the caller's reply, got {other:?}"),
+        }
+        assert!(b.try_recv().is_err(), "not routed by the caller");
+        assert_eq!(wire.lock().claim, None);
+        assert!(
+            woken(&task_count) > before,
+            "the task is woken for the buffered line"
+        );
+        assert!(matches!(
+            poll_task(&wire, &task_waker),
+            Poll::Ready(Event::Routed(_))
+        ));
+        assert_eq!(
+            &line_of(b.try_recv())[..],
+            br#"{"ipcReqID":"rq2","data":2}"#
+        );
+    }
+
+    /// A claim is good for one connection: after a reconnect the caller reads nothing of the
+    /// new one (its call, if still waiting, is answered through the task).
+    #[tokio::test]
+    async fn a_claim_made_on_one_connection_is_void_on_the_next() {
+        let wire = wire();
+        let (_old_peer, _old_write) = connected(&wire);
+        let (_, task_waker) = counter();
+        let (_, caller_waker) = counter();
+        let a = waiting(&wire, "rq1");
+        let mut call = AwaitReply::new(&wire, a, 1);
+        assert!(poll_caller(&mut call, &caller_waker).is_pending());
+        assert_eq!(wire.lock().claim, Some(1));
+
+        let (mut peer, _write) = connected(&wire);
+        assert_eq!(wire.lock().claim, None, "a new connection clears the claim");
+        let mut b = waiting(&wire, "rq2");
+        peer.write_all(b"{\"ipcReqID\":\"rq2\",\"data\":2}\n")
+            .await
+            .unwrap();
+        settle().await;
+        assert!(poll_caller(&mut call, &caller_waker).is_pending());
+        assert_eq!(wire.lock().claim, None, "no claim on the new connection");
+        assert!(b.try_recv().is_err(), "the old claimant read nothing");
+        assert!(matches!(
+            poll_task(&wire, &task_waker),
+            Poll::Ready(Event::Routed(_))
+        ));
+        assert_eq!(
+            &line_of(b.try_recv())[..],
+            br#"{"ipcReqID":"rq2","data":2}"#
+        );
+    }
+
+    /// A stream's full buffer stops a reading caller as it stops the task: the line is parked,
+    /// the role goes to the task (woken), and nothing more is read, the caller's own reply
+    /// included, until the stream has room.
+    #[tokio::test]
+    async fn a_full_stream_stops_a_reading_caller_until_there_is_room() {
+        let wire = wire();
+        let (mut peer, _write) = connected(&wire);
+        let (task_count, task_waker) = counter();
+        let (_, caller_waker) = counter();
+        let (items_tx, mut items_rx) = mpsc::channel(1);
+        let (ended_tx, _ended_rx) = oneshot::channel();
+        wire.lock().pending.insert_stream(
+            "rq0".into(),
+            StreamSink {
+                items: items_tx,
+                ended: ended_tx,
+            },
+        );
+        let a = waiting(&wire, "rq1");
+        assert!(poll_task(&wire, &task_waker).is_pending());
+        let mut call = AwaitReply::new(&wire, a, 1);
+        assert!(poll_caller(&mut call, &caller_waker).is_pending());
+
+        peer.write_all(
+            b"{\"ipcReqID\":\"rq0\",\"data\":1,\"ipcMore\":true}\n\
+              {\"ipcReqID\":\"rq0\",\"data\":2,\"ipcMore\":true}\n\
+              {\"ipcReqID\":\"rq1\",\"data\":\"mine\"}\n",
+        )
+        .await
+        .unwrap();
+        settle().await;
+        task_waits_again(&wire, &task_waker);
+        let before = woken(&task_count);
+        assert!(poll_caller(&mut call, &caller_waker).is_pending());
+        assert_eq!(wire.lock().claim, None, "the role is handed back");
+        assert!(
+            woken(&task_count) > before,
+            "the task is woken to wait for room"
+        );
+        assert!(wire.lock().parked.is_some());
+        assert!(
+            poll_caller(&mut call, &caller_waker).is_pending(),
+            "nothing is read past the parked line"
+        );
+
+        let Poll::Ready(Event::Parked(items)) = poll_task(&wire, &task_waker) else {
+            panic!("the task is told of the parked line");
+        };
+        assert!(items.try_reserve().is_err(), "still full");
+        assert_eq!(
+            &items_rx.recv().await.unwrap()[..],
+            br#"{"ipcReqID":"rq0","data":1,"ipcMore":true}"#
+        );
+        let permit = items.reserve_owned().await.unwrap();
+        assert_eq!(wire.unpark(Some(permit)), None);
+        assert_eq!(
+            &items_rx.recv().await.unwrap()[..],
+            br#"{"ipcReqID":"rq0","data":2,"ipcMore":true}"#
+        );
+        match poll_caller(&mut call, &caller_waker) {
+            Poll::Ready(Ok(line)) => {
+                assert_eq!(&line[..], br#"{"ipcReqID":"rq1","data":"mine"}"#);
+            }
+            other => panic!("expected the caller's reply once reading resumed, got {other:?}"),
+        }
+    }
+
+    /// End-of-file found by a reading caller is kept for the task, which ends the connection
+    /// with it; the caller's call then fails as it would have on the task's path.
+    #[tokio::test]
+    async fn end_of_file_seen_by_a_caller_is_left_for_the_task() {
+        let wire = wire();
+        let (peer, _write) = connected(&wire);
+        let (task_count, task_waker) = counter();
+        let (_, caller_waker) = counter();
+        let a = waiting(&wire, "rq1");
+        assert!(poll_task(&wire, &task_waker).is_pending());
+        let mut call = AwaitReply::new(&wire, a, 1);
+        assert!(poll_caller(&mut call, &caller_waker).is_pending());
+
+        drop(peer);
+        settle().await;
+        task_waits_again(&wire, &task_waker);
+        let before = woken(&task_count);
+        assert!(poll_caller(&mut call, &caller_waker).is_pending());
+        assert_eq!(wire.lock().claim, None);
+        assert!(woken(&task_count) > before);
+        match poll_task(&wire, &task_waker) {
+            Poll::Ready(Event::Lost(reason)) => {
+                assert_eq!(reason, "the server closed the connection");
+            }
+            _ => panic!("the task is told the connection ended"),
+        }
+        let error = Error::ConnectionLost {
+            address: "test".into(),
+            reason: "the server closed the connection".into(),
+        };
+        assert_eq!(wire.end(&error), 1);
+        assert!(matches!(
+            poll_caller(&mut call, &caller_waker),
+            Poll::Ready(Err(Error::ConnectionLost { .. }))
+        ));
+    }
+}
