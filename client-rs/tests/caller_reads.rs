@@ -288,3 +288,68 @@ async fn a_server_restart_while_a_caller_reads() {
     .await;
     assert_eq!(items.len(), 4, "{items:?}");
 }
+
+/// Many callers on a multi-threaded runtime, the reading role passing between them and the
+/// task all the time: calls that time out, calls dropped after one poll, streams, and plain
+/// echoes, all at once on one connection. Every echo gets its own data back, every stream its
+/// items, and nothing hangs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_that_time_out_drop_and_stream_at_once_all_settle_correctly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("busy.sock");
+    let _server = pixl_ipc_server::Server::new(pixl_ipc_server::ServerConfig::new(&path))
+        .start()
+        .await
+        .unwrap();
+    let client = Client::connect(&path).await.unwrap();
+    let workers: Vec<_> = (0..8)
+        .map(|worker| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                for i in 0..150 {
+                    let data = json!({"worker": worker, "i": i});
+                    if i % 5 == 0 {
+                        let outcome = client
+                            .send_with_timeout(
+                                "/ipcserver/test/delay",
+                                json!({"delay": 2}),
+                                Duration::from_millis(1),
+                            )
+                            .await;
+                        assert!(
+                            matches!(outcome, Ok(_) | Err(Error::Timeout { .. })),
+                            "{outcome:?}"
+                        );
+                    } else if i % 7 == 0 {
+                        // Polled once or a few times, then dropped.
+                        tokio::select! {
+                            outcome = client.send("/ipcserver/test/echo", &data) => {
+                                assert_eq!(outcome.unwrap(), data);
+                            }
+                            () = tokio::task::yield_now() => {}
+                        }
+                    } else if i % 11 == 0 {
+                        let items: Vec<Value> = client
+                            .stream("/ipcserver/test/stream", json!({"count": 3}))
+                            .map(Result::unwrap)
+                            .collect()
+                            .await;
+                        assert_eq!(items.len(), 4, "{items:?}");
+                    } else {
+                        let echoed = client.send("/ipcserver/test/echo", &data).await.unwrap();
+                        assert_eq!(echoed, data);
+                    }
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        bounded(worker).await.unwrap();
+    }
+    assert_eq!(
+        bounded(client.send("/ipcserver/test/echo", json!("end")))
+            .await
+            .unwrap(),
+        json!("end")
+    );
+}
