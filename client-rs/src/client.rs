@@ -115,7 +115,15 @@ impl Client {
             max_bytes: settings.max_push_buffer_bytes,
         }));
         let close = Arc::new(CloseSignal::default());
-        let wire = Arc::new(Wire::new(Arc::clone(&pushes), settings.max_reply_bytes));
+        // Callers read the socket themselves only where they share the task's thread.
+        let callers_read = tokio::runtime::Handle::try_current().is_ok_and(|runtime| {
+            runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread
+        });
+        let wire = Arc::new(Wire::new(
+            Arc::clone(&pushes),
+            settings.max_reply_bytes,
+            callers_read,
+        ));
         let context = TaskContext {
             dialer,
             requests: requests_rx,

@@ -2,9 +2,10 @@
 //! role over at the awkward moments, against a scripted server that writes exact bytes (split
 //! lines, several replies in one write) or the real binary where a process has to die.
 //!
-//! Each test runs on a current-thread runtime with the reading caller in the test's own
-//! future, which the runtime polls before the connection task: the caller, not the task, is
-//! the one reading when the bytes arrive.
+//! Callers read only on a current-thread runtime (on a multi-threaded one the task reads
+//! alone). Each test runs on one, with the reading caller in the test's own future, which the
+//! runtime polls before the connection task: the caller, not the task, is the one reading when
+//! the bytes arrive.
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 use std::future::Future;
@@ -289,12 +290,22 @@ async fn a_server_restart_while_a_caller_reads() {
     assert_eq!(items.len(), 4, "{items:?}");
 }
 
-/// Many callers on a multi-threaded runtime, the reading role passing between them and the
+/// Many callers on one connection, the reading role passing between them and the
 /// task all the time: calls that time out, calls dropped after one poll, streams, and plain
 /// echoes, all at once on one connection. Every echo gets its own data back, every stream its
 /// items, and nothing hangs.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn callers_that_time_out_drop_and_stream_at_once_all_settle_correctly() {
+    busy_callers().await;
+}
+
+/// The same on a multi-threaded runtime, where the task reads alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_on_a_multi_threaded_runtime() {
+    busy_callers().await;
+}
+
+async fn busy_callers() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("busy.sock");
     let _server = pixl_ipc_server::Server::new(pixl_ipc_server::ServerConfig::new(&path))
