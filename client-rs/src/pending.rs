@@ -113,6 +113,11 @@ impl PendingRequests {
         count
     }
 
+    /// How many plain calls wait for their replies (streams not counted).
+    pub(crate) fn waiting_len(&self) -> usize {
+        self.waiting.len()
+    }
+
     /// Forgets the call `id`, whose caller stopped waiting (timed out, or its future dropped),
     /// so an unanswered request does not hold memory until the connection ends. Streams are
     /// left alone: a dropped stream is forgotten by its cancel. A reply that comes later is

@@ -6,7 +6,9 @@
 //! through a oneshot, and the runtime polls the reactor once more before it resumes the caller).
 //! So a caller waiting for its reply reads the socket itself ("caller reads") while no other
 //! caller does, routing every line exactly as the task would (the same code below: replies for
-//! other callers, stream items, pushes, errors), until its own reply is in.
+//! other callers, stream items, pushes, errors), until its own reply is in. A caller takes the
+//! role only while no other call waits (one call at a time, the case the hand-over costs most);
+//! calls made while it reads are routed by it all the same.
 //!
 //! The rules that keep this safe:
 //! - Everything is behind one std `Mutex`, never held across an `.await`: a read is one
@@ -515,11 +517,17 @@ impl Future for AwaitReply<'_> {
             if state.claim != Some(this.token) {
                 // Another caller reads (the task backs it up), or there is nothing to read
                 // (between connections, a WebSocket, a parked line), or this caller's claim
-                // was on an earlier connection: the reply comes through the oneshot.
+                // was on an earlier connection, or other calls wait too (the task reads a
+                // batch of replies in one turn; callers taking turns to read them measured
+                // slower with 500 in flight): the reply comes through the oneshot.
                 let on_another = this
                     .claimed_on
                     .is_some_and(|generation| generation != state.generation);
-                if state.claim.is_some() || !readable || on_another {
+                if state.claim.is_some()
+                    || !readable
+                    || on_another
+                    || state.pending.waiting_len() > 1
+                {
                     return Poll::Pending;
                 }
                 state.claim = Some(this.token);
@@ -655,13 +663,14 @@ mod tests {
         let (task_count, task_waker) = counter();
         let (_, caller_waker) = counter();
         let a = waiting(&wire, "rq1");
-        let mut b = waiting(&wire, "rq2");
-        let mut c = waiting(&wire, "rq3");
         assert!(poll_task(&wire, &task_waker).is_pending());
 
         let mut call = AwaitReply::new(&wire, a, 1);
         assert!(poll_caller(&mut call, &caller_waker).is_pending());
         assert_eq!(wire.lock().claim, Some(1), "the caller reads");
+        // Calls made while it reads.
+        let mut b = waiting(&wire, "rq2");
+        let mut c = waiting(&wire, "rq3");
 
         peer.write_all(b"{\"ipcReqID\":\"rq2\",\"data\":2}\n{\"ipcReqID\":\"rq3\",\"da")
             .await
@@ -702,10 +711,11 @@ mod tests {
         let (task_count, task_waker) = counter();
         let (_, caller_waker) = counter();
         let a = waiting(&wire, "rq1");
-        let mut b = waiting(&wire, "rq2");
         assert!(poll_task(&wire, &task_waker).is_pending());
         let mut call = AwaitReply::new(&wire, a, 1);
         assert!(poll_caller(&mut call, &caller_waker).is_pending());
+        assert_eq!(wire.lock().claim, Some(1));
+        let mut b = waiting(&wire, "rq2");
 
         peer.write_all(b"{\"ipcReqID\":\"rq1\",\"data\":1}\n{\"ipcReqID\":\"rq2\",\"data\":2}\n")
             .await
@@ -731,6 +741,23 @@ mod tests {
             &line_of(b.try_recv())[..],
             br#"{"ipcReqID":"rq2","data":2}"#
         );
+    }
+
+    /// A caller does not take the role while other calls wait: the task reads their replies
+    /// in one turn.
+    #[tokio::test]
+    async fn a_caller_reads_only_when_no_other_call_waits() {
+        let wire = wire();
+        let (_peer, _write) = connected(&wire);
+        let (_, caller_waker) = counter();
+        let _other = waiting(&wire, "rq0");
+        let a = waiting(&wire, "rq1");
+        let mut call = AwaitReply::new(&wire, a, 1);
+        assert!(poll_caller(&mut call, &caller_waker).is_pending());
+        assert_eq!(wire.lock().claim, None);
+        wire.lock().pending.forget("rq0");
+        assert!(poll_caller(&mut call, &caller_waker).is_pending());
+        assert_eq!(wire.lock().claim, Some(1), "alone, it reads");
     }
 
     /// A claim is good for one connection: after a reconnect the caller reads nothing of the
