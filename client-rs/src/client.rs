@@ -24,6 +24,7 @@ use crate::state::ConnectionState;
 use crate::stream::ReplyStream;
 use crate::task::{self, Outgoing, Reply, TaskContext};
 use crate::transport::Dialer;
+use crate::wire::{AwaitReply, Wire};
 
 /// How many requests may wait for the connection task before callers wait too.
 const QUEUE_DEPTH: usize = 1024;
@@ -67,6 +68,8 @@ pub(crate) struct Shared {
     /// Streams stopped early, for the task to cancel on the wire, and calls given up on, for
     /// it to forget.
     pub(crate) notes: Arc<Notes>,
+    /// The connection's receiving side, which a waiting caller may read itself.
+    wire: Arc<Wire>,
     state: watch::Receiver<ConnectionState>,
     pushes: Arc<PushHub>,
     close: Arc<CloseSignal>,
@@ -112,6 +115,15 @@ impl Client {
             max_bytes: settings.max_push_buffer_bytes,
         }));
         let close = Arc::new(CloseSignal::default());
+        // Callers read the socket themselves only where they share the task's thread.
+        let callers_read = tokio::runtime::Handle::try_current().is_ok_and(|runtime| {
+            runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread
+        });
+        let wire = Arc::new(Wire::new(
+            Arc::clone(&pushes),
+            settings.max_reply_bytes,
+            callers_read,
+        ));
         let context = TaskContext {
             dialer,
             requests: requests_rx,
@@ -120,7 +132,7 @@ impl Client {
             pushes: Arc::clone(&pushes),
             close: Arc::clone(&close),
             policy: settings.reconnect.clone(),
-            max_reply_bytes: settings.max_reply_bytes,
+            wire: Arc::clone(&wire),
         };
         tokio::spawn(task::run(context, connection));
         Ok(Client {
@@ -129,6 +141,7 @@ impl Client {
                 settings,
                 requests: requests_tx,
                 notes,
+                wire,
                 state: state_rx,
                 pushes,
                 close,
@@ -280,7 +293,8 @@ impl Client {
                 return Err(self.closed_error());
             }
             forget.armed = true;
-            let outcome = reply_rx.await;
+            // Reads the connection itself while no other caller does (see `wire`).
+            let outcome = AwaitReply::new(&self.shared.wire, reply_rx, number).await;
             // Settled: the task has removed the entry (or ended).
             forget.armed = false;
             let line = outcome.unwrap_or_else(|_| Err(self.closed_error()))?;

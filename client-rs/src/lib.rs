@@ -43,6 +43,7 @@ mod state;
 mod stream;
 mod task;
 mod transport;
+mod wire;
 
 pub use address::{shown_url, Address, ToAddress};
 pub use builder::ClientBuilder;

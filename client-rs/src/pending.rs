@@ -62,7 +62,8 @@ impl Hasher for IdHasher {
 
 type IdMap<T> = HashMap<String, T, BuildHasherDefault<IdHasher>>;
 
-/// Requests written to the connection and not yet answered. Owned by the connection task; every
+/// Requests written to the connection and not yet answered. Kept in the shared [`Wire`](crate::wire::Wire)
+/// (the task inserts, the task or a reading caller routes); every
 /// entry is settled exactly once: by its reply, by a connection failure, or dropped because the
 /// caller stopped waiting (timeout or a cancelled future).
 #[derive(Default)]
@@ -110,6 +111,11 @@ impl PendingRequests {
             sink.fail(error.clone());
         }
         count
+    }
+
+    /// How many plain calls wait for their replies (streams not counted).
+    pub(crate) fn waiting_len(&self) -> usize {
+        self.waiting.len()
     }
 
     /// Forgets the call `id`, whose caller stopped waiting (timed out, or its future dropped),

@@ -8,6 +8,7 @@ mod ws;
 
 use std::io;
 use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -134,9 +135,22 @@ async fn connect_abstract(_name: &str) -> io::Result<UnixStream> {
     ))
 }
 
+/// A UNIX connection's receiving half: its lines, cut as they arrive.
+pub(crate) type UnixLines = FramedRead<UnixReader, LineSplitter>;
+
+/// The next line of a UNIX connection, or why it ended; see [`Reader::next`].
+pub(crate) fn poll_unix_line(lines: &mut UnixLines, cx: &mut Context<'_>) -> Poll<Incoming> {
+    match lines.poll_next_unpin(cx) {
+        Poll::Pending => Poll::Pending,
+        Poll::Ready(Some(Ok(item))) => Poll::Ready(Ok(item)),
+        Poll::Ready(Some(Err(err))) => Poll::Ready(Err(err.to_string())),
+        Poll::Ready(None) => Poll::Ready(Err("the server closed the connection".into())),
+    }
+}
+
 /// The receiving half.
 pub(crate) enum Reader {
-    Unix(FramedRead<UnixReader, LineSplitter>),
+    Unix(UnixLines),
     #[cfg(feature = "ws")]
     WebSocket(ws::WsReader),
 }
@@ -145,11 +159,7 @@ impl Reader {
     /// The next line, or why the connection ended. Cancel-safe.
     pub(crate) async fn next(&mut self) -> Incoming {
         match self {
-            Reader::Unix(lines) => match lines.next().await {
-                Some(Ok(item)) => Ok(item),
-                Some(Err(err)) => Err(err.to_string()),
-                None => Err("the server closed the connection".into()),
-            },
+            Reader::Unix(lines) => std::future::poll_fn(|cx| poll_unix_line(lines, cx)).await,
             #[cfg(feature = "ws")]
             Reader::WebSocket(reader) => reader.next().await,
         }
