@@ -115,14 +115,17 @@ impl Client {
             max_bytes: settings.max_push_buffer_bytes,
         }));
         let close = Arc::new(CloseSignal::default());
-        // Callers read the socket themselves only where they share the task's thread.
-        let callers_read = tokio::runtime::Handle::try_current().is_ok_and(|runtime| {
-            runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread
-        });
+        // Callers read the socket themselves only where they share the task's thread: on this
+        // thread, if it runs a current-thread runtime (the task is spawned on it).
+        let reading_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|runtime| {
+                runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread
+            })
+            .then(|| std::thread::current().id());
         let wire = Arc::new(Wire::new(
             Arc::clone(&pushes),
             settings.max_reply_bytes,
-            callers_read,
+            reading_thread,
         ));
         let context = TaskContext {
             dialer,

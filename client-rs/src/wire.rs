@@ -26,14 +26,15 @@
 //!   claimed the role on one connection never reads another.
 //! - WebSocket connections stay on the task path: their read half is not put here (its reads
 //!   also answer pings through the shared sink, which the task flushes).
-//! - Only on a current-thread runtime (see `Wire::callers_read`): on a multi-threaded one the
-//!   task reads alone, as before.
+//! - Only on a current-thread runtime, and only for callers on its thread (see
+//!   `Wire::reading_thread`): elsewhere the task reads alone, as before.
 
 use std::future::Future;
 use std::mem;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
+use std::thread::ThreadId;
 
 use bytes::Bytes;
 use futures_util::task::AtomicWaker;
@@ -56,11 +57,13 @@ pub(crate) struct Wire {
     pushes: Arc<PushHub>,
     /// Replies longer than this fail their call with [`Error::ReplyTooLarge`] undecoded.
     max_reply_bytes: usize,
-    /// Whether callers read at all: only when the client was started on a current-thread
-    /// runtime, where the caller and the task share the thread. On a multi-threaded one the
-    /// socket's readiness would wake both on two workers, which then contend for the lock: a
-    /// call one at a time measured ~40% slower there, so the task reads alone, as before.
-    callers_read: bool,
+    /// The thread whose callers may read: the one the client was started on, when that runs a
+    /// current-thread runtime (so the caller and the task share the thread); `None` on a
+    /// multi-threaded runtime. A caller on any other thread (the client used from another
+    /// runtime or thread) waits for the task instead: the socket's readiness would wake both on
+    /// two threads, which then contend for the lock (a call one at a time measured ~40% slower
+    /// on a multi-threaded runtime).
+    reading_thread: Option<ThreadId>,
 }
 
 /// What the lock protects.
@@ -181,7 +184,11 @@ pub(crate) enum Event {
 }
 
 impl Wire {
-    pub(crate) fn new(pushes: Arc<PushHub>, max_reply_bytes: usize, callers_read: bool) -> Wire {
+    pub(crate) fn new(
+        pushes: Arc<PushHub>,
+        max_reply_bytes: usize,
+        reading_thread: Option<ThreadId>,
+    ) -> Wire {
         let fan = Arc::new(Fan::default());
         Wire {
             state: Mutex::new(WireState {
@@ -198,7 +205,7 @@ impl Wire {
             fan,
             pushes,
             max_reply_bytes,
-            callers_read,
+            reading_thread,
         }
     }
 
@@ -245,6 +252,11 @@ impl Wire {
         let mut state = self.lock();
         if let Some(reason) = state.ended.take() {
             return Poll::Ready(Event::Lost(reason));
+        }
+        // Cancels a reading caller queued before it parked a line go out now, not once the
+        // parked stream has room.
+        if !state.cancels.is_empty() {
+            return Poll::Ready(Event::Routed(mem::take(&mut state.cancels)));
         }
         if let Some(parked) = &state.parked {
             return Poll::Ready(Event::Parked(parked.items.clone()));
@@ -503,7 +515,7 @@ impl Future for AwaitReply<'_> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        if !this.wire.callers_read {
+        if this.wire.reading_thread != Some(std::thread::current().id()) {
             return Pin::new(&mut this.reply).poll(cx);
         }
         loop {
@@ -618,7 +630,7 @@ mod tests {
             max_pushes: 16,
             max_bytes: 1 << 20,
         }));
-        Wire::new(pushes, 1 << 20, true)
+        Wire::new(pushes, 1 << 20, Some(std::thread::current().id()))
     }
 
     /// A waiting call `id`, as the task registers it.

@@ -58,10 +58,17 @@ fn reply(id: &str, data: &Value) -> String {
 /// A client connected to a scripted server, after one answered call (so the connection task
 /// has put the read half where callers can read it).
 async fn scripted() -> (tempfile::TempDir, Client, Scripted) {
+    scripted_with(Client::builder()).await
+}
+
+/// As [`scripted`], with the client built by `builder`.
+async fn scripted_with(
+    builder: pixl_ipc_client::ClientBuilder,
+) -> (tempfile::TempDir, Client, Scripted) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("scripted.sock");
     let listener = UnixListener::bind(&path).unwrap();
-    let (client, accepted) = tokio::join!(Client::connect(&path), listener.accept());
+    let (client, accepted) = tokio::join!(builder.connect(&path), listener.accept());
     let client = client.unwrap();
     let (stream, _) = accepted.unwrap();
     let (read, write) = stream.into_split();
@@ -201,6 +208,56 @@ async fn a_full_stream_pauses_a_reading_caller_until_its_items_are_taken() {
     );
     assert_eq!(bounded(&mut a).await.unwrap(), json!("a"));
     let _server = bounded(script).await.unwrap();
+}
+
+/// A reading caller fails a stream (its item is over max_reply_bytes: a cancel to send), then
+/// parks another stream's line behind a full buffer: the cancel goes out at once, not once the
+/// other stream has room (the hostile review found it held back while the line was parked).
+#[tokio::test]
+async fn a_cancel_found_by_a_reading_caller_is_sent_while_another_streams_line_is_parked() {
+    let (_dir, client, mut server) = scripted_with(Client::builder().max_reply_bytes(300)).await;
+    let mut too_large = client.stream("/s1", json!(null));
+    let mut unread = client.stream("/s2", json!(null));
+    assert!(poll!(too_large.next()).is_pending(), "s1 is sent");
+    assert!(poll!(unread.next()).is_pending(), "s2 is sent");
+    let a = client.send("/a", json!(null));
+    tokio::pin!(a);
+    assert!(poll!(&mut a).is_pending(), "a is sent");
+    let (id1, _) = server.request().await;
+    let (id2, _) = server.request().await;
+    let (id_a, _) = server.request().await;
+    assert!(poll!(&mut a).is_pending(), "a claims the reading role");
+    let items = pixl_ipc_client::STREAM_BUFFER_LINES + 8;
+    let mut burst = format!(
+        "{}\n",
+        json!({"ipcReqID": id1, "data": "z".repeat(600), "ipcMore": true})
+    );
+    for i in 0..items {
+        burst.push_str(&format!(
+            "{}\n",
+            json!({"ipcReqID": id2, "data": i, "ipcMore": true})
+        ));
+    }
+    burst.push_str(&reply(&id_a, &json!("a")));
+    server.write(burst.as_bytes()).await;
+    // A reads until s2's buffer is full and its next line parks; its own reply waits.
+    let early = tokio::time::timeout(Duration::from_millis(300), &mut a).await;
+    assert!(early.is_err(), "a's reply was read past the parked line");
+    let cancel = tokio::time::timeout(Duration::from_millis(2000), server.lines.next_line())
+        .await
+        .expect("no cancel for s1 while s2's line was parked")
+        .unwrap()
+        .unwrap();
+    let cancel: Value = serde_json::from_str(&cancel).unwrap();
+    assert_eq!(cancel, json!({"ipcReqID": id1, "ipcCancel": true}));
+    for i in 0..items {
+        assert_eq!(bounded(unread.next()).await.unwrap().unwrap(), json!(i));
+    }
+    assert_eq!(bounded(&mut a).await.unwrap(), json!("a"));
+    assert!(matches!(
+        bounded(too_large.next()).await,
+        Some(Err(Error::ReplyTooLarge { .. }))
+    ));
 }
 
 fn fast_reconnect() -> ReconnectPolicy {
