@@ -665,6 +665,20 @@ mod tests {
         outcome.expect("answered").expect("a reply line")
     }
 
+    /// Polled now, the task routes what is buffered, and `reply` gets `expected`.
+    fn task_routes(
+        wire: &Wire,
+        task_waker: &Waker,
+        reply: &mut oneshot::Receiver<Result<Bytes, Error>>,
+        expected: &[u8],
+    ) {
+        assert!(matches!(
+            poll_task(wire, task_waker),
+            Poll::Ready(Event::Routed(_))
+        ));
+        assert_eq!(&line_of(reply.try_recv())[..], expected);
+    }
+
     /// A caller that reads the reply for another caller and part of a third one's, then is
     /// dropped (a timeout, a `select!`): the partial line stays in the shared buffer, the role
     /// goes back to the task, which is woken and completes the third reply.
@@ -703,13 +717,11 @@ mod tests {
 
         peer.write_all(b"ta\":3}\n").await.unwrap();
         settle().await;
-        assert!(matches!(
-            poll_task(&wire, &task_waker),
-            Poll::Ready(Event::Routed(_))
-        ));
-        assert_eq!(
-            &line_of(c.try_recv())[..],
-            br#"{"ipcReqID":"rq3","data":3}"#
+        task_routes(
+            &wire,
+            &task_waker,
+            &mut c,
+            br#"{"ipcReqID":"rq3","data":3}"#,
         );
     }
 
@@ -745,13 +757,11 @@ mod tests {
             woken(&task_count) > before,
             "the task is woken for the buffered line"
         );
-        assert!(matches!(
-            poll_task(&wire, &task_waker),
-            Poll::Ready(Event::Routed(_))
-        ));
-        assert_eq!(
-            &line_of(b.try_recv())[..],
-            br#"{"ipcReqID":"rq2","data":2}"#
+        task_routes(
+            &wire,
+            &task_waker,
+            &mut b,
+            br#"{"ipcReqID":"rq2","data":2}"#,
         );
     }
 
@@ -795,13 +805,11 @@ mod tests {
         assert!(poll_caller(&mut call, &caller_waker).is_pending());
         assert_eq!(wire.lock().claim, None, "no claim on the new connection");
         assert!(b.try_recv().is_err(), "the old claimant read nothing");
-        assert!(matches!(
-            poll_task(&wire, &task_waker),
-            Poll::Ready(Event::Routed(_))
-        ));
-        assert_eq!(
-            &line_of(b.try_recv())[..],
-            br#"{"ipcReqID":"rq2","data":2}"#
+        task_routes(
+            &wire,
+            &task_waker,
+            &mut b,
+            br#"{"ipcReqID":"rq2","data":2}"#,
         );
     }
 
