@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 
 /// Strings that exercise every escape: control characters, quotes, backslashes, DEL,
-/// multi-byte characters, at every position of an 8-byte word.
+/// multi-byte characters, at every position of an 8-byte word and of a 32-byte block.
 fn tricky_string() -> impl Strategy<Value = String> {
     let piece = prop_oneof![
         Just("\"".to_owned()),
@@ -21,6 +21,7 @@ fn tricky_string() -> impl Strategy<Value = String> {
         Just("😀".to_owned()),
         (0u32..0x20).prop_map(|c| char::from_u32(c).unwrap().to_string()),
         "[a-zA-Z0-9 ]{0,12}",
+        "[a-zA-Z0-9 ]{30,70}",
         any::<String>(),
     ];
     prop::collection::vec(piece, 0..12).prop_map(|pieces| pieces.concat())
@@ -152,11 +153,11 @@ fn the_benchmark_message_is_written_exactly_as_serde_json_writes_it() {
     );
 }
 
-/// The writer skips clean text 16 and 8 bytes at a time: an escape at any offset of a long
+/// The writer skips clean text 32 and 8 bytes at a time: an escape at any offset of a long
 /// string, or two side by side, must still be found.
 #[test]
 fn an_escape_is_found_at_every_offset_of_a_long_string() {
-    for length in [15, 16, 17, 24, 31, 32, 33, 47, 64] {
+    for length in [15, 16, 17, 24, 31, 32, 33, 47, 63, 64, 65, 95, 96, 100] {
         for at in 0..length {
             for escape in ["\"", "\\", "\n", "\u{1}", "\"\\"] {
                 let mut text = "a".repeat(length);
