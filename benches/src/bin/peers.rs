@@ -23,6 +23,13 @@
 //!
 //! Writes the `peers` section of `benches/RESULTS.md` (`peers-current-thread` with
 //! `--current-thread`).
+//!
+//! For profiles, one side at a time: `peers --serve KIND ADDRESS` runs a peer's server alone
+//! (KIND: axum, tonic, jsonrpsee, zlink; the pixl-ipc server is `pixl-ipc-server`), and
+//! `peers --calls STACK ADDRESS SIZE COUNT` makes COUNT calls of the SIZE K message one at a
+//! time with one stack's client on a current-thread runtime (STACK: ours, ours-ws, axum, tonic,
+//! jsonrpsee-ws, jsonrpsee-http, zlink), so that callgrind can count each side's instructions
+//! per call (run it at two counts and take the difference).
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -417,6 +424,45 @@ struct Cell {
     seconds: f64,
 }
 
+/// `--calls STACK ADDRESS SIZE COUNT`: one stack's client alone, COUNT calls one at a time,
+/// the first reply checked (see the module's documentation; checking each would add a
+/// comparison to every call's count).
+fn calls_only(args: &[String]) -> anyhow::Result<()> {
+    let [stack, address, size, count] = args else {
+        bail!("--calls takes STACK ADDRESS SIZE COUNT");
+    };
+    let stack = match stack.as_str() {
+        "ours" => Stack::OursUnix,
+        "ours-ws" => Stack::OursWs,
+        "axum" => Stack::Axum,
+        "tonic" => Stack::Tonic,
+        "jsonrpsee-ws" => Stack::JsonrpseeWs,
+        "jsonrpsee-http" => Stack::JsonrpseeHttp,
+        "zlink" => Stack::Zlink,
+        other => bail!("no stack named {other:?}"),
+    };
+    let peer = Peer {
+        stack,
+        address: address.clone(),
+    };
+    let payload = Payload::new(size.parse().context("SIZE is a number")?)?;
+    let count: usize = count.parse().context("COUNT is a number")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let mut conn = Conn::connect(&peer).await?;
+        if !conn.call(&payload).await?.matches(&payload) {
+            bail!("{} echoed something else", stack.name());
+        }
+        for _ in 1..count {
+            conn.call(&payload).await?;
+        }
+        conn.close().await;
+        anyhow::Ok(())
+    })
+}
+
 fn percentile(sorted: &[f64], fraction: f64) -> f64 {
     let index = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
     sorted.get(index).copied().unwrap_or(0.0)
@@ -428,6 +474,9 @@ fn main() -> anyhow::Result<()> {
         let kind = args.get(at + 1).context("--serve takes KIND ADDRESS")?;
         let address = args.get(at + 2).map_or("", String::as_str);
         return pixl_ipc_benches::peers::serve(kind, address);
+    }
+    if let Some(at) = args.iter().position(|arg| arg == "--calls") {
+        return calls_only(args.get(at + 1..).unwrap_or_default());
     }
     let reps = reps_arg(5)?;
     if reps == 0 {
