@@ -32,12 +32,18 @@ final class LineReader
 {
     private const CHUNK = 65536;
     private const FILL_LIMIT = 1 << 20;
+    private const MIN_READ = 1024;
 
     private string $buffer = '';
     /** Start of the unread part of $buffer. */
     private int $pos = 0;
     /** Where to resume looking for "\n" (everything from $pos up to here has none). */
     private int $scanned = 0;
+    /**
+     * What the first fread() of a wait asks for: 1.5 times the last line handed over whole (see
+     * readLine()), from MIN_READ to FILL_LIMIT.
+     */
+    private int $readSize = self::CHUNK;
 
     /**
      * @param resource $stream A connected stream; it is switched to non-blocking mode, and its
@@ -81,6 +87,11 @@ final class LineReader
                         $line = $this->buffer;
                         $this->buffer = '';
                         $this->scanned = 0;
+                        // A reply like this one then comes in one read, into a string of about
+                        // its size: fread() allocates all it asks for, and copies a read of less
+                        // than half of that into a smaller string.
+                        $size = ($end + 1) * 3 >> 1;
+                        $this->readSize = $size < self::MIN_READ ? self::MIN_READ : ($size > self::FILL_LIMIT ? self::FILL_LIMIT : $size);
                         return $line;
                     }
                     return $this->cutLine($end);
@@ -99,7 +110,7 @@ final class LineReader
             if (!@stream_select($read, $write, $except, $whole, (int) (($left - $whole) * 1_000_000))) {
                 continue; // a timeout (caught above) or an interrupted wait
             }
-            $chunk = fread($this->stream, self::CHUNK);
+            $chunk = fread($this->stream, $this->readSize);
             if ($chunk === false || $chunk === '') {
                 if (feof($this->stream)) {
                     throw new ServerClosedException('Server closed the connection (readMessage)');
@@ -107,8 +118,8 @@ final class LineReader
                 continue;
             }
             $this->buffer .= $chunk;
-            if (strlen($chunk) === self::CHUNK) {
-                $this->fillMore();
+            if (strlen($chunk) === $this->readSize) {
+                $this->fillMore($this->readSize);
             }
             // A short read most likely drained the socket: reading again would only return
             // EAGAIN (one wasted syscall per reply); the loop waits again if the line is not
@@ -134,12 +145,11 @@ final class LineReader
     }
 
     /**
-     * After a full CHUNK: reads on while more is available now, up to FILL_LIMIT bytes in all,
-     * so a server that floods cannot keep one call here.
+     * After a read that got all it asked for ($got bytes): reads on while more is available now,
+     * up to FILL_LIMIT bytes in all, so a server that floods cannot keep one call here.
      */
-    private function fillMore(): void
+    private function fillMore(int $got): void
     {
-        $got = self::CHUNK;
         while ($got < self::FILL_LIMIT) {
             $chunk = fread($this->stream, self::CHUNK);
             if ($chunk === false || $chunk === '') {
