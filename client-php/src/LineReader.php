@@ -151,7 +151,7 @@ final class LineReader
     private function fillMore(int $got): void
     {
         while ($got < self::FILL_LIMIT) {
-            $chunk = fread($this->stream, self::CHUNK);
+            $chunk = fread($this->stream, min(self::CHUNK, self::FILL_LIMIT - $got));
             if ($chunk === false || $chunk === '') {
                 return; // drained; the end of stream, if that is why, shows on the next read
             }
