@@ -256,11 +256,12 @@ abstract class BaseClient
             [$ipcReqID, $deadline] = $this->writeRequest($uri, $request, false, $timeoutMs);
             return $this->readReply($ipcReqID, $deadline);
         }
-        // The usual call, written out flat (writeRequest(), writeAll() and nextMessage() inline,
-        // one clock reading where they took several): PHP method calls, arrays and clock reads
-        // were most of the instructions a small call spent beyond the original client's. It
-        // sends what writeRequest() sends and returns a reply only when nextMessage() would
-        // return that same reply; any other line goes to nextMessage().
+        // The usual call, written out flat (writeRequest(), writeAll(), readReply() and the
+        // common case of nextMessage() inline, with one clock reading before the decode where
+        // nextMessage() takes two): PHP method calls, arrays and clock reads were most of the
+        // instructions a small call spent beyond the original client's. It sends what
+        // writeRequest() sends and returns a reply only when nextMessage() would return that
+        // same reply; any other line (and every failure) goes to nextMessage().
         $ipcReqID = (string) $this->nextID();
         $line = json_encode([
             'uri' => $uri,

@@ -47,8 +47,8 @@ final class LineReader
 
     /**
      * @param resource $stream A connected stream; it is switched to non-blocking mode, and its
-     *        read buffer is turned off so that one fread() takes up to CHUNK bytes from the socket
-     *        (with PHP's 8 KB buffer a 100 KB reply took 13 waits and reads, not 2).
+     *        read buffer is turned off so that one fread() takes all it asks for from the socket
+     *        (through PHP's 8 KB buffer a 100 KB reply took 13 waits and reads; now one).
      */
     public function __construct(private $stream, private int $maxLineBytes)
     {
