@@ -14,6 +14,21 @@ use PixlIPC\Exception\ServerErrorException;
 use PixlIPC\Exception\TimeoutException;
 use PixlIPC\Exception\WriteException;
 
+// Imported so that PHP binds these calls when it compiles the file (strlen and is_array become
+// single opcodes) instead of looking for a PixlIPC\ function of the same name at run time:
+// they run for every request.
+use function fwrite;
+use function ini_get;
+use function is_array;
+use function is_object;
+use function json_decode;
+use function json_encode;
+use function memory_get_usage;
+use function microtime;
+use function str_contains;
+use function str_starts_with;
+use function strlen;
+
 /**
  * A blocking client for pixl-ipc servers over a UNIX socket: everything but send(), which its
  * two subclasses declare, {@see Client} taking the request by value and the drop-in global
@@ -73,6 +88,9 @@ abstract class BaseClient
     private int $queuedBytes = 0;
     /** Counts the connections adopted, so that a stream notices its connection was replaced. */
     private int $connectionSerial = 0;
+    /** The memory_limit setting last parsed (see memoryLimit()), and its bytes (-1: none). */
+    private static string|false|null $memoryLimitSetting = null;
+    private static int $memoryLimitBytes = -1;
 
     /**
      * @param string $socketPath The server's socket path.
@@ -231,8 +249,65 @@ abstract class BaseClient
      */
     protected function ipcSend($uri, $request, ?int $timeoutMs = null)
     {
-        [$ipcReqID, $deadline] = $this->writeRequest($uri, $request, false, $timeoutMs);
-        return $this->readReply($ipcReqID, $deadline);
+        if ($this->fp === null || $this->streams !== [] || (!is_array($request) && !is_object($request))
+            || ($timeoutMs !== null && ($timeoutMs < 1 || $timeoutMs > self::MAX_TIMEOUT_MS))) {
+            // Connecting, a stream running, or an argument to refuse: the general path, which
+            // makes its checks in their documented order.
+            [$ipcReqID, $deadline] = $this->writeRequest($uri, $request, false, $timeoutMs);
+            return $this->readReply($ipcReqID, $deadline);
+        }
+        // The usual call, written out flat (writeRequest(), writeAll(), readReply() and the
+        // common case of nextMessage() inline, with one clock reading before the decode where
+        // nextMessage() takes two): PHP method calls, arrays and clock reads were most of the
+        // instructions a small call spent beyond the original client's. It sends what
+        // writeRequest() sends and returns a reply only when nextMessage() would return that
+        // same reply; any other line (and every failure) goes to nextMessage().
+        $ipcReqID = (string) $this->nextID();
+        $line = json_encode([
+            'uri' => $uri,
+            'ipcReqID' => $ipcReqID,
+            'data' => $request,
+            'pid' => $this->pid,
+            'userAgent' => $this->userAgent,
+        ]);
+        if ($line === false || strlen($line) > $this->maxMessageBytes) {
+            throw $this->unsendable($line);
+        }
+        $deadline = microtime(true) + ($timeoutMs ?? $this->requestTimeoutMs) / 1000.0;
+        $line .= "\n";
+        $written = @fwrite($this->fp, $line);
+        if ($written !== strlen($line)) {
+            $this->writeRest($line, $written, $deadline);
+        }
+        try {
+            $reply = $this->reader->readLine($deadline, true);
+        } catch (ServerClosedException | BadResponseException $e) {
+            $this->close();
+            throw $e;
+        }
+        if ($reply === null) {
+            return $this->timedOut($ipcReqID);
+        }
+        // This call's reply as every pixl-ipc server starts it, whose decoding fits both memory
+        // limits and the time left at the cheap bound nextMessage() uses first. An id with a
+        // backslash is not spelled the same in JSON, so it takes the general path.
+        $bound = 385 * strlen($reply) + 64;
+        if (str_starts_with($reply, "{\"ipcReqID\":\"{$ipcReqID}\"") && !str_contains($ipcReqID, '\\')
+            && $bound <= $this->maxReplyMemory && $bound / self::DECODE_BYTES_PER_SECOND <= $deadline - microtime(true)) {
+            // memoryLimit() inline: the parsed limit while the setting is the one it parsed.
+            $limit = ini_get('memory_limit') === self::$memoryLimitSetting ? self::$memoryLimitBytes : self::memoryLimit();
+            if ($limit <= 0 || $bound <= $limit - memory_get_usage(true)) {
+                $response = json_decode($reply, true);
+                if (is_array($response) && ($response['ipcReqID'] ?? null) === $ipcReqID) {
+                    if (microtime(true) > $deadline) {
+                        return $this->timedOut($ipcReqID); // decoding ran past the deadline: not delivered late
+                    }
+                    return $response['data'] ?? null;
+                }
+            }
+        }
+        $response = $this->nextMessage($ipcReqID, $deadline, $reply);
+        return $response === null ? $this->timedOut($ipcReqID) : ($response['data'] ?? null);
     }
 
     /**
@@ -328,13 +403,8 @@ abstract class BaseClient
         $message['pid'] = $this->pid;
         $message['userAgent'] = $this->userAgent;
         $line = json_encode($message);
-        if ($line === false) {
-            throw new BadRequestTypeException('Request cannot be encoded as JSON: ' . json_last_error_msg());
-        }
-        if (strlen($line) > $this->maxMessageBytes) {
-            throw new BadRequestTypeException(
-                'Request of ' . strlen($line) . " bytes exceeds maxMessageBytes ({$this->maxMessageBytes})"
-            );
+        if ($line === false || strlen($line) > $this->maxMessageBytes) {
+            throw $this->unsendable($line);
         }
         if ($this->fp === null) {
             $this->connect();
@@ -350,6 +420,17 @@ abstract class BaseClient
         $line .= "\n";
         $this->writeAll($line, $deadline);
         return [$ipcReqID, $deadline];
+    }
+
+    /** Why a request's encoding $line (false when json_encode() failed) cannot be sent. */
+    private function unsendable(string|false $line): BadRequestTypeException
+    {
+        if ($line === false) {
+            return new BadRequestTypeException('Request cannot be encoded as JSON: ' . json_last_error_msg());
+        }
+        return new BadRequestTypeException(
+            'Request of ' . strlen($line) . " bytes exceeds maxMessageBytes ({$this->maxMessageBytes})"
+        );
     }
 
     /**
@@ -419,17 +500,28 @@ abstract class BaseClient
 
     protected function writeAll(string $bytes, float $deadline): void
     {
+        $written = @fwrite($this->fp, $bytes);
+        if ($written !== strlen($bytes)) {
+            $this->writeRest($bytes, $written, $deadline);
+        }
+    }
+
+    /**
+     * Finishes writing $bytes after a first fwrite() of them returned $written (short, or false),
+     * waiting for the socket to take more until $deadline.
+     */
+    private function writeRest(string $bytes, int|false $written, float $deadline): void
+    {
         $offset = 0;
         $length = strlen($bytes);
-        while ($offset < $length) {
-            $written = @fwrite($this->fp, substr($bytes, $offset));
+        while (true) {
             if ($written === false || ($written === 0 && feof($this->fp))) {
                 $this->close();
                 throw new ServerClosedException('Server closed the connection (send)');
             }
             $offset += $written;
             if ($offset >= $length) {
-                break;
+                return;
             }
             $left = $deadline - microtime(true);
             if ($left <= 0) {
@@ -445,6 +537,7 @@ abstract class BaseClient
                 $this->close();
                 throw new WriteException('Socket write error: stream_select failed');
             }
+            $written = @fwrite($this->fp, substr($bytes, $offset));
         }
     }
 
@@ -483,9 +576,11 @@ abstract class BaseClient
      * decode is refused (5007); both lines are consumed whole, so the connection stays in step.
      * A line whose decoding would end after the deadline is a timeout, never a late delivery.
      *
+     * $pending is a line already read from the connection (by ipcSend()), taken before others.
+     *
      * @return array<mixed>|null
      */
-    private function nextMessage(string $ipcReqID, float $deadline): ?array
+    private function nextMessage(string $ipcReqID, float $deadline, ?string $pending = null): ?array
     {
         $quotedID = json_encode($ipcReqID);
         // How every pixl-ipc server starts this call's reply: matched as a prefix, it spares the
@@ -499,19 +594,24 @@ abstract class BaseClient
                 $this->queuedBytes -= strlen($line);
                 $mine = true; // queued because it decodes, or its leading id reads, to this id
             } else {
-                if ($this->reader === null) {
-                    // A cancel that could not be written closed the connection (see enqueue()).
-                    throw new ServerClosedException('Server closed the connection (send)');
-                }
-                try {
-                    // Kept with its ending when that saves a copy: every use below reads it as JSON.
-                    $line = $this->reader->readLine($deadline, true);
-                } catch (ServerClosedException | BadResponseException $e) {
-                    $this->close();
-                    throw $e;
-                }
-                if ($line === null) {
-                    return null;
+                if ($pending !== null) {
+                    $line = $pending;
+                    $pending = null;
+                } else {
+                    if ($this->reader === null) {
+                        // A cancel that could not be written closed the connection (see enqueue()).
+                        throw new ServerClosedException('Server closed the connection (send)');
+                    }
+                    try {
+                        // Kept with its ending when that saves a copy: every use below reads it as JSON.
+                        $line = $this->reader->readLine($deadline, true);
+                    } catch (ServerClosedException | BadResponseException $e) {
+                        $this->close();
+                        throw $e;
+                    }
+                    if ($line === null) {
+                        return null;
+                    }
                 }
                 if ($ownPrefix !== null && str_starts_with($line, $ownPrefix)) {
                     $leading = $ipcReqID;
@@ -691,15 +791,12 @@ abstract class BaseClient
     private static function memoryLimit(): int
     {
         // Parsed again only when the setting changes (ini_set): this runs for every reply.
-        static $seen = null;
-        static $bytes = -1;
         $setting = ini_get('memory_limit');
-        if ($setting === $seen) {
-            return $bytes;
+        if ($setting !== self::$memoryLimitSetting) {
+            self::$memoryLimitSetting = $setting;
+            self::$memoryLimitBytes = self::parseMemoryLimit((string) $setting);
         }
-        $seen = $setting;
-        $bytes = self::parseMemoryLimit((string) $setting);
-        return $bytes;
+        return self::$memoryLimitBytes;
     }
 
     /** A memory_limit setting in bytes, or -1 for none. */

@@ -151,6 +151,33 @@ final class ClientStreamTest extends TestCase
         $this->assertSame('mine', $client->send('/x', $request));
     }
 
+    public function testALineStartingWithThisCallsIdThatDecodesToAnotherIsNotItsReply(): void
+    {
+        // json_decode keeps the last of duplicate keys: the leading id alone does not decide.
+        [$client, $peer] = $this->clientAndPeer();
+        fwrite($peer, "{\"ipcReqID\":\"rq0\",\"data\":\"not mine\",\"ipcReqID\":\"rq9\"}\n");
+        fwrite($peer, "{\"ipcReqID\":\"rq0\",\"data\":\"mine\"}\n");
+        $request = [];
+        $this->assertSame('mine', $client->send('/x', $request));
+    }
+
+    public function testAnIdThatJsonEscapesIsMatchedByItsDecodedValue(): void
+    {
+        // A subclass's nextID() may return anything: `a\"b` is spelled "a\\\"b" in JSON, and a
+        // line whose raw bytes start like the unescaped id (a different id) is not its reply.
+        [$near, $peer] = stream_socket_pair(STREAM_PF_UNIX, STREAM_SOCK_STREAM, STREAM_IPPROTO_IP);
+        $client = (new class ('(unused)') extends Client {
+            protected function nextID()
+            {
+                return 'a\\"b';
+            }
+        })::fromStream($near, ['requestTimeout' => 1000]);
+        fwrite($peer, "{\"ipcReqID\":\"a\\\"b\", broken\n");
+        fwrite($peer, "{\"ipcReqID\":\"a\\\\\\\"b\",\"data\":\"mine\"}\n");
+        $request = [];
+        $this->assertSame('mine', $client->send('/x', $request));
+    }
+
     public function testAReplyTooLargeForMaxReplyMemoryIsRefusedWithCode5007AndTheConnectionKept(): void
     {
         [$client, $peer] = $this->clientAndPeer(['maxReplyMemory' => 1 << 20]);

@@ -78,6 +78,29 @@ final class LineReaderTest extends TestCase
         $this->assertSame($payload, $line);
     }
 
+    public function testLinesOfVeryDifferentSizesInTurnAreWhole(): void
+    {
+        // Each read is sized after the last line: a much longer line takes more reads, a much
+        // shorter one a read of more than it needs; both come out whole.
+        [$near, $far] = $this->pair();
+        stream_set_blocking($far, false);
+        $reader = new LineReader($near, 4 << 20);
+        foreach ([10, 300000, 5, 2000000, 100] as $length) {
+            $line = str_repeat('w', $length);
+            $pending = "$line\n";
+            $got = null;
+            $deadline = microtime(true) + 5;
+            while ($got === null && microtime(true) < $deadline) {
+                if ($pending !== '') {
+                    $written = fwrite($far, $pending);
+                    $pending = substr($pending, $written ?: 0);
+                }
+                $got = $reader->readLine(microtime(true) + 0.01, true);
+            }
+            $this->assertSame($line, rtrim((string) $got, "\n"), "a line of $length bytes");
+        }
+    }
+
     public function testEndOfStreamIsServerClosed(): void
     {
         [$near, $far] = $this->pair();
