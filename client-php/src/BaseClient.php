@@ -88,6 +88,11 @@ abstract class BaseClient
     private int $queuedBytes = 0;
     /** Counts the connections adopted, so that a stream notices its connection was replaced. */
     private int $connectionSerial = 0;
+    /**
+     * Whether send() may take its flat path (see ipcSend()), decided on the first send: not when
+     * a subclass overrides writeAll() or readReply(), which that path does not call.
+     */
+    private ?bool $flatSend = null;
     /** The memory_limit setting last parsed (see memoryLimit()), and its bytes (-1: none). */
     private static string|false|null $memoryLimitSetting = null;
     private static int $memoryLimitBytes = -1;
@@ -249,10 +254,12 @@ abstract class BaseClient
      */
     protected function ipcSend($uri, $request, ?int $timeoutMs = null)
     {
-        if ($this->fp === null || $this->streams !== [] || (!is_array($request) && !is_object($request))
+        if (!($this->flatSend ??= $this->mayInlineIo()) || $this->fp === null || $this->streams !== []
+            || (!is_array($request) && !is_object($request))
             || ($timeoutMs !== null && ($timeoutMs < 1 || $timeoutMs > self::MAX_TIMEOUT_MS))) {
-            // Connecting, a stream running, or an argument to refuse: the general path, which
-            // makes its checks in their documented order.
+            // A subclass's own writeAll() or readReply(), connecting, a stream running, or an
+            // argument to refuse: the general path, which makes its checks in their documented
+            // order.
             [$ipcReqID, $deadline] = $this->writeRequest($uri, $request, false, $timeoutMs);
             return $this->readReply($ipcReqID, $deadline);
         }
@@ -420,6 +427,17 @@ abstract class BaseClient
         $line .= "\n";
         $this->writeAll($line, $deadline);
         return [$ipcReqID, $deadline];
+    }
+
+    /** True unless a subclass overrides writeAll() or readReply() (the flat send() skips them). */
+    private function mayInlineIo(): bool
+    {
+        foreach (['writeAll', 'readReply'] as $method) {
+            if ((new \ReflectionMethod($this, $method))->getDeclaringClass()->getName() !== self::class) {
+                return false;
+            }
+        }
+        return true;
     }
 
     /** Why a request's encoding $line (false when json_encode() failed) cannot be sent. */

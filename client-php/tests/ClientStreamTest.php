@@ -34,6 +34,17 @@ final class ClientStreamTest extends TestCase
         $this->assertSame(['/x/y', 'rq0', ['a' => 'b/c'], getmypid(), 'unit'], array_values($decoded));
     }
 
+    public function testASubclassesOwnWriteAllAndReadReplyStillRunOnEverySend(): void
+    {
+        [$near, $far] = stream_socket_pair(STREAM_PF_UNIX, STREAM_SOCK_STREAM, STREAM_IPPROTO_IP);
+        $client = LoggingClient::fromStream($near, ['requestTimeout' => 1000]);
+        fwrite($far, "{\"ipcReqID\":\"rq0\",\"data\":1}\n{\"ipcReqID\":\"rq1\",\"data\":2}\n");
+        $request = ['a' => 1];
+        $this->assertSame(1, $client->send('/x', $request));
+        $this->assertSame(2, $client->send('/x', $request));
+        $this->assertSame(['write', 'read', 'write', 'read'], $client->calls);
+    }
+
     public function testStaleRepliesPushesAndNonJsonLinesAreSkipped(): void
     {
         [$client, $peer] = $this->clientAndPeer();
@@ -194,5 +205,24 @@ final class ClientStreamTest extends TestCase
         $text = str_repeat("a", 50000);
         fwrite($peer, "{\"ipcReqID\":\"rq1\",\"data\":\"$text\"}\n");
         $this->assertSame($text, $client->send('/x', $request));
+    }
+}
+
+/** A subclass that extends the client's protected I/O steps, as a user's might (to log them). */
+final class LoggingClient extends Client
+{
+    /** @var list<string> */
+    public array $calls = [];
+
+    protected function writeAll(string $bytes, float $deadline): void
+    {
+        $this->calls[] = 'write';
+        parent::writeAll($bytes, $deadline);
+    }
+
+    protected function readReply(string $ipcReqID, float $deadline)
+    {
+        $this->calls[] = 'read';
+        return parent::readReply($ipcReqID, $deadline);
     }
 }
