@@ -28,6 +28,15 @@
     /** Feeds a Buffer; returns the complete lines it finished, as strings. */
     push(chunk) {
       const lines = [];
+      this.each(chunk, (line) => lines.push(line));
+      return lines;
+    }
+
+    /**
+     * Feeds a Buffer; calls onLine(text) for each line it finishes, in order (what a socket's
+     * reader uses: no array per chunk). The splitter's own state is settled before each call.
+     */
+    each(chunk, onLine) {
       let start = 0;
       for (;;) {
         const end = chunk.indexOf(0x0a, start);
@@ -36,24 +45,30 @@
         }
         if (this.chunks.length === 0 && !this.discarding && end - start <= this.maxBytes) {
           // The whole line is in this chunk (the usual case): decoded in place, no copy.
-          lines.push(chunk.toString('utf8', start, end));
+          const line = chunk.toString('utf8', start, end);
           start = end + 1;
+          onLine(line);
           continue;
         }
         const piece = chunk.subarray(start, end);
+        start = end + 1;
         if (this.discarding) {
           this.keepTail(piece);
+          this.chunks = [];
+          this.pendingBytes = 0;
           this.finishDiscard(piece.length);
         } else if (this.pendingBytes + piece.length > this.maxBytes) {
           this.startDiscard(piece);
+          this.chunks = [];
+          this.pendingBytes = 0;
           this.finishDiscard(0);
         } else {
           this.chunks.push(piece);
-          lines.push(Buffer.concat(this.chunks).toString('utf8'));
+          const line = Buffer.concat(this.chunks).toString('utf8');
+          this.chunks = [];
+          this.pendingBytes = 0;
+          onLine(line);
         }
-        this.chunks = [];
-        this.pendingBytes = 0;
-        start = end + 1;
       }
       const rest = chunk.subarray(start);
       if (rest.length > 0) {
@@ -69,7 +84,6 @@
           this.pendingBytes += rest.length;
         }
       }
-      return lines;
     }
 
     /** The line in `chunks` plus `piece` is too long: keep its edges, drop the rest. */

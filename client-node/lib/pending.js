@@ -15,7 +15,7 @@
      */
     constructor(expireRequest) {
       this.expireRequest = expireRequest;
-      this.waiting = new Map(); // id -> {callback, deadline, onTimeout}, in the order added
+      this.waiting = new Map(); // id -> {callback, deadline, onTimeout, context}, in the order added
       this.expired = new Map();
       // One timer for every request, armed for the earliest deadline, instead of a setTimeout
       // and clearTimeout per request (most requests are answered long before their deadline).
@@ -31,10 +31,11 @@
     }
 
     /**
-     * Registers `id`; `onTimeout(callback)` runs if nothing settles it within `timeoutMs`
-     * (Infinity: no timeout; above 2^31-1 ms it is clamped, as setTimeout would misread it).
+     * Registers `id`; `onTimeout(callback, context)` runs if nothing settles it within
+     * `timeoutMs` (Infinity: no timeout; above 2^31-1 ms it is clamped, as setTimeout would
+     * misread it). `context` lets many requests share one onTimeout function.
      */
-    add(id, callback, timeoutMs, onTimeout) {
+    add(id, callback, timeoutMs, onTimeout, context = null) {
       let deadline = Infinity;
       if (timeoutMs !== Infinity) {
         const ms = Math.min(timeoutMs, MAX_TIMER_MS);
@@ -48,7 +49,7 @@
           this.arm(deadline);
         }
       }
-      this.waiting.set(id, { callback, deadline, onTimeout });
+      this.waiting.set(id, { callback, deadline, onTimeout, context });
     }
 
     /** Whether `id` still waits for its reply. */
@@ -130,7 +131,7 @@
         if (this.waiting.get(id) === entry) {
           this.waiting.delete(id);
           this.rememberExpired(id);
-          entry.onTimeout(entry.callback);
+          entry.onTimeout(entry.callback, entry.context);
         }
       }
     }

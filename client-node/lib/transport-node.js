@@ -55,11 +55,8 @@ function openUnix(path, options, handlers) {
   const splitter = new LineSplitter(options.maxReplyBytes, handlers.onTooLong);
   let closedReason = 'the server closed the connection';
   socket.on('connect', () => handlers.onOpen());
-  socket.on('data', (chunk) => {
-    for (const line of splitter.push(chunk)) {
-      handlers.onLine(line);
-    }
-  });
+  const onLine = handlers.onLine;
+  socket.on('data', (chunk) => splitter.each(chunk, onLine));
   socket.on('error', (err) => {
     closedReason = err.message;
     handlers.onError(err);
