@@ -6,7 +6,7 @@
     typeof module === 'object' && module.exports
       ? Object.assign({}, require('./constants'), require('./pending'), require('./line-splitter'))
       : root.PixlIPC;
-  const { DEFAULTS, ERRORS, PendingTable, findRequestID } = shared;
+  const { DEFAULTS, ERRORS, PendingTable, Fifo, findRequestID } = shared;
 
   /** An error object with a stable `code`, for callers that opt in with `errorObjects: true`. */
   class IPCError extends Error {
@@ -455,7 +455,7 @@
               return;
             }
             this.connection = transport;
-            const writer = { transport, queue: [], queuedBytes: 0, inTransportBytes: 0, pumping: false, written: [], flushed: null };
+            const writer = { transport, queue: new Fifo(), queuedBytes: 0, inTransportBytes: 0, pumping: false, written: new Fifo(), flushed: null };
             // One callback for every write (Node calls them in write order): each takes the
             // size of the oldest unflushed write off inTransportBytes. A shared function also
             // lets Node batch the callbacks of writes made in one tick.

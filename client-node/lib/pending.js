@@ -152,7 +152,45 @@
     }
   }
 
-  const api = { PendingTable };
+  /**
+   * A first-in first-out list whose shift() takes constant time. Array#shift moves every
+   * element left: a burst of 20,000 requests, most of them waiting in the write queue, spent
+   * 0.7 s of CPU shifting that queue.
+   */
+  class Fifo {
+    constructor() {
+      this.items = [];
+      this.head = 0; // index of the first item
+    }
+
+    get length() {
+      return this.items.length - this.head;
+    }
+
+    push(item) {
+      this.items.push(item);
+    }
+
+    shift() {
+      if (this.head === this.items.length) {
+        return undefined;
+      }
+      const item = this.items[this.head];
+      this.items[this.head] = undefined;
+      this.head += 1;
+      if (this.head === this.items.length) {
+        this.items.length = 0;
+        this.head = 0;
+      } else if (this.head >= 1024 && this.head * 2 >= this.items.length) {
+        // Mostly taken: the rest moves to the front once, not on every shift.
+        this.items = this.items.slice(this.head);
+        this.head = 0;
+      }
+      return item;
+    }
+  }
+
+  const api = { PendingTable, Fifo };
   if (typeof module === 'object' && module.exports) {
     module.exports = api;
   } else {
