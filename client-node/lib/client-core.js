@@ -459,9 +459,13 @@
             // One callback for every write (Node calls them in write order): each takes the
             // size of the oldest unflushed write off inTransportBytes. A shared function also
             // lets Node batch the callbacks of writes made in one tick.
+            // pump() only when something waits: one request at a time it never is, and a call
+            // that never runs is not compiled into this callback (V8 inlined pump() and the
+            // socket's whole write path into it, and into Node's tick loop that runs it: 60 ms
+            // of compiling on the client's CPU in the first 1,000 10K calls).
             writer.flushed = () => {
               writer.inTransportBytes -= writer.written.shift();
-              if (this.writer === writer) {
+              if (writer.queue.length > 0 && this.writer === writer) {
                 this.pump(writer);
               }
             };
