@@ -4,6 +4,8 @@
 (function (root) {
   // How much of the start and of the end of a discarded line is kept, to find its ipcReqID.
   const EDGE_BYTES = 4096;
+  // The largest line joined in a kept buffer; a longer one gets a buffer of its own.
+  const SCRATCH_BYTES = 1024 * 1024;
 
   /**
    * Splits a byte stream into lines. Partial lines wait for their "\n" (also when a multi-byte
@@ -23,11 +25,21 @@
       this.discardedBytes = 0;
       this.head = null;
       this.tail = null;
+      this.scratch = null; // see joinLine()
     }
 
     /** Feeds a Buffer; returns the complete lines it finished, as strings. */
     push(chunk) {
       const lines = [];
+      this.each(chunk, (line) => lines.push(line));
+      return lines;
+    }
+
+    /**
+     * Feeds a Buffer; calls onLine(text) for each line it finishes, in order (what a socket's
+     * reader uses: no array per chunk). The splitter's own state is settled before each call.
+     */
+    each(chunk, onLine) {
       let start = 0;
       for (;;) {
         const end = chunk.indexOf(0x0a, start);
@@ -36,24 +48,29 @@
         }
         if (this.chunks.length === 0 && !this.discarding && end - start <= this.maxBytes) {
           // The whole line is in this chunk (the usual case): decoded in place, no copy.
-          lines.push(chunk.toString('utf8', start, end));
+          const line = chunk.toString('utf8', start, end);
           start = end + 1;
+          onLine(line);
           continue;
         }
         const piece = chunk.subarray(start, end);
+        start = end + 1;
         if (this.discarding) {
           this.keepTail(piece);
+          this.chunks = [];
+          this.pendingBytes = 0;
           this.finishDiscard(piece.length);
         } else if (this.pendingBytes + piece.length > this.maxBytes) {
           this.startDiscard(piece);
+          this.chunks = [];
+          this.pendingBytes = 0;
           this.finishDiscard(0);
         } else {
-          this.chunks.push(piece);
-          lines.push(Buffer.concat(this.chunks).toString('utf8'));
+          const line = this.joinLine(piece);
+          this.chunks = [];
+          this.pendingBytes = 0;
+          onLine(line);
         }
-        this.chunks = [];
-        this.pendingBytes = 0;
-        start = end + 1;
       }
       const rest = chunk.subarray(start);
       if (rest.length > 0) {
@@ -69,7 +86,27 @@
           this.pendingBytes += rest.length;
         }
       }
-      return lines;
+    }
+
+    /**
+     * The text of the line held in `chunks` followed by `piece`. Up to SCRATCH_BYTES it is
+     * gathered in one buffer kept for the next line: Buffer.concat made a fresh ArrayBuffer (memory
+     * outside V8's heap, which brings collections sooner) for every reply longer than a read.
+     */
+    joinLine(piece) {
+      const total = this.pendingBytes + piece.length;
+      if (total > SCRATCH_BYTES) {
+        return Buffer.concat(this.chunks.concat([piece]), total).toString('utf8');
+      }
+      if (this.scratch === null || this.scratch.length < total) {
+        this.scratch = Buffer.allocUnsafe(Math.min(SCRATCH_BYTES, Math.max(total, 2 * (this.scratch ? this.scratch.length : 32 * 1024))));
+      }
+      let at = 0;
+      for (const chunk of this.chunks) {
+        at += chunk.copy(this.scratch, at);
+      }
+      at += piece.copy(this.scratch, at);
+      return this.scratch.toString('utf8', 0, at);
     }
 
     /** The line in `chunks` plus `piece` is too long: keep its edges, drop the rest. */

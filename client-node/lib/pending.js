@@ -15,7 +15,7 @@
      */
     constructor(expireRequest) {
       this.expireRequest = expireRequest;
-      this.waiting = new Map(); // id -> {callback, deadline, onTimeout}, in the order added
+      this.waiting = new Map(); // id -> {callback, deadline, onTimeout, context}, in the order added
       this.expired = new Map();
       // One timer for every request, armed for the earliest deadline, instead of a setTimeout
       // and clearTimeout per request (most requests are answered long before their deadline).
@@ -31,10 +31,11 @@
     }
 
     /**
-     * Registers `id`; `onTimeout(callback)` runs if nothing settles it within `timeoutMs`
-     * (Infinity: no timeout; above 2^31-1 ms it is clamped, as setTimeout would misread it).
+     * Registers `id`; `onTimeout(callback, context)` runs if nothing settles it within
+     * `timeoutMs` (Infinity: no timeout; above 2^31-1 ms it is clamped, as setTimeout would
+     * misread it). `context` lets many requests share one onTimeout function.
      */
-    add(id, callback, timeoutMs, onTimeout) {
+    add(id, callback, timeoutMs, onTimeout, context = null) {
       let deadline = Infinity;
       if (timeoutMs !== Infinity) {
         const ms = Math.min(timeoutMs, MAX_TIMER_MS);
@@ -48,7 +49,7 @@
           this.arm(deadline);
         }
       }
-      this.waiting.set(id, { callback, deadline, onTimeout });
+      this.waiting.set(id, { callback, deadline, onTimeout, context });
     }
 
     /** Whether `id` still waits for its reply. */
@@ -130,7 +131,7 @@
         if (this.waiting.get(id) === entry) {
           this.waiting.delete(id);
           this.rememberExpired(id);
-          entry.onTimeout(entry.callback);
+          entry.onTimeout(entry.callback, entry.context);
         }
       }
     }
@@ -151,7 +152,45 @@
     }
   }
 
-  const api = { PendingTable };
+  /**
+   * A first-in first-out list whose shift() takes constant time. Array#shift moves every
+   * element left: a burst of 20,000 requests, most of them waiting in the write queue, spent
+   * 0.7 s of CPU shifting that queue.
+   */
+  class Fifo {
+    constructor() {
+      this.items = [];
+      this.head = 0; // index of the first item
+    }
+
+    get length() {
+      return this.items.length - this.head;
+    }
+
+    push(item) {
+      this.items.push(item);
+    }
+
+    shift() {
+      if (this.head === this.items.length) {
+        return undefined;
+      }
+      const item = this.items[this.head];
+      this.items[this.head] = undefined;
+      this.head += 1;
+      if (this.head === this.items.length) {
+        this.items.length = 0;
+        this.head = 0;
+      } else if (this.head >= 1024 && this.head * 2 >= this.items.length) {
+        // Mostly taken: the rest moves to the front once, not on every shift.
+        this.items = this.items.slice(this.head);
+        this.head = 0;
+      }
+      return item;
+    }
+  }
+
+  const api = { PendingTable, Fifo };
   if (typeof module === 'object' && module.exports) {
     module.exports = api;
   } else {

@@ -55,11 +55,8 @@ function openUnix(path, options, handlers) {
   const splitter = new LineSplitter(options.maxReplyBytes, handlers.onTooLong);
   let closedReason = 'the server closed the connection';
   socket.on('connect', () => handlers.onOpen());
-  socket.on('data', (chunk) => {
-    for (const line of splitter.push(chunk)) {
-      handlers.onLine(line);
-    }
-  });
+  const onLine = handlers.onLine;
+  socket.on('data', (chunk) => splitter.each(chunk, onLine));
   socket.on('error', (err) => {
     closedReason = err.message;
     handlers.onError(err);
@@ -67,7 +64,7 @@ function openUnix(path, options, handlers) {
   socket.on('close', () => handlers.onClose(closedReason));
   return {
     // `flushed` runs once the line has left Node's buffer (or the write failed).
-    write: (line, flushed) => socket.write(line, flushed),
+    write: (line, flushed) => writeLine(socket, line, flushed),
     end: (callback, graceMs) => {
       closedReason = 'closed by the caller';
       if (socket.destroyed) {
@@ -90,6 +87,26 @@ function openUnix(path, options, handlers) {
     pause: () => socket.pause(),
     resume: () => socket.resume(),
   };
+}
+
+/**
+ * Writes a line; `flushed()` once it has left Node's buffer. A write with a callback costs
+ * Node a tick (and a callback) even when the socket took every byte at once, which it usually
+ * does: then the line is written without one and flushed() runs now. If the socket kept some
+ * of it, an empty write's callback tells when it is gone (callbacks come in write order); if
+ * earlier lines still wait, the line goes with the callback itself.
+ */
+function writeLine(socket, line, flushed) {
+  if (typeof flushed !== 'function' || socket.writableLength > 0) {
+    socket.write(line, flushed);
+    return;
+  }
+  socket.write(line);
+  if (socket.writableLength === 0) {
+    flushed();
+  } else {
+    socket.write('', flushed);
+  }
 }
 
 function openWebSocket(url, options, handlers) {

@@ -1,7 +1,7 @@
 'use strict';
 const test = require('node:test');
 const assert = require('node:assert');
-const { PendingTable } = require('../lib/pending');
+const { PendingTable, Fifo } = require('../lib/pending');
 
 test('a reply settles its request once; a timed-out id is remembered as expired', async () => {
   const table = new PendingTable(1000);
@@ -79,4 +79,26 @@ test('timeouts: many requests with one timeout all fire, in order, once', async 
   assert.deepStrictEqual([...fired].sort((a, b) => a - b), expected, 'every unanswered one, once');
   assert.strictEqual(table.size, 0);
   table.clear();
+});
+
+test('Fifo hands items back in order, across its compaction', () => {
+  const fifo = new Fifo();
+  const expected = [];
+  let next = 0;
+  // Push three, take two, many times: the head passes the compaction threshold repeatedly.
+  for (let round = 0; round < 3000; round++) {
+    for (let i = 0; i < 3; i++) {
+      fifo.push(next);
+      expected.push(next++);
+    }
+    for (let i = 0; i < 2; i++) {
+      assert.strictEqual(fifo.shift(), expected.shift());
+    }
+    assert.strictEqual(fifo.length, expected.length);
+  }
+  while (expected.length > 0) {
+    assert.strictEqual(fifo.shift(), expected.shift());
+  }
+  assert.strictEqual(fifo.length, 0);
+  assert.strictEqual(fifo.shift(), undefined);
 });
