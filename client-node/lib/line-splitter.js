@@ -41,6 +41,22 @@
      */
     each(chunk, onLine) {
       let start = 0;
+      try {
+        start = this.eachLine(chunk, onLine);
+      } catch (err) {
+        // onLine threw (a caller's callback, say): the partial line at the chunk's end is kept,
+        // as when all of a chunk's lines were split before any was handed out; the lines
+        // between are lost with the exception. Otherwise the next chunk's first bytes would be
+        // taken for a line of their own and that reply lost.
+        this.keepRest(chunk.subarray(chunk.lastIndexOf(0x0a) + 1));
+        throw err;
+      }
+      this.keepRest(chunk.subarray(start));
+    }
+
+    /** each()'s loop over the complete lines of `chunk`; returns where its unfinished rest starts. */
+    eachLine(chunk, onLine) {
+      let start = 0;
       for (;;) {
         const end = chunk.indexOf(0x0a, start);
         if (end === -1) {
@@ -72,7 +88,11 @@
           onLine(line);
         }
       }
-      const rest = chunk.subarray(start);
+      return start;
+    }
+
+    /** Holds `rest`, the start of a line whose "\n" has not come yet. */
+    keepRest(rest) {
       if (rest.length > 0) {
         if (this.discarding) {
           this.keepTail(rest);

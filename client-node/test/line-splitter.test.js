@@ -33,3 +33,19 @@ test('a frame is split into its messages, blank lines dropped', () => {
   assert.deepStrictEqual(splitFrame('{"a":1}\n\n{"b":2}\n'), ['{"a":1}', '{"b":2}']);
   assert.deepStrictEqual(splitFrame('{"a":1}'), ['{"a":1}']);
 });
+
+test('a line handler that throws loses no partial line: the next chunk continues it', () => {
+  // A caller's callback that throws reaches the socket's 'data' handler; a process kept alive
+  // (an uncaughtException handler) must still read the next reply whole.
+  const splitter = new LineSplitter(1024, () => {});
+  const seen = [];
+  const throwOnA = (line) => {
+    seen.push(line);
+    if (line === '{"a":1}') {
+      throw new Error('caller bug');
+    }
+  };
+  assert.throws(() => splitter.each(Buffer.from('{"a":1}\n{"b":'), throwOnA), /caller bug/);
+  splitter.each(Buffer.from('2}\n'), throwOnA);
+  assert.deepStrictEqual(seen, ['{"a":1}', '{"b":2}']);
+});

@@ -189,6 +189,22 @@ final class ClientStreamTest extends TestCase
         $this->assertSame('mine', $client->send('/x', $request));
     }
 
+    public function testAReplyOverMaxMessageBytesIsRefusedWith5004EvenWhenItArrivesAtOnce(): void
+    {
+        // The whole line, newline included, is in the socket before the client reads it.
+        [$client, $peer] = $this->clientAndPeer(['maxMessageBytes' => 1000]);
+        fwrite($peer, '{"ipcReqID":"rq0","data":"' . str_repeat('x', 100000) . "\"}\n");
+        $request = [];
+        try {
+            $client->send('/x', $request);
+            $this->fail('a reply 100 times maxMessageBytes must be refused');
+        } catch (BadResponseException $e) {
+            $this->assertSame(Client::E_BAD_RESPONSE, $e->getCode());
+            $this->assertSame('Reply exceeds maxMessageBytes (1000 bytes)', $e->getMessage());
+        }
+        $this->assertFalse($client->isConnected(), 'the connection is out of step: closed');
+    }
+
     public function testAReplyTooLargeForMaxReplyMemoryIsRefusedWithCode5007AndTheConnectionKept(): void
     {
         [$client, $peer] = $this->clientAndPeer(['maxReplyMemory' => 1 << 20]);

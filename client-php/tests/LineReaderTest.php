@@ -121,4 +121,33 @@ final class LineReaderTest extends TestCase
         $this->expectExceptionCode(5004);
         $reader->readLine(microtime(true) + 1);
     }
+
+    public function testAnOverLongLineArrivingWithItsNewlineInOneReadIsABadResponse(): void
+    {
+        // The limit holds however the line is read: a socket drained 1 MiB at a time must not
+        // let a line through whose "\n" came in the same read as the bytes over the limit.
+        [$near, $far] = $this->pair();
+        $reader = new LineReader($near, 1000);
+        fwrite($far, str_repeat('z', 100000) . "\n");
+        try {
+            $reader->readLine(microtime(true) + 1, true);
+            $this->fail('a line of 100000 bytes over a limit of 1000 must be refused');
+        } catch (BadResponseException $e) {
+            $this->assertSame(5004, $e->getCode());
+            $this->assertSame('Reply exceeds maxMessageBytes (1000 bytes)', $e->getMessage());
+        }
+    }
+
+    public function testALineOfExactlyTheLimitIsWholeAndOneByteMoreIsRefused(): void
+    {
+        [$near, $far] = $this->pair();
+        $reader = new LineReader($near, 1000);
+        fwrite($far, str_repeat('a', 1000) . "\n");
+        $this->assertSame(str_repeat('a', 1000), $reader->readLine(microtime(true) + 1));
+        fwrite($far, str_repeat('b', 1000) . "\n" . str_repeat('c', 1001) . "\n");
+        $this->assertSame(str_repeat('b', 1000), $reader->readLine(microtime(true) + 1, true));
+        $this->expectException(BadResponseException::class);
+        $this->expectExceptionCode(5004);
+        $reader->readLine(microtime(true) + 1, true);
+    }
 }
