@@ -307,6 +307,38 @@ pub fn reps_arg(default: usize) -> anyhow::Result<usize> {
         .unwrap_or(default))
 }
 
+/// `--reps N`, the option every measuring benchmark takes; `DEFAULT` is the binary's own count
+/// and `MIN` the fewest it accepts (1 where a median of no samples would be printed).
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct Repetitions<const DEFAULT: usize, const MIN: usize = 0> {
+    /// Repetitions measured, after one warm-up repetition that is not counted
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = DEFAULT,
+        value_parser = |text: &str| at_least(text, MIN),
+    )]
+    pub reps: usize,
+}
+
+/// `text` as a count of at least `min`, or why not (clap prints it after the flag and value).
+fn at_least(text: &str, min: usize) -> Result<usize, String> {
+    match text.parse() {
+        Ok(count) if count >= min => Ok(count),
+        Ok(_) => Err(format!("must be at least {min}")),
+        Err(error) => Err(format!("{error}")),
+    }
+}
+
+/// `--pin [CPU]`, for the benchmarks that can run on one CPU (see [`pin_to_cpu`]).
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct Pinning {
+    /// Run everything (this process, the servers under test, the clients) on the one CPU named,
+    /// CPU 0 without a number
+    #[arg(long, value_name = "CPU", num_args = 0..=1, default_missing_value = "0")]
+    pub pin: Option<usize>,
+}
+
 /// The 1-minute load average, from `/proc/loadavg` (`unknown` where there is none): printed
 /// beside results measured on a machine that may be shared.
 pub fn load_average() -> String {
@@ -405,3 +437,67 @@ pub mod hostile;
 pub mod peers;
 pub mod report;
 pub mod soak;
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::{Pinning, Repetitions};
+
+    /// A benchmark's command line with both shared options.
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        repetitions: Repetitions<7, 1>,
+        #[command(flatten)]
+        pinning: Pinning,
+    }
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("bench").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn defaults_are_the_binarys_own() {
+        let cli = parse(&[]).expect("no arguments");
+        assert_eq!(cli.repetitions.reps, 7);
+        assert_eq!(cli.pinning.pin, None);
+    }
+
+    #[test]
+    fn pin_without_a_cpu_is_cpu_0_even_before_another_flag() {
+        for args in [&["--pin"][..], &["--pin", "--reps", "3"]] {
+            let cli = parse(args).expect("valid");
+            assert_eq!(cli.pinning.pin, Some(0), "{args:?}");
+        }
+        let cli = parse(&["--pin", "--reps", "3"]).expect("valid");
+        assert_eq!(cli.repetitions.reps, 3);
+    }
+
+    #[test]
+    fn pin_takes_a_cpu_number() {
+        assert_eq!(parse(&["--pin", "1"]).expect("valid").pinning.pin, Some(1));
+        assert_eq!(
+            parse(&["--reps", "2", "--pin", "1"])
+                .expect("valid")
+                .pinning
+                .pin,
+            Some(1)
+        );
+        assert!(parse(&["--pin", "x"]).is_err());
+    }
+
+    #[test]
+    fn reps_below_the_minimum_or_not_a_number_are_refused() {
+        assert_eq!(parse(&["--reps", "1"]).expect("valid").repetitions.reps, 1);
+        for bad in ["0", "x", "-1"] {
+            assert!(parse(&["--reps", bad]).is_err(), "--reps {bad}");
+        }
+    }
+
+    #[test]
+    fn unknown_flags_are_refused() {
+        let error = parse(&["--rep", "3"]).err().expect("refused");
+        assert_eq!(error.kind(), clap::error::ErrorKind::UnknownArgument);
+    }
+}
