@@ -27,11 +27,34 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
+use clap::builder::TypedValueParser as _;
 use pixl_ipc_benches::{
     build_release_server, chart, echo_request_line, floor_round_trips, floor_round_trips_tcp,
-    load_average, pin_arg, pin_to_cpu, progress, repo_root, report, reps_arg, rust_client_echoes,
-    sized_message, FloorServer, ServerUnderTest, Spread, MESSAGES, SIZES,
+    load_average, pin_to_cpu, progress, repo_root, report, rust_client_echoes, sized_message,
+    FloorServer, Pinning, Repetitions, ServerUnderTest, Spread, MESSAGES, SIZES,
 };
+
+/// The original README's latency table, every client and transport beside the floor; writes
+/// benches/RESULTS.md and benches/latency.svg (latency-pinned with --pin).
+#[derive(clap::Parser)]
+#[command(name = "latency-table")]
+struct Cli {
+    #[command(flatten)]
+    repetitions: Repetitions<5>,
+    #[command(flatten)]
+    pinning: Pinning,
+    /// A checkout of the original pixl-ipc (client.js, clients/PixlIPCClient.class.php): its Node
+    /// and PHP clients are measured beside ours; without one their columns are left out
+    // An OsString parser: the PathBuf one refuses an empty value, and an empty
+    // ORIGINAL_PIXL_IPC has always meant none.
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "ORIGINAL_PIXL_IPC",
+        value_parser = clap::builder::OsStringValueParser::new().map(PathBuf::from),
+    )]
+    original: Option<PathBuf>,
+}
 
 /// One column of the table: who is measured, over what.
 #[derive(Clone, Copy)]
@@ -126,8 +149,9 @@ fn columns(with_original: bool) -> Vec<Column> {
 }
 
 fn main() -> anyhow::Result<()> {
-    let reps = reps_arg(5)?;
-    let pinned = pin_arg()?;
+    let cli: Cli = clap::Parser::parse();
+    let reps = cli.repetitions.reps;
+    let pinned = cli.pinning.pin;
     progress("building the release server...");
     let binary = build_release_server()?;
     if let Some(cpu) = pinned {
@@ -137,7 +161,7 @@ fn main() -> anyhow::Result<()> {
     ensure_node_packages()?;
     // The original clients, copied beside their dependencies into a temp folder (kept until
     // the end of the run); none: their columns are left out.
-    let original = match original_arg()? {
+    let original = match cli.original.filter(|path| !path.as_os_str().is_empty()) {
         Some(checkout) => {
             let dir = tempfile::tempdir()?;
             prepare_original(&checkout, dir.path())?;
@@ -323,22 +347,6 @@ const SKIPPED: &str = "original clients skipped: no original checkout given (--o
                        or ORIGINAL_PIXL_IPC=PATH): the pixl-ipc repository with client.js and \
                        clients/PixlIPCClient.class.php";
 
-/// The checkout of the original pixl-ipc named by `--original PATH`, else by the environment
-/// variable `ORIGINAL_PIXL_IPC` (as `tests/compat/` uses), else none.
-fn original_arg() -> anyhow::Result<Option<PathBuf>> {
-    let args: Vec<String> = std::env::args().collect();
-    let given = match args.iter().position(|arg| arg == "--original") {
-        Some(at) => Some(PathBuf::from(
-            args.get(at + 1)
-                .context("--original takes the path of a pixl-ipc checkout")?,
-        )),
-        None => std::env::var_os("ORIGINAL_PIXL_IPC")
-            .filter(|path| !path.is_empty())
-            .map(PathBuf::from),
-    };
-    Ok(given)
-}
-
 /// Copies the original clients out of `checkout` into `into` (the checkout is left untouched)
 /// and installs the Node client's dependencies there: pixl-json-stream 1.0.6, the version its
 /// package.json was written against (1.0.9 cuts lines over 1 MiB), and pixl-perf, which
@@ -392,4 +400,36 @@ fn ensure_node_packages() -> anyhow::Result<()> {
         bail!("npm ci in client-node failed");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::Cli;
+
+    #[test]
+    fn an_empty_original_parses_so_an_empty_env_var_means_none() {
+        let cli = Cli::try_parse_from(["latency-table", "--original", ""]).expect("parses");
+        assert_eq!(cli.original.as_deref(), Some(std::path::Path::new("")));
+    }
+
+    #[test]
+    fn documented_command_lines_parse() {
+        let cli = Cli::try_parse_from([
+            "latency-table",
+            "--pin",
+            "--reps",
+            "5",
+            "--original",
+            "checkout",
+        ])
+        .expect("parses");
+        assert_eq!(cli.pinning.pin, Some(0));
+        assert_eq!(cli.repetitions.reps, 5);
+        assert_eq!(
+            cli.original.as_deref(),
+            Some(std::path::Path::new("checkout"))
+        );
+    }
 }
