@@ -14,37 +14,69 @@
 
 use std::time::Duration;
 
-use anyhow::{bail, Context};
 use pixl_ipc_benches::{
-    build_release_server, echo_request_line, floor_round_trips, load_average, pin_arg, pin_to_cpu,
-    reps_arg, rust_client_echoes, sized_message, FloorServer, ServerUnderTest, Spread,
+    build_release_server, echo_request_line, floor_round_trips, load_average, pin_to_cpu,
+    rust_client_echoes, sized_message, FloorServer, Pinning, Repetitions, ServerUnderTest, Spread,
 };
 
 /// Message sizes (K) and calls per measurement at each, for `ratio`.
 const CASES: [(usize, usize); 2] = [(1, 2000), (100, 300)];
 
+/// The Rust client's cost per call, one request at a time.
+#[derive(clap::Parser)]
+#[command(name = "client-calls")]
+enum Cli {
+    /// Echo calls one at a time against a server already listening, on a current-thread
+    /// runtime; prints microseconds per call (run under callgrind at two counts)
+    Calls {
+        /// The socket of the server to call
+        #[arg(long, value_name = "PATH")]
+        socket: String,
+        /// The message size, in K (keys of ~1 KiB each)
+        #[arg(long, value_name = "K", default_value_t = 1)]
+        size: usize,
+        /// How many calls
+        #[arg(long, value_name = "N", default_value_t = 1000)]
+        count: usize,
+    },
+    /// Starts the release server and the floor echo, and prints the Rust client's time per call
+    /// at 1K and 100K and its ratio to the floor, measured interleaved
+    Ratio {
+        #[command(flatten)]
+        repetitions: Repetitions<5>,
+        #[command(flatten)]
+        pinning: Pinning,
+    },
+}
+
 fn main() -> anyhow::Result<()> {
+    let cli: Cli = clap::Parser::parse();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    match std::env::args().nth(1).as_deref() {
-        Some("calls") => {
-            let socket = value_of("--socket")?.context("calls needs --socket PATH")?;
-            let size = value_of("--size")?.map_or(Ok(1), |size| size.parse())?;
-            let count = value_of("--count")?.map_or(Ok(1000), |count| count.parse())?;
+    match cli {
+        Cli::Calls {
+            socket,
+            size,
+            count,
+        } => {
             let message = sized_message(size);
             let elapsed = runtime.block_on(rust_client_echoes(&socket, &message, count, false))?;
             println!("{:.2} us per call", per_call(elapsed, count));
             Ok(())
         }
-        Some("ratio") => ratio(&runtime),
-        _ => bail!("usage: client-calls calls --socket PATH [--size K] [--count N] | ratio [--reps N] [--pin [CPU]]"),
+        Cli::Ratio {
+            repetitions,
+            pinning,
+        } => ratio(&runtime, repetitions.reps, pinning.pin),
     }
 }
 
-fn ratio(runtime: &tokio::runtime::Runtime) -> anyhow::Result<()> {
-    let reps = reps_arg(5)?;
-    let pinned = pin_arg()?;
+fn ratio(
+    runtime: &tokio::runtime::Runtime,
+    reps: usize,
+    pinned: Option<usize>,
+) -> anyhow::Result<()> {
     let binary = build_release_server()?;
     if let Some(cpu) = pinned {
         pin_to_cpu(cpu)?;
@@ -83,17 +115,4 @@ fn ratio(runtime: &tokio::runtime::Runtime) -> anyhow::Result<()> {
 
 fn per_call(elapsed: Duration, count: usize) -> f64 {
     elapsed.as_secs_f64() * 1e6 / count as f64
-}
-
-/// The value after `flag` on the command line.
-fn value_of(flag: &str) -> anyhow::Result<Option<String>> {
-    let args: Vec<String> = std::env::args().collect();
-    match args.iter().position(|arg| arg == flag) {
-        None => Ok(None),
-        Some(at) => Ok(Some(
-            args.get(at + 1)
-                .with_context(|| format!("{flag} takes a value"))?
-                .clone(),
-        )),
-    }
 }

@@ -1,7 +1,7 @@
 //! The server's opt-in low-latency mode (`--spin-us`) against the default, in one run: what it
 //! gains one request at a time, and what it costs in server CPU.
 //!
-//! `cargo run --release -p pixl-ipc-benches --bin spin -- [--reps N] [--window US] [--pin CPU]`
+//! `cargo run --release -p pixl-ipc-benches --bin spin -- [--reps N] [--window US] [--pin [CPU]]`
 //!
 //! Three servers run side by side: the raw echo floor, pixl-ipc-server as it is, and
 //! pixl-ipc-server with `--spin-us US` (default 50). Each repetition measures, in an order
@@ -24,21 +24,38 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use pixl_ipc_benches::{
-    build_release_server, echo_request_line, floor_round_trips, load_average, pin_arg, pin_to_cpu,
-    progress, report, reps_arg, rust_client_echoes, sized_message, FloorServer, ServerUnderTest,
+    build_release_server, echo_request_line, floor_round_trips, load_average, pin_to_cpu, progress,
+    report, rust_client_echoes, sized_message, FloorServer, Pinning, Repetitions, ServerUnderTest,
     Spread, MESSAGES,
 };
 
 /// The spin window measured unless `--window US` says otherwise.
 const DEFAULT_WINDOW_US: u64 = 50;
 
+/// The server's --spin-us mode against the default, in one run: latency one at a time and the
+/// server's CPU; writes the spin (or spin-pinned) section of benches/RESULTS.md.
+#[derive(clap::Parser)]
+#[command(name = "spin")]
+struct Cli {
+    #[command(flatten)]
+    repetitions: Repetitions<7, 1>,
+    /// The spin window measured, in microseconds (1 to 1000)
+    #[arg(
+        long,
+        value_name = "US",
+        default_value_t = DEFAULT_WINDOW_US,
+        value_parser = clap::value_parser!(u64).range(1..=1000),
+    )]
+    window: u64,
+    #[command(flatten)]
+    pinning: Pinning,
+}
+
 fn main() -> anyhow::Result<()> {
-    let reps = reps_arg(7)?;
-    if reps == 0 {
-        bail!("--reps must be at least 1");
-    }
-    let window = window_arg()?;
-    let pinned = pin_arg()?;
+    let cli: Cli = clap::Parser::parse();
+    let reps = cli.repetitions.reps;
+    let window = cli.window;
+    let pinned = cli.pinning.pin;
     if let Some(cpu) = pinned {
         pin_to_cpu(cpu)?;
     }
@@ -125,24 +142,6 @@ fn main() -> anyhow::Result<()> {
     report::write_results(&results, name, &body)
         .with_context(|| format!("cannot update {}", results.display()))?;
     Ok(())
-}
-
-/// `--window US`: the spin window, 1 to 1000 microseconds.
-fn window_arg() -> anyhow::Result<u64> {
-    let args: Vec<String> = std::env::args().collect();
-    let Some(at) = args.iter().position(|arg| arg == "--window") else {
-        return Ok(DEFAULT_WINDOW_US);
-    };
-    let value = args
-        .get(at + 1)
-        .context("--window needs a number of microseconds")?;
-    let window: u64 = value
-        .parse()
-        .with_context(|| format!("--window {value}: not a number of microseconds"))?;
-    if !(1..=1000).contains(&window) {
-        bail!("--window {window}: from 1 to 1000 microseconds");
-    }
-    Ok(window)
 }
 
 fn micros_per_message(elapsed: Duration) -> f64 {
