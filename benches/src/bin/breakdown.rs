@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use pixl_ipc_benches::{
     build_release_server, echo_request_line, floor_round_trips, progress, repo_root, report,
-    reps_arg, sized_message, FloorServer, ServerUnderTest, Spread,
+    sized_message, FloorServer, Repetitions, ServerUnderTest, Spread,
 };
 use pixl_ipc_client::{Client, ReconnectPolicy};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -43,8 +43,18 @@ const ROWS: [(&str, &str); 7] = [
 /// Message sizes (K) and round trips per measurement at each.
 const CASES: [(usize, usize); 2] = [(1, 2000), (100, 300)];
 
+/// Where one round trip's time goes: each side of the 1K / 100K echo swapped for a bare
+/// stand-in, interleaved; writes the breakdown section of benches/RESULTS.md.
+#[derive(clap::Parser)]
+#[command(name = "breakdown")]
+struct Cli {
+    #[command(flatten)]
+    repetitions: Repetitions<5>,
+}
+
 fn main() -> anyhow::Result<()> {
-    let reps = reps_arg(5)?;
+    let cli: Cli = clap::Parser::parse();
+    let reps = cli.repetitions.reps;
     progress("building the release server...");
     let binary = build_release_server()?;
     let server = ServerUnderTest::start(&binary, &[])?;

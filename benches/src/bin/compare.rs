@@ -25,7 +25,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use pixl_ipc_benches::{
-    build_release_server, progress, report, reps_arg, rust_client_echoes, sized_message,
+    build_release_server, progress, report, rust_client_echoes, sized_message, Repetitions,
     ServerUnderTest, Spread, MESSAGES,
 };
 
@@ -34,13 +34,28 @@ const SIZES: [usize; 2] = [1, 100];
 /// The transports compared: the latency table's Rust one-at-a-time columns.
 const TRANSPORTS: [&str; 2] = ["Rust, UNIX, 1 at a time", "Rust, WebSocket, 1 at a time"];
 
+/// Two server binaries side by side in one run, interleaved: the latency table's Rust
+/// one-at-a-time cells against an old and a new build (read the source's doc comment before
+/// quoting a ratio).
+#[derive(clap::Parser)]
+#[command(name = "compare")]
+struct Cli {
+    /// The old server binary
+    #[arg(long, value_name = "PATH")]
+    old: PathBuf,
+    /// The new server binary; without it, this checkout's release server (or
+    /// PIXL_BENCH_SERVER_BIN)
+    #[arg(long, value_name = "PATH")]
+    new: Option<PathBuf>,
+    #[command(flatten)]
+    repetitions: Repetitions<5, 1>,
+}
+
 fn main() -> anyhow::Result<()> {
-    let reps = reps_arg(5)?;
-    if reps == 0 {
-        bail!("--reps must be at least 1");
-    }
-    let old = path_arg("--old")?.context("--old PATH (the old server binary) is required")?;
-    let new = match path_arg("--new")? {
+    let cli: Cli = clap::Parser::parse();
+    let reps = cli.repetitions.reps;
+    let old = cli.old;
+    let new = match cli.new {
         Some(path) => path,
         None => {
             progress("building the release server...");
@@ -148,18 +163,6 @@ fn list(samples: &[f64]) -> String {
         .map(|ms| format!("{ms:.4}"))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// The value following `flag` on the command line, as a path.
-fn path_arg(flag: &str) -> anyhow::Result<Option<PathBuf>> {
-    let mut args = std::env::args().skip_while(|arg| arg != flag);
-    if args.next().is_none() {
-        return Ok(None);
-    }
-    match args.next() {
-        Some(path) if !path.starts_with("--") => Ok(Some(PathBuf::from(path))),
-        _ => bail!("{flag} takes a path"),
-    }
 }
 
 /// This process's CPU affinity (the servers inherit it), as the kernel lists it.

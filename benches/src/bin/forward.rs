@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use pixl_ipc_benches::{
-    build_release_server, load_average, progress, repo_root, report, reps_arg, sized_message,
+    build_release_server, load_average, progress, repo_root, report, sized_message, Repetitions,
     ServerUnderTest, Spread, MESSAGES,
 };
 use pixl_ipc_client::{Client, ReconnectPolicy};
@@ -33,13 +33,24 @@ const URI: &str = "/bench/echo";
 const RUN: Duration = Duration::from_millis(1500);
 const IN_FLIGHT: usize = 128;
 
+/// 1K echo through the release server forwarding to an upstream, against the same upstream
+/// called directly; writes the forward section of benches/RESULTS.md.
+#[derive(clap::Parser)]
+#[command(name = "forward")]
+struct Cli {
+    #[command(flatten)]
+    repetitions: Repetitions<5>,
+    /// Run as the upstream alone, on the socket PATH (how the benchmark starts its upstream)
+    #[arg(long, value_name = "PATH", conflicts_with = "reps")]
+    upstream: Option<PathBuf>,
+}
+
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    if let Some(at) = args.iter().position(|arg| arg == "--upstream") {
-        let path = args.get(at + 1).context("--upstream takes a socket path")?;
-        return run_upstream(Path::new(path));
+    let cli: Cli = clap::Parser::parse();
+    if let Some(path) = cli.upstream {
+        return run_upstream(&path);
     }
-    let reps = reps_arg(5)?;
+    let reps = cli.repetitions.reps;
     progress("building the release server...");
     let binary = build_release_server()?;
     let dir = tempfile::tempdir()?;

@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use pixl_ipc_benches::{
-    build_release_server, echo_request_line, load_average, progress, repo_root, report, reps_arg,
-    sized_message, ServerUnderTest, Spread,
+    build_release_server, echo_request_line, load_average, progress, repo_root, report,
+    sized_message, Repetitions, ServerUnderTest, Spread,
 };
 
 /// One row's measurement against the server's socket: items (or replies) per second.
@@ -33,8 +33,18 @@ const ITEM_PAD: usize = 1000;
 /// Streams (and connections) in the concurrent rows.
 const STREAMS: usize = 16;
 
+/// Streamed replies: items per second from the release server's test stream, beside 1K echo
+/// calls; writes the stream section of benches/RESULTS.md.
+#[derive(clap::Parser)]
+#[command(name = "stream")]
+struct Cli {
+    #[command(flatten)]
+    repetitions: Repetitions<5>,
+}
+
 fn main() -> anyhow::Result<()> {
-    let reps = reps_arg(5)?;
+    let cli: Cli = clap::Parser::parse();
+    let reps = cli.repetitions.reps;
     progress("building the release server...");
     let binary = build_release_server()?;
     let server = ServerUnderTest::start(&binary, &[])?;
