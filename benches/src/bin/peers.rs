@@ -42,8 +42,8 @@ use pixl_ipc_benches::peers::{
     zlink_uds, PeerServer,
 };
 use pixl_ipc_benches::{
-    build_release_server, chart, load_average, progress, repo_root, report, reps_arg,
-    sized_message, ServerUnderTest, Spread,
+    build_release_server, chart, load_average, progress, repo_root, report, sized_message,
+    Repetitions, ServerUnderTest, Spread,
 };
 use pixl_ipc_client::{Client, ReconnectPolicy};
 use serde_json::Value;
@@ -468,27 +468,53 @@ fn percentile(sorted: &[f64], fraction: f64) -> f64 {
     sorted.get(index).copied().unwrap_or(0.0)
 }
 
+/// pixl-ipc against the RPC stacks a user might pick instead, unpinned and pinned to one CPU;
+/// writes the peers (or peers-current-thread) section of benches/RESULTS.md.
+#[derive(clap::Parser)]
+#[command(name = "peers")]
+struct Cli {
+    #[command(flatten)]
+    repetitions: Repetitions<5, 1>,
+    /// Give every stack's server and the clients current-thread runtimes
+    #[arg(long)]
+    current_thread: bool,
+    /// Run one peer's server alone (KIND: axum, tonic, jsonrpsee, zlink), as the benchmark starts
+    /// its servers; ADDRESS may be left out for jsonrpsee
+    #[arg(
+        long,
+        num_args = 1..=2,
+        value_names = ["KIND", "ADDRESS"],
+        conflicts_with_all = ["calls", "reps", "current_thread"],
+    )]
+    serve: Option<Vec<String>>,
+    /// Make COUNT calls of the SIZE K message one at a time with one stack's client (STACK: ours,
+    /// ours-ws, axum, tonic, jsonrpsee-ws, jsonrpsee-http, zlink), for callgrind
+    #[arg(
+        long,
+        num_args = 4,
+        value_names = ["STACK", "ADDRESS", "SIZE", "COUNT"],
+        conflicts_with_all = ["reps", "current_thread"],
+    )]
+    calls: Option<Vec<String>>,
+}
+
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    if let Some(at) = args.iter().position(|arg| arg == "--serve") {
-        let kind = args.get(at + 1).context("--serve takes KIND ADDRESS")?;
-        let address = args.get(at + 2).map_or("", String::as_str);
-        return pixl_ipc_benches::peers::serve(kind, address);
+    let cli: Cli = clap::Parser::parse();
+    if let Some(serve) = cli.serve {
+        let address = serve.get(1).map_or("", String::as_str);
+        return pixl_ipc_benches::peers::serve(&serve[0], address);
     }
-    if let Some(at) = args.iter().position(|arg| arg == "--calls") {
-        return calls_only(args.get(at + 1..).unwrap_or_default());
+    if let Some(calls) = cli.calls {
+        return calls_only(&calls);
     }
-    let reps = reps_arg(5)?;
-    if reps == 0 {
-        bail!("--reps must be at least 1");
-    }
+    let reps = cli.repetitions.reps;
     progress("building the release server...");
     let binary = build_release_server()?;
     let cores = pixl_ipc_benches::machine_cpus();
     // Two sets of servers and client runtimes: one started as this process was started, one
     // started with this thread on one CPU, so that its processes and threads inherit that CPU
     // and size their runtimes to it, as the whole run would under `taskset -c 0`.
-    let current_thread = std::env::args().any(|arg| arg == "--current-thread");
+    let current_thread = cli.current_thread;
     let unpinned = StackSet::start(&binary, current_thread)?;
     let free = current_affinity()?;
     let pinned_cpu = one_cpu(PINNED_CPU)?;
