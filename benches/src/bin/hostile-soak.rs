@@ -10,29 +10,50 @@
 
 use std::time::Duration;
 
-use anyhow::Context;
 use pixl_ipc_benches::{build_release_server, hostile, progress};
 
-fn main() -> anyhow::Result<()> {
-    let seconds: f64 = std::env::args()
-        .skip_while(|arg| arg != "--seconds")
-        .nth(1)
-        .map(|n| n.parse())
-        .transpose()
-        .context("--seconds takes a number")?
-        .unwrap_or(60.0);
-    let attacks: Vec<usize> = match std::env::args().skip_while(|arg| arg != "--attacks").nth(1) {
-        None => (1..=hostile::ATTACKS.len()).collect(),
-        Some(list) if list == "none" => Vec::new(),
-        Some(list) => list
-            .split(',')
-            .map(|n| n.trim().parse())
-            .collect::<Result<_, _>>()
-            .context("--attacks takes a list of attack numbers such as 1,4, or none")?,
-    };
+/// The hostile-peer soak: well-behaved clients check every reply while other connections
+/// attack the server; prints a markdown table, fails on a client error or a leaked descriptor.
+#[derive(clap::Parser)]
+#[command(name = "hostile-soak")]
+struct Cli {
+    /// How long to run, in seconds (more than 0, at most 86400)
+    #[arg(long, value_name = "N", default_value_t = 60.0, value_parser = parse_seconds)]
+    seconds: f64,
+    /// Only these attacks, numbered as in the report (such as 1,4), or none; all without it
+    #[arg(long, value_name = "LIST", value_parser = parse_attacks)]
+    attacks: Option<AttackList>,
+}
+
+/// The attacks `--attacks` names.
+#[derive(Clone)]
+struct AttackList(Vec<usize>);
+
+fn parse_seconds(text: &str) -> Result<f64, String> {
+    let seconds: f64 = text.parse().map_err(|_| "not a number".to_owned())?;
     if !(seconds > 0.0 && seconds <= 86_400.0) {
-        anyhow::bail!("--seconds must be between 0 and 86400");
+        return Err("must be between 0 and 86400".into());
     }
+    Ok(seconds)
+}
+
+fn parse_attacks(list: &str) -> Result<AttackList, String> {
+    if list == "none" {
+        return Ok(AttackList(Vec::new()));
+    }
+    list.split(',')
+        .map(|n| n.trim().parse())
+        .collect::<Result<_, _>>()
+        .map(AttackList)
+        .map_err(|_| "a list of attack numbers such as 1,4, or none".into())
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli: Cli = clap::Parser::parse();
+    let seconds = cli.seconds;
+    let attacks = cli
+        .attacks
+        .map_or_else(|| (1..=hostile::ATTACKS.len()).collect(), |list| list.0);
     progress("building the release server...");
     let binary = build_release_server()?;
     progress(&format!(

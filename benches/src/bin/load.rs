@@ -28,7 +28,14 @@ use serde_json::json;
 const IDLE_CONNECTIONS: usize = 10_000;
 const RUN: Duration = Duration::from_millis(1500);
 
+/// Throughput over 1, 16 and 256 connections, and 10,000 idle connections; writes the
+/// throughput and scale sections of benches/RESULTS.md. No options.
+#[derive(clap::Parser)]
+#[command(name = "load")]
+struct Cli {}
+
 fn main() -> anyhow::Result<()> {
+    let Cli {} = clap::Parser::parse();
     progress("building the release server...");
     let binary = build_release_server()?;
     // Raised before the server starts, so it inherits the limit too.

@@ -4,17 +4,20 @@
 
 use std::time::Duration;
 
-use anyhow::Context;
 use pixl_ipc_benches::{build_release_server, progress, repo_root, report, soak};
 
+/// The long soak: mixed sizes, 4 UNIX + 4 WebSocket clients; writes the soak section of
+/// benches/RESULTS.md.
+#[derive(clap::Parser)]
+#[command(name = "soak")]
+struct Cli {
+    /// How long to soak, in minutes
+    #[arg(long, value_name = "N", default_value_t = 5.0)]
+    minutes: f64,
+}
+
 fn main() -> anyhow::Result<()> {
-    let minutes: f64 = std::env::args()
-        .skip_while(|arg| arg != "--minutes")
-        .nth(1)
-        .map(|n| n.parse())
-        .transpose()
-        .context("--minutes takes a number")?
-        .unwrap_or(5.0);
+    let Cli { minutes } = clap::Parser::parse();
     progress("building the release server...");
     let binary = build_release_server()?;
     progress(&format!("soaking for {minutes} minutes (mixed sizes, 4 UNIX + 4 WebSocket clients, 4 in flight each)..."));
