@@ -296,17 +296,6 @@ impl Spread {
     }
 }
 
-/// The `--reps N` command-line option of a benchmark binary, or `default` without it.
-pub fn reps_arg(default: usize) -> anyhow::Result<usize> {
-    Ok(std::env::args()
-        .skip_while(|arg| arg != "--reps")
-        .nth(1)
-        .map(|n| n.parse())
-        .transpose()
-        .context("--reps takes a number")?
-        .unwrap_or(default))
-}
-
 /// `--reps N`, the option every measuring benchmark takes; `DEFAULT` is the binary's own count
 /// and `MIN` the fewest it accepts (1 where a median of no samples would be printed).
 #[derive(Debug, Clone, Copy, clap::Args)]
@@ -362,19 +351,6 @@ pub fn machine_cpus() -> usize {
         return listed;
     }
     std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
-}
-
-/// The `--pin [CPU]` command-line option: `Some(cpu)` (CPU 0 when none is named) to run the
-/// whole benchmark on one CPU, `None` without it.
-pub fn pin_arg() -> anyhow::Result<Option<usize>> {
-    let args: Vec<String> = std::env::args().collect();
-    let Some(at) = args.iter().position(|arg| arg == "--pin") else {
-        return Ok(None);
-    };
-    match args.get(at + 1).filter(|next| !next.starts_with("--")) {
-        Some(cpu) => Ok(Some(cpu.parse().context("--pin takes a CPU number")?)),
-        None => Ok(Some(0)),
-    }
 }
 
 /// Pins this process, and so every thread and child it starts from now on (the servers under
