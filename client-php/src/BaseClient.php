@@ -286,12 +286,7 @@ abstract class BaseClient
         if ($written !== strlen($line)) {
             $this->writeRest($line, $written, $deadline);
         }
-        try {
-            $reply = $this->reader->readLine($deadline, true);
-        } catch (ServerClosedException | BadResponseException $e) {
-            $this->close();
-            throw $e;
-        }
+        $reply = $this->readLineOrClose($deadline);
         if ($reply === null) {
             return $this->timedOut($ipcReqID);
         }
@@ -525,6 +520,21 @@ abstract class BaseClient
     }
 
     /**
+     * The next line from the connection, kept with its ending (every caller reads it as JSON, and
+     * that saves a copy), or null at $deadline. A connection that ended or sent an over-long line
+     * is out of step: it is closed before the exception goes on.
+     */
+    private function readLineOrClose(float $deadline): ?string
+    {
+        try {
+            return $this->reader->readLine($deadline, true);
+        } catch (ServerClosedException | BadResponseException $e) {
+            $this->close();
+            throw $e;
+        }
+    }
+
+    /**
      * Finishes writing $bytes after a first fwrite() of them returned $written (short, or false),
      * waiting for the socket to take more until $deadline.
      */
@@ -620,13 +630,7 @@ abstract class BaseClient
                         // A cancel that could not be written closed the connection (see enqueue()).
                         throw new ServerClosedException('Server closed the connection (send)');
                     }
-                    try {
-                        // Kept with its ending when that saves a copy: every use below reads it as JSON.
-                        $line = $this->reader->readLine($deadline, true);
-                    } catch (ServerClosedException | BadResponseException $e) {
-                        $this->close();
-                        throw $e;
-                    }
+                    $line = $this->readLineOrClose($deadline);
                     if ($line === null) {
                         return null;
                     }
